@@ -1,0 +1,1 @@
+"""Pure numerical estimators: no nn.Module in sight."""
