@@ -1,0 +1,273 @@
+"""Self-describing checkpoints that load safely.
+
+A prune-info checkpoint is one ``torch.save`` file holding a plain dict (no pickled classes), so
+it loads with ``torch.load(weights_only=True)``::
+
+    {
+      "format": "prune-info-checkpoint", "format_version": 1,
+      "arch": {...} or None,            # see prune_info.models.parse_arch; None for --model
+      "factory": "pkg.mod:fn" or None,  # how a user model is rebuilt
+      "state_dict": {...}, "init_state_dict": {...} or None,
+      "rewind_state_dicts": {"K": {...}},   # weights after K training steps, when saved
+      "train_config": {...}, "dataset": {...}, "metrics": {...}, "seed": int or None,
+      "pruning_history": [...],
+    }
+
+What else a user may bring (see :func:`load_checkpoint`): a plain ``state_dict`` together with
+``arch`` or ``factory``; a whole pickled ``nn.Module`` only with ``trust_pickle=True``, because
+unpickling runs arbitrary code.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import os
+import pickle
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from prune_info.errors import PruneInfoError
+from prune_info.io import atomic_write
+from prune_info.models import LayerInfo, arch_spec, build_model, prunable_layers
+
+CHECKPOINT_FORMAT = "prune-info-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A model together with everything known about how it was made."""
+
+    model: nn.Module
+    arch: dict | None = None
+    factory: str | None = None
+    dataset: dict = field(default_factory=dict)
+    train_config: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    seed: int | None = None
+    init_state_dict: dict | None = None
+    rewind_state_dicts: dict = field(default_factory=dict)
+    pruning_history: list = field(default_factory=list)
+    source: str | None = None
+
+    @property
+    def layers(self) -> list[LayerInfo]:
+        return prunable_layers(self.model)
+
+    @property
+    def dataset_name(self) -> str | None:
+        return self.dataset.get("name")
+
+    @property
+    def spec(self) -> str:
+        """Architecture spec reflecting the current widths, or the factory for user models."""
+        if self.arch is not None:
+            return arch_spec(self.arch)
+        widths = "-".join(str(layer.n_units) for layer in self.layers)
+        return f"{self.factory or 'custom'} [{widths}]"
+
+    def replace(self, **changes: Any) -> "Checkpoint":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
+            "arch": self.arch,
+            "factory": self.factory,
+            "state_dict": _cpu_state(self.model.state_dict()),
+            "init_state_dict": self.init_state_dict,
+            "rewind_state_dicts": {str(k): v for k, v in self.rewind_state_dicts.items()},
+            "train_config": self.train_config,
+            "dataset": self.dataset,
+            "metrics": self.metrics,
+            "seed": self.seed,
+            "pruning_history": self.pruning_history,
+        }
+
+
+def _cpu_state(state: dict) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
+    """Write a checkpoint atomically (temporary file, then rename)."""
+    with atomic_write(path) as tmp:
+        torch.save(ckpt.to_dict(), tmp)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def import_factory(spec: str) -> Callable[[], nn.Module]:
+    """Resolve ``package.module:function`` to a callable that builds an ``nn.Module``."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise PruneInfoError(
+            f"--model {spec!r} is not of the form package.module:factory (a function that "
+            "returns your nn.Module)"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PruneInfoError(
+            f"--model {spec}: cannot import {module_name} ({exc}); make it importable "
+            "(install it, or run from the directory that holds it)"
+        ) from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise PruneInfoError(f"--model {spec}: {module_name} has no function {attr!r}")
+    return factory
+
+
+def _build_from_factory(spec: str) -> nn.Module:
+    model = import_factory(spec)()
+    if not isinstance(model, nn.Module):
+        raise PruneInfoError(f"--model {spec} returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def _read(path: Path, trust_pickle: bool) -> Any:
+    if not path.exists():
+        raise PruneInfoError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise PruneInfoError(f"{path} is a directory; give the checkpoint file inside it")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise PruneInfoError(f"cannot read {path}: {exc.strerror}; check its permissions") from exc
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise PruneInfoError(
+                f"{path} is not a PyTorch checkpoint; give a file saved by prune-info train or "
+                "torch.save(model.state_dict(), ...)"
+            ) from exc
+        if not trust_pickle:
+            raise PruneInfoError(
+                f"{path} holds pickled Python objects (e.g. a whole nn.Module); unpickling runs "
+                "arbitrary code, so it is refused. If you trust the file, pass --trust-pickle; "
+                "better, save model.state_dict() and pass --arch or --model"
+            ) from exc
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        if head[:2] == b"PK" or path.stat().st_size == 0:
+            raise PruneInfoError(
+                f"{path} is truncated or corrupt ({str(exc).splitlines()[0]}); re-create it"
+            ) from exc
+        raise PruneInfoError(
+            f"{path} is not a PyTorch checkpoint; give a file saved by prune-info train or "
+            "torch.save(model.state_dict(), ...)"
+        ) from exc
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def _load_state(model: nn.Module, state: dict, what: str) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise PruneInfoError(
+            f"the weights do not fit {what}: {first}; check --arch / --model"
+        ) from exc
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    arch: dict | None = None,
+    factory: str | None = None,
+    trust_pickle: bool = False,
+) -> Checkpoint:
+    """Load a prune-info checkpoint, a plain state_dict, or (opt-in) a pickled module.
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    arch : dict, optional
+        Architecture (from :func:`prune_info.models.parse_arch`) for a plain state_dict.
+    factory : str, optional
+        ``package.module:function`` building the user's ``nn.Module``, for a plain state_dict.
+    trust_pickle : bool
+        Allow unpickling a whole ``nn.Module`` (runs arbitrary code from the file).
+    """
+    path = Path(path)
+    obj = _read(path, trust_pickle)
+    if isinstance(obj, nn.Module):
+        obj.eval()
+        return Checkpoint(model=obj, source=str(path))
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        return _from_dict(obj, path)
+    if _is_state_dict(obj):
+        if arch is not None:
+            model = build_model(arch)
+            _load_state(model, obj, f"--arch {arch_spec(arch)}")
+        elif factory is not None:
+            model = _build_from_factory(factory)
+            _load_state(model, obj, f"--model {factory}")
+        else:
+            raise PruneInfoError(
+                f"{path} is a plain state_dict with no architecture; pass --arch SPEC with "
+                "--data, or --model package.module:factory"
+            )
+        model.eval()
+        return Checkpoint(model=model, arch=arch, factory=factory, source=str(path))
+    raise PruneInfoError(
+        f"{path} is not a prune-info checkpoint or a state_dict; give a file saved by "
+        "prune-info train or torch.save(model.state_dict(), ...)"
+    )
+
+
+def _from_dict(obj: dict, path: Path) -> Checkpoint:
+    version = obj.get("format_version")
+    if version != CHECKPOINT_VERSION:
+        raise PruneInfoError(
+            f"{path} has checkpoint format version {version}; this prune-info reads version "
+            f"{CHECKPOINT_VERSION}; upgrade prune-info"
+        )
+    history = list(obj.get("pruning_history") or [])
+    if obj.get("arch") is not None:
+        model = build_model(obj["arch"])
+    elif obj.get("factory"):
+        model = _build_from_factory(obj["factory"])
+        if history:
+            # A user model is rebuilt by replaying its pruning on a fresh instance.
+            from prune_info.prune import replay_history
+
+            replay_history(model, history)
+    else:
+        raise PruneInfoError(f"{path} records neither an architecture nor a factory; re-create it")
+    _load_state(model, obj["state_dict"], str(path))
+    model.eval()
+    return Checkpoint(
+        model=model,
+        arch=obj.get("arch"),
+        factory=obj.get("factory"),
+        dataset=dict(obj.get("dataset") or {}),
+        train_config=dict(obj.get("train_config") or {}),
+        metrics=dict(obj.get("metrics") or {}),
+        seed=obj.get("seed"),
+        init_state_dict=obj.get("init_state_dict"),
+        rewind_state_dicts={int(k): v for k, v in (obj.get("rewind_state_dicts") or {}).items()},
+        pruning_history=history,
+        source=str(path),
+    )
+
+
+def clone_model(model: nn.Module) -> nn.Module:
+    """A deep copy of a model (the input checkpoint is never modified)."""
+    return copy.deepcopy(model)

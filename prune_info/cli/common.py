@@ -1,0 +1,139 @@
+"""Options and helpers shared by commands: parsing only, no computation."""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import click
+
+from prune_info.checkpoint import Checkpoint, load_checkpoint
+from prune_info.data import DATASETS, Dataset, load_dataset
+from prune_info.errors import PruneInfoError
+from prune_info.io import to_json_text
+from prune_info.models import ACTIVATIONS, REGULARISERS, parse_arch
+
+DEVICES = click.Choice(["cpu", "cuda", "auto"])
+
+
+def device_option(f: Callable) -> Callable:
+    return click.option("--device", type=DEVICES, default="cpu", show_default=True,
+                        help="Where to compute; auto picks CUDA when available.")(f)
+
+
+def seed_option(f: Callable) -> Callable:
+    return click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                        help="Seed of every random choice.")(f)
+
+
+def json_option(f: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print machine-readable JSON instead of the table.")(f)
+
+
+def data_options(f: Callable) -> Callable:
+    """``--data`` (default: the checkpoint's dataset) and ``--data-dir``."""
+    f = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                     help="Directory with the dataset files (else $PRUNE_INFO_DATA, system "
+                          "locations, torchvision).")(f)
+    f = click.option("--data", "data_name", type=click.Choice(DATASETS), default=None,
+                     help="Dataset (default: the one the checkpoint was trained on).")(f)
+    return f
+
+
+def model_options(f: Callable) -> Callable:
+    """How to read a model file that is not a prune-info checkpoint."""
+    f = click.option("--trust-pickle", is_flag=True,
+                     help="Allow loading a whole pickled nn.Module (runs code from the file).")(f)
+    f = click.option("--model", "factory", default=None, metavar="PKG.MODULE:FACTORY",
+                     help="Function building your nn.Module, for a plain state_dict.")(f)
+    f = click.option("--arch", "arch_spec", default=None, metavar="SPEC",
+                     help="Architecture of a plain state_dict, e.g. 784-100-100-10.")(f)
+    f = click.option("--act", type=click.Choice(list(ACTIVATIONS)), default="relu",
+                     show_default=True, help="Activation of a plain state_dict's --arch.")(f)
+    f = click.option("--reg", type=click.Choice(REGULARISERS), default="none",
+                     show_default=True, help="Regularisation of a plain state_dict's --arch.")(f)
+    return f
+
+
+def get_dataset(name: str | None, data_dir: str | None, ckpt: Checkpoint | None = None,
+                seed: int | None = None) -> Dataset:
+    """The dataset named on the command line, else the checkpoint's, with its split seed."""
+    if name is None and ckpt is not None:
+        name = ckpt.dataset_name
+    if name is None:
+        raise PruneInfoError("the model does not record its dataset; pass --data NAME")
+    if seed is None:
+        seed = (ckpt.dataset.get("split_seed", 0) if ckpt is not None else 0)
+    return load_dataset(name, data_dir, seed=seed)
+
+
+def open_model(path: str, arch_spec: str | None, act: str, reg: str, factory: str | None,
+               trust_pickle: bool, data_name: str | None, data_dir: str | None) -> Checkpoint:
+    """Load a checkpoint, a state_dict with --arch / --model, or a trusted pickle."""
+    arch = None
+    if arch_spec is not None:
+        if data_name is None:
+            raise PruneInfoError("--arch needs --data to know the input shape and classes")
+        ds = load_dataset(data_name, data_dir)
+        arch = parse_arch(arch_spec, ds.input_shape, ds.n_classes, act, reg)
+    ckpt = load_checkpoint(path, arch=arch, factory=factory, trust_pickle=trust_pickle)
+    if not ckpt.dataset and data_name is not None:
+        ckpt.dataset = {"name": data_name}
+    return ckpt
+
+
+def model_command_args(f: Callable) -> Callable:
+    """Decorator bundling the model argument with its options into ``ckpt``."""
+    @functools.wraps(f)
+    def wrapper(model_path, arch_spec, act, reg, factory, trust_pickle, **kwargs):
+        ckpt = open_model(model_path, arch_spec, act, reg, factory, trust_pickle,
+                          kwargs.get("data_name"), kwargs.get("data_dir"))
+        return f(ckpt=ckpt, **kwargs)
+
+    wrapper = model_options(wrapper)
+    return click.argument("model_path", metavar="MODEL.pt", type=click.Path())(wrapper)
+
+
+def echo_json(data: dict, kind: str) -> None:
+    click.echo(to_json_text(data, kind))
+
+
+def parse_int_list(text: str, what: str, minimum: int = 1) -> list[int]:
+    """``"1,32,256"`` -> ``[1, 32, 256]``, each at least ``minimum``."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise PruneInfoError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values or any(v < minimum for v in values):
+        raise PruneInfoError(f"{what} must be integers of at least {minimum}, got {text!r}")
+    return values
+
+
+def parse_float_list(text: str, what: str) -> list[float]:
+    """``"0.5,0.8"`` -> ``[0.5, 0.8]``."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise PruneInfoError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise PruneInfoError(f"{what} is empty")
+    return values
+
+
+def check_output(path: str, *inputs: str) -> None:
+    """Refuse an output path that cannot be written, is a directory, or is one of the inputs.
+
+    Checked before any work starts, so a long command never fails at the very end.
+    """
+    from pathlib import Path
+
+    out = Path(path)
+    if out.is_dir():
+        raise PruneInfoError(f"output {path} is a directory; give a file name")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise PruneInfoError(f"output directory {parent} does not exist; create it first")
+    for given in inputs:
+        if Path(given).exists() and out.exists() and out.resolve() == Path(given).resolve():
+            raise PruneInfoError(f"output {path} is the input file; choose another output path")

@@ -1,0 +1,365 @@
+"""Datasets as in-memory tensors with seeded train / validation / test splits.
+
+Following Amjad, Liu & Geiger (Sec. V), 80 % of a dataset's designated training set is used for
+training and the other 20 % is the validation set D on which information measures are computed;
+the designated test set is kept for accuracy. ``digits`` has no designated test set and is split
+60 / 20 / 20. Every split is a seeded permutation, so the same seed gives the same split.
+
+Images are kept as float32 tensors of shape ``[N, C, H, W]`` scaled to [0, 1] and standardised
+with the mean and standard deviation of the *training* split (one value per channel); the same
+normalisation is stored in checkpoints so that a model can be evaluated on fresh data later.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from prune_info.errors import PruneInfoError
+
+#: Names accepted by :func:`load_dataset`.
+DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10")
+
+#: Where the Debian package ``dataset-fashion-mnist`` puts its files.
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+_IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+_TORCHVISION_DIRS = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST", "cifar10": ""}
+_CIFAR_DIR = "cifar-10-batches-py"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Inputs ``x`` (float32, ``[N, C, H, W]``) and integer labels ``y`` (int64, ``[N]``)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset split into train, validation (the paper's D) and test tensors."""
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    n_classes: int
+    normalisation: dict = field(default_factory=dict)
+    seed: int = 0
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+    @property
+    def n_features(self) -> int:
+        return int(np.prod(self.input_shape))
+
+    def describe(self) -> dict:
+        """Metadata stored in checkpoints: enough to reload and normalise the same data."""
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "n_classes": self.n_classes,
+            "normalisation": self.normalisation,
+            "split_seed": self.seed,
+            "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting and normalisation
+
+
+def _permutation(n: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=generator)
+
+
+def _standardise(
+    raw: dict[str, tuple[np.ndarray, np.ndarray]], scale: float
+) -> tuple[dict[str, Split], dict]:
+    """Scale to [0, 1] and standardise every split with the training split's channel statistics."""
+    train_x = torch.from_numpy(raw["train"][0]).float() * scale
+    mean = train_x.mean(dim=(0, 2, 3))
+    std = train_x.std(dim=(0, 2, 3)).clamp_min(1e-8)
+    splits = {}
+    for key, (x, y) in raw.items():
+        xt = torch.from_numpy(x).float() * scale
+        xt = (xt - mean[None, :, None, None]) / std[None, :, None, None]
+        splits[key] = Split(xt.contiguous(), torch.from_numpy(y).long())
+    norm = {"scale": scale, "mean": mean.tolist(), "std": std.tolist()}
+    return splits, norm
+
+
+def _split_designated(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """80 % / 20 % of the designated training set (seeded), the designated test set as is."""
+    perm = _permutation(len(train_y), seed).numpy()
+    n_train = int(round(0.8 * len(train_y)))
+    tr, va = perm[:n_train], perm[n_train:]
+    return {
+        "train": (train_x[tr], train_y[tr]),
+        "val": (train_x[va], train_y[va]),
+        "test": (test_x, test_y),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# digits (inside scikit-learn, offline)
+
+
+def _load_digits(seed: int) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32)[:, None, :, :]  # [1797, 1, 8, 8], values 0..16
+    y = bunch.target.astype(np.int64)
+    perm = _permutation(len(y), seed).numpy()
+    n_train, n_val = int(round(0.6 * len(y))), int(round(0.2 * len(y)))
+    parts = {
+        "train": perm[:n_train],
+        "val": perm[n_train : n_train + n_val],
+        "test": perm[n_train + n_val :],
+    }
+    splits, norm = _standardise({k: (x[idx], y[idx]) for k, idx in parts.items()}, 1.0 / 16.0)
+    return Dataset("digits", splits["train"], splits["val"], splits["test"], 10, norm, seed)
+
+
+# --------------------------------------------------------------------------------------------
+# IDX files (MNIST, FashionMNIST)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) into a numpy array of unsigned bytes."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        raise PruneInfoError(f"cannot read {path}: {exc}; re-download or reinstall it") from exc
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise PruneInfoError(f"{path} is not an IDX file of unsigned bytes; check the download")
+    ndim = data[3]
+    dims = np.frombuffer(data, dtype=">u4", count=ndim, offset=4).astype(np.int64)
+    expected = int(np.prod(dims))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != expected:
+        raise PruneInfoError(
+            f"{path} is truncated: header says {expected} values, file has {body.size}; "
+            "re-download it"
+        )
+    return body.reshape(tuple(dims)).copy()  # frombuffer is read-only
+
+
+def _find_idx(directory: Path) -> dict[str, Path] | None:
+    """The four IDX files in ``directory`` (gzipped or not), or None if any is missing."""
+    found = {}
+    for key, stem in _IDX_FILES.items():
+        for candidate in (directory / f"{stem}.gz", directory / stem):
+            if candidate.is_file():
+                found[key] = candidate
+                break
+        else:
+            return None
+    return found
+
+
+def _candidate_roots(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
+    """Directories to search, in the documented order."""
+    roots: list[Path] = []
+    if data_dir is not None:
+        roots.append(Path(data_dir))
+    if os.environ.get("PRUNE_INFO_DATA"):
+        roots.append(Path(os.environ["PRUNE_INFO_DATA"]))
+    if name == "fashion-mnist":
+        roots.append(DEBIAN_FASHION_DIR)
+    return roots
+
+
+def _subdirs(name: str, root: Path) -> list[Path]:
+    """A root is searched as is, as ``<root>/<name>`` and torchvision-style."""
+    tv = _TORCHVISION_DIRS[name]
+    if name == "cifar10":
+        return [root, root / _CIFAR_DIR]
+    return [root, root / name, root / tv / "raw"]
+
+
+def _not_found(name: str, roots: list[Path]) -> PruneInfoError:
+    tv = _TORCHVISION_DIRS[name] or _CIFAR_DIR
+    looked = ", ".join(str(r) for r in roots) or "nowhere"
+    hint = (
+        "install the Debian package dataset-fashion-mnist, "
+        if name == "fashion-mnist"
+        else ""
+    )
+    return PruneInfoError(
+        f"dataset {name} not found (looked in: {looked}); fix: pass --data-dir DIR or set "
+        f"PRUNE_INFO_DATA to a directory holding the files (or a torchvision root with "
+        f"{tv}/), {hint}or install torchvision (pip install 'prune-info[vision]') to download it"
+    )
+
+
+def _torchvision_download(name: str) -> Path | None:
+    """Download with torchvision when it imports; return the directory holding the files."""
+    try:
+        import torchvision.datasets as tvd  # noqa: F401  (optional dependency)
+    except Exception:  # torchvision absent, or its compiled ops fail to load
+        return None
+    root = Path(os.environ.get("PRUNE_INFO_CACHE", Path.home() / ".cache" / "prune-info"))
+    cls = {"fashion-mnist": tvd.FashionMNIST, "mnist": tvd.MNIST, "cifar10": tvd.CIFAR10}[name]
+    try:
+        cls(str(root), train=True, download=True)
+        cls(str(root), train=False, download=True)
+    except Exception:  # no network: fall through to the clear error
+        return None
+    return root
+
+
+def _locate(name: str, data_dir: str | os.PathLike | None):
+    roots = _candidate_roots(name, data_dir)
+    finder = _find_cifar if name == "cifar10" else _find_idx
+    for root in roots:
+        for directory in _subdirs(name, root):
+            found = finder(directory)
+            if found:
+                return found
+    downloaded = _torchvision_download(name)
+    if downloaded is not None:
+        for directory in _subdirs(name, downloaded):
+            found = finder(directory)
+            if found:
+                return found
+    raise _not_found(name, roots)
+
+
+def _load_idx_dataset(name: str, data_dir, seed: int) -> Dataset:
+    files = _locate(name, data_dir)
+    arrays = {key: read_idx(path) for key, path in files.items()}
+    train_x, test_x = arrays["train_x"][:, None], arrays["test_x"][:, None]
+    train_y, test_y = arrays["train_y"].astype(np.int64), arrays["test_y"].astype(np.int64)
+    if train_x.shape[0] != train_y.shape[0] or test_x.shape[0] != test_y.shape[0]:
+        raise PruneInfoError(f"{name}: images and labels differ in count; re-download the files")
+    raw = _split_designated(train_x, train_y, test_x, test_y, seed)
+    splits, norm = _standardise(raw, 1.0 / 255.0)
+    return Dataset(name, splits["train"], splits["val"], splits["test"], 10, norm, seed)
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR-10 (python pickle batches)
+
+
+def _find_cifar(directory: Path) -> dict[str, list[Path]] | None:
+    train = [directory / f"data_batch_{i}" for i in range(1, 6)]
+    test = directory / "test_batch"
+    if all(p.is_file() for p in train) and test.is_file():
+        return {"train": train, "test": [test]}
+    return None
+
+
+def _read_cifar_batches(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                # The CIFAR-10 batches are pickled dicts of numpy arrays; numpy arrays need the
+                # full unpickler. These files are data the user placed in their data directory.
+                batch = pickle.load(fh, encoding="bytes")
+            xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError) as exc:
+            raise PruneInfoError(
+                f"cannot read CIFAR-10 batch {path}: {exc}; re-download the python version"
+            ) from exc
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _load_cifar10(data_dir, seed: int) -> Dataset:
+    files = _locate("cifar10", data_dir)
+    train_x, train_y = _read_cifar_batches(files["train"])
+    test_x, test_y = _read_cifar_batches(files["test"])
+    raw = _split_designated(train_x, train_y, test_x, test_y, seed)
+    splits, norm = _standardise(raw, 1.0 / 255.0)
+    return Dataset("cifar10", splits["train"], splits["val"], splits["test"], 10, norm, seed)
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry point
+
+
+def load_dataset(
+    name: str, data_dir: str | os.PathLike | None = None, seed: int = 0
+) -> Dataset:
+    """Load a dataset by name with a seeded split.
+
+    Parameters
+    ----------
+    name : {"digits", "fashion-mnist", "mnist", "cifar10"}
+    data_dir : path, optional
+        Directory holding the dataset files (searched before ``$PRUNE_INFO_DATA``, the Debian
+        FashionMNIST directory and a torchvision download).
+    seed : int
+        Seed of the train / validation split.
+
+    Examples
+    --------
+    >>> ds = load_dataset("digits")
+    >>> len(ds.train), len(ds.val), len(ds.test), ds.input_shape
+    (1078, 359, 360, (1, 8, 8))
+    """
+    if name == "digits":
+        return _load_digits(seed)
+    if name in ("fashion-mnist", "mnist"):
+        return _load_idx_dataset(name, data_dir, seed)
+    if name == "cifar10":
+        return _load_cifar10(data_dir, seed)
+    raise PruneInfoError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+
+
+def normalise_like(x: torch.Tensor, normalisation: dict) -> torch.Tensor:
+    """Apply a stored normalisation (from :meth:`Dataset.describe`) to raw pixel values."""
+    mean = torch.tensor(normalisation["mean"])[None, :, None, None]
+    std = torch.tensor(normalisation["std"])[None, :, None, None]
+    return (x.float() * normalisation["scale"] - mean) / std
+
+
+# --------------------------------------------------------------------------------------------
+# Planted tasks, where the right answer is known
+
+
+def xor_task(n: int = 4000, n_noise: int = 2, noise: float = 0.1, seed: int = 0) -> Dataset:
+    """Example 4 of Amjad et al.: two binary features, each independent of the class, whose XOR
+    decides it.
+
+    Features 0 and 1 are ±1 signs plus Gaussian jitter; the class is 1 when their signs differ.
+    ``n_noise`` further features are pure noise. Splits are 60 / 20 / 20, seeded.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    signs = torch.randint(0, 2, (n, 2), generator=gen) * 2 - 1
+    y = (signs[:, 0] != signs[:, 1]).long()
+    x = torch.cat(
+        [signs.float() + noise * torch.randn(n, 2, generator=gen), torch.randn(n, n_noise, generator=gen)],
+        dim=1,
+    )
+    x = x[:, None, None, :]  # [N, 1, 1, F]: same layout as images
+    perm = torch.randperm(n, generator=gen)
+    a, b = int(0.6 * n), int(0.8 * n)
+    parts = [perm[:a], perm[a:b], perm[b:]]
+    s = [Split(x[idx].contiguous(), y[idx]) for idx in parts]
+    return Dataset("xor", s[0], s[1], s[2], 2, {"scale": 1.0, "mean": [0.0], "std": [1.0]}, seed)
