@@ -143,14 +143,17 @@ def _read(path: Path, trust_pickle: bool) -> Any:
             head = fh.read(4)
     except OSError as exc:
         raise PruneInfoError(f"cannot read {path}: {exc.strerror}; check its permissions") from exc
+    not_a_checkpoint = PruneInfoError(
+        f"{path} is not a PyTorch checkpoint; give a file saved by prune-info train or "
+        "torch.save(model.state_dict(), ...)"
+    )
+    if head and not (head.startswith(b"PK") or head.startswith(b"\x80")):
+        raise not_a_checkpoint  # neither a torch zip archive nor a legacy pickle
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Weights only load failed" not in str(exc):
-            raise PruneInfoError(
-                f"{path} is not a PyTorch checkpoint; give a file saved by prune-info train or "
-                "torch.save(model.state_dict(), ...)"
-            ) from exc
+            raise not_a_checkpoint from exc
         if not trust_pickle:
             raise PruneInfoError(
                 f"{path} holds pickled Python objects (e.g. a whole nn.Module); unpickling runs "
@@ -159,14 +162,8 @@ def _read(path: Path, trust_pickle: bool) -> Any:
             ) from exc
         return torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        if head[:2] == b"PK" or path.stat().st_size == 0:
-            raise PruneInfoError(
-                f"{path} is truncated or corrupt ({str(exc).splitlines()[0]}); re-create it"
-            ) from exc
-        raise PruneInfoError(
-            f"{path} is not a PyTorch checkpoint; give a file saved by prune-info train or "
-            "torch.save(model.state_dict(), ...)"
-        ) from exc
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PruneInfoError(f"{path} is truncated or corrupt ({reason}); re-create it") from exc
 
 
 def _is_state_dict(obj: Any) -> bool:
