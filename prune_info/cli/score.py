@@ -1,0 +1,139 @@
+"""``prune-info score``: per-unit information measures of a trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from prune_info.cli.app import cli
+from prune_info.cli.common import (
+    check_output, data_options, device_option, echo_json, get_dataset, json_option,
+    model_command_args, seed_option,
+)
+from prune_info.errors import PruneInfoError
+from prune_info.io import write_json
+
+SCORES_FORMAT = "prune-info-scores"
+SPLITS = ("val", "test", "train")
+
+
+def _csv_path(out: str) -> str:
+    path = Path(out)
+    if path.suffix.lower() == ".csv":
+        raise PruneInfoError(
+            f"--out {out}: give the JSON file (e.g. scores.json); the CSV table is written "
+            "beside it with the suffix .csv"
+        )
+    return str(path.with_suffix(".csv"))
+
+
+@cli.command()
+@model_command_args
+@data_options
+@click.option("--split", type=click.Choice(SPLITS), default="val", show_default=True,
+              help="Data split to measure on (the paper uses the validation set).")
+@click.option("--criteria", default="entropy,mi,kl", show_default=True, metavar="NAME[,NAME]",
+              help="Criteria to score and summarise, e.g. entropy,mi,kl,magnitude,random "
+                   "(an unknown name lists the known ones).")
+@click.option("--bins", type=int, default=2, show_default=True,
+              help="Quantisation bins: 2 = the paper's 1-bit threshold quantiser.")
+@click.option("--binning", type=click.Choice(["uniform", "quantile"]), default="uniform",
+              show_default=True, help="Per-unit bin edges for --bins > 2.")
+@click.option("--pre-activation", is_flag=True,
+              help="Read units before the activation function.")
+@click.option("--channel-reduce", type=click.Choice(["mean", "max"]), default="mean",
+              show_default=True, help="Spatial reduction of a convolutional channel.")
+@click.option("--batch-size", type=int, default=4096, show_default=True,
+              help="Samples per forward pass.")
+@seed_option
+@device_option
+@click.option("--out", default=None, type=click.Path(dir_okay=False), metavar="FILE.json",
+              help="Write every unit's scores as JSON, and as CSV beside it (FILE.csv).")
+@click.option("--plot", default=None, type=click.Path(dir_okay=False), metavar="FILE.png",
+              help="Draw per-layer violin plots of each measure (as Fig. 1 of the paper).")
+@json_option
+def score(ckpt, data_name, data_dir, split, criteria, bins, binning, pre_activation,
+          channel_reduce, batch_size, seed, device, out, plot, as_json):
+    """Score every unit by entropy, mutual information and KL selectivity.
+
+    Prints, per layer, min / median / mean / max of each measure (bits) and how many units have
+    zero entropy, split into dead (never active) and always-active units. Measures are
+    computed on the validation split of the dataset the model was trained on, unless --data or
+    --split say otherwise.
+
+    \b
+    Examples:
+      prune-info score model.pt
+      prune-info score model.pt --criteria entropy,mi,kl,magnitude --out scores.json
+      prune-info score model.pt --bins 8 --binning quantile --plot scores.png
+    """
+    from prune_info.activations import resolve_device
+    from prune_info.criteria import ScoreOptions, parse_criteria, score_report
+
+    names = parse_criteria(criteria)
+    options = ScoreOptions(bins=bins, binning=binning, pre_activation=pre_activation,
+                           channel_reduce=channel_reduce, seed=seed, batch_size=batch_size,
+                           device=str(resolve_device(device)))
+    inputs = [ckpt.source] if ckpt.source else []
+    outputs = []
+    if out is not None:
+        outputs += [out, _csv_path(out)]
+    if plot is not None:
+        from prune_info.report import check_image_path
+
+        check_image_path(plot)
+        outputs.append(plot)
+    for path in outputs:
+        check_output(path, *inputs)
+    if len(set(map(lambda p: str(Path(p).resolve()), outputs))) < len(outputs):
+        raise PruneInfoError("--out and --plot name the same file; choose different files")
+
+    data = get_dataset(data_name, data_dir, ckpt)
+    model = ckpt.model.to(options.device)
+    report = score_report(model, getattr(data, split), names, n_classes=data.n_classes,
+                          options=options)
+    meta = {"model": ckpt.source, "arch": ckpt.spec, "dataset": data.name, "split": split}
+    document = {**meta, **report.to_dict()}
+
+    if plot is not None:
+        from prune_info.report import violin_plot
+
+        values = {c: report.scores[c] for c in report.criteria}
+        violin_plot(values, plot, title=f"{ckpt.spec} on {data.name} ({split}), "
+                                        f"{options.quantiser}")
+    if out is not None:
+        report.write_csv(_csv_path(out))
+        write_json(document, out, SCORES_FORMAT)
+
+    if as_json:
+        echo_json(document, SCORES_FORMAT)
+        return
+    _print_summary(report, meta)
+    for path in outputs:
+        click.echo(f"wrote {path}")
+
+
+def _print_summary(report, meta: dict) -> None:
+    where = "pre-activation" if report.options.pre_activation else "post-activation"
+    click.echo(f"{meta['arch']} on {meta['dataset']} {meta['split']} ({report.n_samples} "
+               f"samples, {report.n_classes} classes); {report.options.quantiser}, {where}; "
+               "measures in bits")
+    rows = [("layer", "units", "criterion", "min", "median", "mean", "max")]
+    notes = {}
+    for layer in report.layers:
+        s = report.layer_summary(layer)
+        for i, (criterion, stats) in enumerate(s["measures"].items()):
+            rows.append((layer.name if i == 0 else "", str(layer.n_units) if i == 0 else "",
+                         criterion, *(f"{stats[k]:.4f}" for k in ("min", "median", "mean",
+                                                                   "max"))))
+        notes[len(rows) - 1] = (f"zero entropy: {s['zero_entropy']} of {layer.n_units} units "
+                                f"({s['zero_entropy_dead']} dead, "
+                                f"{s['zero_entropy_always_active']} always active)")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for index, row in enumerate(rows):
+        cells = [cell.ljust(w) if i < 3 else cell.rjust(w)
+                 for i, (cell, w) in enumerate(zip(row, widths))]
+        click.echo("  ".join(cells).rstrip())
+        if index in notes:
+            click.echo(" " * (widths[0] + 2) + notes[index])
