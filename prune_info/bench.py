@@ -1,0 +1,620 @@
+"""Accuracy, size and latency of models, in PyTorch eager and in onnxruntime.
+
+:func:`benchmark_models` takes prune-info checkpoints (dense or pruned) and ONNX files written by
+``prune-info export`` and measures, for each: test accuracy, parameters, multiply-accumulates
+(MACs) of one sample, file size, and latency at several batch sizes.
+
+How latency is measured
+-----------------------
+* Inputs are seeded standard-normal batches of the model's input shape (the data are
+  standardised, so this is their scale; dense kernels do not depend on the values).
+* Each (model, runtime, device, batch) is called ``warmup`` times untimed, then ``repeat``
+  times, each call timed on its own: with ``time.perf_counter_ns`` on the CPU, with CUDA events
+  after a synchronisation on the GPU (PyTorch), and with ``perf_counter_ns`` around an
+  onnxruntime ``run_with_iobinding`` whose input and output stay on the GPU (onnxruntime's CUDA
+  provider). The median and the 90th percentile are reported in milliseconds.
+* The models are timed round-robin, one call each in turn, so that a busy phase of a shared
+  machine slows them all alike and their ratios stay meaningful.
+* Both runtimes use the same number of intra-op threads (``threads``, default PyTorch's current
+  setting); PyTorch's setting is restored afterwards.
+* A checkpoint is converted to ONNX in memory (verified against PyTorch, as by
+  ``prune-info export``) for its onnxruntime figures; an ONNX file has no PyTorch figures.
+* onnxruntime always runs on the CPU; with ``device="cuda"`` it also runs on its CUDA provider
+  when that is installed (``onnxruntime-gpu``).
+
+Each model's figures are also given relative to the first model: ``mac_ratio`` (first model's
+MACs / this model's) and, per latency entry, ``speedup`` (first model's median / this median).
+
+Examples
+--------
+>>> rows = benchmark_models(["dense.pt", "pruned.pt"], batches=[1, 256])  # doctest: +SKIP
+>>> [(r["name"], r["parameters"], r["mac_ratio"]) for r in rows]          # doctest: +SKIP
+[('dense.pt', 89610, 1.0), ('pruned.pt', 42310, 2.118)]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from prune_info.checkpoint import Checkpoint, clone_model, load_checkpoint
+from prune_info.data import Dataset, Split, load_dataset
+from prune_info.errors import PruneInfoError
+from prune_info.export import (
+    OnnxModel, convert_checkpoint, count_macs, load_onnx, looks_like_onnx, model_input_shape,
+    ort_session, run_onnx,
+)
+from prune_info.io import atomic_write
+from prune_info.models import count_parameters
+from prune_info.train import accuracy, resolve_device
+
+#: ``format`` key of the JSON document.
+BENCH_FORMAT = "prune-info-bench"
+DEFAULT_BATCHES = (1, 32, 256, 4096)
+DEFAULT_REPEAT = 20
+DEFAULT_WARMUP = 3
+RUNTIMES = ("torch", "onnxruntime")
+#: Columns of :func:`flat_rows` (and of the CSV file), in order.
+CSV_COLUMNS = (
+    "model", "path", "format", "arch", "dataset", "pruning_steps", "test_acc", "parameters",
+    "macs", "file_bytes", "onnx_bytes", "mac_ratio", "runtime", "device", "threads", "batch",
+    "repeat", "median_ms", "p90_ms", "min_ms", "samples_per_s", "speedup",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Models to measure
+
+
+@dataclass
+class BenchModel:
+    """One model to measure: a checkpoint or an ONNX file, with what is known about it.
+
+    Attributes
+    ----------
+    name : str
+        Label in tables and plots (the file name).
+    path : str or None
+    kind : {"checkpoint", "onnx"}
+    ckpt : Checkpoint or None
+        The PyTorch model, for checkpoints.
+    onnx : OnnxModel or None
+        The file's model, for ONNX inputs.
+    dataset : dict
+        Dataset record (name, input_shape, normalisation, split_seed, ...).
+    input_shape : tuple of int or None
+    file_bytes : int or None
+        Size of the file given.
+    """
+
+    name: str
+    path: str | None
+    kind: str
+    ckpt: Checkpoint | None = None
+    onnx: OnnxModel | None = None
+    dataset: dict = field(default_factory=dict)
+    input_shape: tuple[int, ...] | None = None
+    file_bytes: int | None = None
+
+    @property
+    def spec(self) -> str | None:
+        if self.ckpt is not None:
+            return self.ckpt.spec
+        return self.onnx.metadata.get("spec") if self.onnx else None
+
+    @property
+    def pruning_steps(self) -> int:
+        if self.ckpt is not None:
+            return len(self.ckpt.pruning_history)
+        return int(self.onnx.metadata.get("pruning_steps", 0)) if self.onnx else 0
+
+
+def _neither(path: Path) -> PruneInfoError:
+    return PruneInfoError(
+        f"{path} is neither a prune-info checkpoint nor an ONNX model; give .pt files written "
+        "by prune-info and .onnx files written by prune-info export"
+    )
+
+
+def open_bench_model(source: str | os.PathLike | Checkpoint, trust_pickle: bool = False,
+                     ) -> BenchModel:
+    """A checkpoint file, an ONNX file, or a loaded :class:`Checkpoint`, ready to measure.
+
+    The kind of a file is told by its ``.onnx`` suffix or its content (a ``torch.save`` archive
+    or a protobuf ``ModelProto``), not by the ``.pt`` suffix.
+    """
+    if isinstance(source, Checkpoint):
+        path = source.source
+        size = os.path.getsize(path) if path and os.path.isfile(path) else None
+        return BenchModel(Path(path).name if path else "model", path, "checkpoint", ckpt=source,
+                          dataset=dict(source.dataset), input_shape=model_input_shape(source),
+                          file_bytes=size)
+    path = Path(source)
+    if not path.exists():
+        raise PruneInfoError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise PruneInfoError(f"{path} is a directory; give a .pt or .onnx file")
+    if looks_like_onnx(path):
+        model = load_onnx(path)
+        meta = model.metadata
+        shape = tuple(meta["input_shape"]) if meta.get("input_shape") else model.input_shape
+        return BenchModel(path.name, str(path), "onnx", onnx=model,
+                          dataset=dict(meta.get("dataset") or {}), input_shape=shape,
+                          file_bytes=model.file_bytes)
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if head[:2] != b"PK" and head[:1] != b"\x80":
+        raise _neither(path)
+    ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
+    return BenchModel(path.name, str(path), "checkpoint", ckpt=ckpt, dataset=dict(ckpt.dataset),
+                      input_shape=model_input_shape(ckpt), file_bytes=path.stat().st_size)
+
+
+def _unique_names(models: list[BenchModel]) -> None:
+    """Label equal file names by their paths, so tables and plots stay unambiguous."""
+    names = [m.name for m in models]
+    for m in models:
+        if names.count(m.name) > 1:
+            m.name = m.path or m.name
+    seen: dict[str, int] = {}
+    for m in models:
+        seen[m.name] = seen.get(m.name, 0) + 1
+        if seen[m.name] > 1:
+            m.name = f"{m.name}#{seen[m.name]}"
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+def _restandardise(split: Split, have: dict, want: dict) -> Split:
+    """Re-express a standardised split in another stored normalisation (same raw pixels)."""
+    def vec(norm: dict, key: str) -> torch.Tensor:
+        return torch.tensor(norm[key], dtype=torch.float32)[None, :, None, None]
+
+    raw = split.x * vec(have, "std") + vec(have, "mean")  # = pixels * scale
+    raw = raw * (float(want["scale"]) / float(have["scale"]))
+    return Split(((raw - vec(want, "mean")) / vec(want, "std")).contiguous(), split.y)
+
+
+def _same_normalisation(a: dict, b: dict) -> bool:
+    try:
+        return (np.allclose(a["mean"], b["mean"], rtol=1e-5, atol=1e-6)
+                and np.allclose(a["std"], b["std"], rtol=1e-5, atol=1e-6)
+                and math.isclose(float(a["scale"]), float(b["scale"]), rel_tol=1e-9))
+    except (KeyError, TypeError, ValueError):
+        return True  # nothing comparable recorded: take the data as they are
+
+
+def eval_split_for(model: BenchModel, data: Dataset) -> Split:
+    """The test split, normalised as the model's training data were (from its record)."""
+    if model.input_shape is not None and tuple(model.input_shape) != tuple(data.input_shape):
+        raise PruneInfoError(
+            f"{model.name} takes inputs of shape {list(model.input_shape)} but {data.name} has "
+            f"{list(data.input_shape)}; pass the model's dataset with --data"
+        )
+    stored = model.dataset.get("normalisation")
+    if (stored and data.normalisation and model.dataset.get("name") == data.name
+            and not _same_normalisation(stored, data.normalisation)):
+        return _restandardise(data.test, data.normalisation, stored)
+    return data.test
+
+
+class _DataCache:
+    def __init__(self, data: Dataset | None, data_dir: str | os.PathLike | None):
+        self.data, self.data_dir, self.loaded = data, data_dir, {}
+
+    def for_model(self, model: BenchModel) -> Dataset:
+        if self.data is not None:
+            return self.data
+        name = model.dataset.get("name")
+        if not name:
+            raise PruneInfoError(f"{model.name} records no dataset; pass --data NAME")
+        key = (name, int(model.dataset.get("split_seed", 0) or 0))
+        if key not in self.loaded:
+            self.loaded[key] = load_dataset(name, self.data_dir, seed=key[1])
+        return self.loaded[key]
+
+
+def onnx_accuracy(session, split: Split, batch_size: int = 4096) -> float:
+    """Fraction of a split an onnxruntime session classifies correctly."""
+    if len(split) == 0:
+        raise PruneInfoError("cannot compute accuracy on an empty split")
+    correct = 0
+    for start in range(0, len(split), batch_size):
+        logits = run_onnx(session, split.x[start:start + batch_size])
+        correct += int((logits.argmax(1) == split.y[start:start + batch_size].numpy()).sum())
+    return correct / len(split)
+
+
+# --------------------------------------------------------------------------------------------
+# Timing
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run a block with ``threads`` intra-op threads in PyTorch, then restore the setting."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def latency_stats(times_ms: Sequence[float], batch: int) -> dict:
+    """Median, 90th percentile and minimum of per-call times (ms), and throughput."""
+    t = np.asarray(times_ms, dtype=np.float64)
+    median = float(np.median(t))
+    return {
+        "median_ms": median,
+        "p90_ms": float(np.percentile(t, 90)),
+        "min_ms": float(t.min()),
+        "repeat": int(t.size),
+        "samples_per_s": batch / (median / 1e3) if median > 0 else math.inf,
+    }
+
+
+Timer = Callable[[], float]
+
+
+def torch_timer(model: nn.Module, x: torch.Tensor, device: torch.device | str = "cpu") -> Timer:
+    """A function that runs PyTorch eager inference on ``x`` once and returns its time in ms.
+
+    ``model`` and ``x`` must already be on ``device``. On CUDA the call is bracketed by CUDA
+    events after a synchronisation; on the CPU by ``time.perf_counter_ns``.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+        def timed_cuda() -> float:
+            with torch.inference_mode():
+                torch.cuda.synchronize(device)
+                start.record()
+                model(x)
+                end.record()
+                end.synchronize()
+            return float(start.elapsed_time(end))
+
+        return timed_cuda
+
+    def timed_cpu() -> float:
+        with torch.inference_mode():
+            t0 = time.perf_counter_ns()
+            model(x)
+            return (time.perf_counter_ns() - t0) / 1e6
+
+    return timed_cpu
+
+
+def onnx_timer(session, x: np.ndarray, device: str = "cpu") -> Timer:
+    """A function that runs an onnxruntime session on ``x`` once and returns its time in ms.
+
+    On ``device="cuda"`` the input is copied to the GPU once and bound with an IO binding, the
+    output stays on the GPU, and the time (``perf_counter_ns``, the call is synchronous) excludes
+    host-device copies, as PyTorch's does.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    in_name, out_name = session.get_inputs()[0].name, session.get_outputs()[0].name
+    if device == "cuda":
+        import onnxruntime as ort
+
+        binding = session.io_binding()
+        binding.bind_ortvalue_input(in_name, ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0))
+        binding.bind_output(out_name, "cuda")
+
+        def timed_cuda() -> float:
+            binding.synchronize_inputs()
+            t0 = time.perf_counter_ns()
+            session.run_with_iobinding(binding)
+            binding.synchronize_outputs()
+            return (time.perf_counter_ns() - t0) / 1e6
+
+        return timed_cuda
+    feed = {in_name: x}
+
+    def timed_cpu() -> float:
+        t0 = time.perf_counter_ns()
+        session.run(None, feed)
+        return (time.perf_counter_ns() - t0) / 1e6
+
+    return timed_cpu
+
+
+def time_interleaved(timers: Sequence[Timer], repeat: int, warmup: int) -> list[np.ndarray]:
+    """Warm every timer up, then call them round-robin ``repeat`` times; times in ms.
+
+    Interleaving spreads slow phases of a shared machine (another process waking up, frequency
+    changes) over all models alike, so their medians stay comparable.
+    """
+    for timer in timers:
+        for _ in range(warmup):
+            timer()
+    times = np.empty((len(timers), repeat))
+    for r in range(repeat):
+        for i, timer in enumerate(timers):
+            times[i, r] = timer()
+    return list(times)
+
+
+def time_torch(model: nn.Module, x: torch.Tensor, repeat: int, warmup: int,
+               device: torch.device | str = "cpu") -> np.ndarray:
+    """Per-call latency (ms) of PyTorch eager inference on ``x`` (see :func:`torch_timer`)."""
+    return time_interleaved([torch_timer(model, x, device)], repeat, warmup)[0]
+
+
+def time_onnx(session, x: np.ndarray, repeat: int, warmup: int, device: str = "cpu",
+              ) -> np.ndarray:
+    """Per-call latency (ms) of an onnxruntime session on ``x`` (see :func:`onnx_timer`)."""
+    return time_interleaved([onnx_timer(session, x, device)], repeat, warmup)[0]
+
+
+def timing_input(input_shape: Sequence[int], batch: int, seed: int = 0) -> torch.Tensor:
+    """The seeded standard-normal batch every model of that input shape is timed on."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, *input_shape, generator=generator)
+
+
+def onnx_cuda_available() -> bool:
+    """Whether onnxruntime has its CUDA execution provider (``onnxruntime-gpu``)."""
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+# --------------------------------------------------------------------------------------------
+# The benchmark
+
+
+def _validate(batches: Sequence[int], repeat: int, warmup: int, threads: int | None,
+              runtimes: Sequence[str]) -> list[int]:
+    batches = [int(b) for b in batches]
+    if not batches or any(b < 1 for b in batches):
+        raise PruneInfoError(f"batch sizes must be at least 1, got {batches}")
+    if repeat < 1:
+        raise PruneInfoError(f"--repeat must be at least 1, got {repeat}")
+    if warmup < 0:
+        raise PruneInfoError(f"--warmup must be 0 or more, got {warmup}")
+    if threads is not None and threads < 1:
+        raise PruneInfoError(f"--threads must be at least 1, got {threads}")
+    unknown = set(runtimes) - set(RUNTIMES)
+    if unknown or not runtimes:
+        raise PruneInfoError(f"runtimes must be among {', '.join(RUNTIMES)}, got {list(runtimes)}")
+    return batches
+
+
+def benchmark_models(
+    models: Iterable[str | os.PathLike | Checkpoint],
+    data: Dataset | None = None,
+    batches: Sequence[int] = DEFAULT_BATCHES,
+    device: str | torch.device = "cpu",
+    threads: int | None = None,
+    repeat: int = DEFAULT_REPEAT,
+    *,
+    warmup: int = DEFAULT_WARMUP,
+    data_dir: str | os.PathLike | None = None,
+    opset: int | None = None,
+    exporter: str = "torchscript",
+    runtimes: Sequence[str] = RUNTIMES,
+    trust_pickle: bool = False,
+    progress: bool = False,
+) -> list[dict]:
+    """Measure accuracy, size and latency of each model.
+
+    Parameters
+    ----------
+    models : iterable of path or Checkpoint
+        Checkpoint files, ONNX files (from ``prune-info export``), or loaded checkpoints.
+    data : Dataset, optional
+        Test data for every model; default each model's recorded dataset (for ONNX files, from
+        its metadata), loaded with its recorded split seed from ``data_dir``.
+    batches : sequence of int
+        Batch sizes timed.
+    device : {"cpu", "cuda", "auto"} or torch.device
+        Where PyTorch runs (and onnxruntime's CUDA provider, when present, with ``cuda``).
+    threads : int, optional
+        Intra-op threads of both runtimes; default PyTorch's current setting.
+    repeat, warmup : int
+        Timed and untimed calls per (model, runtime, device, batch).
+    data_dir : path, optional
+        Where the datasets are (see :func:`prune_info.data.load_dataset`).
+    opset : int, optional
+        Opset of the in-memory ONNX conversion of checkpoints.
+    exporter : {"torchscript", "dynamo"}
+    runtimes : sequence of {"torch", "onnxruntime"}
+    trust_pickle : bool
+        Allow checkpoint files holding a pickled ``nn.Module``.
+    progress : bool
+        Show a progress bar on stderr (only on a terminal).
+
+    Returns
+    -------
+    list of dict
+        One dict per model: ``name``, ``path``, ``format``, ``arch``, ``dataset``,
+        ``pruning_steps``, ``test_acc``, ``recorded_test_acc``, ``parameters``, ``macs``,
+        ``file_bytes``, ``onnx_bytes``, ``mac_ratio`` and ``latency``, a list of dicts with
+        ``runtime``, ``device``, ``threads``, ``batch``, ``median_ms``, ``p90_ms``, ``min_ms``,
+        ``repeat``, ``samples_per_s``, ``speedup``.
+    """
+    batches = _validate(batches, repeat, warmup, threads, runtimes)
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    loaded = [open_bench_model(m, trust_pickle) for m in models]
+    if not loaded:
+        raise PruneInfoError("give at least one model to benchmark")
+    _unique_names(loaded)
+    n_threads = int(threads) if threads is not None else torch.get_num_threads()
+    targets = []  # (runtime, device) pairs timed
+    if "torch" in runtimes:
+        targets.append(("torch", dev.type))
+    if "onnxruntime" in runtimes:
+        targets.append(("onnxruntime", "cpu"))
+        if dev.type == "cuda" and onnx_cuda_available():
+            targets.append(("onnxruntime", "cuda"))
+    cache = _DataCache(data, data_dir)
+    bar = tqdm(total=len(loaded) + len(targets) * len(batches), desc="bench",
+               disable=None if progress else True, leave=False)
+    with torch_threads(n_threads):
+        prepared = []
+        for model in loaded:
+            prepared.append(_prepare(model, cache.for_model(model), dev, n_threads, opset,
+                                     exporter, runtimes, targets))
+            bar.update()
+        for runtime, where in targets:
+            for batch in batches:
+                _time_target(prepared, runtime, where, batch, dev, n_threads, repeat, warmup)
+                bar.update()
+    bar.close()
+    results = [p.row for p in prepared]
+    add_relative(results)
+    return results
+
+
+@dataclass
+class _Prepared:
+    """A model ready to time: its result row so far and its runnable forms."""
+
+    row: dict
+    shape: tuple[int, ...]
+    torch_model: nn.Module | None = None
+    sessions: dict = field(default_factory=dict)  # ort device -> InferenceSession
+
+
+def _prepare(model: BenchModel, data: Dataset, dev: torch.device, threads: int,
+             opset: int | None, exporter: str, runtimes: Sequence[str],
+             targets: list[tuple[str, str]]) -> _Prepared:
+    """Accuracy, size and cost of one model, and its PyTorch model and onnxruntime sessions."""
+    split = eval_split_for(model, data)
+    shape = tuple(model.input_shape or data.input_shape)
+    row = {
+        "name": model.name, "path": model.path, "format": model.kind, "arch": model.spec,
+        "dataset": data.name, "pruning_steps": model.pruning_steps, "file_bytes": model.file_bytes,
+    }
+    prepared = _Prepared(row, shape)
+    if model.ckpt is not None:
+        torch_model = clone_model(model.ckpt.model).to(dev).eval()
+        row["test_acc"] = accuracy(torch_model, split, dev)
+        row["recorded_test_acc"] = model.ckpt.metrics.get("test_acc")
+        row["parameters"] = count_parameters(torch_model)
+        row["macs"] = count_macs(torch_model, shape)
+        onnx_data = None
+        if "onnxruntime" in runtimes:
+            onnx_data, _ = convert_checkpoint(model.ckpt, data.val.x[:256], opset, exporter)
+        row["onnx_bytes"] = len(onnx_data) if onnx_data is not None else None
+        prepared.torch_model = torch_model if "torch" in runtimes else None
+    else:
+        meta = model.onnx.metadata
+        onnx_data = model.onnx.data
+        session = ort_session(onnx_data, threads=threads, what=model.name)
+        row["test_acc"] = onnx_accuracy(session, split)
+        row["recorded_test_acc"] = (meta.get("metrics") or {}).get("test_acc")
+        row["parameters"] = int(meta.get("parameters", model.onnx.parameters))
+        row["macs"] = meta.get("macs")
+        row["onnx_bytes"] = model.onnx.file_bytes
+    if onnx_data is not None:
+        for runtime, where in targets:
+            if runtime != "onnxruntime":
+                continue
+            providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if where == "cuda"
+                         else ["CPUExecutionProvider"])
+            prepared.sessions[where] = ort_session(onnx_data, providers, threads, what=model.name)
+    row["latency"] = []
+    return prepared
+
+
+def _time_target(prepared: list[_Prepared], runtime: str, where: str, batch: int,
+                 dev: torch.device, threads: int, repeat: int, warmup: int) -> None:
+    """Time every model that runs on (runtime, where) at one batch size, interleaved."""
+    timers, owners = [], []
+    inputs: dict[tuple[int, ...], torch.Tensor] = {}
+    for p in prepared:
+        if p.shape not in inputs:
+            inputs[p.shape] = timing_input(p.shape, batch)
+        x = inputs[p.shape]
+        if runtime == "torch" and p.torch_model is not None:
+            timers.append(torch_timer(p.torch_model, x.to(dev), dev))
+        elif runtime == "onnxruntime" and where in p.sessions:
+            timers.append(onnx_timer(p.sessions[where], x.numpy(), where))
+        else:
+            continue
+        owners.append(p)
+    if not timers:
+        return
+    for p, times in zip(owners, time_interleaved(timers, repeat, warmup)):
+        p.row["latency"].append({"runtime": runtime, "device": where, "threads": threads,
+                                 "batch": batch, **latency_stats(times, batch)})
+
+
+def add_relative(results: list[dict]) -> None:
+    """Add ``mac_ratio`` and per-entry ``speedup`` relative to the first model, in place."""
+    if not results:
+        return
+    ref = results[0]
+    ref_latency = {(e["runtime"], e["device"], e["batch"]): e["median_ms"]
+                   for e in ref["latency"]}
+    for row in results:
+        ratio = None
+        if ref.get("macs") and row.get("macs"):
+            ratio = ref["macs"] / row["macs"]
+        row["mac_ratio"] = ratio
+        for entry in row["latency"]:
+            base = ref_latency.get((entry["runtime"], entry["device"], entry["batch"]))
+            entry["speedup"] = base / entry["median_ms"] if base and entry["median_ms"] else None
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs
+
+
+def flat_rows(results: list[dict]) -> list[dict]:
+    """One flat dict per (model, runtime, device, batch), with the columns of
+    :data:`CSV_COLUMNS`; a model without latency entries gives one row with empty timing."""
+    rows = []
+    for r in results:
+        base = {
+            "model": r["name"], "path": r.get("path"), "format": r.get("format"),
+            "arch": r.get("arch"), "dataset": r.get("dataset"),
+            "pruning_steps": r.get("pruning_steps"), "test_acc": r.get("test_acc"),
+            "parameters": r.get("parameters"), "macs": r.get("macs"),
+            "file_bytes": r.get("file_bytes"), "onnx_bytes": r.get("onnx_bytes"),
+            "mac_ratio": r.get("mac_ratio"),
+        }
+        for entry in r["latency"] or [{}]:
+            rows.append({col: entry.get(col, base.get(col)) for col in CSV_COLUMNS})
+    return rows
+
+
+def write_csv(results: list[dict], path: str | os.PathLike) -> None:
+    """Write :func:`flat_rows` as CSV, atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for row in flat_rows(results):
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    with atomic_write(path) as tmp:
+        tmp.write_text(buffer.getvalue())
+
+
+def bench_document(results: list[dict], **settings) -> dict:
+    """The JSON document of a benchmark (``format`` key added by the writer): settings and
+    results."""
+    import onnxruntime as ort
+
+    return {
+        "settings": settings,
+        "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__},
+        "models": results,
+    }

@@ -1,0 +1,138 @@
+"""``prune-info bench``: accuracy, size and latency of models side by side."""
+
+from __future__ import annotations
+
+import click
+
+from prune_info.bench import (
+    DEFAULT_REPEAT, DEFAULT_WARMUP, RUNTIMES, bench_document, benchmark_models, write_csv,
+)
+from prune_info.cli.app import cli
+from prune_info.cli.common import DEVICES, check_output, echo_json, parse_int_list
+from prune_info.cli.export import human_bytes
+from prune_info.data import DATASETS, load_dataset
+from prune_info.export import EXPORTERS
+from prune_info.train import resolve_device
+
+
+@cli.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(),
+                metavar="MODEL.pt|MODEL.onnx...")
+@click.option("--device", type=DEVICES, default="cpu", show_default=True,
+              help="Where PyTorch runs (and onnxruntime's CUDA provider, when installed); auto "
+                   "picks CUDA when available.")
+@click.option("--batch", "batch_text", default="1,32,256,4096", show_default=True,
+              metavar="N[,N...]", help="Batch sizes timed.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Intra-op threads of both runtimes (default: PyTorch's current setting; 1 "
+                   "gives steadier figures on a busy machine).")
+@click.option("--repeat", type=click.IntRange(min=1), default=DEFAULT_REPEAT, show_default=True,
+              help="Timed calls per model, runtime and batch size.")
+@click.option("--warmup", type=click.IntRange(min=0), default=DEFAULT_WARMUP, show_default=True,
+              help="Untimed calls before timing.")
+@click.option("--runtime", type=click.Choice(["all", *RUNTIMES]), default="all",
+              show_default=True, help="Time PyTorch eager, onnxruntime, or both.")
+@click.option("--data", "data_name", type=click.Choice(DATASETS), default=None,
+              help="Test data for every model (default: each model's recorded dataset).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Directory with the dataset files.")
+@click.option("--opset", type=int, default=None, help="Opset of the ONNX conversion of .pt files.")
+@click.option("--exporter", type=click.Choice(EXPORTERS), default="torchscript",
+              show_default=True, help="Exporter of the ONNX conversion of .pt files.")
+@click.option("--trust-pickle", is_flag=True,
+              help="Allow checkpoints holding a pickled nn.Module (runs code from the file).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the tables.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write one CSV row per model, runtime and batch size.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Also draw accuracy vs parameters and latency vs batch (.png/.pdf/.svg).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def bench(models, device, batch_text, threads, repeat, warmup, runtime, data_name, data_dir,
+          opset, exporter, trust_pickle, as_json, csv_path, plot_path, quiet):
+    """Measure test accuracy, parameters, MACs, file size and latency of models.
+
+    Latency is the median and 90th percentile of single timed calls after warm-up, in PyTorch
+    eager and in onnxruntime (CPU; CUDA provider too with --device cuda when installed). Speed-ups
+    and MAC ratios are relative to the first model. .pt files are converted to ONNX in memory
+    (checked against PyTorch); .onnx files are timed in onnxruntime only and read their dataset
+    from their metadata (or --data).
+
+    \b
+    Example:
+      prune-info bench model.pt pruned.pt pruned.onnx --batch 1,256 --csv bench.csv
+    """
+    batches = parse_int_list(batch_text, "--batch", 1)
+    for path in (csv_path, plot_path):
+        if path is not None:
+            check_output(path, *models)
+    if plot_path is not None:
+        from prune_info.plots_bench import plot_format
+
+        plot_format(plot_path)
+    dev = resolve_device(device)
+    data = load_dataset(data_name, data_dir) if data_name is not None else None
+    runtimes = RUNTIMES if runtime == "all" else (runtime,)
+    results = benchmark_models(
+        models, data=data, batches=batches, device=dev, threads=threads, repeat=repeat,
+        warmup=warmup, data_dir=data_dir, opset=opset, exporter=exporter, runtimes=runtimes,
+        trust_pickle=trust_pickle, progress=not quiet,
+    )
+    used_threads = next((e["threads"] for r in results for e in r["latency"]), threads)
+    settings = {"device": dev.type, "batches": batches, "threads": used_threads,
+                "repeat": repeat, "warmup": warmup, "runtimes": list(runtimes),
+                "exporter": exporter}
+    if csv_path is not None:
+        write_csv(results, csv_path)
+    if plot_path is not None:
+        from prune_info.plots_bench import plot_bench
+
+        plot_bench(results, plot_path)
+    if as_json:
+        echo_json(bench_document(results, **settings), "prune-info-bench")
+        return
+    _print_tables(results, batches, settings)
+    for path in (csv_path, plot_path):
+        if path is not None:
+            click.echo(f"saved {path}")
+
+
+def _fmt(value, spec: str, none: str = "-") -> str:
+    return none if value is None else format(value, spec)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def _print_tables(results: list[dict], batches: list[int], settings: dict) -> None:
+    _table(
+        ["model", "format", "arch", "dataset", "test acc", "params", "MACs", "MAC ratio",
+         "file", "onnx"],
+        [[r["name"], r["format"], r["arch"] or "-", r["dataset"],
+          _fmt(None if r["test_acc"] is None else 100 * r["test_acc"], ".2f") + " %",
+          _fmt(r["parameters"], ","), _fmt(r["macs"], ","), _fmt(r["mac_ratio"], ".2f"),
+          human_bytes(r["file_bytes"]), human_bytes(r["onnx_bytes"])] for r in results],
+    )
+    click.echo("")
+    click.echo(f"latency in ms, median (p90), {settings['threads']} thread(s); speed-up is "
+               f"relative to {results[0]['name']}")
+    rows = []
+    for r in results:
+        groups: dict[tuple[str, str], dict[int, dict]] = {}
+        for e in r["latency"]:
+            groups.setdefault((e["runtime"], e["device"]), {})[e["batch"]] = e
+        for (runtime, device), by_batch in groups.items():
+            cells = []
+            for b in batches:
+                e = by_batch.get(b)
+                if e is None:
+                    cells.append("-")
+                    continue
+                speed = "" if e["speedup"] is None else f" x{e['speedup']:.2f}"
+                cells.append(f"{e['median_ms']:.3f} ({e['p90_ms']:.3f}){speed}")
+            rows.append([r["name"], f"{runtime} {device}", *cells])
+    if rows:
+        _table(["model", "runtime", *(f"batch {b}" for b in batches)], rows)
