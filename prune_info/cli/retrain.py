@@ -1,0 +1,162 @@
+"""``prune-info retrain`` and ``prune-info prune-retrain``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from prune_info.checkpoint import save_checkpoint
+from prune_info.cli.app import cli
+from prune_info.cli.common import (
+    check_output, data_options, device_option, echo_json, get_dataset, json_option,
+    model_command_args, seed_option,
+)
+from prune_info.errors import PruneInfoError
+from prune_info.io import write_json
+from prune_info.prune import PruneConfig
+from prune_info.retrain import RetrainConfig, iterative_prune, retrain_checkpoint
+from prune_info.train import OPTIMIZERS, resolve_device
+
+
+def _rewind(value: str | None):
+    if value is None or value == "init":
+        return value
+    if not value.isdigit():
+        raise PruneInfoError(f"--rewind must be init or a step number K >= 0, got {value!r}")
+    return int(value)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:6.2f} %"
+
+
+def _retrain_options(f):
+    f = click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                     help="Default: the checkpoint's training batch size.")(f)
+    f = click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Default: the checkpoint's training learning rate.")(f)
+    f = click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
+                     help="Default: the checkpoint's training optimiser.")(f)
+    f = click.option("--epochs", type=int, default=10, show_default=True)(f)
+    return f
+
+
+@cli.command()
+@model_command_args
+@data_options
+@_retrain_options
+@click.option("--rewind", default=None, metavar="init|K",
+              help="Reset surviving weights to initialisation (init) or to step K, then train.")
+@click.option("--freeze-others", is_flag=True,
+              help="Train only the units kept by the last pruning step; freeze everything else.")
+@click.option("--compare-finetune", is_flag=True,
+              help="With --rewind, also fine-tune from the current weights and show both.")
+@seed_option
+@device_option
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@json_option
+def retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, rewind, freeze_others,
+            compare_finetune, seed, device, output, quiet, as_json):
+    """Retrain a pruned model: fine-tune, or rewind to initialisation (lottery ticket).
+
+    The epoch with the best validation accuracy is kept. Optimiser settings default to those the
+    model was trained with.
+
+    \b
+    Examples:
+      prune-info retrain pruned.pt --epochs 10 -o retrained.pt
+      prune-info retrain pruned.pt --rewind init --compare-finetune -o ticket.pt
+      prune-info retrain pruned.pt --freeze-others --rewind init -o subnet.pt
+    """
+    check_output(output, *([ckpt.source] if ckpt.source else []))
+    if epochs < 1:
+        raise PruneInfoError(f"--epochs must be at least 1, got {epochs}")
+    dev = str(resolve_device(device))
+    config = RetrainConfig(epochs=epochs, rewind=_rewind(rewind), freeze_others=freeze_others,
+                           optimizer=optimizer, lr=lr, batch_size=batch_size, seed=seed,
+                           device=dev)
+    data = get_dataset(data_name, data_dir, ckpt)
+    new, summary = retrain_checkpoint(ckpt, data, config, progress=not quiet)
+    runs = [summary]
+    if compare_finetune and config.rewind is not None:
+        runs.append(retrain_checkpoint(ckpt, data, RetrainConfig(
+            epochs=epochs, freeze_others=freeze_others, optimizer=optimizer, lr=lr,
+            batch_size=batch_size, seed=seed, device=dev), progress=not quiet)[1])
+    save_checkpoint(new, output)
+    if as_json:
+        echo_json({"runs": runs, "output": output}, "prune-info-retrain")
+        return
+    dense = summary["dense"]
+    click.echo(f"{'start':<12} {'val acc':>9} {'test acc':>9}")
+    if dense:
+        click.echo(f"{'dense':<12} {_pct(dense['val_acc']):>9} {_pct(dense['test_acc']):>9}")
+    click.echo(f"{'pruned':<12} {_pct(summary['before']['val_acc']):>9} "
+               f"{_pct(summary['before']['test_acc']):>9}")
+    for run in runs:
+        label = "fine-tune" if run["rewind"] == "none" else f"rewind {run['rewind']}"
+        click.echo(f"{label:<12} {_pct(run['after']['val_acc']):>9} "
+                   f"{_pct(run['after']['test_acc']):>9}   best epoch {run['best_epoch']}")
+    if freeze_others:
+        click.echo(f"trained {summary['trained_entries']:,} weights, "
+                   f"froze {summary['held_entries']:,}")
+    click.echo(f"saved {output}")
+
+
+@cli.command("prune-retrain")
+@model_command_args
+@data_options
+@_retrain_options
+@click.option("--criterion", default="mi", show_default=True)
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--amount-per-round", type=float, default=0.2, show_default=True,
+              help="Fraction of the remaining units of every layer removed per round.")
+@seed_option
+@device_option
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for round1.pt ... and rounds.json.")
+@click.option("--quiet", is_flag=True)
+@json_option
+def prune_retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, criterion,
+                  rounds, amount_per_round, seed, device, out_dir, quiet, as_json):
+    """Iterative pruning: prune then retrain, several rounds, keeping every round.
+
+    \b
+    Example:
+      prune-info prune-retrain model.pt --criterion mi --rounds 5 --amount-per-round 0.2 -o out/
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise PruneInfoError(f"--out {out_dir} is a file; give a directory")
+    if epochs < 1:
+        raise PruneInfoError(f"--epochs must be at least 1, got {epochs}")
+    dev = str(resolve_device(device))
+    prune_config = PruneConfig(criterion=criterion, amount=amount_per_round, seed=seed,
+                               device=dev)
+    prune_config.validate()
+    retrain_config = RetrainConfig(epochs=epochs, optimizer=optimizer, lr=lr,
+                                   batch_size=batch_size, seed=seed, device=dev)
+    data = get_dataset(data_name, data_dir, ckpt)
+    os.makedirs(out, exist_ok=True)
+
+    def save(r, checkpoint, row):
+        path = out / f"round{r}.pt"
+        save_checkpoint(checkpoint, path)
+        row["checkpoint"] = str(path)
+
+    rows = iterative_prune(ckpt, data, prune_config, retrain_config, rounds, on_round=save,
+                           progress=not quiet)
+    write_json({"criterion": criterion, "amount_per_round": amount_per_round, "rounds": rows},
+               out / "rounds.json", "prune-info-prune-retrain")
+    if as_json:
+        echo_json({"rounds": rows}, "prune-info-prune-retrain")
+        return
+    click.echo(f"{'round':>5}  {'arch':<18} {'params':>9} {'MACs':>9} {'pruned':>9} "
+               f"{'retrained':>9}")
+    for row in rows:
+        click.echo(f"{row['round']:>5}  {row['arch']:<18} {row['parameters']:>9,} "
+                   f"{row['macs']:>9,} {_pct(row['test_acc_pruned']):>9} "
+                   f"{_pct(row['test_acc']):>9}")
+    click.echo(f"saved {len(rows) - 1} rounds and rounds.json in {out_dir}")

@@ -1,0 +1,280 @@
+"""Retraining after pruning: fine-tuning, lottery-ticket rewinding, training a chosen sub-network.
+
+Three starting points (``rewind``):
+
+* ``None`` — fine-tune from the pruned model's current weights;
+* ``"init"`` — reset the surviving units' weights to their values at initialisation (stored in the
+  checkpoint by ``prune-info train`` and sliced by every pruning step), then train again: the
+  lottery-ticket way (Frankle & Carbin);
+* ``K`` — reset to the weights after K optimiser steps, when training saved them
+  (``prune-info train --save-rewind-step K``).
+
+``freeze_others`` is the variant of Clauw et al. (Sec. 4.2): only the weights of the units kept by
+the last pruning step are trained (their incoming weights, biases and BatchNorm parameters); every
+other weight of the network keeps its value, bit for bit. With a rewind, only the trained units
+are reset.
+
+Units zeroed by a ``--mask`` pruning step stay zero during retraining: their entries are held.
+Optimiser settings default to the ones the checkpoint was trained with; the epoch with the best
+validation accuracy is kept.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from prune_info.checkpoint import Checkpoint
+from prune_info.data import Dataset
+from prune_info.errors import PruneInfoError
+from prune_info.train import TrainConfig, accuracy, fit
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """What to retrain and how; ``None`` optimiser fields fall back to the checkpoint's own."""
+
+    epochs: int = 10
+    rewind: str | int | None = None
+    freeze_others: bool = False
+    optimizer: str | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+
+    def train_config(self, ckpt: Checkpoint) -> TrainConfig:
+        if self.epochs < 1:
+            raise PruneInfoError(f"--epochs must be at least 1, got {self.epochs}")
+        base = ckpt.train_config or {}
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size or base.get("batch_size", 32),
+            optimizer=self.optimizer or base.get("optimizer", "rmsprop"),
+            lr=self.lr or base.get("lr", 1e-3),
+            momentum=base.get("momentum", 0.01),
+            weight_decay=base.get("weight_decay"),
+            seed=self.seed,
+        )
+
+
+class HeldEntries:
+    """Parameter entries kept at fixed values during training (frozen or masked).
+
+    ``restore()`` writes the held values back; called after every optimiser step it undoes any
+    change from gradients, weight decay or momentum, so held entries stay bit-identical.
+    """
+
+    def __init__(self) -> None:
+        self._held: list[tuple[nn.Parameter, torch.Tensor, torch.Tensor]] = []
+
+    def hold(self, param: nn.Parameter, mask: torch.Tensor, values: torch.Tensor) -> None:
+        if bool(mask.any()):
+            self._held.append((param, mask, values.detach().clone()))
+
+    def count(self) -> int:
+        return sum(int(mask.sum()) for _, mask, _ in self._held)
+
+    def fully_held(self) -> set[int]:
+        return {id(p) for p, mask, _ in self._held if bool(mask.all())}
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for param, mask, values in self._held:
+            param.copy_(torch.where(mask, values, param))
+
+
+def _masked_entries(ckpt: Checkpoint, model: nn.Module) -> dict[str, torch.Tensor]:
+    """Boolean masks of the entries zeroed by ``--mask`` pruning steps (parameter name -> mask).
+
+    Found by masking a copy of the model whose weights are all ones: whatever turns to zero is
+    an entry the mask owns.
+    """
+    from prune_info.prune import example_input, mask_plan, plan_from_entry
+
+    steps = [entry for entry in ckpt.pruning_history if entry.get("mode") == "mask"]
+    if not steps:
+        return {}
+    ones = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in ones.parameters():
+            p.fill_(1.0)
+    example = example_input(ones, steps[-1]["input_shape"])
+    for entry in steps:
+        mask_plan(ones, plan_from_entry(entry), example, verify=False)
+    return {name: p == 0 for name, p in ones.named_parameters()}
+
+
+def _trained_units(ckpt: Checkpoint, model: nn.Module) -> dict[str, torch.Tensor]:
+    """Per parameter, the entries that belong to the units kept by the last pruning step."""
+    if not ckpt.pruning_history:
+        raise PruneInfoError(
+            "--freeze-others trains the units a pruning step kept, but this model has no pruning "
+            "history; prune it first with prune-info prune"
+        )
+    last = ckpt.pruning_history[-1]
+    masked = last.get("mode") == "mask"
+    trainable: dict[str, torch.Tensor] = {}
+    modules = dict(model.named_modules())
+    from prune_info.models import prunable_layers
+
+    layers = {layer.name: layer for layer in prunable_layers(model)}
+    for name in last["removed"]:
+        layer = layers.get(name)
+        if layer is None:
+            raise PruneInfoError(f"the pruning history names layer {name}, which the model lacks")
+        keep = torch.ones(layer.n_units, dtype=torch.bool)
+        if masked:
+            keep[torch.tensor(last["removed"][name], dtype=torch.long)] = False
+        for module_name in (name, layer.norm_module):
+            if module_name is None:
+                continue
+            for pname, p in modules[module_name].named_parameters(recurse=False):
+                rows = keep.view(-1, *([1] * (p.dim() - 1))).expand_as(p)
+                trainable[f"{module_name}.{pname}"] = rows.clone()
+    return trainable
+
+
+def _rewind_state(ckpt: Checkpoint, rewind: str | int) -> dict:
+    if rewind == "init":
+        if ckpt.init_state_dict is None:
+            raise PruneInfoError(
+                "this checkpoint stores no initial weights, so it cannot be rewound; train the "
+                "model with prune-info train (which keeps them) and prune that checkpoint"
+            )
+        return ckpt.init_state_dict
+    step = int(rewind)
+    if step not in ckpt.rewind_state_dicts:
+        saved = ", ".join(map(str, sorted(ckpt.rewind_state_dicts))) or "none"
+        raise PruneInfoError(
+            f"--rewind {step}: the weights after step {step} were not saved (saved steps: "
+            f"{saved}); train with prune-info train --save-rewind-step {step}"
+        )
+    return ckpt.rewind_state_dicts[step]
+
+
+def _check_fits(model: nn.Module, state: dict, rewind) -> None:
+    current = model.state_dict()
+    wrong = [k for k, v in current.items() if k not in state or state[k].shape != v.shape]
+    if wrong:
+        raise PruneInfoError(
+            f"the stored weights for --rewind {rewind} do not fit the model ({wrong[0]}): it was "
+            "pruned without a recorded history; prune the original checkpoint with prune-info "
+            "prune instead"
+        )
+
+
+def retrain_checkpoint(
+    ckpt: Checkpoint, data: Dataset, config: RetrainConfig, progress: bool = True
+) -> tuple[Checkpoint, dict]:
+    """Retrain a (pruned) checkpoint; returns the new checkpoint and a summary.
+
+    The input checkpoint is left untouched. The summary holds validation and test accuracy
+    before and after, the dense model's accuracy when the pruning history records it, and the
+    number of trained and held parameter entries.
+    """
+    train_config = config.train_config(ckpt)
+    model = copy.deepcopy(ckpt.model).cpu()
+    params = dict(model.named_parameters())
+    held = HeldEntries()
+    masked = _masked_entries(ckpt, model)
+    trainable = _trained_units(ckpt, model) if config.freeze_others else None
+    for name, p in params.items():
+        hold = masked.get(name, torch.zeros_like(p, dtype=torch.bool))
+        if trainable is not None:
+            hold = hold | ~trainable.get(name, torch.zeros_like(p, dtype=torch.bool))
+        held.hold(p, hold, p)  # masked entries are already zero in a masked model
+    if config.rewind is not None:
+        state = _rewind_state(ckpt, config.rewind)
+        _check_fits(model, state, config.rewind)
+        model.load_state_dict(state)
+    held.restore()
+
+    before = {"val_acc": accuracy(ckpt.model, data.val), "test_acc": accuracy(ckpt.model, data.test)}
+    frozen = held.fully_held()
+    optimised = [p for p in model.parameters() if id(p) not in frozen]
+    for p in model.parameters():
+        p.requires_grad_(id(p) not in frozen)
+    reg = (ckpt.arch or {}).get("reg", "none")
+    result = fit(model, data, train_config, reg=reg, device=config.device, progress=progress,
+                 params=optimised, after_step=held.restore)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.cpu().eval()
+    after = {"val_acc": result.best_val_acc, "test_acc": accuracy(model, data.test)}
+    dense = _dense_accuracy(ckpt)
+    n_held = held.count()
+    summary = {
+        "rewind": "none" if config.rewind is None else str(config.rewind),
+        "freeze_others": config.freeze_others,
+        "epochs": config.epochs,
+        "best_epoch": result.best_epoch,
+        "before": before,
+        "after": after,
+        "dense": dense,
+        "trained_entries": sum(p.numel() for p in model.parameters()) - n_held,
+        "held_entries": n_held,
+        "history": result.history,
+    }
+    metrics = {**ckpt.metrics, **after, "retrain": {k: v for k, v in summary.items()
+                                                    if k != "history"}}
+    return ckpt.replace(model=model, metrics=metrics, source=None), summary
+
+
+def _dense_accuracy(ckpt: Checkpoint) -> dict | None:
+    """Accuracy of the model before its first pruning step, as recorded in the history."""
+    if not ckpt.pruning_history:
+        return None
+    first = ckpt.pruning_history[0]
+    if first.get("test_acc_before") is None:
+        return None
+    return {"val_acc": first.get("val_acc_before"), "test_acc": first.get("test_acc_before")}
+
+
+def iterative_prune(
+    ckpt: Checkpoint,
+    data: Dataset,
+    prune_config,
+    retrain_config: RetrainConfig,
+    rounds: int,
+    on_round=None,
+    progress: bool = True,
+) -> list[dict]:
+    """Prune then retrain, ``rounds`` times; each round removes ``prune_config.amount`` of the
+    units that are left (so 5 rounds of 0.2 keep 0.8**5 = 33 % of every layer).
+
+    ``on_round(r, checkpoint, row)`` is called after each round (e.g. to save the checkpoint).
+    Returns one row per round (round 0 is the starting model) with widths, parameters, MACs and
+    accuracies.
+    """
+    from prune_info.models import count_parameters
+    from prune_info.prune import prune_checkpoint, total_macs
+
+    if rounds < 1:
+        raise PruneInfoError(f"--rounds must be at least 1, got {rounds}")
+    input_shape = tuple(data.input_shape)
+
+    def row(r: int, c: Checkpoint, pruned_acc: float | None) -> dict:
+        return {
+            "round": r,
+            "arch": c.spec,
+            "parameters": count_parameters(c.model),
+            "macs": total_macs(c.model, input_shape),
+            "test_acc_pruned": pruned_acc,
+            "val_acc": accuracy(c.model, data.val),
+            "test_acc": accuracy(c.model, data.test),
+        }
+
+    rows = [row(0, ckpt, None)]
+    current = ckpt
+    for r in range(1, rounds + 1):
+        pruned = prune_checkpoint(current, data, prune_config).checkpoint
+        pruned_acc = pruned.metrics.get("test_acc")
+        current, _ = retrain_checkpoint(pruned, data, retrain_config, progress=progress)
+        rows.append(row(r, current, pruned_acc))
+        if on_round is not None:
+            on_round(r, current, rows[-1])
+    return rows

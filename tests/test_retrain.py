@@ -1,0 +1,107 @@
+import pytest
+import torch
+
+from prune_info.checkpoint import load_checkpoint, save_checkpoint
+from prune_info.errors import PruneInfoError
+from prune_info.prune import PruneConfig, prune_checkpoint
+from prune_info.retrain import RetrainConfig, retrain_checkpoint
+
+
+@pytest.fixture(scope="module")
+def pruned(digits, digits_mlp):
+    return prune_checkpoint(digits_mlp, digits, PruneConfig(criterion="mi", amount=0.5)).checkpoint
+
+
+def _kept(ckpt, layer):
+    removed = set(ckpt.pruning_history[-1]["removed"][layer])
+    width = ckpt.pruning_history[-1]["widths_before"][layer]
+    return [i for i in range(width) if i not in removed]
+
+
+def test_rewind_init_restores_the_initial_weights_of_surviving_units(pruned, digits_mlp, digits,
+                                                                      monkeypatch):
+    seen = {}
+
+    def capture(model, *args, **kwargs):  # stop before the first optimiser step
+        seen.update({k: v.clone() for k, v in model.state_dict().items()})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("prune_info.retrain.fit", capture)
+    with pytest.raises(KeyboardInterrupt):
+        retrain_checkpoint(pruned, digits, RetrainConfig(epochs=1, rewind="init"), progress=False)
+    init = digits_mlp.init_state_dict
+    k1, k2 = _kept(pruned, "fc1"), _kept(pruned, "fc2")
+    assert torch.equal(seen["fc1.weight"], init["fc1.weight"][k1])
+    assert torch.equal(seen["fc1.bias"], init["fc1.bias"][k1])
+    assert torch.equal(seen["fc2.weight"], init["fc2.weight"][k2][:, k1])
+    assert torch.equal(seen["out.weight"], init["out.weight"][:, k2])
+    assert torch.equal(seen["out.bias"], init["out.bias"])
+
+
+def test_freeze_others_keeps_frozen_weights_bit_identical(digits, digits_mlp):
+    masked = prune_checkpoint(digits_mlp, digits,
+                              PruneConfig(criterion="mi", amount=0.5, mask=True)).checkpoint
+    new, summary = retrain_checkpoint(masked, digits, RetrainConfig(epochs=2, freeze_others=True),
+                                      progress=False)
+    old_state, new_state = masked.model.state_dict(), new.model.state_dict()
+    k1 = _kept(masked, "fc1")
+    removed1 = masked.pruning_history[-1]["removed"]["fc1"]
+    # the output layer is frozen entirely, removed units' rows stay zero, kept rows trained
+    assert torch.equal(new_state["out.weight"], old_state["out.weight"])
+    assert torch.equal(new_state["out.bias"], old_state["out.bias"])
+    assert torch.all(new_state["fc1.weight"][removed1] == 0)
+    assert torch.equal(new_state["fc1.weight"][removed1], old_state["fc1.weight"][removed1])
+    assert not torch.equal(new_state["fc1.weight"][k1], old_state["fc1.weight"][k1])
+    assert summary["held_entries"] > 0
+
+
+def test_fine_tuning_a_masked_model_keeps_the_mask(digits, digits_mlp):
+    masked = prune_checkpoint(digits_mlp, digits,
+                              PruneConfig(criterion="mi", amount=0.5, mask=True)).checkpoint
+    new, _ = retrain_checkpoint(masked, digits, RetrainConfig(epochs=1), progress=False)
+    removed2 = masked.pruning_history[-1]["removed"]["fc2"]
+    state = new.model.state_dict()
+    assert torch.all(state["fc2.weight"][removed2] == 0)
+    assert torch.all(state["out.weight"][:, removed2] == 0)
+
+
+def test_fine_tuning_recovers_accuracy(pruned, digits):
+    new, summary = retrain_checkpoint(pruned, digits, RetrainConfig(epochs=3), progress=False)
+    assert summary["after"]["test_acc"] > summary["before"]["test_acc"]
+    assert summary["dense"]["test_acc"] - summary["after"]["test_acc"] < 0.03
+    assert new.pruning_history == pruned.pruning_history
+    assert new.spec == "64-16-12-10"
+
+
+def test_bad_rewinds_are_explained(pruned, digits, tmp_path, digits_mlp):
+    with pytest.raises(PruneInfoError, match="--save-rewind-step 7"):
+        retrain_checkpoint(pruned, digits, RetrainConfig(rewind=7), progress=False)
+    with pytest.raises(PruneInfoError, match="at least 1"):
+        retrain_checkpoint(pruned, digits, RetrainConfig(epochs=0), progress=False)
+    no_init = pruned.replace(init_state_dict=None)
+    with pytest.raises(PruneInfoError, match="no initial weights.*prune-info train"):
+        retrain_checkpoint(no_init, digits, RetrainConfig(rewind="init"), progress=False)
+    # pruned elsewhere: a smaller model whose stored initial weights are the dense ones
+    elsewhere = pruned.replace(init_state_dict=digits_mlp.init_state_dict)
+    with pytest.raises(PruneInfoError, match="without a recorded history"):
+        retrain_checkpoint(elsewhere, digits, RetrainConfig(rewind="init"), progress=False)
+    with pytest.raises(PruneInfoError, match="no pruning history"):
+        retrain_checkpoint(digits_mlp, digits, RetrainConfig(freeze_others=True), progress=False)
+
+
+def test_cli_retrain_and_prune_retrain(run_cli, tmp_path, pruned, mlp_path):
+    path = tmp_path / "pruned.pt"
+    save_checkpoint(pruned, path)
+    code, stdout, _ = run_cli("retrain", str(path), "--epochs", "1", "--rewind", "init",
+                              "--compare-finetune", "--quiet", "-o", str(tmp_path / "r.pt"))
+    assert code == 0, stdout
+    assert "rewind init" in stdout and "fine-tune" in stdout and "dense" in stdout
+    assert load_checkpoint(tmp_path / "r.pt").spec == "64-16-12-10"
+    code, stdout, _ = run_cli("prune-retrain", str(mlp_path), "--rounds", "2", "--epochs", "1",
+                              "--quiet", "-o", str(tmp_path / "rounds"))
+    assert code == 0, stdout
+    assert load_checkpoint(tmp_path / "rounds" / "round2.pt").spec == "64-21-16-10"
+    for args, message in [(["--epochs", "0"], "at least 1"), (["--rewind", "x"], "--rewind")]:
+        code, _, stderr = run_cli("retrain", str(path), *args, "-o", str(tmp_path / "bad.pt"))
+        assert code == 2 and message in stderr
+        assert not (tmp_path / "bad.pt").exists()
