@@ -11,10 +11,14 @@ from prune_info.checkpoint import save_checkpoint
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
     check_output, data_options, device_option, echo_json, get_dataset, json_option,
-    model_command_args, seed_option,
+    model_command_args, parse_float_list, parse_int_list, seed_option,
 )
+from prune_info.compare import CompareConfig, format_table, plot_comparison, run_comparison, summarise
+from prune_info.criteria import parse_criteria
+from prune_info.data import DATASETS, load_dataset
 from prune_info.errors import PruneInfoError
-from prune_info.io import write_json
+from prune_info.io import atomic_write, write_json
+from prune_info.models import ACTIVATIONS, REGULARISERS
 from prune_info.prune import PruneConfig
 from prune_info.retrain import RetrainConfig, iterative_prune, retrain_checkpoint
 from prune_info.train import OPTIMIZERS, resolve_device
@@ -160,3 +164,79 @@ def prune_retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, 
                    f"{row['macs']:>9,} {_pct(row['test_acc_pruned']):>9} "
                    f"{_pct(row['test_acc']):>9}")
     click.echo(f"saved {len(rows) - 1} rounds and rounds.json in {out_dir}")
+
+
+SUBNET_CRITERIA = "synergy,gcmi-model,gcmi-mixture,mi,kl,entropy,magnitude,random"
+
+
+@cli.command()
+@click.option("--data", "data_name", type=click.Choice(DATASETS), default="digits",
+              show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--arch", "spec", default="64-20-20-20-10", show_default=True)
+@click.option("--act", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True)
+@click.option("--reg", type=click.Choice(REGULARISERS), default="none", show_default=True)
+@click.option("--criteria", default=SUBNET_CRITERIA, show_default=True,
+              help="Criteria compared; include random for the Wilcoxon tests.")
+@click.option("--keep", default=None, metavar="K[,K...]",
+              help="Units kept per layer, one sub-network per value (default 5,10,15).")
+@click.option("--amounts", default=None, metavar="F[,F...]",
+              help="Instead of --keep: fractions of units removed per layer.")
+@click.option("--seeds", type=click.IntRange(min=1), default=6, show_default=True,
+              help="Networks trained (seeds 0..N-1); Wilcoxon p-values need 6 or more.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Training epochs of each dense network.")
+@click.option("--retrain-epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--rewind", type=click.Choice(["init", "none"]), default="init", show_default=True,
+              help="init: lottery-ticket retraining from the initial weights; none: fine-tune.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="rmsprop",
+              show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+              show_default=True)
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for results.json, table.txt and subnetworks.png (resumable).")
+@click.option("--quiet", is_flag=True)
+@json_option
+def subnetworks(data_name, data_dir, spec, act, reg, criteria, keep, amounts, seeds, epochs,
+                retrain_epochs, rewind, optimizer, lr, out_dir, quiet, as_json):
+    """Retrain the sub-network each criterion selects and compare accuracy drops over seeds.
+
+    The experiment of Clauw et al. (Fig. 2): for every seed a dense network is trained; the K
+    best units of every layer by each criterion are kept, the sub-network is rewound to its
+    initial weights and trained again; the table gives the accuracy drop against the dense model
+    (mean ± std over seeds) and the Wilcoxon p-value against random selection.
+
+    \b
+    Example:
+      prune-info subnetworks --data digits --arch 64-20-20-20-10 --keep 5,10,15 --seeds 6 -o subnet/
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise PruneInfoError(f"--out {out_dir} is a file; give a directory")
+    if keep is not None and amounts is not None:
+        raise PruneInfoError("give --keep or --amounts, not both")
+    config = CompareConfig(
+        spec=spec, act=act, reg=reg, criteria=tuple(parse_criteria(criteria)),
+        seeds=tuple(range(seeds)),
+        keep=tuple(parse_int_list(keep or "5,10,15", "--keep")) if amounts is None else (),
+        amounts=tuple(parse_float_list(amounts, "--amounts")) if amounts is not None else (),
+        epochs=epochs, optimizer=optimizer, lr=lr, retrain_epochs=retrain_epochs,
+        rewind=None if rewind == "none" else rewind,
+    )
+    config.validate()
+    data = load_dataset(data_name, data_dir)
+    comparison = run_comparison(data, config, out, progress=not quiet)
+    table = summarise(comparison)
+    text = format_table(table)
+    with atomic_write(out / "table.txt") as tmp:
+        tmp.write_text(text + "\n")
+    plot_comparison(table, out / "subnetworks.png",
+                    title=f"{data_name} {spec}: sub-networks retrained ({rewind})")
+    if as_json:
+        echo_json({"table": table, "out": out_dir}, "prune-info-subnetworks")
+        return
+    click.echo(text)
+    notes = {e["note"] for e in table if e["note"]}
+    for note in sorted(notes):
+        click.echo(f"note: {note}")
+    click.echo(f"saved results.json, table.txt and subnetworks.png in {out_dir}")
