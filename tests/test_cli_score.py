@@ -98,7 +98,7 @@ def _checkpoint(tmp_path, spec, input_shape=(1, 8, 8), dataset="digits", nan_lay
 @pytest.mark.parametrize("case, args, message", [
     ("bins", ["--bins", "1"], r"bins \(--bins\) must be an integer of at least 2, got 1; fix"),
     ("criterion", ["--criteria", "mi,entropi"],
-     "unknown criterion 'entropi'; fix: use one of entropy, kl, magnitude, magnitude-l1, mi"),
+     "unknown criterion 'entropi'; fix: use one of entropy, gcmi-mixture, gcmi-model, kl"),
     ("size", [], r"does not fit the model: samples of shape 1x8x8 \(64 values\); its first "
                  r"layer fc1 expects 784 input values"),
     ("no-layer", [], "no prunable layer"),

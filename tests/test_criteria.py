@@ -210,8 +210,10 @@ def test_nan_outputs_name_the_layer(digits, digits_mlp):
     model = copy.deepcopy(digits_mlp.model)
     with torch.no_grad():
         model.fc2.weight[3, 0] = float("nan")
+    threads = torch.get_num_threads()
     with pytest.raises(PruneInfoError, match=r"^fc2: the unit outputs contain NaN/Inf.*fc2:3"):
         compute_scores(model, digits.val, ["entropy"])
+    assert torch.get_num_threads() == threads  # counting on one thread is undone on errors
 
 
 @pytest.mark.parametrize("kwargs, message", [

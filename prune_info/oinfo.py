@@ -1,0 +1,458 @@
+"""Layer-wise synergy and redundancy of a trained network (Clauw, Marinazzo & Stramaglia, Sec. 4.1).
+
+For each hidden layer, the units are read on a labelled split (pre-activations by default, as in
+the paper), and for every multiplet size ``k`` the most synergistic (min ``Omega``) and the most
+redundant (max ``Omega``) multiplet of ``k`` units **plus the label** are searched with
+:func:`prune_info.measures.multiplets.search_multiplets` (exhaustive to 6 units for layers of at
+most 40 units and to 4 above, then greedy growth, plus a beam of 8 for wide layers).
+:func:`average_over_seeds` averages the best ``Omega`` over networks trained with different seeds
+and :func:`plot_oinfo` draws the paper's Fig. 1: per layer, bars of min ``Omega`` (synergy) and
+max ``Omega`` (redundancy) against the multiplet size.
+
+Bad input
+---------
+- fewer samples than variables (``n_samples <= n_units + 1``), a label with a single class, a
+  layer of fewer than 2 units, an empty split: :class:`~prune_info.errors.PruneInfoError` naming
+  the layer and the fix;
+- ``max_size`` (or ``max_exhaustive``) larger than a layer: **clipped** to the layer's width,
+  with one :class:`MultipletSizeClipped` warning per layer (so that ``--max-size 20`` works on a
+  network whose layers have different widths);
+- constant, duplicated or linearly dependent units: the estimator regularises the covariance
+  (see :class:`~prune_info.measures.gaussian.SingularCovarianceWarning`); the many warnings of one
+  layer are collapsed into **one** ``SingularCovarianceWarning`` naming the layer and the
+  duplicated / constant units found. Every value stays finite.
+
+Examples
+--------
+>>> from prune_info.data import load_dataset
+>>> from prune_info.train import TrainConfig, train_model
+>>> data = load_dataset("digits")
+>>> ckpt = train_model(data, "64-10-10", config=TrainConfig(epochs=2), progress=False)
+>>> res = layer_oinfo(ckpt, data.val, max_size=5)
+>>> sorted(res), sorted(res["fc1"].sizes), res["fc1"].sizes[2].synergy_method
+(['fc1'], [2, 3, 4, 5], 'exhaustive')
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from torch import nn
+
+from prune_info.data import Split
+from prune_info.errors import PruneInfoError
+from prune_info.io import atomic_write
+from prune_info.measures.gaussian import SingularCovarianceWarning
+from prune_info.measures.multiplets import MultipletSearch, search_multiplets
+from prune_info.models import LayerInfo, prunable_layers
+
+__all__ = ["MultipletSizeClipped", "OINFO_FORMAT", "average_over_seeds", "dominance",
+           "layer_oinfo", "plot_oinfo", "results_to_dict"]
+
+#: ``format`` key of the JSON documents written by ``prune-info oinfo``.
+OINFO_FORMAT = "prune-info-oinfo"
+
+
+class MultipletSizeClipped(UserWarning):
+    """``max_size`` or ``max_exhaustive`` exceeded a layer's width and was lowered to it."""
+
+
+def _model_of(ckpt_or_model) -> nn.Module:
+    model = getattr(ckpt_or_model, "model", ckpt_or_model)
+    if not isinstance(model, nn.Module):
+        raise PruneInfoError(
+            f"expected a Checkpoint or an nn.Module, got {type(ckpt_or_model).__name__}"
+        )
+    return model
+
+
+def _resolve(model: nn.Module, layers) -> list[LayerInfo]:
+    found = prunable_layers(model)
+    if not found:
+        raise PruneInfoError(
+            "the model has no prunable layer (no hidden Linear or Conv2d layer before the "
+            "classifier); fix: give a model with at least one hidden layer"
+        )
+    if layers is None:
+        return found
+    if isinstance(layers, str):
+        layers = [s.strip() for s in layers.split(",") if s.strip()]
+    by_name = {layer.name: layer for layer in found}
+    out = []
+    for name in layers:
+        name = name.name if isinstance(name, LayerInfo) else name
+        if name not in by_name:
+            raise PruneInfoError(
+                f"{name!r} is not a hidden layer of the model; fix: use one of "
+                f"{', '.join(by_name)}"
+            )
+        out.append(by_name[name])
+    if not out:
+        raise PruneInfoError(f"no layer given; fix: name at least one of {', '.join(by_name)}")
+    return out
+
+
+def _check_split(split: Split) -> np.ndarray:
+    if not isinstance(split, Split):
+        raise PruneInfoError(f"split must be a Split, got {type(split).__name__}")
+    if len(split) == 0:
+        raise PruneInfoError("the split is empty (0 samples); fix: use a split with samples")
+    y = split.y.detach().cpu().numpy()
+    if y.ndim != 1 or len(split.x) != len(y):
+        raise PruneInfoError(
+            f"the split has {len(split.x)} inputs but labels of shape {list(y.shape)}; fix: "
+            "give one integer label per sample"
+        )
+    classes = np.unique(y)
+    if classes.size < 2:
+        raise PruneInfoError(
+            f"the labels hold a single class ({classes[0]}) in {len(y)} samples: the "
+            "O-information with the label is undefined; fix: use samples of at least two classes"
+        )
+    return y
+
+
+def _clip(name: str, what: str, value: int | None, width: int) -> int | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        return value  # validated by search_multiplets
+    if value > width:
+        warnings.warn(
+            f"{name}: {what} {value} exceeds the layer's {width} units; searched up to {width}",
+            MultipletSizeClipped, stacklevel=3,
+        )
+        return width
+    return int(value)
+
+
+def _degenerate_units(acts: np.ndarray) -> str:
+    """Words naming the constant and duplicated units of ``acts`` (may be empty)."""
+    parts = []
+    constant = np.flatnonzero(np.ptp(acts, axis=0) == 0)
+    if constant.size:
+        parts.append("constant unit" + ("s " if constant.size > 1 else " ")
+                     + ", ".join(map(str, constant[:8])) + (" ..." if constant.size > 8 else ""))
+    _, first, inverse = np.unique(acts.T, axis=0, return_index=True, return_inverse=True)
+    inverse = np.asarray(inverse).reshape(-1)
+    dup = [(int(j), int(first[inverse[j]])) for j in range(acts.shape[1])
+           if first[inverse[j]] != j and j not in constant]
+    if dup:
+        parts.append("duplicated unit" + ("s " if len(dup) > 1 else " ")
+                     + ", ".join(f"{j} (= {i})" for j, i in dup[:8])
+                     + (" ..." if len(dup) > 8 else ""))
+    return "; ".join(parts)
+
+
+def _search_layer(name: str, acts: np.ndarray, labels: np.ndarray, *, max_exhaustive,
+                  max_size, beam_width, seed: int, progress: bool) -> MultipletSearch:
+    n, width = acts.shape
+    if width < 2:
+        raise PruneInfoError(
+            f"{name}: a multiplet needs at least 2 units, the layer has {width}; fix: leave it "
+            "out (--layers)"
+        )
+    if n <= width + 1:
+        raise PruneInfoError(
+            f"{name}: {n} samples for {width} units + label: the Gaussian-copula estimator "
+            "needs more samples than variables; fix: use a larger split (or fewer layers)"
+        )
+    max_size = _clip(name, "max_size", max_size, width)
+    max_exhaustive = _clip(name, "max_exhaustive", max_exhaustive, width)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            res = search_multiplets(acts, labels, max_exhaustive=max_exhaustive,
+                                    max_size=max_size, beam_width=beam_width, seed=seed,
+                                    layer=name, progress=progress)
+        except PruneInfoError as exc:
+            raise PruneInfoError(f"{name}: {exc}") from None
+    singular = [w for w in caught if issubclass(w.category, SingularCovarianceWarning)]
+    for w in caught:  # anything else passes through unchanged
+        if not issubclass(w.category, SingularCovarianceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if singular:
+        which = _degenerate_units(acts)
+        warnings.warn(
+            f"{name}: singular covariance ({which or 'linearly dependent units'}); "
+            "regularised with a 1e-10 ridge, values stay finite but multiplets of such units "
+            "are not measurements",
+            SingularCovarianceWarning, stacklevel=3,
+        )
+    return res
+
+
+def layer_oinfo(
+    ckpt_or_model,
+    split: Split,
+    layers: Sequence[str | LayerInfo] | str | None = None,
+    *,
+    max_exhaustive: int | None = None,
+    max_size: int | None = None,
+    beam_width: int | None = None,
+    post_activation: bool = False,
+    seed: int = 0,
+    batch_size: int = 4096,
+    device: str = "cpu",
+    progress: bool = False,
+) -> dict[str, MultipletSearch]:
+    """Most synergistic and most redundant multiplets of every size in each hidden layer.
+
+    Parameters
+    ----------
+    ckpt_or_model : Checkpoint or nn.Module
+        The trained network (on ``device``).
+    split : Split
+        Labelled samples, e.g. ``data.val`` (Clauw et al. use the test set).
+    layers : list of str, or comma-separated str, optional
+        Hidden layers to analyse; default all of them.
+    max_exhaustive : int, optional
+        Largest size searched exhaustively; default 6 for layers of at most 40 units, 4 above.
+        Clipped to each layer's width.
+    max_size : int, optional
+        Largest multiplet size (units, the label comes on top); default the whole layer.
+        Clipped to each layer's width with a :class:`MultipletSizeClipped` warning.
+    beam_width : int, optional
+        Width of the extra beam search; default 0 up to 40 units, 8 above.
+    post_activation : bool, default False
+        Read the units after the activation function (the paper reads them before).
+    seed : int, default 0
+        Seed of the copula normalisation's random tie breaking.
+    batch_size : int, default 4096
+        Samples per forward pass.
+    device : str, default "cpu"
+        Where the forward passes run.
+    progress : bool, default False
+        tqdm bar of each exhaustive stage on stderr.
+
+    Returns
+    -------
+    dict of str to MultipletSearch
+        Keyed by layer name, in model order; ``res[layer].sizes[k]`` holds the best multiplets
+        of ``k`` units and their ``Omega`` in bits (``> 0`` redundancy-, ``< 0``
+        synergy-dominated) with the method that found them.
+
+    Raises
+    ------
+    PruneInfoError
+        Unknown layer, empty split or single-class labels, too few samples for a layer, a layer
+        of fewer than 2 units, invalid sizes.
+
+    Warns
+    -----
+    MultipletSizeClipped
+        Once per layer whose width is below ``max_size`` or ``max_exhaustive``.
+    SingularCovarianceWarning
+        Once per layer with constant, duplicated or linearly dependent units.
+    """
+    from prune_info.criteria_gaussian import layer_outputs_float64
+
+    model = _model_of(ckpt_or_model)
+    chosen = _resolve(model, layers)
+    labels = _check_split(split)
+    for layer in chosen:
+        if len(labels) <= layer.n_units + 1:
+            raise PruneInfoError(
+                f"{layer.name}: {len(labels)} samples for {layer.n_units} units + label: the "
+                "Gaussian-copula estimator needs more samples than variables; fix: use a "
+                "larger split (or fewer layers)"
+            )
+    outputs = layer_outputs_float64(model, chosen, split, post_activation=post_activation,
+                                    batch_size=batch_size, device=device)
+    return {
+        layer.name: _search_layer(layer.name, outputs[layer.name], labels,
+                                  max_exhaustive=max_exhaustive, max_size=max_size,
+                                  beam_width=beam_width, seed=seed, progress=progress)
+        for layer in chosen
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries
+
+
+def dominance(result: MultipletSearch | Mapping) -> dict:
+    """Whether a layer's extremes lean to synergy or redundancy, summed over multiplet sizes.
+
+    ``synergy = sum_k max(0, -min Omega_k)`` and ``redundancy = sum_k max(0, max Omega_k)``
+    (bits); ``label`` is ``"redundancy"`` or ``"synergy"`` after the larger. This is a reading
+    aid for the bar plots (which extreme is taller), not a statistic of the paper.
+
+    Parameters
+    ----------
+    result : MultipletSearch, or its ``to_dict()``, or one layer of :func:`average_over_seeds`
+
+    Returns
+    -------
+    dict
+        ``{"synergy": float, "redundancy": float, "label": str}``
+    """
+    sizes, syn, red = _series(result)
+    s = float(np.clip(-np.asarray(syn), 0, None).sum())
+    r = float(np.clip(np.asarray(red), 0, None).sum())
+    return {"synergy": s, "redundancy": r, "label": "redundancy" if r >= s else "synergy"}
+
+
+def _series(result) -> tuple[list[int], list[float], list[float]]:
+    """(sizes, min Omega, max Omega) of a search, its dict, or an averaged layer."""
+    if isinstance(result, MultipletSearch):
+        ks = sorted(result.sizes)
+        return (ks, [result.sizes[k].synergy_omega for k in ks],
+                [result.sizes[k].redundancy_omega for k in ks])
+    if isinstance(result, Mapping) and "synergy_mean" in result:
+        return list(result["sizes"]), list(result["synergy_mean"]), list(result["redundancy_mean"])
+    if isinstance(result, Mapping) and "sizes" in result:
+        rows = sorted(result["sizes"], key=lambda r: r["size"])
+        return ([r["size"] for r in rows], [r["synergy_omega"] for r in rows],
+                [r["redundancy_omega"] for r in rows])
+    raise PruneInfoError(
+        f"expected a MultipletSearch or its to_dict(), got {type(result).__name__}"
+    )
+
+
+def results_to_dict(results: Mapping[str, MultipletSearch]) -> dict:
+    """``{"layers": [...]}``: each layer's :meth:`MultipletSearch.to_dict` plus its dominance."""
+    return {"layers": [{**res.to_dict(), "dominance": dominance(res)}
+                       for res in results.values()]}
+
+
+def average_over_seeds(results: Sequence[Mapping]) -> dict:
+    """Mean and standard deviation of the best ``Omega`` per layer and size across seeds.
+
+    Parameters
+    ----------
+    results : list of dict
+        One :func:`layer_oinfo` result per seed (``{layer: MultipletSearch}``; the
+        ``to_dict()`` form of each search is accepted too, e.g. read back from JSON).
+
+    Returns
+    -------
+    dict
+        ``{layer: {"sizes": [k...], "n_seeds": int, "synergy_mean", "synergy_std",
+        "redundancy_mean", "redundancy_std": [float per size]}}`` in bits. The standard
+        deviation is the sample one (``ddof = 1``), 0 for a single seed. Sizes are those
+        present for every seed (layers of different widths across seeds keep their common
+        sizes).
+
+    Raises
+    ------
+    PruneInfoError
+        On an empty list, or when the seeds do not cover the same layers.
+
+    Examples
+    --------
+    >>> from prune_info.measures.multiplets import MultipletSearch, SizeResult
+    >>> def one(v):
+    ...     size = SizeResult(2, (0, 1), -v, "exhaustive", (0, 1), v, "exhaustive")
+    ...     return {"fc1": MultipletSearch("fc1", 2, 100, 2, 2, 0, {2: size},
+    ...                                    np.array([0, 1]), 1, 0.0)}
+    >>> avg = average_over_seeds([one(1.0), one(3.0)])
+    >>> avg["fc1"]["synergy_mean"], avg["fc1"]["redundancy_std"]
+    ([-2.0], [1.4142135623730951])
+    """
+    results = list(results)
+    if not results:
+        raise PruneInfoError("no result to average; pass one layer_oinfo result per seed")
+    layers = list(results[0])
+    for i, res in enumerate(results[1:], start=1):
+        if set(res) != set(layers):
+            raise PruneInfoError(
+                f"seed result {i} covers layers {sorted(res)} but result 0 covers "
+                f"{sorted(layers)}; fix: analyse the same layers for every seed"
+            )
+    out = {}
+    for layer in layers:
+        series = [_series(res[layer]) for res in results]
+        common = sorted(set.intersection(*(set(s[0]) for s in series)))
+        if not common:
+            raise PruneInfoError(f"{layer}: the seeds share no multiplet size")
+        syn = np.array([[dict(zip(s[0], s[1]))[k] for k in common] for s in series])
+        red = np.array([[dict(zip(s[0], s[2]))[k] for k in common] for s in series])
+        ddof = 1 if len(results) > 1 else 0
+        out[layer] = {
+            "sizes": common,
+            "n_seeds": len(results),
+            "synergy_mean": syn.mean(axis=0).tolist(),
+            "synergy_std": syn.std(axis=0, ddof=ddof).tolist(),
+            "redundancy_mean": red.mean(axis=0).tolist(),
+            "redundancy_std": red.std(axis=0, ddof=ddof).tolist(),
+        }
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Figure
+
+_ERR = {"ecolor": "0.35", "elinewidth": 0.8}
+
+
+def plot_oinfo(
+    results: Mapping,
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+) -> Path:
+    """Per-layer bar plots of the best synergy and redundancy against the multiplet size.
+
+    As Fig. 1 of Clauw et al.: one panel per layer (shared y axis), at every size ``k`` a blue
+    bar for the minimum ``Omega`` (the most synergistic multiplet; negative when
+    synergy-dominated) and a red bar for the maximum ``Omega`` (the most redundant one). With
+    averaged results (:func:`average_over_seeds`) the bars show means with ±1 standard deviation.
+    Written atomically; the format follows the suffix of ``path``.
+
+    Parameters
+    ----------
+    results : dict
+        ``{layer: MultipletSearch}`` (:func:`layer_oinfo`), ``{layer: search.to_dict()}`` or
+        :func:`average_over_seeds` output.
+    path : path
+        Image file (``.png``, ``.pdf``, ``.svg``, ...).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    Path
+    """
+    from prune_info.report import _pyplot, check_image_path
+
+    if not results:
+        raise PruneInfoError("nothing to plot: no layer in the results")
+    fmt = check_image_path(path)
+    plt = _pyplot()
+    n = len(results)
+    fig, axes = plt.subplots(1, n, figsize=(max(4.0, 3.6 * n), 3.6), sharey=True,
+                             squeeze=False)
+    for ax, (layer, res) in zip(axes[0], results.items()):
+        sizes, syn, red = _series(res)
+        x = np.asarray(sizes, dtype=float)
+        syn_err = red_err = None
+        if isinstance(res, Mapping) and "synergy_std" in res:
+            syn_err, red_err = res["synergy_std"], res["redundancy_std"]
+        ax.bar(x - 0.2, syn, width=0.4, color="tab:blue", yerr=syn_err, capsize=2,
+               error_kw=_ERR, label="synergy (min Ω)")
+        ax.bar(x + 0.2, red, width=0.4, color="tab:red", yerr=red_err, capsize=2,
+               error_kw=_ERR, label="redundancy (max Ω)")
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        n_units = getattr(res, "n_units", None) or (
+            res.get("n_units") if isinstance(res, Mapping) else None)
+        ax.set_title(f"{layer}" + (f" ({n_units} units)" if n_units else ""))
+        ax.set_xlabel("multiplet size k (units, + label)")
+        step = max(1, math.ceil(len(sizes) / 10))
+        ax.set_xticks(sizes[::step])
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("O-information Ω [bits]")
+    axes[0][0].legend(loc="best", fontsize="small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    target = Path(path)
+    try:
+        with atomic_write(target) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return target
