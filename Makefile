@@ -22,11 +22,9 @@ test: install
 	$(PY) -m pytest -q
 
 demo: install
-	mkdir -p $(DEMO_OUT)
-	$(VENV)/bin/prune-info train --data digits --arch 64-100-100-10 --act relu --reg l2 \
-		--epochs 20 --seed 0 -o $(DEMO_OUT)/model.pt
-	$(VENV)/bin/prune-info info --json $(DEMO_OUT)/model.pt > $(DEMO_OUT)/summary.json
-	@echo "summary saved to $(DEMO_OUT)/summary.json"
+	$(VENV)/bin/prune-info run --data digits --arch 64-100-100-10 --criterion mi --amount 0.5 \
+		--out $(DEMO_OUT)
+	@echo "report: $(DEMO_OUT)/report.html (open it in a browser; rerun to reuse every stage)"
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) *.egg-info .pytest_cache

@@ -9,5 +9,7 @@ from prune_info.cli import score as _score  # noqa: F401
 from prune_info.cli import prune as _prune  # noqa: F401
 from prune_info.cli import bench as _bench, export as _export  # noqa: F401
 from prune_info.cli import retrain as _retrain  # noqa: F401
+from prune_info.cli import oinfo as _oinfo  # noqa: F401
+from prune_info.cli import run as _run  # noqa: F401
 
 __all__ = ["cli", "main"]

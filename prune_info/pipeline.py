@@ -1,0 +1,478 @@
+"""One resumable pipeline: train -> score -> ablate -> oinfo -> prune -> retrain -> export -> bench
+-> report, every stage's artefacts kept in one output directory.
+
+Resumption and invalidation
+---------------------------
+``OUT/run.json`` (written atomically after every stage) records the run's *identity*, the options
+of the last invocation and, per finished stage, a *fingerprint* and the artefacts it wrote. A
+stage's fingerprint hashes the options that affect it and the fingerprints of the stages it reads
+from, so a changed option invalidates exactly the stages downstream of it (``--amount`` reruns
+prune, retrain, export, bench and report; ``--random`` reruns ablate and report). A stage reruns
+when its fingerprint changed, when one of its artefacts is missing, or when a stage it reads from
+reran in this invocation. A stage that fails is dropped from the manifest (it reruns next time);
+the stages finished before it stay valid.
+
+What counts as a *different run*: the identity is the dataset (``--data``) and the model source
+(``--arch`` with ``--act`` / ``--reg``, or the sha256 of the ``--model`` file). Running into a
+directory whose ``run.json`` holds another identity is refused, as is a non-empty directory
+without ``run.json`` and a path that is a file: results of different networks are never mixed.
+Every other option (``--epochs``, ``--seed``, ``--criterion``, ``--amount``, ...) is a *changed
+option* of the same run and only reruns the stages it affects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from prune_info.errors import PruneInfoError
+from prune_info.io import atomic_write, write_json
+
+__all__ = ["RunOptions", "STAGES", "Stage", "run_pipeline", "check_out_dir", "MANIFEST",
+           "RUN_FORMAT"]
+
+MANIFEST = "run.json"
+RUN_FORMAT = "prune-info-run"
+
+
+@dataclass
+class RunOptions:
+    """Everything ``prune-info run`` was asked to do (defaults sized for the digits demo)."""
+
+    data: str = "digits"
+    data_dir: str | None = None
+    arch: str | None = "64-100-100-10"
+    model: str | None = None
+    act: str = "relu"
+    reg: str = "l2"
+    epochs: int = 10
+    seed: int = 0
+    criterion: str = "mi"
+    amount: float = 0.5
+    random: int = 10
+    max_exhaustive: int = 3
+    max_size: int = 10
+    retrain_epochs: int = 3
+    bench_repeat: int = 20
+    bench_batches: tuple[int, ...] = (1, 256)
+    progress: bool = True
+
+    def identity(self) -> dict:
+        """What makes two runs the *same* run (see the module docstring)."""
+        if self.model is not None:
+            digest = hashlib.sha256(Path(self.model).read_bytes()).hexdigest()
+            return {"data": self.data, "model_sha256": digest}
+        return {"data": self.data, "arch": self.arch, "act": self.act, "reg": self.reg}
+
+    def cli_args(self) -> list[str]:
+        """The ``prune-info run`` arguments reproducing these options."""
+        args = ["--data", self.data]
+        if self.data_dir:
+            args += ["--data-dir", self.data_dir]
+        if self.model is not None:
+            args += ["--model", self.model]
+        else:
+            args += ["--arch", str(self.arch), "--act", self.act, "--reg", self.reg,
+                     "--epochs", str(self.epochs)]
+        args += ["--seed", str(self.seed), "--criterion", self.criterion,
+                 "--amount", f"{self.amount:g}", "--random", str(self.random),
+                 "--max-exhaustive", str(self.max_exhaustive), "--max-size", str(self.max_size),
+                 "--retrain-epochs", str(self.retrain_epochs),
+                 "--bench-repeat", str(self.bench_repeat),
+                 "--bench-batch", ",".join(map(str, self.bench_batches))]
+        return args
+
+
+@dataclass
+class Stage:
+    """One step: the options that affect it, the stages it reads, the files it writes."""
+
+    name: str
+    options: Callable[[RunOptions], dict]
+    deps: tuple[str, ...]
+    artefacts: tuple[str, ...]
+    fn: Callable[["Context"], dict]
+    description: str = ""
+
+
+@dataclass
+class Context:
+    """What a stage function gets: the options, the output directory, the dataset (lazy)."""
+
+    options: RunOptions
+    out: Path
+    _data: object = None
+    summaries: dict = field(default_factory=dict)
+
+    @property
+    def data(self):
+        if self._data is None:
+            from prune_info.data import load_dataset
+
+            self._data = load_dataset(self.options.data, self.options.data_dir,
+                                      seed=self.options.seed)
+        return self._data
+
+    def path(self, name: str) -> Path:
+        return self.out / name
+
+    def load(self, name: str):
+        from prune_info.checkpoint import load_checkpoint
+
+        return load_checkpoint(self.path(name))
+
+
+# --------------------------------------------------------------------------------------------
+# Stage functions: read earlier artefacts from disk, write their own atomically, return a summary
+
+
+def _stage_train(ctx: Context) -> dict:
+    from prune_info.checkpoint import load_checkpoint, save_checkpoint
+    from prune_info.models import count_parameters
+    from prune_info.train import TrainConfig, train_model
+
+    o = ctx.options
+    if o.model is not None:
+        ckpt = load_checkpoint(o.model)
+        if ckpt.arch is None and ckpt.factory is None:
+            raise PruneInfoError(f"--model {o.model} records no architecture; save it with "
+                                 "prune-info train or give a prune-info checkpoint")
+    else:
+        config = TrainConfig(epochs=o.epochs, seed=o.seed)
+        config.validate()
+        ckpt = train_model(ctx.data, o.arch, o.act, o.reg, config, progress=o.progress)
+    save_checkpoint(ckpt, ctx.path("model.pt"))
+    m = ckpt.metrics
+    return {"arch": ckpt.spec, "parameters": count_parameters(ckpt.model),
+            "val_acc": m.get("val_acc"), "test_acc": m.get("test_acc"),
+            "best_epoch": m.get("best_epoch")}
+
+
+def _score_criteria(o: RunOptions) -> list[str]:
+    names = ["entropy", "mi", "kl"]
+    return names if o.criterion in names else names + [o.criterion]
+
+
+def _stage_score(ctx: Context) -> dict:
+    from prune_info.criteria import ScoreOptions, score_report
+    from prune_info.report import violin_plot
+
+    ckpt = ctx.load("model.pt")
+    data = ctx.data
+    report = score_report(ckpt.model, data.val, _score_criteria(ctx.options),
+                          n_classes=data.n_classes, options=ScoreOptions(seed=ctx.options.seed))
+    document = {"model": str(ctx.path("model.pt")), "arch": ckpt.spec, "dataset": data.name,
+                "split": "val", **report.to_dict()}
+    violin_plot({c: report.scores[c] for c in report.criteria}, ctx.path("scores.png"),
+                title=f"{ckpt.spec} on {data.name} (val), {report.options.quantiser}")
+    write_json(document, ctx.path("scores.json"), "prune-info-scores")
+    return {"layers": {layer.name: report.layer_summary(layer) for layer in report.layers}}
+
+
+def _read_scores(path: Path, criterion: str) -> dict:
+    import torch
+
+    doc = json.loads(path.read_text())
+    return {layer["name"]: torch.tensor(layer["scores"][criterion], dtype=torch.float64)
+            for layer in doc["layers"]}
+
+
+def plot_curves(curves: dict, path: Path, title: str | None = None) -> Path:
+    """Accuracy against units ablated: one panel per scope, criterion orders and random band."""
+    from prune_info.report import _pyplot
+
+    plt = _pyplot()
+    scopes = list(curves["counts"])
+    n = len(scopes)
+    fig, axes = plt.subplots(1, n, figsize=(max(4.0, 4.2 * n), 3.6), sharey=True, squeeze=False)
+    total = float(curves["n_samples"])
+    colours = {"low": "tab:blue", "high": "tab:red"}
+    for ax, scope in zip(axes[0], scopes):
+        for label, rows in curves["counts"][scope].items():
+            acc = np.asarray(rows, dtype=float) / total
+            k = np.arange(acc.shape[1])
+            if label == "random":
+                mean, std = acc.mean(0), acc.std(0)
+                ax.plot(k, mean, color="grey", label=f"random (mean ± sd, {acc.shape[0]})")
+                ax.fill_between(k, mean - std, mean + std, color="grey", alpha=0.3)
+            else:
+                order = label.rsplit(":", 1)[-1]
+                ax.plot(k, acc[0], color=colours.get(order), label=label)
+        ax.set_title(f"{scope} ({curves['units'][scope]} units)")
+        ax.set_xlabel("units ablated")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy")
+    axes[0][0].legend(loc="best", fontsize="small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _stage_ablate(ctx: Context) -> dict:
+    from prune_info.ablation import compute_curves
+
+    o = ctx.options
+    ckpt = ctx.load("model.pt")
+    scores = {o.criterion: _read_scores(ctx.path("scores.json"), o.criterion)}
+    curves = compute_curves(ckpt.model, ctx.data.test, scores, random=o.random, seed=o.seed)
+    document = curves.to_dict()
+    plot_curves(document, ctx.path("curves.png"),
+                title=f"cumulative ablation by {o.criterion} ({ctx.data.name}, test)")
+    write_json(document, ctx.path("curves.json"), "prune-info-curves")
+    summary = {}
+    for scope, by_label in document["counts"].items():
+        half = document["units"][scope] // 2
+        summary[scope] = {label: float(np.mean([r[half] for r in rows])) / curves.n_samples
+                          for label, rows in by_label.items()}
+    return {"accuracy_at_half": summary}
+
+
+def _stage_oinfo(ctx: Context) -> dict:
+    from prune_info.oinfo import layer_oinfo, plot_oinfo, results_to_dict
+
+    o = ctx.options
+    ckpt = ctx.load("model.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = layer_oinfo(ckpt.model, ctx.data.val, max_exhaustive=o.max_exhaustive,
+                              max_size=o.max_size, seed=o.seed, progress=o.progress)
+    plot_oinfo(results, ctx.path("oinfo.png"),
+               title=f"O-information of {ckpt.spec} on {ctx.data.name} (val)")
+    document = results_to_dict(results)
+    write_json(document, ctx.path("oinfo.json"), "prune-info-oinfo")
+    return {"layers": {layer.get("layer", layer.get("name", str(i))): layer.get("dominance")
+                       for i, layer in enumerate(document["layers"])}}
+
+
+def _stage_prune(ctx: Context) -> dict:
+    from prune_info.checkpoint import save_checkpoint
+    from prune_info.prune import PruneConfig, prune_checkpoint
+
+    o = ctx.options
+    config = PruneConfig(criterion=o.criterion, amount=o.amount, seed=o.seed)
+    config.validate()
+    result = prune_checkpoint(ctx.load("model.pt"), ctx.data, config)
+    save_checkpoint(result.checkpoint, ctx.path("pruned.pt"))
+    return {k: v for k, v in result.summary.items() if k != "removed"}
+
+
+def _stage_retrain(ctx: Context) -> dict:
+    from prune_info.checkpoint import save_checkpoint
+    from prune_info.retrain import RetrainConfig, retrain_checkpoint
+
+    o = ctx.options
+    ckpt, summary = retrain_checkpoint(ctx.load("pruned.pt"), ctx.data,
+                                       RetrainConfig(epochs=o.retrain_epochs, seed=o.seed),
+                                       progress=o.progress)
+    save_checkpoint(ckpt, ctx.path("retrained.pt"))
+    return {k: v for k, v in summary.items() if k != "history"}
+
+
+def _stage_export(ctx: Context) -> dict:
+    from prune_info.export import export_onnx
+
+    report = export_onnx(ctx.load("retrained.pt"), ctx.path("retrained.onnx"),
+                         sample=ctx.data.val.x[:256])
+    summary = report.to_dict()
+    summary.pop("metadata", None)
+    return summary
+
+
+def _stage_bench(ctx: Context) -> dict:
+    from prune_info.bench import bench_document, benchmark_models
+    from prune_info.plots_bench import plot_bench
+
+    o = ctx.options
+    models = [str(ctx.path(n)) for n in ("model.pt", "pruned.pt", "retrained.pt",
+                                         "retrained.onnx")]
+    results = benchmark_models(models, ctx.data, batches=o.bench_batches, threads=1,
+                               repeat=o.bench_repeat, warmup=2, progress=o.progress)
+    plot_bench(results, ctx.path("bench.png"), title=f"{ctx.data.name}: accuracy, size, latency")
+    write_json(bench_document(results, batches=list(o.bench_batches), threads=1,
+                              repeat=o.bench_repeat), ctx.path("bench.json"), "prune-info-bench")
+    return {"models": [{k: r.get(k) for k in ("name", "test_acc", "parameters")}
+                       for r in results]}
+
+
+def _stage_report(ctx: Context) -> dict:
+    from prune_info.html_report import write_report
+
+    write_report(ctx.out, ctx.path("report.html"), ctx.options)
+    return {"path": str(ctx.path("report.html"))}
+
+
+def _no_options(o: RunOptions) -> dict:
+    return {}
+
+
+STAGES: list[Stage] = [
+    Stage("train", lambda o: {**o.identity(), "epochs": o.epochs if o.model is None else None,
+                              "seed": o.seed}, (), ("model.pt",), _stage_train,
+          "train the model (or copy --model)"),
+    Stage("score", lambda o: {"criteria": _score_criteria(o)}, ("train",),
+          ("scores.json", "scores.png"), _stage_score, "per-unit entropy, MI, KL"),
+    Stage("ablate", lambda o: {"criterion": o.criterion, "random": o.random},
+          ("train", "score"), ("curves.json", "curves.png"), _stage_ablate,
+          "cumulative ablation curves"),
+    Stage("oinfo", lambda o: {"max_exhaustive": o.max_exhaustive, "max_size": o.max_size},
+          ("train",), ("oinfo.json", "oinfo.png"), _stage_oinfo, "synergy / redundancy"),
+    Stage("prune", lambda o: {"criterion": o.criterion, "amount": o.amount}, ("train",),
+          ("pruned.pt",), _stage_prune, "remove units"),
+    Stage("retrain", lambda o: {"epochs": o.retrain_epochs}, ("prune",), ("retrained.pt",),
+          _stage_retrain, "fine-tune the pruned model"),
+    Stage("export", _no_options, ("retrain",), ("retrained.onnx",), _stage_export,
+          "ONNX export and check"),
+    Stage("bench", lambda o: {"repeat": o.bench_repeat, "batches": list(o.bench_batches)},
+          ("train", "prune", "retrain", "export"), ("bench.json", "bench.png"), _stage_bench,
+          "accuracy, size, latency"),
+    Stage("report", _no_options, ("train", "score", "ablate", "oinfo", "prune", "retrain",
+                                  "export", "bench"), ("report.html",), _stage_report,
+          "HTML report"),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Manifest
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read_manifest(out: Path) -> dict | None:
+    path = Path(out) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PruneInfoError(f"{path} is not a readable run manifest ({exc}); choose another "
+                             "--out or delete it") from exc
+    if doc.get("format") != RUN_FORMAT:
+        raise PruneInfoError(f"{path} is not a prune-info run manifest; choose another --out")
+    return doc
+
+
+def _write_manifest(out: Path, manifest: dict) -> None:
+    payload = {k: v for k, v in manifest.items() if k not in ("format", "format_version")}
+    write_json(payload, out / MANIFEST, RUN_FORMAT)
+
+
+def check_out_dir(out: str | Path, options: RunOptions) -> dict | None:
+    """Refuse an --out that is a file, a foreign directory or another run's; nothing is written.
+
+    Returns the existing manifest (or ``None`` for a new or empty directory).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PruneInfoError(f"--out {out} is a file; give a directory")
+    if options.model is not None and not Path(options.model).is_file():
+        raise PruneInfoError(f"--model {options.model} does not exist")
+    if not out.exists():
+        if not out.parent.is_dir() and str(out.parent):
+            raise PruneInfoError(f"--out {out}: parent directory {out.parent} does not exist")
+        return None
+    manifest = read_manifest(out)
+    if manifest is None:
+        if any(out.iterdir()):
+            raise PruneInfoError(f"--out {out} is a non-empty directory that holds no "
+                                 f"{MANIFEST}; choose an empty or new directory")
+        return None
+    identity = options.identity()
+    previous = manifest.get("identity", {})
+    if previous != identity:
+        diff = sorted(k for k in set(previous) | set(identity)
+                      if previous.get(k) != identity.get(k))
+        raise PruneInfoError(
+            f"--out {out} holds a different run (it differs in {', '.join(diff)}: "
+            f"{ {k: previous.get(k) for k in diff} }); use another --out, or delete {out} "
+            "to start over"
+        )
+    return manifest
+
+
+def _status(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_pipeline(out: str | Path, options: RunOptions, *, command: str | None = None,
+                 stages: list[Stage] | None = None) -> dict:
+    """Run (or resume) every stage into ``out``; returns the final manifest.
+
+    Raises
+    ------
+    PruneInfoError
+        ``--out`` refused (nothing written), or ``stage <name> failed: ...``.
+    """
+    stages = STAGES if stages is None else stages
+    out = Path(out)
+    old = check_out_dir(out, options) or {}
+    old_stages = old.get("stages", {})
+    out.mkdir(exist_ok=True)
+    manifest = {"identity": options.identity(),
+                "options": {**asdict(options), "bench_batches": list(options.bench_batches)},
+                "command": command or "prune-info run " + shlex.join(
+                    options.cli_args() + ["--out", str(out)]),
+                "stages": dict(old_stages)}
+    ctx = Context(options, out)
+    fingerprints: dict[str, str] = {}
+    rerun: set[str] = set()
+    for index, stage in enumerate(stages, 1):
+        fp = _hash({"stage": stage.name, "options": stage.options(options),
+                    "deps": [fingerprints[d] for d in stage.deps]})
+        fingerprints[stage.name] = fp
+        entry = old_stages.get(stage.name)
+        missing = [a for a in stage.artefacts if not (out / a).is_file()]
+        reasons = []
+        if entry is None:
+            reasons.append("not run yet")
+        elif entry.get("fingerprint") != fp:
+            reasons.append("options changed")
+        if missing and entry is not None:
+            reasons.append(f"missing {', '.join(missing)}")
+        upstream = [d for d in stage.deps if d in rerun]
+        if upstream and entry is not None:
+            reasons.append(f"{', '.join(upstream)} reran")
+        head = f"stage {index}/{len(stages)}: {stage.name}"
+        if not reasons:
+            _status(f"{head} ... reused")
+            continue
+        _status(f"{head} ({stage.description}; {', '.join(reasons)}) ...")
+        manifest["stages"].pop(stage.name, None)
+        start = time.perf_counter()
+        try:
+            summary = stage.fn(ctx)
+        except PruneInfoError as exc:
+            _write_manifest(out, manifest)
+            raise PruneInfoError(f"stage {stage.name} failed: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001  a bug or a library error: still name the stage
+            _write_manifest(out, manifest)
+            raise PruneInfoError(
+                f"stage {stage.name} failed: {type(exc).__name__}: {exc} (rerun with --debug "
+                "for the traceback; earlier stages' artefacts are kept)"
+            ) from exc
+        seconds = round(time.perf_counter() - start, 2)
+        rerun.add(stage.name)
+        manifest["stages"][stage.name] = {
+            "fingerprint": fp, "artefacts": list(stage.artefacts), "seconds": seconds,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "summary": summary or {},
+        }
+        _write_manifest(out, manifest)
+        _status(f"{head} done in {seconds:.1f} s")
+    manifest["reran"] = [s.name for s in stages if s.name in rerun]
+    return manifest
