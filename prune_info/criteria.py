@@ -361,25 +361,39 @@ class _LayerCounter:
         counts[:, 0, :] += per_class[None, :] - upper
         self.active += (acts > self.threshold).sum(dim=0)
 
-    def finish(self, n_samples: int) -> LayerInformation:
-        name = self.layer.name
-        self.table.counts = self.table.counts.cpu()
-        spectrum = specific_information(self.table, name=name)
-        selectivity = kl_selectivity(self.table, name=name)
-        active = self.active.cpu()
-        return LayerInformation(
-            layer=name,
-            entropy=entropy(self.table, name=name),
-            mi=mutual_information(self.table, name=name),
-            kl=selectivity.values,
-            kl_class=selectivity.classes,
-            spectrum=spectrum,
+
+def _finish(counters: list[_LayerCounter], n_samples: int) -> dict[str, LayerInformation]:
+    """Measures of every layer from its counts; all layers in one call of each measure.
+
+    The count tables of all layers share their bins and classes, so they are stacked along the
+    units: four calls in all instead of four per layer.
+    """
+    for counter in counters:
+        counter.table.counts = counter.table.counts.cpu()
+    sizes = [counter.layer.n_units for counter in counters]
+    joint = torch.cat([counter.table.counts for counter in counters])
+    where = ", ".join(counter.layer.name for counter in counters)
+    columns = {
+        "entropy": entropy(joint, name=where),
+        "mi": mutual_information(joint, name=where),
+        "spectrum": specific_information(joint, name=where),
+    }
+    selectivity = kl_selectivity(joint, name=where)
+    columns["kl"], columns["kl_class"] = selectivity.values, selectivity.classes
+    parts = {key: value.split(sizes) for key, value in columns.items()}
+    out = {}
+    for i, counter in enumerate(counters):
+        active = counter.active.cpu()
+        out[counter.layer.name] = LayerInformation(
+            layer=counter.layer.name,
+            **{key: parts[key][i].clone() for key in columns},
             dead=active == 0,
             always_active=active == n_samples,
-            counts=self.table,
-            threshold=self.threshold,
-            edges=None if self.edges is None else self.edges.cpu(),
+            counts=counter.table,
+            threshold=counter.threshold,
+            edges=None if counter.edges is None else counter.edges.cpu(),
         )
+    return out
 
 
 def _count_where(compare, values: torch.Tensor, other, onehot: torch.Tensor) -> torch.Tensor:
@@ -521,7 +535,7 @@ def _stream_information(ctx: ScoringContext) -> dict[str, LayerInformation]:
             for counter in counters:
                 counter.update(outputs[counter.layer.name], onehot, per_class, start)
         start += n
-    return {c.layer.name: c.finish(start) for c in counters}
+    return _finish(counters, start)
 
 
 def _checked_scores(name: str, result: object, layers: list[LayerInfo]) -> dict[str, torch.Tensor]:

@@ -7,9 +7,8 @@ import warnings
 import pytest
 import torch
 import torch_pruning as tp
-from torch import nn
 
-from prune_info.activations import CaptureOptions, unit_outputs
+from prune_info.activations import unit_outputs
 from prune_info.criteria import (
     CRITERIA, ScoreOptions, available_criteria, compute_scores, get_criterion, layer_threshold,
     rank_units, register_criterion, score_report, unit_information,

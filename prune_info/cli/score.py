@@ -43,7 +43,9 @@ def _csv_path(out: str) -> str:
 @click.option("--pre-activation", is_flag=True,
               help="Read units before the activation function.")
 @click.option("--channel-reduce", type=click.Choice(["mean", "max"]), default="mean",
-              show_default=True, help="Spatial reduction of a convolutional channel.")
+              show_default=True,
+              help="How a conv channel becomes one value per sample: over its map after the "
+                   "activation, before pooling.")
 @click.option("--batch-size", type=int, default=4096, show_default=True,
               help="Samples per forward pass.")
 @seed_option
