@@ -28,12 +28,11 @@ Not batched (:func:`train_seeds` falls back to training seed after seed): CNNs, 
 Training is resumable: with ``state_path``, the full state (weights, optimiser, generators,
 best-so-far weights, history) is written atomically after every epoch, and a later call with the
 same path continues from the last finished epoch and ends with the same weights as an
-uninterrupted run.
+uninterrupted run. The state file stays until the caller has stored the models and removes it.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -140,13 +139,20 @@ class StackedMLP(nn.Module):
 
     def forward_shared(self, x: Tensor) -> Tensor:
         """Logits ``[S, B, classes]`` of every seed on the same samples ``x`` (``[B, ...]``)."""
-        h = x.reshape(x.shape[0], -1).unsqueeze(0).expand(self.n_seeds, -1, -1)
-        return self._run(h, None)
+        flat = x.reshape(x.shape[0], -1)
+        first_t, first_b = self.weights_t[0], self.biases[0]
+        n_in, n_out = first_t.shape[1], first_t.shape[2]
+        # one product for every seed: [B, in] @ [in, S * out], no copy of x per seed
+        h = flat @ first_t.permute(1, 0, 2).reshape(n_in, self.n_seeds * n_out)
+        h = h.view(flat.shape[0], self.n_seeds, n_out).transpose(0, 1) + first_b.unsqueeze(1)
+        return self._run(h, None, start=1)
 
-    def _run(self, h: Tensor, generators) -> Tensor:
+    def _run(self, h: Tensor, generators, start: int = 0) -> Tensor:
+        """Layers ``start..``: ``h`` is the output of layer ``start - 1`` before its activation."""
         last = len(self.weights_t) - 1
         for i, (weight_t, bias) in enumerate(zip(self.weights_t, self.biases)):
-            h = torch.baddbmm(bias.unsqueeze(1), h, weight_t)
+            if i >= start:
+                h = torch.baddbmm(bias.unsqueeze(1), h, weight_t)
             if i == last:
                 break
             h = self.act(h)
@@ -327,7 +333,8 @@ def train_stacked(
         tqdm bar over epochs on stderr.
     state_path : path, optional
         Where the training state is saved after every epoch; when the file exists training
-        resumes from it. Removed when training finishes.
+        resumes from it (a state saved after the last epoch returns at once). The file is left
+        in place: the caller removes it once the trained models are safely stored.
     on_epoch : callable, optional
         Called with the epoch number after each epoch's state is saved (tests use it to
         interrupt training).
@@ -409,7 +416,7 @@ def train_stacked(
                 for key, value in state.items():
                     best[key][rows] = value.detach()[rows].to(best[key].device)
             bar.set_postfix(val_acc=f"{sum(val_acc) / n_seeds:.4f}")
-            if state_path is not None and epoch < config.epochs:
+            if state_path is not None:
                 payload = _state_payload(stack, optimiser, shuffles, drops, best, best_epoch,
                                          best_acc, history, init, epoch, fingerprint)
                 with atomic_write(state_path) as tmp:
@@ -418,8 +425,6 @@ def train_stacked(
                 on_epoch(epoch)
     stack.load_state_dict(best)
     stack.eval()
-    if state_path is not None and os.path.exists(state_path):
-        os.remove(state_path)
     return StackedResult(best_epoch, best_acc, history, init)
 
 
@@ -516,9 +521,3 @@ def train_seeds(
                            state_path=state_path, on_epoch=on_epoch)
     return [_checkpoint_for(stack, i, result, data, config, device) for i in range(len(seeds))]
 
-
-def estimated_state_bytes(arch: dict, n_seeds: int) -> int:
-    """Rough size of a stack's resumable training state (weights x 4 copies), in bytes."""
-    sizes = [math.prod(arch["input_shape"]), *arch["hidden"], arch["n_classes"]]
-    params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
-    return params * n_seeds * 4 * 4

@@ -11,5 +11,6 @@ from prune_info.cli import bench as _bench, export as _export  # noqa: F401
 from prune_info.cli import retrain as _retrain  # noqa: F401
 from prune_info.cli import oinfo as _oinfo  # noqa: F401
 from prune_info.cli import run as _run  # noqa: F401
+from prune_info.cli import ablate as _ablate, study as _study  # noqa: F401
 
 __all__ = ["cli", "main"]

@@ -1,0 +1,96 @@
+"""Figures of cumulative ablation curves, drawn like Figs. 2-5 of Amjad, Liu & Geiger.
+
+Accuracy (%) against the number of ablated units, one panel per layer (or one for the whole
+network). Each criterion has one colour: solid when its lowest-ranked units are ablated first,
+dashed when its highest-ranked units go first; random ablation is a grey mean line with a +- std
+band. A band around a criterion's line shows its std over seeds (studies). Files are written
+atomically; the format follows the suffix.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import numpy as np
+
+from prune_info.io import atomic_write
+
+__all__ = ["plot_ablation"]
+
+_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
+            "tab:pink", "tab:olive", "tab:cyan"]
+_STYLES = {"low": "-", "high": "--"}
+
+
+def plot_ablation(
+    panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray | None]]],
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+    xlabel: str = "units ablated",
+) -> None:
+    """Draw cumulative ablation curves, one panel per scope, and write the figure to ``path``.
+
+    Parameters
+    ----------
+    panels : dict
+        ``{panel title: {label: (mean, std)}}`` with accuracies as fractions over ``k = 0..K``.
+        Labels are ``"<criterion>:low"``, ``"<criterion>:high"`` or ``"random"``; ``std`` may be
+        None (no band).
+    path : path
+        Output file; ``.png``, ``.pdf``, ``.svg``, ...
+    title : str, optional
+        Figure title.
+    xlabel : str
+    """
+    from prune_info.report import check_image_path
+
+    fmt = check_image_path(path)
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    n = max(1, len(panels))
+    figure, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.8), squeeze=False, sharey=True)
+    criteria: list[str] = []
+    for labels in panels.values():
+        for label in labels:
+            name = label.split(":")[0]
+            if label != "random" and name not in criteria:
+                criteria.append(name)
+    colour = {c: _COLOURS[i % len(_COLOURS)] for i, c in enumerate(criteria)}
+    try:
+        for ax, (panel, labels) in zip(axes[0], panels.items()):
+            for label, (mean, std) in labels.items():
+                mean = 100 * np.asarray(mean, dtype=float)
+                ks = np.arange(mean.shape[0])
+                if label == "random":
+                    ax.plot(ks, mean, color="0.35", lw=1.4, label="random")
+                    if std is not None:
+                        s = 100 * np.asarray(std, dtype=float)
+                        ax.fill_between(ks, mean - s, mean + s, color="0.6", alpha=0.35, lw=0)
+                    continue
+                name, _, order = label.partition(":")
+                ax.plot(ks, mean, color=colour[name], ls=_STYLES.get(order, ":"), lw=1.4,
+                        label=f"{name} ({order} first)" if order else name)
+                if std is not None and np.any(np.asarray(std) > 0):
+                    s = 100 * np.asarray(std, dtype=float)
+                    ax.fill_between(ks, mean - s, mean + s, color=colour[name], alpha=0.12,
+                                    lw=0)
+            ax.set_title(panel, fontsize=10)
+            ax.set_xlabel(xlabel)
+            ax.set_ylim(0, 100)
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("test accuracy [%]")
+        handles, names = axes[0][0].get_legend_handles_labels()
+        if handles:
+            axes[0][-1].legend(handles, names, fontsize=8, loc="lower left")
+        if title:
+            figure.suptitle(title, fontsize=11)
+        figure.tight_layout()
+        with atomic_write(path) as tmp:
+            figure.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(figure)

@@ -1,0 +1,679 @@
+"""Multi-seed ablation studies: train S networks per scenario, score, ablate, compare.
+
+A study reproduces the experimental protocol of Amjad, Liu & Geiger (Sec. V): for every scenario
+(activation x regulariser) it trains S networks that differ only in their seed, computes the
+information measures of every unit on the validation set, draws every cumulative ablation curve on
+the test set (each criterion ablated low-first and high-first, and random orderings), and reports
+
+* mean +- std curves over seeds (random: each seed's mean over its random repeats first),
+* at chosen numbers of ablated units ``k``, the mean gap ``MG@k`` between each information
+  ordering and random ablation with the Wilcoxon signed-rank p-value over seeds,
+* the two-sample Kolmogorov-Smirnov comparison of random curves between layers of a scenario and
+  between scenarios,
+
+as JSON (all curves of all seeds, and the statistics), a table and figures.
+
+Resuming
+--------
+The study directory holds ``config.json`` (the configuration that fixes the results) and, per
+scenario and seed, ``<act>-<reg>/seed-NNNN/model.pt`` and ``.../curves.json``, each written
+atomically the moment it is complete. Seeds are trained as one batched model
+(:mod:`prune_info.batched`), so "a finished seed" means a finished *batch* of seeds; while a batch
+trains, its whole state is saved after every epoch (``train-state-*.pt``), so an interruption
+(Ctrl-C, crash, ``kill -9``) costs at most the epoch in progress. Running the same command again
+skips every finished seed and continues the interrupted batch from its last epoch, with the
+same results as an uninterrupted run.
+
+A directory whose ``config.json`` differs from the requested configuration is refused. The list of
+seeds is not part of the configuration: asking for more seeds later adds them, asking for fewer
+reports on those only.
+
+Examples
+--------
+>>> config = StudyConfig(data="digits", arch="64-32-24-10", seeds=(0, 1, 2), epochs=1,
+...                      random=4)
+>>> results = run_study(config, "study-digits", progress=False)      # doctest: +SKIP
+>>> fc1 = results["scenarios"]["relu-l2"]["modes"]["layerwise"]["fc1"]  # doctest: +SKIP
+>>> fc1["gaps"][0]["text"]                                          # doctest: +SKIP
+'MG@19 = 3.1, p = n/a'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from prune_info.ablation import (
+    ABLATE_TO, ORDERS, compute_curves, ks_gap, mean_gap, unit_means,
+)
+from prune_info.checkpoint import load_checkpoint, save_checkpoint
+from prune_info.data import DATASETS, Dataset, load_dataset
+from prune_info.errors import PruneInfoError
+from prune_info.io import write_json
+from prune_info.models import ACTIVATIONS, REGULARISERS, parse_arch
+from prune_info.train import OPTIMIZERS, TrainConfig
+
+__all__ = [
+    "MODES",
+    "StudyConfig",
+    "StudyPaths",
+    "default_at",
+    "format_table",
+    "run_study",
+    "summarise",
+]
+
+CONFIG_FORMAT = "prune-info-study-config"
+SEED_FORMAT = "prune-info-study-seed"
+RESULTS_FORMAT = "prune-info-study"
+#: Ablation modes: one curve family per layer, or one across all layers.
+MODES = ("layerwise", "network")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything that determines a study's numbers.
+
+    Parameters
+    ----------
+    data : str
+        Dataset name (:data:`prune_info.data.DATASETS`).
+    arch : str
+        Architecture spec, e.g. ``784-100-100-10``.
+    acts, regs : tuple of str
+        The scenario grid: every activation with every regulariser.
+    seeds : tuple of int
+        Seeds of the networks (initialisation, shuffling, dropout, random orderings).
+    epochs, batch_size, optimizer, lr, momentum, weight_decay
+        Training settings (see :class:`prune_info.train.TrainConfig`).
+    split_seed : int
+        Seed of the train / validation split, the same for every network.
+    criteria : tuple of str
+        Registered criteria ranking the units (computed on the validation set).
+    orders : tuple of {"low", "high"}
+    random : int
+        Random orderings per seed and scope.
+    modes : tuple of {"layerwise", "network"}
+    ablate_to : {"zero", "mean"}
+    bins : int
+        Quantisation bins of the information measures (2 = the paper's 1-bit quantiser).
+    batchnorm : bool or None
+        BatchNorm after each hidden layer (None: only for ``bn-dropout``).
+    """
+
+    data: str = "fashion-mnist"
+    arch: str = "784-100-100-10"
+    acts: tuple[str, ...] = ("relu",)
+    regs: tuple[str, ...] = ("l2",)
+    seeds: tuple[int, ...] = tuple(range(50))
+    epochs: int = 20
+    batch_size: int = 32
+    optimizer: str = "rmsprop"
+    lr: float = 1e-3
+    momentum: float = 0.01
+    weight_decay: float | None = None
+    split_seed: int = 0
+    criteria: tuple[str, ...] = ("entropy", "mi", "kl")
+    orders: tuple[str, ...] = ("low", "high")
+    random: int = 20
+    modes: tuple[str, ...] = ("layerwise",)
+    ablate_to: str = "zero"
+    bins: int = 2
+    batchnorm: bool | None = None
+
+    def validate(self) -> None:
+        """Check every field; raises :class:`PruneInfoError` naming the first problem."""
+        from prune_info.criteria import parse_criteria
+
+        if self.data not in DATASETS:
+            raise PruneInfoError(f"unknown dataset {self.data!r}; choose one of: "
+                                 f"{', '.join(DATASETS)}")
+        for act in self.acts:
+            if act not in ACTIVATIONS:
+                raise PruneInfoError(f"unknown activation {act!r}; choose from: "
+                                     f"{', '.join(ACTIVATIONS)}")
+        for reg in self.regs:
+            if reg not in REGULARISERS:
+                raise PruneInfoError(f"unknown regularisation {reg!r}; choose from: "
+                                     f"{', '.join(REGULARISERS)}")
+        for name, values in (("--act", self.acts), ("--reg", self.regs),
+                             ("--order", self.orders), ("--criteria", self.criteria),
+                             ("--seeds", self.seeds)):
+            if len(set(values)) != len(values):
+                raise PruneInfoError(f"{name} repeats a value: {', '.join(map(str, values))}")
+        if not self.acts or not self.regs:
+            raise PruneInfoError("a study needs at least one --act and one --reg")
+        if not self.seeds:
+            raise PruneInfoError("a study needs at least one seed (--seeds N)")
+        if any(s < 0 for s in self.seeds):
+            raise PruneInfoError("seeds must be 0 or more")
+        if self.optimizer not in OPTIMIZERS:
+            raise PruneInfoError(f"unknown optimizer {self.optimizer!r}")
+        TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
+                    lr=self.lr, momentum=self.momentum,
+                    weight_decay=self.weight_decay).validate()
+        parse_criteria(list(self.criteria)) if self.criteria else None
+        bad = [o for o in self.orders if o not in ORDERS]
+        if bad or not self.orders:
+            raise PruneInfoError(f"--order takes low and/or high, got {','.join(self.orders)}")
+        if self.random < 0:
+            raise PruneInfoError(f"--random must be 0 or more, got {self.random}")
+        if not self.criteria and self.random == 0:
+            raise PruneInfoError("nothing to ablate: give --criteria or --random R")
+        if not self.modes or any(m not in MODES for m in self.modes):
+            raise PruneInfoError(f"modes must be layerwise and/or network, got {self.modes}")
+        if self.ablate_to not in ABLATE_TO:
+            raise PruneInfoError(f"--ablate-to takes zero or mean, got {self.ablate_to!r}")
+        if self.bins < 2:
+            raise PruneInfoError(f"--bins must be at least 2, got {self.bins}")
+
+    def identity(self) -> dict:
+        """The fields a study directory must agree on (all but the seeds)."""
+        out = asdict(self)
+        out.pop("seeds")
+        return json.loads(json.dumps(out))  # tuples -> lists, as read back from JSON
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size,
+                           optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
+                           weight_decay=self.weight_decay)
+
+    def scenarios(self) -> list[tuple[str, str]]:
+        """``(act, reg)`` pairs in grid order."""
+        return [(act, reg) for act in self.acts for reg in self.regs]
+
+
+def scenario_name(act: str, reg: str) -> str:
+    return f"{act}-{reg}"
+
+
+def default_at(units: Sequence[int]) -> list[int]:
+    """The paper's point of comparison: 80 % of the smallest layer (80 for 100 units)."""
+    return [max(1, int(round(0.8 * min(units))))]
+
+
+# --------------------------------------------------------------------------------------------
+# The directory
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    """Where a study keeps its files."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    def scenario(self, name: str) -> Path:
+        return self.root / name
+
+    def seed_dir(self, scenario: str, seed: int) -> Path:
+        return self.root / scenario / f"seed-{seed:04d}"
+
+    def model(self, scenario: str, seed: int) -> Path:
+        return self.seed_dir(scenario, seed) / "model.pt"
+
+    def curves(self, scenario: str, seed: int) -> Path:
+        return self.seed_dir(scenario, seed) / "curves.json"
+
+    def train_state(self, scenario: str, seeds: Sequence[int], identity: dict) -> Path:
+        key = json.dumps({"seeds": list(seeds), "config": identity}, sort_keys=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+        return self.root / scenario / f"train-state-{digest}.pt"
+
+
+def _differences(saved: dict, wanted: dict) -> list[str]:
+    keys = sorted(set(saved) | set(wanted))
+    return [f"{k}: {saved.get(k)!r} there, {wanted.get(k)!r} here" for k in keys
+            if saved.get(k) != wanted.get(k)]
+
+
+def prepare_directory(config: StudyConfig, root: str | os.PathLike) -> StudyPaths:
+    """Create the study directory or check that it holds this configuration.
+
+    Raises
+    ------
+    PruneInfoError
+        If ``root`` is a file, is a non-empty directory that is not a study, or holds a study
+        of another configuration.
+    """
+    paths = StudyPaths(Path(root))
+    if paths.root.exists() and not paths.root.is_dir():
+        raise PruneInfoError(f"--out {root} is a file; give a directory for the study")
+    identity = config.identity()
+    if paths.config.exists():
+        try:
+            saved = json.loads(paths.config.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PruneInfoError(f"cannot read {paths.config} ({exc}); delete the directory or "
+                                 "use another --out") from exc
+        if saved.get("format") != CONFIG_FORMAT:
+            raise PruneInfoError(f"{paths.config} is not a prune-info study configuration; use "
+                                 "another --out directory")
+        diffs = _differences(saved.get("config", {}), identity)
+        if diffs:
+            raise PruneInfoError(
+                f"study directory {root} holds another configuration ({'; '.join(diffs[:3])}); "
+                "use another --out directory, or delete it to start over")
+        return paths
+    if paths.root.is_dir() and any(paths.root.iterdir()):
+        raise PruneInfoError(f"--out {root} is a non-empty directory without a study "
+                             "configuration; give a new or empty directory")
+    parent = paths.root.parent
+    if not parent.is_dir():
+        raise PruneInfoError(f"cannot create {root}: directory {parent} does not exist")
+    paths.root.mkdir(exist_ok=True)
+    write_json({"config": identity}, paths.config, CONFIG_FORMAT)
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+
+
+def _emit(on_event, kind: str, **details) -> None:
+    if on_event is not None:
+        on_event(kind, details)
+
+
+def _seed_record(config: StudyConfig, ckpt, data: Dataset, device, seed: int) -> dict:
+    """Scores on the validation set and every curve on the test set, for one trained seed."""
+    from prune_info.criteria import ScoreOptions, compute_scores
+
+    model = ckpt.model.to(device).eval()
+    scores = {}
+    if config.criteria:
+        options = ScoreOptions(bins=config.bins, seed=seed, device=str(device))
+        scores = compute_scores(model, data.val, list(config.criteria),
+                                n_classes=data.n_classes, options=options)
+    means = unit_means(model, data.train, device=device) if config.ablate_to == "mean" else None
+    curves = {}
+    for mode in config.modes:
+        curves[mode] = compute_curves(
+            model, data.test, scores, orders=config.orders, random=config.random, seed=seed,
+            mode=mode, ablate_to=config.ablate_to, means=means, device=device).to_dict()
+    return {
+        "seed": seed,
+        "test_acc": ckpt.metrics.get("test_acc"),
+        "val_acc": ckpt.metrics.get("val_acc"),
+        "best_epoch": ckpt.metrics.get("best_epoch"),
+        "trained": ckpt.metrics.get("trained", "single"),
+        "scores": {c: {layer: v.tolist() for layer, v in by_layer.items()}
+                   for c, by_layer in scores.items()},
+        "curves": curves,
+    }
+
+
+def _read_json(path: Path, kind: str) -> dict:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PruneInfoError(f"cannot read {path} ({exc}); delete it and run the study again "
+                             "to recompute it") from exc
+    if document.get("format") != kind:
+        raise PruneInfoError(f"{path} is not a {kind} file; delete it and run again")
+    return document
+
+
+def _pending_chunks(paths: StudyPaths, name: str, identity: dict,
+                    missing: list[int]) -> list[list[int]]:
+    """Seed batches whose training an earlier run started; stale ones are removed."""
+    chunks = []
+    for sidecar in sorted(paths.scenario(name).glob("train-state-*.json")):
+        try:
+            described = json.loads(sidecar.read_text())
+        except (OSError, json.JSONDecodeError):
+            described = {}
+        seeds = described.get("seeds") or []
+        if described.get("config") == identity and set(seeds) & set(missing):
+            chunks.append([int(s) for s in seeds])
+        else:  # another configuration's, or every seed of it is stored already
+            sidecar.with_suffix(".pt").unlink(missing_ok=True)
+            sidecar.unlink()
+    return chunks
+
+
+def _train_missing(config: StudyConfig, paths: StudyPaths, data: Dataset, act: str, reg: str,
+                   seeds: list[int], *, device, batched: bool, seed_batch: int | None,
+                   progress: bool, on_event) -> None:
+    """Train the seeds that have no checkpoint yet, batch by batch, and store each.
+
+    A batch in flight is described by ``train-state-<hash>.json`` (its seeds) beside its
+    per-epoch state ``train-state-<hash>.pt``; both go only after every model of the batch is
+    stored, so an interruption anywhere resumes that very batch.
+    """
+    from prune_info.batched import batchable, train_seeds
+
+    name = scenario_name(act, reg)
+    paths.scenario(name).mkdir(exist_ok=True)
+    identity = config.identity()
+    missing = [s for s in seeds if not paths.model(name, s).exists()]
+    chunks = _pending_chunks(paths, name, identity, missing)
+    if not missing:
+        return
+    train_config = config.train_config()
+    arch = parse_arch(config.arch, data.input_shape, data.n_classes, act, reg, config.batchnorm)
+    stack_ok = batched and batchable(arch, train_config) is None
+    if not stack_ok:
+        chunks = []
+    covered = {s for chunk in chunks for s in chunk}
+    rest = [s for s in missing if s not in covered]
+    size = (seed_batch or len(rest) or 1) if stack_ok else 1
+    chunks += [rest[i : i + size] for i in range(0, len(rest), size)]
+    for chunk in chunks:
+        state = paths.train_state(name, chunk, identity) if stack_ok else None
+        sidecar = state.with_suffix(".json") if state is not None else None
+        if sidecar is not None and not sidecar.exists():
+            write_json({"seeds": chunk, "config": identity}, sidecar, "prune-info-train-batch")
+        _emit(on_event, "train", scenario=name, seeds=chunk,
+              resumed=bool(state is not None and state.exists()))
+        ckpts = train_seeds(
+            data, config.arch, chunk, act, reg, train_config, batchnorm=config.batchnorm,
+            device=device, progress=progress, batched=stack_ok, state_path=state,
+            on_epoch=(lambda epoch, c=chunk: _emit(on_event, "epoch", scenario=name, seeds=c,
+                                                   epoch=epoch)))
+        for ckpt in ckpts:
+            if paths.model(name, ckpt.seed).exists():
+                continue  # stored by the interrupted run already
+            ckpt.dataset = {**ckpt.dataset, "split_seed": config.split_seed}
+            paths.seed_dir(name, ckpt.seed).mkdir(parents=True, exist_ok=True)
+            save_checkpoint(ckpt, paths.model(name, ckpt.seed))
+            _emit(on_event, "trained", scenario=name, seed=ckpt.seed)
+        if state is not None:
+            state.unlink(missing_ok=True)
+            sidecar.unlink(missing_ok=True)
+
+
+def run_study(
+    config: StudyConfig,
+    out_dir: str | os.PathLike,
+    *,
+    at: Sequence[int] | None = None,
+    wilcoxon: str = "approx",
+    data_dir: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    batched: bool = True,
+    seed_batch: int | None = None,
+    progress: bool = True,
+    on_event: Callable[[str, dict], None] | None = None,
+) -> dict:
+    """Run (or resume) a study and return its results (see :func:`summarise`).
+
+    Parameters
+    ----------
+    config : StudyConfig
+    out_dir : path
+        The study directory (created; or resumed when it holds the same configuration).
+    at : list of int, optional
+        Numbers of ablated units at which to compare (default :func:`default_at`).
+    wilcoxon : {"approx", "exact", "auto"}
+        Method of the Wilcoxon signed-rank test (see :func:`prune_info.ablation.mean_gap`).
+    data_dir : path, optional
+    device : str or torch.device
+    batched : bool
+        Train the seeds of a scenario as one batched model (MLPs without BatchNorm).
+    seed_batch : int, optional
+        Seeds per batched model (default: all missing seeds of a scenario at once).
+    progress : bool
+        Progress bars on stderr.
+    on_event : callable, optional
+        ``on_event(kind, details)`` for ``train``, ``epoch``, ``trained``, ``curves`` and
+        ``skipped`` events (to report progress, or to interrupt a run in tests).
+
+    Returns
+    -------
+    dict
+        The results document, also written to ``out_dir/results.json`` with the table
+        (``table.txt``) and one figure per scenario and mode (``fig-<scenario>-<mode>.png``).
+    """
+    from tqdm.auto import tqdm
+
+    config.validate()
+    if seed_batch is not None and seed_batch < 1:
+        raise PruneInfoError(f"--seed-batch must be at least 1, got {seed_batch}")
+    data = load_dataset(config.data, data_dir, seed=config.split_seed)
+    layer_units = _layer_units(config, data)
+    at = _check_at(config, layer_units, at)
+    paths = prepare_directory(config, out_dir)
+    seeds = list(config.seeds)
+    for act, reg in config.scenarios():
+        name = scenario_name(act, reg)
+        _train_missing(config, paths, data, act, reg, seeds, device=device, batched=batched,
+                       seed_batch=seed_batch, progress=progress, on_event=on_event)
+        todo = [s for s in seeds if not paths.curves(name, s).exists()]
+        for s in seeds:
+            if s not in todo:
+                _emit(on_event, "skipped", scenario=name, seed=s)
+        for seed in tqdm(todo, desc=f"curves {name}", unit="seed", disable=not progress,
+                         leave=False):
+            ckpt = load_checkpoint(paths.model(name, seed))
+            record = _seed_record(config, ckpt, data, device, seed)
+            write_json(record, paths.curves(name, seed), SEED_FORMAT)
+            _emit(on_event, "curves", scenario=name, seed=seed)
+    records = {
+        scenario_name(act, reg): [
+            _read_json(paths.curves(scenario_name(act, reg), s), SEED_FORMAT) for s in seeds]
+        for act, reg in config.scenarios()
+    }
+    results = summarise(config, records, at=at, wilcoxon=wilcoxon)
+    write_json(results, paths.root / "results.json", RESULTS_FORMAT)
+    table = format_table(results)
+    from prune_info.io import atomic_write
+
+    with atomic_write(paths.root / "table.txt") as tmp:
+        tmp.write_text(table + "\n")
+    results["figures"] = _draw_figures(results, paths.root)
+    write_json(results, paths.root / "results.json", RESULTS_FORMAT)
+    return results
+
+
+def _layer_units(config: StudyConfig, data: Dataset) -> dict[str, int]:
+    arch = parse_arch(config.arch, data.input_shape, data.n_classes, config.acts[0],
+                      config.regs[0], config.batchnorm)
+    units = {f"conv{i}": w for i, w in enumerate(arch.get("conv", []), start=1)}
+    units.update({f"fc{i}": w for i, w in enumerate(arch["hidden"], start=1)})
+    if not units:
+        raise PruneInfoError(f"--arch {config.arch} has no hidden layer to ablate")
+    return units
+
+
+def _check_at(config: StudyConfig, layer_units: dict[str, int],
+              at: Sequence[int] | None) -> list[int]:
+    if at is None or len(at) == 0:
+        return default_at(list(layer_units.values())) if config.random > 0 else []
+    if config.random == 0:
+        raise PruneInfoError("--at asks for mean gaps against random ablation, but --random is "
+                             "0; pass --random R (the paper's statistics use R >= 1)")
+    scopes = {}
+    if "layerwise" in config.modes:
+        scopes.update(layer_units)
+    if "network" in config.modes:
+        scopes["the whole network"] = sum(layer_units.values())
+    for k in at:
+        if k < 0:
+            raise PruneInfoError(f"--at {k}: k must be 0 or more")
+        for scope, n in scopes.items():
+            if k > n:
+                raise PruneInfoError(f"--at {k} is beyond the {n} units of {scope}; choose "
+                                     f"k <= {n}")
+    return sorted(set(int(k) for k in at))
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics over seeds
+
+
+def _stack(records: list[dict], mode: str, scope: str, label: str) -> np.ndarray:
+    """Accuracy ``[S, K + 1]`` of one curve family (random: each seed's mean over repeats)."""
+    rows = []
+    for record in records:
+        curves = record["curves"][mode]
+        counts = np.asarray(curves["counts"][scope][label], dtype=np.float64)
+        rows.append(counts.mean(0) / curves["n_samples"])
+    return np.stack(rows)
+
+
+def _mean_std(values: np.ndarray) -> dict:
+    std = values.std(0, ddof=1) if values.shape[0] > 1 else np.zeros(values.shape[1:])
+    return {"mean": values.mean(0).tolist(), "std": std.tolist()}
+
+
+def summarise(config: StudyConfig, records: dict[str, list[dict]], *, at: Sequence[int],
+              wilcoxon: str = "approx") -> dict:
+    """Mean +- std curves and statistics from the per-seed records of every scenario.
+
+    Parameters
+    ----------
+    config : StudyConfig
+    records : dict
+        ``{scenario: [seed record, ...]}`` as written to ``curves.json``.
+    at : list of int
+        Numbers of ablated units to compare at.
+    wilcoxon : {"approx", "exact", "auto"}
+
+    Returns
+    -------
+    dict
+        ``config``, ``seeds``, ``at``, ``scenarios`` (per scenario: test accuracy, and per mode
+        and scope: ``units``, mean / std ``curves`` in accuracy, ``gaps`` of each ordering
+        against random), ``ks`` (random curves compared between layers and scenarios),
+        ``per_seed`` (every curve of every seed, counts of correct test samples), ``notes``.
+    """
+    notes: list[str] = []
+    n_seeds = len(config.seeds)
+    if at and n_seeds < 6:
+        notes.append(f"{n_seeds} seeds: Wilcoxon p-values need at least 6 seeds to be "
+                     "meaningful and are not reported")
+    out: dict = {"config": {**config.identity(), "seeds": list(config.seeds)},
+                 "seeds": list(config.seeds), "at": list(at), "scenarios": {}, "ks": [],
+                 "per_seed": {}, "notes": notes}
+    randoms: dict[tuple[str, str, str], np.ndarray] = {}
+    for scenario, recs in records.items():
+        test_acc = np.asarray([r["test_acc"] for r in recs], dtype=np.float64)
+        entry = {"test_acc": {"mean": float(test_acc.mean()),
+                              "std": float(test_acc.std(ddof=1)) if len(recs) > 1 else 0.0},
+                 "modes": {}}
+        for mode in config.modes:
+            first = recs[0]["curves"][mode]
+            entry["modes"][mode] = {}
+            for scope, units in first["units"].items():
+                labels = list(first["counts"][scope])
+                accs = {label: _stack(recs, mode, scope, label) for label in labels}
+                block = {"units": units,
+                         "curves": {label: _mean_std(a) for label, a in accs.items()},
+                         "gaps": []}
+                if "random" in accs:
+                    randoms[(scenario, mode, scope)] = accs["random"]
+                    for label in labels:
+                        if label == "random":
+                            continue
+                        for k in at:
+                            if k > units:
+                                continue
+                            test = mean_gap(accs[label][:, k], accs["random"][:, k], k,
+                                            method=wilcoxon)
+                            block["gaps"].append({"label": label, **test.to_dict(),
+                                                  "text": test.format()})
+                entry["modes"][mode][scope] = block
+        out["scenarios"][scenario] = entry
+        out["per_seed"][scenario] = {
+            str(r["seed"]): {mode: r["curves"][mode]["counts"] for mode in config.modes}
+            for r in recs}
+    out["ks"] = _ks_comparisons(randoms, at)
+    return out
+
+
+def _ks_comparisons(randoms: dict[tuple[str, str, str], np.ndarray], at: Sequence[int]) -> list:
+    """Random curves compared: between layers of a scenario, and between scenarios."""
+    keys = list(randoms)
+    pairs = []
+    for a, b in combinations(keys, 2):
+        same_scenario = a[0] == b[0] and a[1] == b[1]
+        same_scope = a[1] == b[1] and a[2] == b[2]
+        if same_scenario or same_scope:
+            pairs.append((a, b))
+    out = []
+    for a, b in pairs:
+        for k in at:
+            if k >= randoms[a].shape[1] or k >= randoms[b].shape[1]:
+                continue
+            test = ks_gap(randoms[a][:, k], randoms[b][:, k], k)
+            out.append({"a": "/".join(a), "b": "/".join(b), **test.to_dict(),
+                        "text": test.format()})
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Table and figures
+
+
+def _pct(mean: float, std: float) -> str:
+    return f"{100 * mean:5.1f} ± {100 * std:4.1f}"
+
+
+def format_table(results: dict) -> str:
+    """The human-readable report of a study: per scenario, mode and layer, then KS tests."""
+    lines = []
+    seeds = results["seeds"]
+    for scenario, entry in results["scenarios"].items():
+        acc = entry["test_acc"]
+        lines.append(f"{scenario}: {len(seeds)} seeds, test accuracy "
+                     f"{_pct(acc['mean'], acc['std'])} %")
+        for mode, scopes in entry["modes"].items():
+            for scope, block in scopes.items():
+                lines.append(f"  {mode} {scope} ({block['units']} units)")
+                by_k: dict[int, list[dict]] = {}
+                for gap in block["gaps"]:
+                    by_k.setdefault(gap["k"], []).append(gap)
+                for k, gaps in by_k.items():
+                    rnd = block["curves"]["random"]
+                    lines.append(f"    k = {k}: random {_pct(rnd['mean'][k], rnd['std'][k])} %")
+                    width = max(len(g["label"]) for g in gaps)
+                    for gap in gaps:
+                        curve = block["curves"][gap["label"]]
+                        lines.append(
+                            f"      {gap['label']:<{width}}  "
+                            f"{_pct(curve['mean'][k], curve['std'][k])} %  {gap['text']}")
+    if results["ks"]:
+        lines.append("random ablation compared (two-sample Kolmogorov-Smirnov):")
+        for test in results["ks"]:
+            lines.append(f"  {test['a']} vs {test['b']}: {test['text']}")
+    for note in results.get("notes", []):
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def _draw_figures(results: dict, root: Path) -> list[str]:
+    from prune_info.plots_ablation import plot_ablation
+
+    written = []
+    for scenario, entry in results["scenarios"].items():
+        for mode, scopes in entry["modes"].items():
+            panels = {
+                f"{scope} ({block['units']} units)": {
+                    label: (np.asarray(c["mean"]), np.asarray(c["std"]))
+                    for label, c in block["curves"].items()}
+                for scope, block in scopes.items()}
+            path = root / f"fig-{scenario}-{mode}.png"
+            title = (f"{results['config']['arch']} {scenario}, {mode}, "
+                     f"{len(results['seeds'])} seeds (mean ± std)")
+            plot_ablation(panels, path, title=title)
+            written.append(path.name)
+    return written
+
+
+def seeds_from_count(count: int, first: int = 0) -> tuple[int, ...]:
+    """``--seeds N`` means seeds ``first .. first + N - 1``."""
+    if count < 1:
+        raise PruneInfoError(f"--seeds must be at least 1, got {count}")
+    return tuple(range(first, first + count))

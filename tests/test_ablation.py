@@ -1,0 +1,315 @@
+"""Cumulative ablation: batched curves against the naive loop, planted models, statistics."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from prune_info.ablation import (
+    CurveSet, compute_curves, ks_gap, layerwise_curve, layerwise_curves, mean_gap,
+    naive_curves, network_curves, random_orders, unit_means,
+)
+from prune_info.criteria import compute_scores, rank_units
+from prune_info.data import Split
+from prune_info.errors import PruneInfoError
+from prune_info.models import build_model, parse_arch, plant_units
+from prune_info.train import count_correct
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: a second intra-op thread only adds wake-up latency on a loaded machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def mlp(digits_mlp):
+    return digits_mlp.model.eval()
+
+
+@pytest.fixture(scope="module")
+def mlp_means(mlp, digits):
+    return unit_means(mlp, digits.train)
+
+
+@pytest.fixture(scope="module")
+def mlp_scores(mlp, digits):
+    return compute_scores(mlp, digits.val, ["entropy", "mi", "kl"], n_classes=10)
+
+
+def _orders(scores: dict, layer: str, repeats: int, seed: int) -> torch.Tensor:
+    n = scores["mi"][layer].numel()
+    ranked = [rank_units(scores[c][layer], o) for c in scores for o in ("low", "high")]
+    return torch.cat([torch.stack(ranked), random_orders(n, repeats, seed)])
+
+
+# --------------------------------------------------------------------------------------------
+# Batched == naive, exactly
+
+
+@pytest.mark.parametrize("method", ["prefix", "batched"])
+@pytest.mark.parametrize("ablate_to", ["zero", "mean"])
+@pytest.mark.parametrize("layer", ["fc1", "fc2"])
+def test_layerwise_curves_equal_the_naive_loop_exactly(mlp, digits, mlp_scores, mlp_means,
+                                                       layer, ablate_to, method):
+    orders = _orders(mlp_scores, layer, repeats=3, seed=1)
+    info = {}
+    batched = layerwise_curves(mlp, layer, orders, digits.test, ablate_to=ablate_to,
+                               means=mlp_means, method=method, info=info)
+    naive = naive_curves(mlp, orders, digits.test, layers=layer, ablate_to=ablate_to,
+                         means=mlp_means)
+    assert info["method"] == method
+    assert batched.dtype == torch.int64 and batched.shape == (orders.shape[0],
+                                                              orders.shape[1] + 1)
+    assert torch.equal(batched, naive)
+    # something actually happens along the curves
+    assert int(batched[:, -1].max()) < int(batched[:, 0].min())
+
+
+@pytest.mark.parametrize("act, reg", [("sigmoid", "dropout"), ("tanh", "bn-dropout")])
+def test_prefix_sums_are_exact_through_sigmoid_tanh_and_batchnorm(digits, act, reg):
+    from prune_info.train import TrainConfig, train_model
+
+    model = train_model(digits, "64-20-16-12-10", act, reg, TrainConfig(epochs=2),
+                        progress=False).model
+    means = unit_means(model, digits.train)
+    for layer, n in (("fc1", 20), ("fc2", 16)):
+        orders = random_orders(n, 6, seed=n)
+        for ablate_to in ("zero", "mean"):
+            info = {}
+            fast = layerwise_curves(model, layer, orders, digits.test, ablate_to=ablate_to,
+                                    means=means, info=info)
+            assert info["method"] == "prefix"
+            assert torch.equal(fast, naive_curves(model, orders, digits.test, layers=layer,
+                                                  ablate_to=ablate_to, means=means))
+
+
+@pytest.mark.parametrize("ablate_to", ["zero", "mean"])
+def test_whole_network_curves_equal_the_naive_loop_exactly(mlp, digits, mlp_scores, mlp_means,
+                                                           ablate_to):
+    from prune_info.ablation import network_orders, resolve_layers
+
+    infos = resolve_layers(mlp)
+    ranked = [network_orders(mlp_scores[c], infos, o) for c in ("mi", "kl") for o in
+              ("low", "high")]
+    orders = torch.cat([torch.stack(ranked), random_orders(56, 2, seed=3)])
+    batched = network_curves(mlp, orders, digits.test, ablate_to=ablate_to, means=mlp_means)
+    naive = naive_curves(mlp, orders, digits.test, ablate_to=ablate_to, means=mlp_means)
+    assert torch.equal(batched, naive)
+
+
+@pytest.mark.parametrize("ablate_to", ["zero", "mean"])
+def test_cnn_curves_equal_the_naive_loop_exactly(digits_cnn, digits, ablate_to):
+    model = digits_cnn.model.eval()
+    means = unit_means(model, digits.train)
+    assert means["conv1"].shape == (6, 8, 8) and means["fc1"].shape == (16,)
+    for layer, n in (("conv1", 6), ("conv2", 8), ("fc1", 16)):
+        orders = random_orders(n, 3, seed=n)
+        batched = layerwise_curves(model, layer, orders, digits.test, ablate_to=ablate_to,
+                                   means=means)
+        naive = naive_curves(model, orders, digits.test, layers=layer, ablate_to=ablate_to,
+                             means=means)
+        assert torch.equal(batched, naive), layer
+    orders = random_orders(30, 2, seed=0)
+    assert torch.equal(
+        network_curves(model, orders, digits.test, ablate_to=ablate_to, means=means),
+        naive_curves(model, orders, digits.test, ablate_to=ablate_to, means=means))
+
+
+def test_chunking_does_not_change_the_counts(mlp, digits):
+    orders = random_orders(32, 4, seed=5)
+    reference = layerwise_curves(mlp, "fc1", orders, digits.test)
+    tiny = layerwise_curves(mlp, "fc1", orders, digits.test, memory_mb=0.01, batch_size=100)
+    assert torch.equal(reference, tiny)
+
+
+def test_layerwise_curve_starts_at_the_model_and_ends_with_everything_ablated(mlp, digits):
+    order = torch.randperm(24, generator=torch.Generator().manual_seed(0))
+    curve = layerwise_curve(mlp, "fc2", order, digits.test)
+    assert curve.shape == (25,) and curve.dtype == torch.int64
+    assert int(curve[0]) == count_correct(mlp, digits.test)
+    # with fc2 silenced the output is the bias alone: one class for every sample
+    constant = int((digits.test.y == int(mlp.out.bias.argmax())).sum())
+    assert int(curve[-1]) == constant
+    assert mlp.training is False
+
+
+def test_non_sequential_models_fall_back_to_the_naive_loop(mlp, digits):
+    class Wrapped(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x)
+
+    wrapped = Wrapped(mlp).eval()
+    orders = random_orders(24, 2, seed=0)
+    assert torch.equal(layerwise_curves(wrapped, "inner.fc2", orders, digits.test),
+                       layerwise_curves(mlp, "fc2", orders, digits.test))
+
+
+# --------------------------------------------------------------------------------------------
+# Planted models
+
+
+@pytest.mark.parametrize("ablate_to", ["zero", "mean"])
+def test_ablating_dead_units_first_leaves_accuracy_unchanged(digits_mlp, digits, ablate_to):
+    model = copy.deepcopy(digits_mlp.model).eval()
+    dead = (3, 7, 11, 20, 25)
+    plant_units(model, "fc1", dead=dead)
+    entropy = compute_scores(model, digits.val, ["entropy"], n_classes=10)["entropy"]["fc1"]
+    assert torch.all(entropy[list(dead)] == 0)  # the lowest possible: ranked first
+    rest = [j for j in torch.randperm(32, generator=torch.Generator().manual_seed(0)).tolist()
+            if j not in dead]
+    order = torch.tensor([*dead, *rest])
+    means = unit_means(model, digits.train) if ablate_to == "mean" else None
+    curve = layerwise_curve(model, "fc1", order, digits.test, ablate_to=ablate_to, means=means)
+    assert torch.all(curve[: len(dead) + 1] == curve[0])
+    assert int(curve[len(dead) + 6]) < int(curve[0])
+
+
+def _duplicate_model() -> tuple[torch.nn.Module, Split]:
+    """Units 0 and 1 of fc1 are copies; either one alone is enough for the decision.
+
+    The class is the sign of feature 0. Each copy outputs 10 when the sign is positive; the
+    classifier needs a summed input above 5, so one copy stands in for the other. Unit 2 is dead.
+    """
+    arch = parse_arch("2-3-2", (1, 1, 2), 2, "relu", "none")
+    model = build_model(arch).eval()
+    with torch.no_grad():
+        model.fc1.weight.copy_(torch.tensor([[10.0, 0.0], [10.0, 0.0], [0.0, 0.0]]))
+        model.fc1.bias.copy_(torch.tensor([0.0, 0.0, -1.0]))
+        model.out.weight.copy_(torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 0.0]]))
+        model.out.bias.copy_(torch.tensor([0.0, -5.0]))
+    gen = torch.Generator().manual_seed(0)
+    signs = torch.randint(0, 2, (200,), generator=gen) * 2 - 1
+    x = torch.stack([signs.float(), torch.randn(200, generator=gen)], 1)[:, None, None, :]
+    return model, Split(x.contiguous(), (signs > 0).long())
+
+
+def test_removing_one_of_two_duplicates_changes_nothing_until_both_are_gone():
+    model, split = _duplicate_model()
+    n = len(split)
+    positives = int(split.y.sum())
+    curve = layerwise_curves(model, "fc1", torch.tensor([[0, 1, 2], [2, 1, 0], [1, 2, 0]]),
+                             split)
+    assert curve.tolist() == [[n, n, n - positives, n - positives],
+                              [n, n, n, n - positives],
+                              [n, n, n, n - positives]]
+    # the information measures see two equally informative units and a dead one
+    scores = compute_scores(model, split, ["mi"], n_classes=2)["mi"]["fc1"]
+    assert scores[0] == scores[1] > 0.9 and scores[2] == 0
+    low = compute_curves(model, split, {"mi": {"fc1": scores}}, orders=("low", "high"),
+                         random=0)
+    assert low.counts["fc1"]["mi:low"].tolist() == [[n, n, n, n - positives]]
+    assert low.counts["fc1"]["mi:high"].tolist() == [[n, n, n - positives, n - positives]]
+
+
+# --------------------------------------------------------------------------------------------
+# CurveSet / compute_curves
+
+
+def test_compute_curves_labels_and_seeded_random_repeats(mlp, digits, mlp_scores):
+    a = compute_curves(mlp, digits.test, mlp_scores, random=4, seed=7)
+    b = compute_curves(mlp, digits.test, {"mi": mlp_scores["mi"]}, orders=("low",), random=4,
+                       seed=7)
+    c = compute_curves(mlp, digits.test, mlp_scores, random=4, seed=8)
+    assert list(a.counts) == ["fc1", "fc2"]
+    assert list(a.counts["fc1"]) == ["entropy:low", "entropy:high", "mi:low", "mi:high",
+                                     "kl:low", "kl:high", "random"]
+    assert a.counts["fc1"]["random"].shape == (4, 33)
+    # the random curves depend on the seed only, not on which criteria are asked for
+    assert torch.equal(a.counts["fc2"]["random"], b.counts["fc2"]["random"])
+    assert not torch.equal(a.counts["fc2"]["random"], c.counts["fc2"]["random"])
+    assert torch.equal(a.counts["fc1"]["mi:low"], b.counts["fc1"]["mi:low"])
+    again = CurveSet.from_dict(a.to_dict())
+    assert torch.equal(again.counts["fc1"]["kl:high"], a.counts["fc1"]["kl:high"])
+    assert a.accuracy("fc1", "random").max() <= 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics
+
+
+def test_mean_gap_equals_scipy_and_has_the_papers_sign():
+    rng = np.random.default_rng(0)
+    random_acc = rng.uniform(0.3, 0.6, 20)
+    ordered = random_acc + rng.normal(0.05, 0.04, 20)
+    for method in ("approx", "exact"):
+        test = mean_gap(ordered, random_acc, 80, method=method)
+        reference = stats.wilcoxon(100 * (ordered - random_acc), method=method)
+        assert test.p_value == pytest.approx(reference.pvalue, rel=1e-12)
+        assert test.statistic == reference.statistic
+    assert test.gap == pytest.approx(100 * np.mean(ordered - random_acc))
+    assert test.gap > 0  # the ordering keeps more accuracy than random
+    assert mean_gap(random_acc, ordered, 80).gap == pytest.approx(-test.gap)
+
+
+def test_fifty_seeds_on_one_side_give_the_papers_smallest_p_value():
+    rng = np.random.default_rng(1)
+    b = rng.uniform(0.4, 0.5, 50)
+    test = mean_gap(b + rng.uniform(0.01, 0.2, 50), b, 80)
+    assert test.p_value == pytest.approx(7.55e-10, rel=1e-3)  # as in the paper, Sec. V-C
+    assert test.format().startswith("MG@80 = ") and test.format().endswith("p = 7.6e-10")
+
+
+def test_ks_gap_equals_scipy():
+    rng = np.random.default_rng(2)
+    a, b = rng.uniform(0.2, 0.5, 30), rng.uniform(0.3, 0.7, 25)
+    test = ks_gap(a, b, 80)
+    reference = stats.ks_2samp(a, b)
+    assert test.p_value == pytest.approx(reference.pvalue, rel=1e-12)
+    assert test.statistic == pytest.approx(reference.statistic)
+    assert test.gap == pytest.approx(100 * (a.mean() - b.mean()))
+    separated = ks_gap(np.linspace(0.1, 0.2, 50), np.linspace(0.5, 0.6, 50), 80)
+    assert separated.p_value == pytest.approx(stats.ks_2samp(np.linspace(0.1, 0.2, 50),
+                                                             np.linspace(0.5, 0.6, 50)).pvalue)
+    assert separated.gap < 0
+
+
+def test_fewer_than_six_seeds_give_no_wilcoxon_p_value():
+    test = mean_gap([0.5, 0.6, 0.7, 0.8, 0.9], [0.4, 0.5, 0.6, 0.7, 0.8], 10)
+    assert test.p_value is None
+    assert "at least 6" in test.note
+    assert test.gap == pytest.approx(10.0)
+    assert test.format() == "MG@10 = 10.0, p = n/a"
+    assert mean_gap([0.5] * 8, [0.5] * 8, 10).p_value == 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input
+
+
+def test_bad_inputs_are_refused_with_a_clear_message(mlp, digits, mlp_means, digits_cnn):
+    order = torch.arange(32)
+    with pytest.raises(PruneInfoError, match="k = 40 is beyond the 32 units of fc1"):
+        layerwise_curves(mlp, "fc1", order, digits.test, max_k=40)
+    with pytest.raises(PruneInfoError, match="permutation"):
+        layerwise_curve(mlp, "fc1", torch.zeros(32, dtype=torch.long), digits.test)
+    with pytest.raises(PruneInfoError, match="all 32 units"):
+        layerwise_curve(mlp, "fc1", torch.arange(10), digits.test)
+    with pytest.raises(PruneInfoError, match="no prunable layer 'fc9'"):
+        layerwise_curve(mlp, "fc9", order, digits.test)
+    with pytest.raises(PruneInfoError, match="needs the units' training-set means"):
+        layerwise_curve(mlp, "fc1", order, digits.test, ablate_to="mean")
+    with pytest.raises(PruneInfoError, match="zero or mean"):
+        layerwise_curve(mlp, "fc1", order, digits.test, ablate_to="median")
+    with pytest.raises(PruneInfoError, match="integer unit indices"):
+        layerwise_curve(mlp, "fc1", order.float(), digits.test)
+    with pytest.raises(PruneInfoError, match="prefix-sum path needs a Linear layer"):
+        layerwise_curves(digits_cnn.model, "conv1", torch.arange(6), digits.test,
+                         method="prefix")
+    with pytest.raises(PruneInfoError, match="unknown method"):
+        layerwise_curves(mlp, "fc1", order, digits.test, method="fastest")
+    with pytest.raises(PruneInfoError, match="as many random"):
+        mean_gap([0.1, 0.2], [0.1], 3)
+    assert layerwise_curves(mlp, "fc1", order, digits.test, max_k=5,
+                            means=mlp_means).shape == (1, 6)
