@@ -117,7 +117,26 @@ def test_a_study_killed_during_training_continues_from_the_last_epoch(reference,
     trains = [d for kind, d in events if kind == "train"]
     assert len(trains) == 1 and trains[0]["resumed"] is True
     assert [d["epoch"] for kind, d in events if kind == "epoch"] == [2]
-    assert not list((root / "relu-l2").glob("train-state-*.pt"))
+    assert not list((root / "relu-l2").glob("train-state-*"))
+    assert _without_paths(resumed) == _without_paths(expected)
+
+
+def test_a_study_killed_while_storing_models_trains_nothing_again(reference, tmp_path):
+    expected, _ = reference
+    root = tmp_path / "study"
+
+    def crash_after_first_model(kind, details):
+        if kind == "trained":
+            raise KeyboardInterrupt  # seed 0 stored, seeds 1 and 2 not yet
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(CONFIG, root, progress=False, on_event=crash_after_first_model)
+    events = []
+    resumed = run_study(CONFIG, root, progress=False,
+                        on_event=lambda kind, d: events.append((kind, d.get("seed"))))
+    assert ("epoch", None) not in events  # the finished batch's state was reused
+    assert [e for e in events if e[0] == "trained"] == [("trained", 1), ("trained", 2)]
+    assert not list((root / "relu-l2").glob("train-state-*"))
     assert _without_paths(resumed) == _without_paths(expected)
 
 
