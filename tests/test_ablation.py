@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 
 from prune_info.ablation import (
-    CurveSet, compute_curves, ks_gap, layerwise_curve, layerwise_curves, mean_gap,
+    CurveSet, compute_curves, format_p, ks_gap, layerwise_curve, layerwise_curves, mean_gap,
     naive_curves, network_curves, random_orders, unit_means,
 )
 from prune_info.criteria import compute_scores, rank_units
@@ -259,6 +259,7 @@ def test_fifty_seeds_on_one_side_give_the_papers_smallest_p_value():
     test = mean_gap(b + rng.uniform(0.01, 0.2, 50), b, 80)
     assert test.p_value == pytest.approx(7.55e-10, rel=1e-3)  # as in the paper, Sec. V-C
     assert test.format().startswith("MG@80 = ") and test.format().endswith("p = 7.6e-10")
+    assert format_p(3.56e-9) == "3.6e-9" and format_p(0.0181) == "0.018"
 
 
 def test_ks_gap_equals_scipy():

@@ -57,6 +57,29 @@ def test_batched_training_matches_single_seed_training(digits, reg):
         assert ckpt.train_config["seed"] == ckpt.seed
 
 
+@pytest.mark.parametrize("reg", ["l2", "dropout"])
+def test_in_float64_batched_training_is_single_seed_training(digits, reg):
+    """Without float32 rounding to amplify, the two agree to the last digits: same arithmetic."""
+    from dataclasses import replace
+
+    from prune_info.data import Split
+    from prune_info.train import fit
+
+    data = replace(digits, **{name: Split(getattr(digits, name).x.double(),
+                                          getattr(digits, name).y)
+                              for name in ("train", "val", "test")})
+    arch = parse_arch("64-16-12-10", digits.input_shape, 10, "relu", reg)
+    config = TrainConfig(epochs=2, batch_size=8)
+    stack = StackedMLP(arch, [0, 5]).double()
+    train_stacked(stack, data, config, progress=False)
+    for index, seed in enumerate([0, 5]):
+        torch.manual_seed(seed)
+        alone = build_model(arch).double()
+        fit(alone, data, TrainConfig(epochs=2, batch_size=8, seed=seed), reg=reg,
+            progress=False)
+        assert _max_difference(stack.seed_state_dict(index), alone.state_dict()) < 1e-12
+
+
 def test_blocked_rmsprop_equals_torch_rmsprop_bit_for_bit():
     gen = torch.Generator().manual_seed(0)
     mine = [torch.randn(3, 70, 50, generator=gen), torch.randn(3, 50, generator=gen)]

@@ -67,9 +67,10 @@ def modes_from_flags(layerwise: bool, whole_network: bool) -> list[str]:
               help="Write every curve (correct counts and accuracies) as JSON.")
 @click.option("--plot", default=None, type=click.Path(dir_okay=False), metavar="FILE.png",
               help="Draw the curves as in Figs. 2-5 of the paper.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @json_option
 def ablate(ckpt, data_name, data_dir, criteria, orders, n_random, layerwise, whole_network,
-           layers, ablate_to, at_text, bins, seed, device, out, plot, as_json):
+           layers, ablate_to, at_text, bins, seed, device, out, plot, quiet, as_json):
     """Accuracy after cumulatively ablating units ranked by information measures.
 
     Units are ranked on the validation set; the accuracy on the test set is measured after
@@ -132,7 +133,7 @@ def ablate(ckpt, data_name, data_dir, criteria, orders, n_random, layerwise, who
         results[mode] = compute_curves(model, data.test, scores, orders=order_list,
                                        random=n_random, seed=seed, mode=mode,
                                        layers=[i.name for i in infos], ablate_to=ablate_to,
-                                       means=means, device=dev)
+                                       means=means, device=dev, progress=not quiet)
     document = _document(ckpt, data, results, at, seed)
     if plot is not None:
         _plot(results, plot, f"{ckpt.spec} on {data.name} test set, ablation to {ablate_to}")
