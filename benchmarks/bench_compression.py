@@ -27,7 +27,7 @@ from prune_info.bench import benchmark_models
 from prune_info.checkpoint import Checkpoint
 from prune_info.compare import CompareConfig, run_comparison, summarise
 from prune_info.data import load_dataset
-from prune_info.models import build_model, parse_arch
+from prune_info.models import arch_spec, build_model, parse_arch
 
 CRITERIA = "mi,kl,entropy,synergy,gcmi-model,magnitude,taylor,random"
 
@@ -76,10 +76,8 @@ def main() -> None:
     rows = comparison.rows
     dense_acc = torch.tensor([r["dense_test_acc"] for r in rows if r["criterion"] ==
                               config.criteria[0] and r["value"] == config.amounts[0]])
-    dense_spec = parse_arch(args.arch, data.input_shape, data.n_classes)
-    from prune_info.models import arch_spec
-
-    specs = [arch_spec(dense_spec)] + list(dict.fromkeys(e["arch"] for e in table))
+    dense_arch = parse_arch(args.arch, data.input_shape, data.n_classes)
+    specs = [arch_spec(dense_arch)] + list(dict.fromkeys(e["arch"] for e in table))
     latency = latency_by_arch(data, specs, args.act, args.repeat)
     elapsed = time.perf_counter() - start
 

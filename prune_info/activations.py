@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from prune_info.errors import PruneInfoError
+from prune_info.train import resolve_device
 from prune_info.models import LayerInfo, get_module
 
 __all__ = ["CHANNEL_REDUCTIONS", "CaptureOptions", "iter_unit_outputs", "resolve_device",
@@ -54,32 +55,6 @@ __all__ = ["CHANNEL_REDUCTIONS", "CaptureOptions", "iter_unit_outputs", "resolve
 
 #: Accepted values of :attr:`CaptureOptions.channel_reduce`.
 CHANNEL_REDUCTIONS = ("mean", "max")
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """Turn ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` into a usable ``torch.device``.
-
-    Raises
-    ------
-    PruneInfoError
-        If the device name is invalid or CUDA is asked for but not available.
-    """
-    if isinstance(device, torch.device):
-        resolved = device
-    elif device == "auto":
-        resolved = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            resolved = torch.device(device)
-        except (RuntimeError, TypeError) as exc:
-            raise PruneInfoError(
-                f"unknown device {device!r}; fix: use cpu, cuda, cuda:N or auto"
-            ) from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise PruneInfoError(
-            f"device {device}: no CUDA device is available; fix: use --device cpu or auto"
-        )
-    return resolved
 
 
 @dataclass(frozen=True)

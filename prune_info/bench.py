@@ -451,7 +451,7 @@ def benchmark_models(
         ``repeat``, ``samples_per_s``, ``speedup``.
     """
     batches = _validate(batches, repeat, warmup, threads, runtimes)
-    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    dev = resolve_device(device)
     loaded = [open_bench_model(m, trust_pickle) for m in models]
     if not loaded:
         raise PruneInfoError("give at least one model to benchmark")

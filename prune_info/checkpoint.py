@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from prune_info.errors import PruneInfoError
-from prune_info.io import atomic_write
+from prune_info.io import atomic_write, cpu_state_dict
 from prune_info.models import LayerInfo, arch_spec, build_model, prunable_layers
 
 CHECKPOINT_FORMAT = "prune-info-checkpoint"
@@ -80,7 +80,7 @@ class Checkpoint:
             "format_version": CHECKPOINT_VERSION,
             "arch": self.arch,
             "factory": self.factory,
-            "state_dict": _cpu_state(self.model.state_dict()),
+            "state_dict": cpu_state_dict(self.model.state_dict()),
             "init_state_dict": self.init_state_dict,
             "rewind_state_dicts": {str(k): v for k, v in self.rewind_state_dicts.items()},
             "train_config": self.train_config,
@@ -89,10 +89,6 @@ class Checkpoint:
             "seed": self.seed,
             "pruning_history": self.pruning_history,
         }
-
-
-def _cpu_state(state: dict) -> dict:
-    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:

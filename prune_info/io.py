@@ -73,3 +73,8 @@ def to_json_text(data: dict, kind: str) -> str:
     """The same document as :func:`write_json`, as a string (for ``--json`` on stdout)."""
     document = {"format": kind, "format_version": JSON_FORMAT_VERSION, **_jsonable(data)}
     return json.dumps(document, indent=2)
+
+
+def cpu_state_dict(state: dict) -> dict:
+    """A detached CPU copy of a state_dict (for checkpoints and best-epoch snapshots)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}

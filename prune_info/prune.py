@@ -62,6 +62,7 @@ import torch
 from torch import nn
 
 from prune_info.errors import PruneInfoError
+from prune_info.io import cpu_state_dict
 from prune_info.models import count_parameters, prunable_layers
 
 if TYPE_CHECKING:
@@ -254,7 +255,8 @@ def plan_layerwise(
         ``low`` removes the lowest scores first (the usual pruning), ``high`` the highest (for
         experiments), ``random`` ignores the scores (a seeded baseline).
     seed : int
-        Breaks ties and drives ``random``.
+        Drives ``order="random"``; ties in scores go to the lower unit index
+        (:func:`prune_info.criteria.rank_units`).
 
     Returns
     -------
@@ -1116,7 +1118,7 @@ def _transform_state(model: nn.Module, state: dict, plan: PrunePlan, example: to
     other = copy.deepcopy(model)
     other.load_state_dict(state)
     (mask_plan if mask else apply_plan)(other, plan, example)
-    return {k: v.detach().to("cpu", copy=True) for k, v in other.state_dict().items()}
+    return cpu_state_dict(other.state_dict())
 
 
 def _score_options(config: PruneConfig):

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from prune_info.data import Dataset, Split
 from prune_info.errors import PruneInfoError
+from prune_info.io import cpu_state_dict
 
 if TYPE_CHECKING:
     from prune_info.checkpoint import Checkpoint
@@ -69,15 +70,30 @@ class TrainResult:
     rewind_state_dicts: dict[int, dict] = field(default_factory=dict)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``auto`` (CUDA when available, else CPU)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise PruneInfoError("--device cuda: no CUDA device is available; use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise PruneInfoError(f"unknown device {name!r}; choose cpu, cuda or auto")
-    return torch.device(name)
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Turn ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` into a usable ``torch.device``.
+
+    Raises
+    ------
+    PruneInfoError
+        If the device name is invalid or CUDA is asked for but not available.
+    """
+    if isinstance(device, torch.device):
+        resolved = device
+    elif device == "auto":
+        resolved = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            resolved = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise PruneInfoError(
+                f"unknown device {device!r}; fix: use cpu, cuda, cuda:N or auto"
+            ) from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise PruneInfoError(
+            f"device {device}: no CUDA device is available; fix: use --device cpu or auto"
+        )
+    return resolved
 
 
 def weight_decay_for(reg: str, config: TrainConfig) -> float:
@@ -116,7 +132,7 @@ def _small_batch_threads(device: torch.device, batch_size: int):
 
 
 def _state_copy(model: nn.Module) -> dict:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    return cpu_state_dict(model.state_dict())
 
 
 @torch.no_grad()
