@@ -7,12 +7,12 @@ DEMO_OUT ?= demo-out
 
 .PHONY: install test demo clean
 
-# torch is installed first and pinned: the CPU wheel `torch==2.13.0` resolves locally, while an
-# unpinned torch pulled in by torch-pruning would download several GB of CUDA packages.
+# torch and torchvision are installed first, as the pinned pair that loads together; left to
+# torch-pruning and timm, pip would pick a newer torch that torchvision 0.29.1 cannot load.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
