@@ -26,10 +26,11 @@ import time
 
 import torch
 
-from prune_info.ablation import layerwise_curves, naive_curves, random_orders
-from prune_info.criteria import compute_scores, rank_units
+from prune_info.analysis.curves import layerwise_curves, naive_curves, random_orders
+from prune_info.criteria.context import compute_scores
+from prune_info.criteria.ranking import rank_units
 from prune_info.data import load_dataset
-from prune_info.train import TrainConfig, train_model
+from prune_info.training.loop import TrainConfig, train_model
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-from prune_info.bench import benchmark_models
 from prune_info.checkpoint import Checkpoint
-from prune_info.compare import CompareConfig, run_comparison, summarise
 from prune_info.data import load_dataset
-from prune_info.models import arch_spec, build_model, parse_arch
+from prune_info.deploy.bench import benchmark_models
+from prune_info.experiments.subnetworks import CompareConfig, run_comparison, summarise
+from prune_info.zoo import arch_spec, build_model, parse_arch
 
 CRITERIA = "mi,kl,entropy,synergy,gcmi-model,magnitude,taylor,random"
 

@@ -5,10 +5,10 @@ Target: at batch 256 on the CPU, the 50 %-pruned 784-100-100-10 MLP's measured s
 0.7 x its MAC ratio (dense MACs / pruned MACs).
 
 The dense model is a FashionMNIST-shaped 784-100-100-10 MLP (untrained: latency does not depend
-on the weights); the pruned one is made from it by ``prune_info.prune.prune_checkpoint``
+on the weights); the pruned one is made from it by ``prune_info.pruning.workflow.prune_checkpoint``
 (magnitude criterion, layerwise, amount 0.5: a real 784-50-50-10). Both are converted to ONNX
 and verified exactly as ``prune-info export`` does. Each (runtime, batch) times the two models
-round-robin (see :func:`prune_info.bench.time_interleaved`) for ``--repeat`` calls each after a
+round-robin (see :func:`prune_info.deploy.bench.time_interleaved`) for ``--repeat`` calls each after a
 warm-up, and compares medians. Batch 1 is reported too: there per-call overhead dominates and
 no speed-up is expected.
 
@@ -25,15 +25,20 @@ import sys
 import onnxruntime as ort
 import torch
 
-from prune_info.bench import (
-    latency_stats, onnx_cuda_available, onnx_timer, time_interleaved, timing_input, torch_threads,
+from prune_info._torch import resolve_device, torch_threads
+from prune_info.checkpoint import Checkpoint
+from prune_info.deploy.bench import (
+    latency_stats,
+    onnx_cuda_available,
+    onnx_timer,
+    time_interleaved,
+    timing_input,
     torch_timer,
 )
-from prune_info.checkpoint import Checkpoint
+from prune_info.deploy.onnx import convert_checkpoint, count_macs, ort_session
 from prune_info.errors import PruneInfoError
-from prune_info.export import convert_checkpoint, count_macs, ort_session
-from prune_info.models import build_model, count_parameters, parse_arch
-from prune_info.train import resolve_device
+from prune_info.nn import count_parameters
+from prune_info.zoo import build_model, parse_arch
 
 INPUT_SHAPE = (1, 28, 28)
 TARGET_FRACTION = 0.7
@@ -47,7 +52,7 @@ def make_models(seed: int = 0) -> tuple[Checkpoint, Checkpoint, str]:
                        dataset={"name": "fashion-mnist", "input_shape": list(INPUT_SHAPE),
                                 "n_classes": 10})
     try:
-        from prune_info.prune import PruneConfig, prune_checkpoint
+        from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
     except ImportError:  # before pruning existed: the architecture pruning produces
         small = parse_arch("784-50-50-10", INPUT_SHAPE, 10, "relu", "l2")
         torch.manual_seed(seed)

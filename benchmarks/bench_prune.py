@@ -2,14 +2,14 @@
 
 For the 784-100-100-10 MLP and the c32-c64-f128 CNN on 1x28x28 inputs, removes 25 / 50 / 75 /
 90 % of the units of every hidden layer (seeded random units: dense kernels do not care which)
-with :func:`prune_info.prune.apply_plan` and reports parameters, MACs of one sample and CPU
+with :func:`prune_info.surgery.apply_plan` and reports parameters, MACs of one sample and CPU
 latency at batch 1 and 256 of each pruned model against the dense one, beside the theoretical
 MAC ratio (dense MACs / pruned MACs).
 
 Target: for the MLP at 50 % removed and batch 256, speed-up (dense latency / pruned latency) at
 least 0.7 x the MAC ratio.
 
-Latency is timed with :mod:`prune_info.bench` (one call per model in turn, round-robin, so a busy
+Latency is timed with :mod:`prune_info.deploy.bench` (one call per model in turn, round-robin, so a busy
 phase of a shared machine slows all models alike; median of ``--repeat`` calls). The "floor" row
 is the same architecture cut to 1 unit per layer: its latency is the fixed cost of a call
 (Python dispatch of every module, allocation of outputs, the input layer of a CNN, which pruning
@@ -32,10 +32,12 @@ import platform
 import numpy as np
 import torch
 
-from prune_info.bench import latency_stats, time_interleaved, timing_input, torch_threads, \
-    torch_timer
-from prune_info.models import build_model, count_parameters, parse_arch, prunable_layers
-from prune_info.prune import PrunePlan, apply_plan, removal_count, total_macs
+from prune_info._torch import torch_threads
+from prune_info.deploy.bench import latency_stats, time_interleaved, timing_input, torch_timer
+from prune_info.nn import count_parameters, prunable_layers, total_macs
+from prune_info.pruning.allocation import removal_count
+from prune_info.surgery import PrunePlan, apply_plan
+from prune_info.zoo import build_model, parse_arch
 
 FRACTIONS = (0.25, 0.5, 0.75, 0.9)
 INPUT_SHAPE = (1, 28, 28)

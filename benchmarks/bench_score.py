@@ -5,7 +5,7 @@ times, alternately and ``--repeats`` times each:
 
 * a plain forward pass over the validation set (eval mode, no grad, batches of
   ``--batch-size``), and
-* :func:`prune_info.criteria.compute_scores` with ``entropy, mi, kl`` (one forward pass with
+* :func:`prune_info.criteria.context.compute_scores` with ``entropy, mi, kl`` (one forward pass with
   hooks, count tables, measures), same batches;
 
 and prints the median of each and their ratio (the target: at most 1.3 on CPU), with the median
@@ -33,10 +33,12 @@ from dataclasses import replace
 
 import torch
 
-from prune_info.criteria import ScoreOptions, compute_scores
+from prune_info._torch import resolve_device
+from prune_info.criteria.context import compute_scores
+from prune_info.criteria.options import ScoreOptions
 from prune_info.data import load_dataset
-from prune_info.models import build_model, parse_arch
-from prune_info.train import TrainConfig, fit, resolve_device
+from prune_info.training.loop import TrainConfig, fit
+from prune_info.zoo import build_model, parse_arch
 
 ARCHS = ("784-100-100-10", "c32-c64-f128")
 

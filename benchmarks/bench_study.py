@@ -16,7 +16,7 @@ Run it again with the same ``--out`` after an interruption: it resumes (the time
 resumed part only). Prints the table and a JSON summary with the time of each phase.
 
 ``--train-speed S`` instead times one epoch of S seeds trained as one batched model against one
-epoch of single-seed training (``prune_info.train.fit``), and checks that seed 0 agrees.
+epoch of single-seed training (``prune_info.training.loop.fit``), and checks that seed 0 agrees.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from prune_info.study import StudyConfig, format_table, run_study
+from prune_info.experiments.study import StudyConfig, format_table, run_study
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -95,9 +95,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 def train_speed(n_seeds: int, data_dir: str | None) -> dict:
     """One epoch: S seeds batched vs one seed alone (x S), same data, same settings."""
-    from prune_info.batched import train_seeds
     from prune_info.data import load_dataset
-    from prune_info.train import TrainConfig, train_model
+    from prune_info.training.batched import train_seeds
+    from prune_info.training.loop import TrainConfig, train_model
 
     data = load_dataset("fashion-mnist", data_dir)
     config = TrainConfig(epochs=1)

@@ -13,9 +13,10 @@ import time
 
 import torch
 
+from prune_info._torch import resolve_device
 from prune_info.data import load_dataset
-from prune_info.models import build_model, parse_arch
-from prune_info.train import TrainConfig, fit, resolve_device
+from prune_info.training.loop import TrainConfig, fit
+from prune_info.zoo import build_model, parse_arch
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ it loads with ``torch.load(weights_only=True)``::
 
     {
       "format": "prune-info-checkpoint", "format_version": 1,
-      "arch": {...} or None,            # see prune_info.models.parse_arch; None for --model
+      "arch": {...} or None,            # see prune_info.zoo.parse_arch; None for --model
       "factory": "pkg.mod:fn" or None,  # how a user model is rebuilt
       "state_dict": {...}, "init_state_dict": {...} or None,
       "rewind_state_dicts": {"K": {...}},   # weights after K training steps, when saved
@@ -21,19 +21,20 @@ unpickling runs arbitrary code.
 from __future__ import annotations
 
 import copy
-import importlib
 import os
 import pickle
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from prune_info.errors import PruneInfoError
 from prune_info.io import atomic_write, cpu_state_dict
-from prune_info.models import LayerInfo, arch_spec, build_model, prunable_layers
+from prune_info.nn import LayerInfo, prunable_layers
+from prune_info.surgery import replay_history
+from prune_info.zoo import _build_from_factory, arch_spec, build_model
 
 CHECKPOINT_FORMAT = "prune-info-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -95,38 +96,6 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
     """Write a checkpoint atomically (temporary file, then rename)."""
     with atomic_write(path) as tmp:
         torch.save(ckpt.to_dict(), tmp)
-
-
-# --------------------------------------------------------------------------------------------
-# Loading
-
-
-def import_factory(spec: str) -> Callable[[], nn.Module]:
-    """Resolve ``package.module:function`` to a callable that builds an ``nn.Module``."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise PruneInfoError(
-            f"--model {spec!r} is not of the form package.module:factory (a function that "
-            "returns your nn.Module)"
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise PruneInfoError(
-            f"--model {spec}: cannot import {module_name} ({exc}); make it importable "
-            "(install it, or run from the directory that holds it)"
-        ) from exc
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise PruneInfoError(f"--model {spec}: {module_name} has no function {attr!r}")
-    return factory
-
-
-def _build_from_factory(spec: str) -> nn.Module:
-    model = import_factory(spec)()
-    if not isinstance(model, nn.Module):
-        raise PruneInfoError(f"--model {spec} returned {type(model).__name__}, not an nn.Module")
-    return model
 
 
 def _read(path: Path, trust_pickle: bool) -> Any:
@@ -192,7 +161,7 @@ def load_checkpoint(
     path : path
         The file.
     arch : dict, optional
-        Architecture (from :func:`prune_info.models.parse_arch`) for a plain state_dict.
+        Architecture (from :func:`prune_info.zoo.parse_arch`) for a plain state_dict.
     factory : str, optional
         ``package.module:function`` building the user's ``nn.Module``, for a plain state_dict.
     trust_pickle : bool
@@ -239,7 +208,6 @@ def _from_dict(obj: dict, path: Path) -> Checkpoint:
         model = _build_from_factory(obj["factory"])
         if history:
             # A user model is rebuilt by replaying its pruning on a fresh instance.
-            from prune_info.prune import replay_history
 
             replay_history(model, history)
     else:

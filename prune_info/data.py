@@ -16,7 +16,9 @@ import gzip
 import os
 import pickle
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -332,34 +334,68 @@ def load_dataset(
     raise PruneInfoError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
 
 
-def normalise_like(x: torch.Tensor, normalisation: dict) -> torch.Tensor:
-    """Apply a stored normalisation (from :meth:`Dataset.describe`) to raw pixel values."""
-    mean = torch.tensor(normalisation["mean"])[None, :, None, None]
-    std = torch.tensor(normalisation["std"])[None, :, None, None]
-    return (x.float() * normalisation["scale"] - mean) / std
+def as_split(data: Any, what: str = "the data") -> Split:
+    """The labelled samples of ``data`` as a :class:`Split`, checked.
 
+    Accepts what users have: a :class:`Split`; a :class:`Dataset` (its validation split, the
+    paper's D); a pair ``(x, y)`` of tensors or arrays; or an iterable of ``(x, y)`` batches such
+    as a ``torch.utils.data.DataLoader`` (concatenated, so it must fit in memory).
 
-# --------------------------------------------------------------------------------------------
-# Planted tasks, where the right answer is known
+    ``what`` names the data in messages ("the validation set").
 
+    Raises
+    ------
+    PruneInfoError
+        If ``data`` is none of these, is empty, or its labels are not one integer per sample.
 
-def xor_task(n: int = 4000, n_noise: int = 2, noise: float = 0.1, seed: int = 0) -> Dataset:
-    """Example 4 of Amjad et al.: two binary features, each independent of the class, whose XOR
-    decides it.
-
-    Features 0 and 1 are ±1 signs plus Gaussian jitter; the class is 1 when their signs differ.
-    ``n_noise`` further features are pure noise. Splits are 60 / 20 / 20, seeded.
+    Examples
+    --------
+    >>> split = as_split((torch.zeros(4, 3), torch.tensor([0, 1, 1, 0])))
+    >>> len(split), split.x.dtype, split.y.dtype
+    (4, torch.float32, torch.int64)
+    >>> as_split("digits")
+    Traceback (most recent call last):
+    ...
+    prune_info.errors.PruneInfoError: the data must be a Split, a Dataset, a pair (x, y) or a DataLoader of (x, y) batches, got str
     """
-    gen = torch.Generator().manual_seed(seed)
-    signs = torch.randint(0, 2, (n, 2), generator=gen) * 2 - 1
-    y = (signs[:, 0] != signs[:, 1]).long()
-    x = torch.cat(
-        [signs.float() + noise * torch.randn(n, 2, generator=gen), torch.randn(n, n_noise, generator=gen)],
-        dim=1,
-    )
-    x = x[:, None, None, :]  # [N, 1, 1, F]: same layout as images
-    perm = torch.randperm(n, generator=gen)
-    a, b = int(0.6 * n), int(0.8 * n)
-    parts = [perm[:a], perm[a:b], perm[b:]]
-    s = [Split(x[idx].contiguous(), y[idx]) for idx in parts]
-    return Dataset("xor", s[0], s[1], s[2], 2, {"scale": 1.0, "mean": [0.0], "std": [1.0]}, seed)
+    if isinstance(data, Dataset):
+        data = data.val
+    if isinstance(data, Split):
+        x, y = data.x, data.y
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+    elif isinstance(data, Iterable) and not isinstance(data, (str, bytes, dict, torch.Tensor)):
+        xs, ys = [], []
+        for batch in data:
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise PruneInfoError(
+                    f"{what} yields {type(batch).__name__} batches; fix: give batches of (x, y)"
+                )
+            xs.append(torch.as_tensor(batch[0]))
+            ys.append(torch.as_tensor(batch[1]))
+        if not xs:
+            raise PruneInfoError(f"{what} yields no batch (0 samples); fix: give labelled samples")
+        x, y = torch.cat(xs), torch.cat(ys)
+    else:
+        raise PruneInfoError(
+            f"{what} must be a Split, a Dataset, a pair (x, y) or a DataLoader of (x, y) "
+            f"batches, got {type(data).__name__}"
+        )
+    try:
+        x, y = torch.as_tensor(x), torch.as_tensor(y)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise PruneInfoError(f"{what} does not hold tensors ({exc}); fix: give tensors x, y")
+    if y.ndim != 1 or len(x) != len(y):
+        raise PruneInfoError(
+            f"{what} has {len(x)} inputs but labels of shape {list(y.shape)}; fix: give one "
+            "integer label per sample"
+        )
+    if len(y) == 0:
+        raise PruneInfoError(f"{what} is empty (0 samples); fix: give labelled samples")
+    if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
+        raise PruneInfoError(f"labels must be integers, got {y.dtype}; fix: pass y.long()")
+    if not x.is_floating_point():
+        x = x.float()
+    if isinstance(data, Split) and x is data.x and y.dtype == torch.int64:
+        return data
+    return Split(x, y.long())

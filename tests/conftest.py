@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from prune_info.data import DEBIAN_FASHION_DIR, load_dataset
-from prune_info.train import TrainConfig, train_model
+from prune_info.training.loop import TrainConfig, train_model
 
 
 def _require_data() -> bool:

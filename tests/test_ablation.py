@@ -7,17 +7,26 @@ import copy
 import numpy as np
 import pytest
 import torch
+from helpers import plant_units
 from scipy import stats
 
-from prune_info.ablation import (
-    CurveSet, compute_curves, format_p, ks_gap, layerwise_curve, layerwise_curves, mean_gap,
-    naive_curves, network_curves, random_orders, unit_means,
+from prune_info.analysis.curves import (
+    CurveSet,
+    compute_curves,
+    layerwise_curve,
+    layerwise_curves,
+    naive_curves,
+    network_curves,
+    random_orders,
+    unit_means,
 )
-from prune_info.criteria import compute_scores, rank_units
+from prune_info.analysis.stats import format_p, ks_gap, mean_gap
+from prune_info.criteria.context import compute_scores
+from prune_info.criteria.ranking import rank_units
 from prune_info.data import Split
 from prune_info.errors import PruneInfoError
-from prune_info.models import build_model, parse_arch, plant_units
-from prune_info.train import count_correct
+from prune_info.nn import count_correct
+from prune_info.zoo import build_model, parse_arch
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -75,7 +84,7 @@ def test_layerwise_curves_equal_the_naive_loop_exactly(mlp, digits, mlp_scores, 
 
 @pytest.mark.parametrize("act, reg", [("sigmoid", "dropout"), ("tanh", "bn-dropout")])
 def test_prefix_sums_are_exact_through_sigmoid_tanh_and_batchnorm(digits, act, reg):
-    from prune_info.train import TrainConfig, train_model
+    from prune_info.training.loop import TrainConfig, train_model
 
     model = train_model(digits, "64-20-16-12-10", act, reg, TrainConfig(epochs=2),
                         progress=False).model
@@ -94,7 +103,7 @@ def test_prefix_sums_are_exact_through_sigmoid_tanh_and_batchnorm(digits, act, r
 @pytest.mark.parametrize("ablate_to", ["zero", "mean"])
 def test_whole_network_curves_equal_the_naive_loop_exactly(mlp, digits, mlp_scores, mlp_means,
                                                            ablate_to):
-    from prune_info.ablation import network_orders, resolve_layers
+    from prune_info.analysis.curves import network_orders, resolve_layers
 
     infos = resolve_layers(mlp)
     ranked = [network_orders(mlp_scores[c], infos, o) for c in ("mi", "kl") for o in

@@ -1,12 +1,13 @@
-"""Tests for prune_info.activations: where unit outputs are read, streaming, hooks, bad input."""
+"""Tests for prune_info.capture: where unit outputs are read, streaming, hooks, bad input."""
 
 import pytest
 import torch
 from torch import nn
 
-from prune_info.activations import CaptureOptions, iter_unit_outputs, unit_outputs
+from prune_info.capture import CaptureOptions, iter_unit_outputs, unit_outputs
 from prune_info.errors import PruneInfoError
-from prune_info.models import build_model, parse_arch, prunable_layers
+from prune_info.nn import prunable_layers
+from prune_info.zoo import build_model, parse_arch
 
 
 def _all_hooks(model: nn.Module) -> int:

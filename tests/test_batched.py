@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prune_info.batched import BlockedRMSprop, StackedMLP, train_seeds, train_stacked
 from prune_info.errors import PruneInfoError
-from prune_info.models import build_model, parse_arch
-from prune_info.train import TrainConfig, train_model
+from prune_info.training.batched import BlockedRMSprop, StackedMLP, train_seeds, train_stacked
+from prune_info.training.loop import TrainConfig, train_model
+from prune_info.zoo import build_model, parse_arch
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -63,7 +63,7 @@ def test_in_float64_batched_training_is_single_seed_training(digits, reg):
     from dataclasses import replace
 
     from prune_info.data import Split
-    from prune_info.train import fit
+    from prune_info.training.loop import fit
 
     data = replace(digits, **{name: Split(getattr(digits, name).x.double(),
                                           getattr(digits, name).y)

@@ -10,16 +10,21 @@ import onnx
 import pytest
 import torch
 
-from prune_info.bench import (
-    CSV_COLUMNS, benchmark_models, eval_split_for, flat_rows, latency_stats, open_bench_model,
-    time_interleaved, torch_threads,
-)
+from prune_info._torch import torch_threads
 from prune_info.checkpoint import save_checkpoint
+from prune_info.deploy.bench import (
+    CSV_COLUMNS,
+    benchmark_models,
+    eval_split_for,
+    flat_rows,
+    latency_stats,
+    open_bench_model,
+    time_interleaved,
+)
+from prune_info.deploy.onnx import export_onnx
 from prune_info.errors import PruneInfoError
-from prune_info.export import export_onnx
-from prune_info.models import count_parameters
-from prune_info.prune import total_macs
-from prune_info.train import TrainConfig, accuracy, train_model
+from prune_info.nn import accuracy, count_parameters, total_macs
+from prune_info.training.loop import TrainConfig, train_model
 
 FAST = {"repeat": 3, "warmup": 1}
 
@@ -276,7 +281,7 @@ def test_cli_onnx_failing_checker(run_cli, digits_mlp, tmp_path):
 
 def test_cli_onnx_without_dataset_needs_data(run_cli, tmp_path):
     from prune_info.checkpoint import Checkpoint
-    from prune_info.models import build_model, parse_arch
+    from prune_info.zoo import build_model, parse_arch
 
     arch = parse_arch("64-8-10", (1, 8, 8), 10)
     path = tmp_path / "anon.onnx"

@@ -7,7 +7,7 @@ import torch
 
 from prune_info.checkpoint import load_checkpoint, save_checkpoint
 from prune_info.errors import PruneInfoError
-from prune_info.models import parse_arch
+from prune_info.zoo import parse_arch
 
 
 def test_checkpoint_is_self_describing_and_loads_weights_only(mlp_path, digits_mlp):

@@ -12,9 +12,9 @@ import time
 import pytest
 import torch
 
-from prune_info.ablation import compute_curves
+from prune_info.analysis.curves import compute_curves
 from prune_info.checkpoint import load_checkpoint
-from prune_info.criteria import compute_scores
+from prune_info.criteria.context import compute_scores
 
 STUDY = ["study", "--data", "digits", "--arch", "64-16-12-10", "--seeds", "3", "--epochs", "2",
          "--random", "3", "--criteria", "mi", "--quiet"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+from helpers import plant_units
+
 from prune_info.checkpoint import clone_model, save_checkpoint
-from prune_info.models import plant_units
 
 
 def test_oinfo_writes_json_and_plot_and_prints_the_table(run_cli, mlp_path, tmp_path):

@@ -14,9 +14,12 @@ import pytest
 import torch
 
 from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from prune_info.criteria import ScoreOptions, compute_scores, rank_units
-from prune_info.models import build_model, parse_arch, prunable_layers
-from prune_info.train import TrainConfig, accuracy, train_model
+from prune_info.criteria.context import compute_scores
+from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.ranking import rank_units
+from prune_info.nn import accuracy, prunable_layers
+from prune_info.training.loop import TrainConfig, train_model
+from prune_info.zoo import build_model, parse_arch
 
 USER_MODELS = textwrap.dedent('''
     import torch
@@ -221,7 +224,6 @@ def test_global_never_empties_a_layer(run_cli, mlp_path):
 
 
 def test_max_drop_keeps_the_joint_drop_within_budget(run_cli, wide_path, wide_ckpt, digits):
-    pytest.importorskip("prune_info.ablation")
     out = wide_path.parent / "md.pt"
     code, stdout, stderr = run_cli("prune", str(wide_path), "--max-drop", "2", "-o", str(out),
                                    "--json")

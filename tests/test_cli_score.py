@@ -6,10 +6,13 @@ import json
 
 import pytest
 import torch
+from helpers import plant_units
 
 from prune_info.checkpoint import Checkpoint, save_checkpoint
-from prune_info.criteria import ScoreOptions, compute_scores, unit_information
-from prune_info.models import build_model, parse_arch, plant_units
+from prune_info.criteria.context import compute_scores
+from prune_info.criteria import unit_information
+from prune_info.criteria.options import ScoreOptions
+from prune_info.zoo import build_model, parse_arch
 
 
 def _files(directory):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from prune_info.compare import CompareConfig, Comparison, run_comparison, summarise
 from prune_info.errors import PruneInfoError
+from prune_info.experiments.subnetworks import CompareConfig, Comparison, run_comparison, summarise
 
 TINY = CompareConfig(spec="64-8-8-10", criteria=("mi", "random"), seeds=(0, 1), keep=(4,),
                      epochs=1, retrain_epochs=1)
@@ -23,7 +23,7 @@ def test_comparison_rows_resume_and_refuse_other_configs(digits, tmp_path, monke
     def no_training(*args, **kwargs):
         raise AssertionError("finished seeds must not be trained again")
 
-    monkeypatch.setattr("prune_info.compare._seed_rows", no_training)
+    monkeypatch.setattr("prune_info.experiments.subnetworks._seed_rows", no_training)
     again = run_comparison(digits, TINY, tmp_path, progress=False)
     assert again.rows == result.rows
     other = CompareConfig(**{**TINY.__dict__, "keep": (5,)})

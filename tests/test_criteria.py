@@ -1,4 +1,4 @@
-"""Tests for prune_info.criteria and prune_info.tp_adapter: planted units, streaming counts,
+"""Tests for prune_info.criteria and prune_info.pruning.importance: planted units, streaming counts,
 the registry, baselines, ranking, bad input, and pruning through torch-pruning."""
 
 import copy
@@ -7,19 +7,33 @@ import warnings
 import pytest
 import torch
 import torch_pruning as tp
+from helpers import plant_units
 
-from prune_info.activations import unit_outputs
-from prune_info.criteria import (
-    CRITERIA, ScoreOptions, available_criteria, compute_scores, get_criterion, layer_threshold,
-    rank_units, register_criterion, score_report, unit_information,
+from prune_info.capture import unit_outputs
+from prune_info.criteria.context import compute_scores
+from prune_info.criteria import layer_threshold, unit_information
+from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.ranking import rank_units
+from prune_info.criteria.registry import (
+    CRITERIA,
+    available_criteria,
+    get_criterion,
+    register_criterion,
 )
+from prune_info.criteria.report import score_report
 from prune_info.data import Split
 from prune_info.errors import PruneInfoError
 from prune_info.measures.discrete import (
-    CountTable, bin_edges, digitize, entropy, mutual_information, threshold_quantise,
+    CountTable,
+    bin_edges,
+    digitize,
+    entropy,
+    mutual_information,
+    threshold_quantise,
 )
-from prune_info.models import build_model, parse_arch, plant_units, prunable_layers
-from prune_info.tp_adapter import CriterionImportance
+from prune_info.nn import prunable_layers
+from prune_info.pruning.importance import CriterionImportance
+from prune_info.zoo import build_model, parse_arch
 
 INFO = ["entropy", "mi", "kl"]
 

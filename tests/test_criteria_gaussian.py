@@ -1,21 +1,23 @@
-"""Gaussian-copula, synergy and Taylor criteria registered by prune_info.criteria_gaussian."""
+"""Gaussian-copula, synergy and Taylor criteria registered by prune_info.criteria.gaussian and .baselines."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from helpers import plant_units
 
-from prune_info.activations import CaptureOptions, unit_outputs
+from prune_info.capture import CaptureOptions, unit_outputs
 from prune_info.checkpoint import clone_model
-from prune_info.criteria import (
-    ScoreOptions, available_criteria, compute_scores, get_criterion, rank_units,
-)
+from prune_info.criteria.context import compute_scores
+from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.ranking import rank_units
+from prune_info.criteria.registry import available_criteria, get_criterion
 from prune_info.data import Split
 from prune_info.errors import PruneInfoError
 from prune_info.measures.gaussian import gcmi_mixture_cd, gcmi_model_cd
 from prune_info.measures.multiplets import search_multiplets
-from prune_info.models import plant_units, prunable_layers
+from prune_info.nn import prunable_layers
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,9 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from helpers import xor_task
 
-from prune_info.data import load_dataset, read_idx, xor_task
+from prune_info.data import load_dataset, read_idx
 from prune_info.errors import PruneInfoError
 
 

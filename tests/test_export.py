@@ -11,14 +11,21 @@ import torch
 from torch import nn
 
 from prune_info.checkpoint import Checkpoint, save_checkpoint
-from prune_info.errors import PruneInfoError
-from prune_info.export import (
-    DEFAULT_OPSET, ExportReport, convert_checkpoint, decode_metadata, export_onnx, load_onnx,
-    looks_like_onnx, ort_session, run_onnx, summarise_pruning,
+from prune_info.deploy.onnx import (
+    DEFAULT_OPSET,
+    ExportReport,
+    convert_checkpoint,
+    decode_metadata,
+    export_onnx,
+    load_onnx,
+    looks_like_onnx,
+    ort_session,
+    run_onnx,
+    summarise_pruning,
 )
-from prune_info.models import count_parameters
-from prune_info.prune import total_macs
-from prune_info.train import TrainConfig, accuracy, train_model
+from prune_info.errors import PruneInfoError
+from prune_info.nn import accuracy, count_parameters, total_macs
+from prune_info.training.loop import TrainConfig, train_model
 
 
 def _torch_logits(ckpt: Checkpoint, x: torch.Tensor) -> np.ndarray:
@@ -141,7 +148,7 @@ def test_summarise_pruning_keeps_short_entries_only():
 
 
 def test_really_pruned_checkpoint_exports(digits_mlp, digits, tmp_path):
-    from prune_info.prune import PruneConfig, prune_checkpoint
+    from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
 
     config = PruneConfig(criterion="magnitude", allocation="layerwise", amount=0.5)
     pruned = prune_checkpoint(digits_mlp, digits, config).checkpoint
@@ -190,7 +197,7 @@ def test_successful_export_is_silent(digits_mlp, tmp_path, capfd):
 
 
 def test_difference_above_tolerance_writes_nothing(digits_mlp, tmp_path, monkeypatch):
-    import prune_info.export as export
+    import prune_info.deploy.onnx as export
 
     real = export.run_onnx
     monkeypatch.setattr(export, "run_onnx", lambda s, x: real(s, x) + 1e-3)

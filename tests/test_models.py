@@ -1,11 +1,10 @@
 import pytest
 import torch
+from helpers import plant_units
 
 from prune_info.errors import PruneInfoError
-from prune_info.models import (
-    arch_spec, build_model, count_parameters, dropout_rates, parse_arch, plant_units,
-    prunable_layers,
-)
+from prune_info.nn import count_parameters, prunable_layers
+from prune_info.zoo import arch_spec, build_model, dropout_rates, parse_arch
 
 
 def test_mlp_spec_builds_named_layers_and_units():

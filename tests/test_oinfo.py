@@ -7,18 +7,23 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import plant_units
 
-from prune_info.activations import CaptureOptions, unit_outputs
+from prune_info.analysis.oinfo import (
+    MultipletSizeClipped,
+    average_over_seeds,
+    dominance,
+    layer_oinfo,
+    results_to_dict,
+)
+from prune_info.capture import CaptureOptions, unit_outputs
 from prune_info.checkpoint import clone_model
 from prune_info.data import Split
 from prune_info.errors import PruneInfoError
 from prune_info.measures.gaussian import SingularCovarianceWarning
 from prune_info.measures.multiplets import search_multiplets
-from prune_info.models import plant_units, prunable_layers
-from prune_info.oinfo import (
-    MultipletSizeClipped, average_over_seeds, dominance, layer_oinfo, plot_oinfo,
-    results_to_dict,
-)
+from prune_info.nn import prunable_layers
+from prune_info.viz.oinfo import plot_oinfo
 
 
 @pytest.fixture(scope="module")

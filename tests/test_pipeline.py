@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from prune_info.errors import PruneInfoError
-from prune_info.html_report import SECTIONS
-from prune_info.pipeline import MANIFEST, STAGES, RunOptions, run_pipeline
+from prune_info.experiments.pipeline import MANIFEST, STAGES, RunOptions, run_pipeline
+from prune_info.viz.html import SECTIONS
 
 TINY = RunOptions(data="digits", arch="64-16-16-10", epochs=2, random=2, max_exhaustive=2,
                   max_size=3, retrain_epochs=1, bench_repeat=2, bench_batches=(1,),

@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from prune_info.errors import PruneInfoError
-from prune_info.models import build_model, parse_arch, prunable_layers
-from prune_info.prune import (
-    PruneConfig, PrunePlan, apply_plan, history_entry, layer_costs, mask_plan, plan_global,
-    plan_layerwise, removal_count, removal_counts, replay_history, total_macs,
-)
+from prune_info.nn import layer_costs, prunable_layers, total_macs
+from prune_info.pruning.allocation import plan_global, plan_layerwise, removal_count, removal_counts
+from prune_info.pruning.workflow import PruneConfig
+from prune_info.surgery import PrunePlan, apply_plan, history_entry, mask_plan, replay_history
+from prune_info.zoo import build_model, parse_arch
 
 
 def _random_plan(model: nn.Module, fraction: float, seed: int) -> PrunePlan:

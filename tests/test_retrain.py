@@ -3,8 +3,8 @@ import torch
 
 from prune_info.checkpoint import load_checkpoint, save_checkpoint
 from prune_info.errors import PruneInfoError
-from prune_info.prune import PruneConfig, prune_checkpoint
-from prune_info.retrain import RetrainConfig, retrain_checkpoint
+from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
+from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_rewind_init_restores_the_initial_weights_of_surviving_units(pruned, dig
         seen.update({k: v.clone() for k, v in model.state_dict().items()})
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("prune_info.retrain.fit", capture)
+    monkeypatch.setattr("prune_info.pruning.retrain.fit", capture)
     with pytest.raises(KeyboardInterrupt):
         retrain_checkpoint(pruned, digits, RetrainConfig(epochs=1, rewind="init"), progress=False)
     init = digits_mlp.init_state_dict

@@ -11,7 +11,7 @@ import torch
 from scipy import stats
 
 from prune_info.errors import PruneInfoError
-from prune_info.study import StudyConfig, run_study
+from prune_info.experiments.study import StudyConfig, run_study
 
 CONFIG = StudyConfig(data="digits", arch="64-16-12-10", seeds=(0, 1, 2), epochs=2, random=3,
                      criteria=("mi", "kl"))

@@ -1,8 +1,10 @@
 import pytest
 import torch
 
+from prune_info._torch import resolve_device
 from prune_info.errors import PruneInfoError
-from prune_info.train import TrainConfig, accuracy, resolve_device, train_model
+from prune_info.nn import accuracy
+from prune_info.training.loop import TrainConfig, train_model
 
 
 def test_same_seed_gives_the_same_weights(digits):

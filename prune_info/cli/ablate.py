@@ -6,13 +6,27 @@ from pathlib import Path
 
 import click
 
+from prune_info._torch import resolve_device
+from prune_info.analysis.curves import ORDERS, compute_curves, resolve_layers, unit_means
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
-    check_output, data_options, device_option, echo_json, get_dataset, json_option,
-    model_command_args, parse_int_list, seed_option,
+    check_output,
+    data_options,
+    device_option,
+    echo_json,
+    get_dataset,
+    json_option,
+    model_command_args,
+    parse_int_list,
+    seed_option,
 )
+from prune_info.criteria.context import compute_scores
+from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.registry import parse_criteria
 from prune_info.errors import PruneInfoError
 from prune_info.io import write_json
+from prune_info.viz.ablation import plot_ablation
+from prune_info.viz.figures import check_image_path
 
 CURVES_FORMAT = "prune-info-ablation"
 
@@ -83,10 +97,6 @@ def ablate(ckpt, data_name, data_dir, criteria, orders, n_random, layerwise, who
           --out curves.json --plot curves.png
       prune-info ablate model.pt --whole-network --ablate-to mean --at 80
     """
-    from prune_info.ablation import ORDERS, compute_curves, resolve_layers, unit_means
-    from prune_info.criteria import ScoreOptions, compute_scores, parse_criteria
-    from prune_info.train import resolve_device
-
     names = parse_criteria(criteria) if criteria.strip() else []
     order_list = parse_names(orders, "--order", ORDERS)
     modes = modes_from_flags(layerwise, whole_network)
@@ -99,8 +109,6 @@ def ablate(ckpt, data_name, data_dir, criteria, orders, n_random, layerwise, who
     inputs = [ckpt.source] if ckpt.source else []
     outputs = [p for p in (out, plot) if p is not None]
     if plot is not None:
-        from prune_info.report import check_image_path
-
         check_image_path(plot)
     for path in outputs:
         check_output(path, *inputs)
@@ -178,8 +186,6 @@ def _document(ckpt, data, results, at, seed) -> dict:
 
 
 def _plot(results, path, title) -> None:
-    from prune_info.plots_ablation import plot_ablation
-
     panels = {}
     for mode, curves in results.items():
         for scope, by_label in curves.counts.items():

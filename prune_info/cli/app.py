@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from prune_info import __version__
+from prune_info._version import __version__
 from prune_info.errors import PruneInfoError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

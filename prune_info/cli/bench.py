@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import click
 
-from prune_info.bench import (
-    DEFAULT_REPEAT, DEFAULT_WARMUP, RUNTIMES, bench_document, benchmark_models, write_csv,
-)
+from prune_info._torch import resolve_device
 from prune_info.cli.app import cli
 from prune_info.cli.common import DEVICES, check_output, echo_json, parse_int_list
 from prune_info.cli.export import human_bytes
 from prune_info.data import DATASETS, load_dataset
-from prune_info.export import EXPORTERS
-from prune_info.train import resolve_device
+from prune_info.deploy.bench import (
+    DEFAULT_REPEAT,
+    DEFAULT_WARMUP,
+    RUNTIMES,
+    bench_document,
+    benchmark_models,
+    write_csv,
+)
+from prune_info.deploy.onnx import EXPORTERS
+from prune_info.viz.bench import plot_bench, plot_format
 
 
 @cli.command()
@@ -66,8 +72,6 @@ def bench(models, device, batch_text, threads, repeat, warmup, runtime, data_nam
         if path is not None:
             check_output(path, *models)
     if plot_path is not None:
-        from prune_info.plots_bench import plot_format
-
         plot_format(plot_path)
     dev = resolve_device(device)
     data = load_dataset(data_name, data_dir) if data_name is not None else None
@@ -84,8 +88,6 @@ def bench(models, device, batch_text, threads, repeat, warmup, runtime, data_nam
     if csv_path is not None:
         write_csv(results, csv_path)
     if plot_path is not None:
-        from prune_info.plots_bench import plot_bench
-
         plot_bench(results, plot_path)
     if as_json:
         echo_json(bench_document(results, **settings), "prune-info-bench")

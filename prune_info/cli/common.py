@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Callable
 
 import click
@@ -11,7 +12,7 @@ from prune_info.checkpoint import Checkpoint, load_checkpoint
 from prune_info.data import DATASETS, Dataset, load_dataset
 from prune_info.errors import PruneInfoError
 from prune_info.io import to_json_text
-from prune_info.models import ACTIVATIONS, REGULARISERS, parse_arch
+from prune_info.zoo import ACTIVATIONS, REGULARISERS, parse_arch
 
 DEVICES = click.Choice(["cpu", "cuda", "auto"])
 
@@ -126,8 +127,6 @@ def check_output(path: str, *inputs: str) -> None:
 
     Checked before any work starts, so a long command never fails at the very end.
     """
-    from pathlib import Path
-
     out = Path(path)
     if out.is_dir():
         raise PruneInfoError(f"output {path} is a directory; give a file name")

@@ -6,12 +6,20 @@ import click
 
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
-    check_output, data_options, echo_json, get_dataset, model_command_args,
+    check_output,
+    data_options,
+    echo_json,
+    get_dataset,
+    model_command_args,
+)
+from prune_info.deploy.onnx import (
+    EXPORTERS,
+    TOLERANCE,
+    default_sample,
+    export_onnx,
+    model_input_shape,
 )
 from prune_info.errors import PruneInfoError
-from prune_info.export import (
-    EXPORTERS, TOLERANCE, default_sample, export_onnx, model_input_shape,
-)
 
 
 def human_bytes(n: int | None) -> str:

@@ -8,13 +8,23 @@ from pathlib import Path
 
 import click
 
+from prune_info.analysis.oinfo import OINFO_FORMAT, layer_oinfo, results_to_dict
+from prune_info.capture import resolve_device
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
-    check_output, data_options, device_option, echo_json, get_dataset, json_option,
-    model_command_args, seed_option,
+    check_output,
+    data_options,
+    device_option,
+    echo_json,
+    get_dataset,
+    json_option,
+    model_command_args,
+    seed_option,
 )
 from prune_info.errors import PruneInfoError
 from prune_info.io import write_json
+from prune_info.viz.figures import check_image_path
+from prune_info.viz.oinfo import plot_oinfo
 
 SPLITS = ("val", "test", "train")
 _METHOD = {"exhaustive": "exh", "greedy": "greedy", "beam": "beam"}
@@ -61,14 +71,9 @@ def oinfo(ckpt, data_name, data_dir, split, layers, max_exhaustive, max_size, be
       prune-info oinfo model.pt --max-size 20 --out oinfo.json --plot oinfo.png
       prune-info oinfo model.pt --layers fc1 --max-exhaustive 4 --beam-width 8
     """
-    from prune_info.activations import resolve_device
-    from prune_info.oinfo import OINFO_FORMAT, layer_oinfo, plot_oinfo, results_to_dict
-
     inputs = [ckpt.source] if ckpt.source else []
     outputs = []
     if plot is not None:
-        from prune_info.report import check_image_path
-
         check_image_path(plot)
         outputs.append(plot)
     if out is not None:

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import click
 
+from prune_info._torch import resolve_device
 from prune_info.checkpoint import save_checkpoint
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
-    check_output, data_options, device_option, echo_json, get_dataset, json_option,
-    model_command_args, parse_float_list, parse_int_list, seed_option,
+    check_output,
+    data_options,
+    device_option,
+    echo_json,
+    get_dataset,
+    json_option,
+    model_command_args,
+    parse_float_list,
+    parse_int_list,
+    seed_option,
 )
-from prune_info.criteria import BINNINGS, ScoreOptions
-from prune_info.prune import ORDERS, PruneConfig, prune_checkpoint
-from prune_info.train import resolve_device
+from prune_info.criteria.options import BINNINGS, ScoreOptions
+from prune_info.pruning.allocation import ORDERS
+from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
 
 
 @cli.command()

@@ -7,21 +7,36 @@ from pathlib import Path
 
 import click
 
+from prune_info._torch import resolve_device
 from prune_info.checkpoint import save_checkpoint
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
-    check_output, data_options, device_option, echo_json, get_dataset, json_option,
-    model_command_args, parse_float_list, parse_int_list, seed_option,
+    check_output,
+    data_options,
+    device_option,
+    echo_json,
+    get_dataset,
+    json_option,
+    model_command_args,
+    parse_float_list,
+    parse_int_list,
+    seed_option,
 )
-from prune_info.compare import CompareConfig, format_table, plot_comparison, run_comparison, summarise
-from prune_info.criteria import parse_criteria
+from prune_info.criteria.registry import parse_criteria
 from prune_info.data import DATASETS, load_dataset
 from prune_info.errors import PruneInfoError
+from prune_info.experiments.subnetworks import (
+    CompareConfig,
+    format_table,
+    run_comparison,
+    summarise,
+)
 from prune_info.io import atomic_write, write_json
-from prune_info.models import ACTIVATIONS, REGULARISERS
-from prune_info.prune import PruneConfig
-from prune_info.retrain import RetrainConfig, iterative_prune, retrain_checkpoint
-from prune_info.train import OPTIMIZERS, resolve_device
+from prune_info.pruning.retrain import RetrainConfig, iterative_prune, retrain_checkpoint
+from prune_info.pruning.workflow import PruneConfig
+from prune_info.training.loop import OPTIMIZERS
+from prune_info.viz.subnetworks import plot_comparison
+from prune_info.zoo import ACTIVATIONS, REGULARISERS
 
 
 def _rewind(value: str | None):

@@ -9,7 +9,8 @@ import click
 from prune_info.cli.app import cli
 from prune_info.cli.common import parse_int_list, seed_option
 from prune_info.data import DATASETS
-from prune_info.models import ACTIVATIONS, REGULARISERS
+from prune_info.experiments.pipeline import RunOptions, run_pipeline
+from prune_info.zoo import ACTIVATIONS, REGULARISERS
 
 
 @cli.command()
@@ -57,8 +58,6 @@ def run(data_name, data_dir, spec, model_path, act, reg, epochs, criterion, amou
       prune-info run --data fashion-mnist --arch 784-100-100-10 --criterion mi \\
           --amount 0.5 --out results/
     """
-    from prune_info.pipeline import RunOptions, run_pipeline
-
     options = RunOptions(
         data=data_name, data_dir=data_dir, arch=None if model_path else spec, model=model_path,
         act=act, reg=reg, epochs=epochs, seed=seed, criterion=criterion, amount=amount,

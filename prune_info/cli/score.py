@@ -6,13 +6,24 @@ from pathlib import Path
 
 import click
 
+from prune_info.capture import resolve_device
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
-    check_output, data_options, device_option, echo_json, get_dataset, json_option,
-    model_command_args, seed_option,
+    check_output,
+    data_options,
+    device_option,
+    echo_json,
+    get_dataset,
+    json_option,
+    model_command_args,
+    seed_option,
 )
+from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.registry import parse_criteria
+from prune_info.criteria.report import score_report
 from prune_info.errors import PruneInfoError
 from prune_info.io import write_json
+from prune_info.viz.figures import check_image_path, violin_plot
 
 SCORES_FORMAT = "prune-info-scores"
 SPLITS = ("val", "test", "train")
@@ -70,9 +81,6 @@ def score(ckpt, data_name, data_dir, split, criteria, bins, binning, pre_activat
       prune-info score model.pt --criteria entropy,mi,kl,magnitude --out scores.json
       prune-info score model.pt --bins 8 --binning quantile --plot scores.png
     """
-    from prune_info.activations import resolve_device
-    from prune_info.criteria import ScoreOptions, parse_criteria, score_report
-
     names = parse_criteria(criteria)
     options = ScoreOptions(bins=bins, binning=binning, pre_activation=pre_activation,
                            channel_reduce=channel_reduce, seed=seed, batch_size=batch_size,
@@ -82,8 +90,6 @@ def score(ckpt, data_name, data_dir, split, criteria, bins, binning, pre_activat
     if out is not None:
         outputs += [out, _csv_path(out)]
     if plot is not None:
-        from prune_info.report import check_image_path
-
         check_image_path(plot)
         outputs.append(plot)
     for path in outputs:
@@ -99,8 +105,6 @@ def score(ckpt, data_name, data_dir, split, criteria, bins, binning, pre_activat
     document = {**meta, **report.to_dict()}
 
     if plot is not None:
-        from prune_info.report import violin_plot
-
         values = {c: report.scores[c] for c in report.criteria}
         violin_plot(values, plot, title=f"{ckpt.spec} on {data.name} ({split}), "
                                         f"{options.quantiser}")

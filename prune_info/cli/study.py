@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import click
 
+from prune_info._torch import resolve_device
+from prune_info.analysis.curves import ORDERS
 from prune_info.cli.ablate import modes_from_flags, parse_names
 from prune_info.cli.app import cli
 from prune_info.cli.common import DEVICES, echo_json, parse_int_list
 from prune_info.data import DATASETS
 from prune_info.errors import PruneInfoError
-from prune_info.models import ACTIVATIONS, REGULARISERS
-from prune_info.train import OPTIMIZERS
+from prune_info.experiments.study import StudyConfig, format_table, run_study, seeds_from_count
+from prune_info.training.loop import OPTIMIZERS
+from prune_info.zoo import ACTIVATIONS, REGULARISERS
 
 
 @cli.command()
@@ -78,10 +81,6 @@ def study(data_name, data_dir, spec, acts, regs, n_seeds, epochs, batch_size, op
           --seeds 50 --epochs 20 --at 80 --out study/
       prune-info study --act relu,sigmoid --reg l2,dropout --seeds 20 --out grid/
     """
-    from prune_info.ablation import ORDERS
-    from prune_info.study import StudyConfig, format_table, run_study, seeds_from_count
-    from prune_info.train import resolve_device
-
     config = StudyConfig(
         data=data_name, arch=spec,
         acts=tuple(parse_names(acts, "--act", tuple(ACTIVATIONS))),

@@ -6,14 +6,21 @@ import time
 
 import click
 
+from prune_info._torch import resolve_device
 from prune_info.checkpoint import Checkpoint, save_checkpoint
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
-    DEVICES, check_output, echo_json, model_command_args, parse_int_list, seed_option,
+    DEVICES,
+    check_output,
+    echo_json,
+    model_command_args,
+    parse_int_list,
+    seed_option,
 )
 from prune_info.data import DATASETS, load_dataset
-from prune_info.models import ACTIVATIONS, REGULARISERS, count_parameters
-from prune_info.train import OPTIMIZERS, TrainConfig, resolve_device, train_model
+from prune_info.nn import count_parameters
+from prune_info.training.loop import OPTIMIZERS, TrainConfig, train_model
+from prune_info.zoo import ACTIVATIONS, REGULARISERS
 
 
 @cli.command()

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import warnings
+
 import numpy as np
 import torch
 from scipy.special import ndtri, psi

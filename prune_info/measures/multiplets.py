@@ -37,6 +37,7 @@ from typing import Iterator
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
+from tqdm.auto import tqdm
 
 from prune_info.errors import PruneInfoError
 from prune_info.measures.gaussian import (
@@ -46,8 +47,8 @@ from prune_info.measures.gaussian import (
     _as_covariance,
     _check_chunk_size,
     _check_n_samples,
-    _omega_bias_bits,
     _correlation,
+    _omega_bias_bits,
     _omega_chunk,
     _ridge,
     copula_covariance,
@@ -592,8 +593,6 @@ def search_multiplets_covariance(
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=total, desc=f"multiplets {layer or ''}".strip(), unit="mult",
                    unit_scale=True, leave=False)
 

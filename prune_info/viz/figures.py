@@ -17,7 +17,7 @@ import numpy as np
 from prune_info.errors import PruneInfoError
 from prune_info.io import atomic_write
 
-__all__ = ["MEASURE_LABELS", "check_image_path", "violin_plot"]
+__all__ = ['MEASURE_LABELS', 'check_image_path', 'violin_plot']
 
 #: Axis labels of the measures prune-info plots; other names are shown as they are.
 MEASURE_LABELS = {

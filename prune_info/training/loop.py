@@ -8,7 +8,6 @@ evaluated at the end, never used for selection.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Callable
 
@@ -16,12 +15,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from prune_info.data import Dataset, Split
+from prune_info.data import Dataset
 from prune_info.errors import PruneInfoError
 from prune_info.io import cpu_state_dict
 
 if TYPE_CHECKING:
     from prune_info.checkpoint import Checkpoint
+from prune_info._torch import small_batch_threads
+from prune_info.checkpoint import Checkpoint
+from prune_info.nn import accuracy
+from prune_info.zoo import build_model, parse_arch
 
 OPTIMIZERS = ("rmsprop", "sgd", "adam")
 
@@ -70,32 +73,6 @@ class TrainResult:
     rewind_state_dicts: dict[int, dict] = field(default_factory=dict)
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """Turn ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` into a usable ``torch.device``.
-
-    Raises
-    ------
-    PruneInfoError
-        If the device name is invalid or CUDA is asked for but not available.
-    """
-    if isinstance(device, torch.device):
-        resolved = device
-    elif device == "auto":
-        resolved = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            resolved = torch.device(device)
-        except (RuntimeError, TypeError) as exc:
-            raise PruneInfoError(
-                f"unknown device {device!r}; fix: use cpu, cuda, cuda:N or auto"
-            ) from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise PruneInfoError(
-            f"device {device}: no CUDA device is available; fix: use --device cpu or auto"
-        )
-    return resolved
-
-
 def weight_decay_for(reg: str, config: TrainConfig) -> float:
     if config.weight_decay is not None:
         return config.weight_decay
@@ -112,50 +89,8 @@ def make_optimizer(params, config: TrainConfig, weight_decay: float) -> torch.op
     return torch.optim.Adam(params, lr=config.lr, weight_decay=weight_decay)
 
 
-@contextlib.contextmanager
-def _small_batch_threads(device: torch.device, batch_size: int):
-    """Run small-batch CPU training on one intra-op thread.
-
-    At batch 32 every matmul is tiny and the cost of waking a second thread exceeds the work it
-    takes over: measured on 2 cores, an epoch of 784-100-100-10 on FashionMNIST takes 4.3 s with
-    two threads and 1.3 s with one (benchmarks/RESULTS.md).
-    """
-    if device.type != "cpu" or batch_size > 256:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _state_copy(model: nn.Module) -> dict:
     return cpu_state_dict(model.state_dict())
-
-
-@torch.no_grad()
-def count_correct(
-    model: nn.Module, split: Split, batch_size: int = 8192, device: torch.device | str = "cpu"
-) -> int:
-    """Number of correctly classified samples (model in eval mode, batched)."""
-    was_training = model.training
-    model.eval()
-    correct = 0
-    for start in range(0, len(split), batch_size):
-        xb = split.x[start : start + batch_size].to(device)
-        yb = split.y[start : start + batch_size].to(device)
-        correct += int((model(xb).argmax(1) == yb).sum())
-    model.train(was_training)
-    return correct
-
-
-def accuracy(model: nn.Module, split: Split, device: torch.device | str = "cpu") -> float:
-    """Fraction of correctly classified samples."""
-    if len(split) == 0:
-        raise PruneInfoError("cannot compute accuracy on an empty split")
-    return count_correct(model, split, device=device) / len(split)
 
 
 def fit(
@@ -196,7 +131,7 @@ def fit(
     best_state, step = _state_copy(model), 0
     bar = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not progress,
                leave=False)
-    with _small_batch_threads(device, bs):
+    with small_batch_threads(device, bs):
         for epoch in bar:
             model.train()
             perm = torch.randperm(n, generator=shuffle).to(device)
@@ -251,9 +186,6 @@ def train_model(
     >>> ckpt.spec, round(ckpt.metrics["test_acc"], 2)                    # doctest: +SKIP
     ('64-32-10', 0.93)
     """
-    from prune_info.checkpoint import Checkpoint
-    from prune_info.models import build_model, parse_arch
-
     config = config or TrainConfig()
     config.validate()
     arch = parse_arch(spec, data.input_shape, data.n_classes, act, reg, batchnorm)

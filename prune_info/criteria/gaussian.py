@@ -1,8 +1,9 @@
-"""Gaussian-copula, O-information and gradient criteria (a plugin of :mod:`prune_info.criteria`).
+"""Gaussian-copula and O-information criteria: ``gcmi-model``, ``gcmi-mixture``, ``synergy``.
 
-Importing this module registers four criteria; :mod:`prune_info.criteria` imports it through its
-plugin hook (``PLUGIN_MODULES``), so ``compute_scores(model, split, "gcmi-model")`` and
-``prune-info score --criteria synergy`` work without an explicit import.
+They register when :mod:`prune_info.criteria` is imported, so
+``compute_scores(model, split, "gcmi-model")`` and ``prune-info score --criteria synergy`` need no
+extra import. (``taylor``, documented here for its shared reading rules, lives in
+:mod:`prune_info.criteria.baselines`.)
 
 ``gcmi-model``, ``gcmi-mixture``
     Gaussian-copula mutual information ``I(X_j; Y)`` between each unit and the class label, in
@@ -37,7 +38,7 @@ Where units are read
 The Gaussian criteria (``gcmi-model``, ``gcmi-mixture``, ``synergy``) **always read
 pre-activations** (the input of the activation function, after BatchNorm if any), as Clauw et
 al. do: ReLU outputs hold many exact zeros that the copula has to tie-break at random. They
-ignore :attr:`ScoreOptions.pre_activation <prune_info.criteria.ScoreOptions.pre_activation>`,
+ignore :attr:`ScoreOptions.pre_activation <prune_info.criteria.options.ScoreOptions.pre_activation>`,
 which selects the reading of the discrete criteria; for a Gaussian score of the post-activations
 call :func:`gaussian_scores` with ``post_activation=True``. ``taylor`` follows
 ``ScoreOptions.pre_activation`` (default: post-activation, as Molchanov et al.); for a ReLU unit
@@ -48,7 +49,7 @@ Examples
 --------
 >>> from prune_info.criteria import compute_scores
 >>> from prune_info.data import load_dataset
->>> from prune_info.train import TrainConfig, train_model
+>>> from prune_info.training import TrainConfig, train_model
 >>> data = load_dataset("digits")
 >>> ckpt = train_model(data, "64-12-10", config=TrainConfig(epochs=2), progress=False)
 >>> scores = compute_scores(ckpt.model, data.val, ["gcmi-model", "synergy"])
@@ -61,18 +62,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from prune_info.activations import CaptureOptions, resolve_device, unit_outputs
-from prune_info.criteria import ScoringContext, register_criterion
+from prune_info.capture import CaptureOptions, unit_outputs
+from prune_info.criteria.context import ScoringContext, make_context
+from prune_info.criteria.registry import register_criterion
 from prune_info.data import Split
 from prune_info.errors import PruneInfoError
 from prune_info.measures.gaussian import gcmi_mixture_cd, gcmi_model_cd
 from prune_info.measures.multiplets import MultipletSearch, search_multiplets
-from prune_info.models import LayerInfo, get_module
+from prune_info.nn import LayerInfo
 
-__all__ = ["GAUSSIAN_CRITERIA", "gaussian_scores", "layer_outputs_float64", "synergy_searches",
-           "taylor_scores"]
+__all__ = ['GAUSSIAN_CRITERIA', 'gaussian_scores', 'layer_outputs_float64', 'synergy_searches']
 
 #: Criteria of this module that read copula-normalised unit outputs.
 GAUSSIAN_CRITERIA = ("gcmi-model", "gcmi-mixture", "synergy")
@@ -101,7 +101,7 @@ def layer_outputs_float64(
     post_activation : bool, default False
         Read after the activation function instead of before it.
     channel_reduce, batch_size, device
-        As in :class:`prune_info.activations.CaptureOptions`.
+        As in :class:`prune_info.capture.CaptureOptions`.
 
     Returns
     -------
@@ -217,8 +217,6 @@ def gaussian_scores(
     dict of str to Tensor
         ``{layer: float64 tensor [n_units]}``, higher = more important.
     """
-    from prune_info.criteria import make_context
-
     if criterion not in GAUSSIAN_CRITERIA:
         raise PruneInfoError(
             f"{criterion!r} is not a Gaussian criterion; fix: use one of "
@@ -265,114 +263,3 @@ def _gcmi_mixture_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
 def _synergy_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
     return _score_from_outputs("synergy", _context_outputs(ctx), _labels(ctx.split),
                                ctx.options.seed)
-
-
-# --------------------------------------------------------------------------------------------
-# Taylor
-
-
-def _taylor_read_point(model: nn.Module, layer: LayerInfo, pre_activation: bool):
-    """(module, "input" | "output") whose tensor holds the layer's units."""
-    if layer.act_module is not None:
-        return get_module(model, layer.act_module), "input" if pre_activation else "output"
-    source = layer.norm_module if layer.norm_module is not None else layer.name
-    return get_module(model, source), "output"
-
-
-def taylor_scores(
-    model: nn.Module,
-    split: Split,
-    layers: list[LayerInfo],
-    *,
-    pre_activation: bool = False,
-    batch_size: int = 4096,
-    device: str = "cpu",
-) -> dict[str, torch.Tensor]:
-    """First-order Taylor importance ``mean_n |sum_p a * dL/da|`` of every unit (Molchanov 2017).
-
-    Parameters
-    ----------
-    model : nn.Module
-        The network, on ``device``; put in eval mode for the passes and restored afterwards.
-        Its parameters' ``.grad`` are not touched.
-    split : Split
-        Labelled data; the loss is the cross-entropy of each sample (summed over the batch, so
-        every sample's gradient is its own).
-    layers : list of LayerInfo
-        Layers to score.
-    pre_activation : bool, default False
-        Read the input of the activation function instead of its output.
-    batch_size : int, default 4096
-    device : str, default "cpu"
-
-    Returns
-    -------
-    dict of str to Tensor
-        ``{layer: float64 tensor [n_units]}``; a unit whose output is constant 0 (a dead ReLU)
-        scores exactly 0.
-    """
-    dev = resolve_device(device)
-    n = len(split)
-    if n == 0:
-        raise PruneInfoError("the split is empty; fix: score on a split with labelled samples")
-    store: dict[str, torch.Tensor] = {}
-    handles = []
-    for layer in layers:
-        module, where = _taylor_read_point(model, layer, pre_activation)
-
-        if where == "input":
-            def pre_hook(_m, args, name=layer.name):
-                store[name] = args[0]
-                # A new tensor for the (possibly in-place) activation to overwrite.
-                return (args[0].clone(), *args[1:])
-
-            handles.append(module.register_forward_pre_hook(pre_hook))
-        else:
-            def hook(_m, _args, out, name=layer.name):
-                store[name] = out
-
-            handles.append(module.register_forward_hook(hook))
-    totals = {layer.name: torch.zeros(layer.n_units, dtype=torch.float64) for layer in layers}
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            for start in range(0, n, batch_size):
-                x = split.x[start : start + batch_size].to(dev).requires_grad_(True)
-                y = split.y[start : start + batch_size].to(dev)
-                store.clear()
-                logits = model(x)
-                loss = F.cross_entropy(logits, y, reduction="sum")
-                names = [layer.name for layer in layers]
-                missing = [name for name in names if name not in store]
-                if missing:
-                    raise PruneInfoError(
-                        f"{missing[0]}: its output was not seen during the forward pass; fix: "
-                        "score only layers the model uses"
-                    )
-                grads = torch.autograd.grad(loss, [store[name] for name in names],
-                                            allow_unused=True)
-                for name, grad in zip(names, grads):
-                    act = store[name].detach()
-                    if grad is None:  # the unit does not reach the loss
-                        continue
-                    prod = act * grad
-                    if prod.ndim > 2:  # conv channel: sum over the spatial positions
-                        prod = prod.flatten(2).sum(dim=2)
-                    totals[name] += prod.abs().sum(dim=0).to("cpu", torch.float64)
-    finally:
-        for handle in handles:
-            handle.remove()
-        store.clear()
-        model.train(was_training)
-    return {name: total / n for name, total in totals.items()}
-
-
-@register_criterion("taylor",
-                    description="first-order Taylor |activation x gradient| (Molchanov 2017), "
-                                "mean over samples",
-                    needs_data=True, needs_labels=True, needs_gradients=True)
-def _taylor_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
-    opts = ctx.options
-    return taylor_scores(ctx.model, ctx.split, ctx.layers, pre_activation=opts.pre_activation,
-                         batch_size=opts.batch_size, device=opts.device)

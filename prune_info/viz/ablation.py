@@ -10,13 +10,50 @@ atomically; the format follows the suffix.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from prune_info.io import atomic_write
+from prune_info.viz.figures import _pyplot, check_image_path
 
-__all__ = ["plot_ablation"]
+__all__ = ['plot_ablation']
+
+
+def plot_curves(curves: dict, path: Path, title: str | None = None) -> Path:
+    """Accuracy against units ablated: one panel per scope, criterion orders and random band."""
+    plt = _pyplot()
+    scopes = list(curves["counts"])
+    n = len(scopes)
+    fig, axes = plt.subplots(1, n, figsize=(max(4.0, 4.2 * n), 3.6), sharey=True, squeeze=False)
+    total = float(curves["n_samples"])
+    colours = {"low": "tab:blue", "high": "tab:red"}
+    for ax, scope in zip(axes[0], scopes):
+        for label, rows in curves["counts"][scope].items():
+            acc = np.asarray(rows, dtype=float) / total
+            k = np.arange(acc.shape[1])
+            if label == "random":
+                mean, std = acc.mean(0), acc.std(0)
+                ax.plot(k, mean, color="grey", label=f"random (mean ± sd, {acc.shape[0]})")
+                ax.fill_between(k, mean - std, mean + std, color="grey", alpha=0.3)
+            else:
+                order = label.rsplit(":", 1)[-1]
+                ax.plot(k, acc[0], color=colours.get(order), label=label)
+        ax.set_title(f"{scope} ({curves['units'][scope]} units)")
+        ax.set_xlabel("units ablated")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy")
+    axes[0][0].legend(loc="best", fontsize="small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path
 
 _COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
             "tab:pink", "tab:olive", "tab:cyan"]
@@ -44,8 +81,6 @@ def plot_ablation(
         Figure title.
     xlabel : str
     """
-    from prune_info.report import check_image_path
-
     fmt = check_image_path(path)
     import matplotlib
 

@@ -1,7 +1,7 @@
 """Capture the outputs of every prunable unit on a dataset, streamed in batches.
 
 A *unit* is a neuron of a hidden Linear layer or a channel of a hidden Conv2d layer (see
-:func:`prune_info.models.prunable_layers`). Its output on a sample is read with forward hooks
+:func:`prune_info.nn.prunable_layers`). Its output on a sample is read with forward hooks
 during one ordinary forward pass of the model, batch by batch, so that measures can be
 accumulated without ever holding the outputs of the whole dataset:
 
@@ -28,7 +28,7 @@ Examples
 --------
 >>> import torch
 >>> from torch import nn
->>> from prune_info.models import prunable_layers
+>>> from prune_info.nn import prunable_layers
 >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
 >>> layers = prunable_layers(model)
 >>> outputs = unit_outputs(model, layers, torch.randn(10, 1, 2, 2))
@@ -46,12 +46,11 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from prune_info._torch import resolve_device
 from prune_info.errors import PruneInfoError
-from prune_info.train import resolve_device
-from prune_info.models import LayerInfo, get_module
+from prune_info.nn import LayerInfo, get_module
 
-__all__ = ["CHANNEL_REDUCTIONS", "CaptureOptions", "iter_unit_outputs", "resolve_device",
-           "unit_outputs"]
+__all__ = ['CHANNEL_REDUCTIONS', 'CaptureOptions', 'iter_unit_outputs', 'unit_outputs']
 
 #: Accepted values of :attr:`CaptureOptions.channel_reduce`.
 CHANNEL_REDUCTIONS = ("mean", "max")
@@ -219,7 +218,7 @@ def iter_unit_outputs(
     model : nn.Module
         The network, already on ``options.device``.
     layers : list of LayerInfo
-        Layers whose units to read, from :func:`prune_info.models.prunable_layers`.
+        Layers whose units to read, from :func:`prune_info.nn.prunable_layers`.
     x : Tensor, shape [n_samples, ...]
         Inputs in the layout the model takes (``[N, C, H, W]`` for prune-info datasets).
     options : CaptureOptions

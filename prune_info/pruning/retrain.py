@@ -30,7 +30,10 @@ from torch import nn
 from prune_info.checkpoint import Checkpoint
 from prune_info.data import Dataset
 from prune_info.errors import PruneInfoError
-from prune_info.train import TrainConfig, accuracy, fit
+from prune_info.nn import accuracy, count_parameters, example_input, prunable_layers, total_macs
+from prune_info.pruning.workflow import prune_checkpoint
+from prune_info.surgery import mask_plan, plan_from_entry
+from prune_info.training.loop import TrainConfig, fit
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,6 @@ def _masked_entries(ckpt: Checkpoint, model: nn.Module) -> dict[str, torch.Tenso
     Found by masking a copy of the model whose weights are all ones: whatever turns to zero is
     an entry the mask owns.
     """
-    from prune_info.prune import example_input, mask_plan, plan_from_entry
-
     steps = [entry for entry in ckpt.pruning_history if entry.get("mode") == "mask"]
     if not steps:
         return {}
@@ -119,7 +120,6 @@ def _trained_units(ckpt: Checkpoint, model: nn.Module) -> dict[str, torch.Tensor
     masked = last.get("mode") == "mask"
     trainable: dict[str, torch.Tensor] = {}
     modules = dict(model.named_modules())
-    from prune_info.models import prunable_layers
 
     layers = {layer.name: layer for layer in prunable_layers(model)}
     for name in last["removed"]:
@@ -250,9 +250,6 @@ def iterative_prune(
     Returns one row per round (round 0 is the starting model) with widths, parameters, MACs and
     accuracies.
     """
-    from prune_info.models import count_parameters
-    from prune_info.prune import prune_checkpoint, total_macs
-
     if rounds < 1:
         raise PruneInfoError(f"--rounds must be at least 1, got {rounds}")
     input_shape = tuple(data.input_shape)

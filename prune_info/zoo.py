@@ -18,12 +18,12 @@ pruned model (say 784-50-50-10) is rebuilt from its checkpoint without replaying
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from typing import Callable
 
-import torch
 from torch import nn
 
 from prune_info.errors import PruneInfoError
@@ -172,147 +172,32 @@ def build_model(arch: dict) -> nn.Sequential:
 
 
 # --------------------------------------------------------------------------------------------
-# Prunable layers and unit names
+# Loading
 
 
-@dataclass(frozen=True)
-class LayerInfo:
-    """A prunable layer: its module, its units, and the modules around them.
-
-    Attributes
-    ----------
-    name : str
-        Qualified module name of the Linear / Conv2d layer (``fc1``, ``conv2``).
-    kind : {"linear", "conv"}
-    n_units : int
-        Output features or channels.
-    activation : str or None
-        ``relu`` / ``sigmoid`` / ``tanh`` / other lower-case class name, None if not found.
-    act_module : str or None
-        Qualified name of the activation module whose output is the unit's post-activation.
-    norm_module : str or None
-        Qualified name of a BatchNorm between the layer and its activation.
-    """
-
-    name: str
-    kind: str
-    n_units: int
-    activation: str | None
-    act_module: str | None
-    norm_module: str | None
-
-    def unit_names(self) -> list[str]:
-        return [f"{self.name}:{i}" for i in range(self.n_units)]
-
-
-_ACT_TYPES = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.ReLU6)
-_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
-
-
-def prunable_layers(model: nn.Module) -> list[LayerInfo]:
-    """The hidden Linear and Conv2d layers of a model, in registration order.
-
-    The last Linear layer is the classifier and is not prunable. For each layer, the activation
-    is the first activation module registered after it (skipping one BatchNorm / LayerNorm)
-    before the next weight layer; models that call activations functionally get ``None`` and
-    their units are read at the layer's output.
-    """
-    modules = [(n, m) for n, m in model.named_modules() if n]
-    weights = [i for i, (_, m) in enumerate(modules) if isinstance(m, (nn.Linear, nn.Conv2d))]
-    last_linear = max(
-        (i for i in weights if isinstance(modules[i][1], nn.Linear)), default=None
-    )
-    layers = []
-    for pos, i in enumerate(weights):
-        if i == last_linear:
-            continue
-        name, module = modules[i]
-        stop = weights[pos + 1] if pos + 1 < len(weights) else len(modules)
-        act_name = act = norm_name = None
-        for n, m in modules[i + 1 : stop]:
-            if isinstance(m, _NORM_TYPES) and norm_name is None and act_name is None:
-                norm_name = n
-            elif isinstance(m, _ACT_TYPES):
-                act_name, act = n, type(m).__name__.lower()
-                break
-        is_conv = isinstance(module, nn.Conv2d)
-        n_units = module.out_channels if is_conv else module.out_features
-        layers.append(
-            LayerInfo(name, "conv" if is_conv else "linear", n_units, act, act_name, norm_name)
+def import_factory(spec: str) -> Callable[[], nn.Module]:
+    """Resolve ``package.module:function`` to a callable that builds an ``nn.Module``."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise PruneInfoError(
+            f"--model {spec!r} is not of the form package.module:factory (a function that "
+            "returns your nn.Module)"
         )
-    return layers
-
-
-def get_module(model: nn.Module, name: str) -> nn.Module:
-    """The submodule with qualified name ``name``."""
     try:
-        return model.get_submodule(name)
-    except AttributeError as exc:
-        raise PruneInfoError(f"the model has no layer {name!r}") from exc
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PruneInfoError(
+            f"--model {spec}: cannot import {module_name} ({exc}); make it importable "
+            "(install it, or run from the directory that holds it)"
+        ) from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise PruneInfoError(f"--model {spec}: {module_name} has no function {attr!r}")
+    return factory
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-# --------------------------------------------------------------------------------------------
-# Planted units (for tests and demonstrations where the right answer is known)
-
-
-@torch.no_grad()
-def plant_units(
-    model: nn.Module,
-    layer: str,
-    x: torch.Tensor | None = None,
-    y: torch.Tensor | None = None,
-    dead: tuple[int, ...] = (),
-    always_active: tuple[int, ...] = (),
-    duplicates: tuple[tuple[int, int], ...] = (),
-    selective: dict[int, int] | None = None,
-) -> nn.Module:
-    """Plant units with known information content into a Linear hidden layer (ReLU), in place.
-
-    * ``dead``: zero incoming weights, bias −1, so the ReLU output is always 0 (entropy 0).
-    * ``always_active``: zero incoming weights, bias +1, so the output is always 1 (entropy 0).
-    * ``duplicates``: pairs ``(src, dst)``; unit ``dst`` gets ``src``'s incoming weights and bias
-      (identical outputs, so identical scores). Outgoing weights are left as they are.
-    * ``selective``: ``{unit: class}``; the unit becomes a linear detector of that class on this
-      layer's inputs ``(x, y)``: weights along the difference of class means, threshold halfway
-      between the two projected means. It fires (almost) only for that class.
-
-    ``x`` and ``y`` (the data) are needed for ``selective`` only; they are fed through the model
-    up to ``layer`` to get the layer's inputs.
-    """
-    target = get_module(model, layer)
-    if not isinstance(target, nn.Linear):
-        raise PruneInfoError(f"plant_units needs a Linear layer; {layer} is {type(target).__name__}")
-    w, b = target.weight, target.bias
-    for j in dead:
-        w[j].zero_()
-        b[j] = -1.0
-    for j in always_active:
-        w[j].zero_()
-        b[j] = 1.0
-    for src, dst in duplicates:
-        w[dst].copy_(w[src])
-        b[dst] = b[src]
-    if selective:
-        if x is None or y is None:
-            raise PruneInfoError("plant_units(selective=...) needs the data x and y")
-        captured = {}
-        handle = target.register_forward_pre_hook(lambda m, inp: captured.setdefault("x", inp[0]))
-        was_training = model.training
-        model.eval()
-        model(x)
-        model.train(was_training)
-        handle.remove()
-        inputs = captured["x"].flatten(1)
-        for j, cls in selective.items():
-            mask = y == cls
-            direction = inputs[mask].mean(0) - inputs[~mask].mean(0)
-            direction = direction / direction.norm().clamp_min(1e-12)
-            proj = inputs @ direction
-            threshold = 0.5 * (proj[mask].mean() + proj[~mask].mean())
-            w[j].copy_(direction * 10.0)
-            b[j] = -10.0 * threshold
+def _build_from_factory(spec: str) -> nn.Module:
+    model = import_factory(spec)()
+    if not isinstance(model, nn.Module):
+        raise PruneInfoError(f"--model {spec} returned {type(model).__name__}, not an nn.Module")
     return model

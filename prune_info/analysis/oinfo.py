@@ -25,7 +25,7 @@ Bad input
 Examples
 --------
 >>> from prune_info.data import load_dataset
->>> from prune_info.train import TrainConfig, train_model
+>>> from prune_info.training import TrainConfig, train_model
 >>> data = load_dataset("digits")
 >>> ckpt = train_model(data, "64-10-10", config=TrainConfig(epochs=2), progress=False)
 >>> res = layer_oinfo(ckpt, data.val, max_size=5)
@@ -35,24 +35,20 @@ Examples
 
 from __future__ import annotations
 
-import math
-import os
 import warnings
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 from torch import nn
 
-from prune_info.data import Split
+from prune_info.criteria.gaussian import layer_outputs_float64
+from prune_info.data import Split, as_split
 from prune_info.errors import PruneInfoError
-from prune_info.io import atomic_write
 from prune_info.measures.gaussian import SingularCovarianceWarning
 from prune_info.measures.multiplets import MultipletSearch, search_multiplets
-from prune_info.models import LayerInfo, prunable_layers
+from prune_info.nn import LayerInfo, prunable_layers
 
-__all__ = ["MultipletSizeClipped", "OINFO_FORMAT", "average_over_seeds", "dominance",
-           "layer_oinfo", "plot_oinfo", "results_to_dict"]
+__all__ = ['MultipletSizeClipped', 'OINFO_FORMAT', 'average_over_seeds', 'dominance', 'layer_oinfo', 'results_to_dict']
 
 #: ``format`` key of the JSON documents written by ``prune-info oinfo``.
 OINFO_FORMAT = "prune-info-oinfo"
@@ -97,24 +93,16 @@ def _resolve(model: nn.Module, layers) -> list[LayerInfo]:
     return out
 
 
-def _check_split(split: Split) -> np.ndarray:
-    if not isinstance(split, Split):
-        raise PruneInfoError(f"split must be a Split, got {type(split).__name__}")
-    if len(split) == 0:
-        raise PruneInfoError("the split is empty (0 samples); fix: use a split with samples")
-    y = split.y.detach().cpu().numpy()
-    if y.ndim != 1 or len(split.x) != len(y):
-        raise PruneInfoError(
-            f"the split has {len(split.x)} inputs but labels of shape {list(y.shape)}; fix: "
-            "give one integer label per sample"
-        )
+def _check_split(split: Split) -> tuple[Split, np.ndarray]:
+    split = as_split(split, "the split")
+    y = split.y.cpu().numpy()
     classes = np.unique(y)
     if classes.size < 2:
         raise PruneInfoError(
             f"the labels hold a single class ({classes[0]}) in {len(y)} samples: the "
             "O-information with the label is undefined; fix: use samples of at least two classes"
         )
-    return y
+    return split, y
 
 
 def _clip(name: str, what: str, value: int | None, width: int) -> int | None:
@@ -248,11 +236,9 @@ def layer_oinfo(
     SingularCovarianceWarning
         Once per layer with constant, duplicated or linearly dependent units.
     """
-    from prune_info.criteria_gaussian import layer_outputs_float64
-
     model = _model_of(ckpt_or_model)
     chosen = _resolve(model, layers)
-    labels = _check_split(split)
+    split, labels = _check_split(split)
     for layer in chosen:
         if len(labels) <= layer.n_units + 1:
             raise PruneInfoError(
@@ -387,72 +373,3 @@ def average_over_seeds(results: Sequence[Mapping]) -> dict:
 # Figure
 
 _ERR = {"ecolor": "0.35", "elinewidth": 0.8}
-
-
-def plot_oinfo(
-    results: Mapping,
-    path: str | os.PathLike,
-    *,
-    title: str | None = None,
-) -> Path:
-    """Per-layer bar plots of the best synergy and redundancy against the multiplet size.
-
-    As Fig. 1 of Clauw et al.: one panel per layer (shared y axis), at every size ``k`` a blue
-    bar for the minimum ``Omega`` (the most synergistic multiplet; negative when
-    synergy-dominated) and a red bar for the maximum ``Omega`` (the most redundant one). With
-    averaged results (:func:`average_over_seeds`) the bars show means with ±1 standard deviation.
-    Written atomically; the format follows the suffix of ``path``.
-
-    Parameters
-    ----------
-    results : dict
-        ``{layer: MultipletSearch}`` (:func:`layer_oinfo`), ``{layer: search.to_dict()}`` or
-        :func:`average_over_seeds` output.
-    path : path
-        Image file (``.png``, ``.pdf``, ``.svg``, ...).
-    title : str, optional
-        Figure title.
-
-    Returns
-    -------
-    Path
-    """
-    from prune_info.report import _pyplot, check_image_path
-
-    if not results:
-        raise PruneInfoError("nothing to plot: no layer in the results")
-    fmt = check_image_path(path)
-    plt = _pyplot()
-    n = len(results)
-    fig, axes = plt.subplots(1, n, figsize=(max(4.0, 3.6 * n), 3.6), sharey=True,
-                             squeeze=False)
-    for ax, (layer, res) in zip(axes[0], results.items()):
-        sizes, syn, red = _series(res)
-        x = np.asarray(sizes, dtype=float)
-        syn_err = red_err = None
-        if isinstance(res, Mapping) and "synergy_std" in res:
-            syn_err, red_err = res["synergy_std"], res["redundancy_std"]
-        ax.bar(x - 0.2, syn, width=0.4, color="tab:blue", yerr=syn_err, capsize=2,
-               error_kw=_ERR, label="synergy (min Ω)")
-        ax.bar(x + 0.2, red, width=0.4, color="tab:red", yerr=red_err, capsize=2,
-               error_kw=_ERR, label="redundancy (max Ω)")
-        ax.axhline(0.0, color="black", linewidth=0.8)
-        n_units = getattr(res, "n_units", None) or (
-            res.get("n_units") if isinstance(res, Mapping) else None)
-        ax.set_title(f"{layer}" + (f" ({n_units} units)" if n_units else ""))
-        ax.set_xlabel("multiplet size k (units, + label)")
-        step = max(1, math.ceil(len(sizes) / 10))
-        ax.set_xticks(sizes[::step])
-        ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("O-information Ω [bits]")
-    axes[0][0].legend(loc="best", fontsize="small")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    target = Path(path)
-    try:
-        with atomic_write(target) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return target

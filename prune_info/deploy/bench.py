@@ -34,7 +34,6 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
@@ -42,23 +41,29 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from prune_info._torch import resolve_device, torch_threads
 from prune_info.checkpoint import Checkpoint, clone_model, load_checkpoint
 from prune_info.data import Dataset, Split, load_dataset
-from prune_info.errors import PruneInfoError
-from prune_info.export import (
-    OnnxModel, convert_checkpoint, count_macs, load_onnx, looks_like_onnx, model_input_shape,
-    ort_session, run_onnx,
+from prune_info.deploy.onnx import (
+    OnnxModel,
+    convert_checkpoint,
+    count_macs,
+    load_onnx,
+    looks_like_onnx,
+    model_input_shape,
+    ort_session,
+    run_onnx,
 )
+from prune_info.errors import PruneInfoError
 from prune_info.io import atomic_write
-from prune_info.models import count_parameters
-from prune_info.train import accuracy, resolve_device
+from prune_info.nn import accuracy, count_parameters
 
 #: ``format`` key of the JSON document.
 BENCH_FORMAT = "prune-info-bench"
@@ -237,22 +242,6 @@ def onnx_accuracy(session, split: Split, batch_size: int = 4096) -> float:
         logits = run_onnx(session, split.x[start:start + batch_size])
         correct += int((logits.argmax(1) == split.y[start:start + batch_size].numpy()).sum())
     return correct / len(split)
-
-
-# --------------------------------------------------------------------------------------------
-# Timing
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run a block with ``threads`` intra-op threads in PyTorch, then restore the setting."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def latency_stats(times_ms: Sequence[float], batch: int) -> dict:

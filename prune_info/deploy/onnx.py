@@ -78,11 +78,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from prune_info import __version__
+from prune_info._version import __version__
 from prune_info.checkpoint import Checkpoint, clone_model
 from prune_info.errors import PruneInfoError
 from prune_info.io import atomic_write
-from prune_info.models import count_parameters
+from prune_info.nn import count_parameters, total_macs
 
 #: Opset written when none is asked for: native to both exporters, run by onnxruntime >= 1.14.
 DEFAULT_OPSET = 18
@@ -187,13 +187,11 @@ class OnnxModel:
 
 
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int | None:
-    """Multiply-accumulates of one sample's forward pass (:func:`prune_info.prune.total_macs`).
+    """Multiply-accumulates of one sample's forward pass (:func:`prune_info.nn.total_macs`).
 
     Linear and convolution layers are counted; None when the model cannot be run on
     ``input_shape`` for counting.
     """
-    from prune_info.prune import total_macs
-
     try:
         return int(total_macs(clone_model(model).cpu().eval(), tuple(input_shape)))
     except (RuntimeError, PruneInfoError):
@@ -353,13 +351,13 @@ def quiet_export() -> Iterator[None]:
 
 
 def _opset_range(exporter: str) -> tuple[int, int]:
+    import onnx
     try:
         from torch.onnx import _constants as const
 
         top_torchscript, top = const.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET, const.ONNX_MAX_OPSET
     except (ImportError, AttributeError):  # private module moved: the values of torch 2.13
         top_torchscript, top = 20, 23
-    import onnx
 
     top = min(top, onnx.defs.onnx_opset_version())
     return MIN_OPSET, (top_torchscript if exporter == "torchscript" else top)
@@ -463,7 +461,6 @@ def export_model(model: nn.Module, sample: torch.Tensor, opset: int | None = Non
 
 def _with_metadata(data: bytes, metadata: dict[str, str], doc: str) -> bytes:
     import onnx
-
     proto = onnx.ModelProto()
     proto.ParseFromString(data)
     kept = [p for p in proto.metadata_props if not p.key.startswith(META_PREFIX)]
@@ -479,7 +476,6 @@ def _with_metadata(data: bytes, metadata: dict[str, str], doc: str) -> bytes:
 def check_onnx(data: bytes, what: str) -> None:
     """Run ``onnx.checker`` (full check, with shape inference) on a serialised model."""
     import onnx
-
     try:
         proto = onnx.ModelProto()
         proto.ParseFromString(data)
@@ -682,6 +678,7 @@ def export_onnx(ckpt: Checkpoint, path: str | os.PathLike, opset: int | None = N
 
 def looks_like_onnx(path: str | os.PathLike) -> bool:
     """Whether a file is to be read as ONNX: by its ``.onnx`` suffix, or by parsing it."""
+    import onnx
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         return True
@@ -692,7 +689,6 @@ def looks_like_onnx(path: str | os.PathLike) -> bool:
         return False
     if head[:2] == b"PK" or head[:1] == b"\x80":  # torch.save zip archive or legacy pickle
         return False
-    import onnx
 
     try:
         proto = onnx.ModelProto()
@@ -719,7 +715,6 @@ def load_onnx(path: str | os.PathLike) -> OnnxModel:
         Missing file, not an ONNX model, or a model that fails the checker.
     """
     import onnx
-
     path = Path(path)
     if not path.is_file():
         raise PruneInfoError(f"{path}: no such file; check the path")

@@ -4,11 +4,11 @@ A multi-seed study trains S networks that differ only in their seed. :class:`Sta
 their weights stacked (``[S, in, out]``) and runs all of them with batched matrix products; one
 optimiser steps all of them (RMSprop, SGD and Adam update every weight independently, so a step
 on the stacked tensors is S separate steps). Each seed reproduces what
-:func:`prune_info.train.train_model` does with that seed:
+:func:`prune_info.training.loop.train_model` does with that seed:
 
-* initialisation: the seed's model is built by :func:`prune_info.models.build_model` after
+* initialisation: the seed's model is built by :func:`prune_info.zoo.build_model` after
   ``torch.manual_seed(seed)`` and its weights are copied into the stack;
-* shuffling: one ``torch.Generator`` per seed, seeded like :func:`~prune_info.train.fit`, draws
+* shuffling: one ``torch.Generator`` per seed, seeded like :func:`~prune_info.training.loop.fit`, draws
   the same epoch permutations;
 * dropout: one more generator per seed draws the same Bernoulli masks, in the same order, that
   :class:`torch.nn.Dropout` draws from the global generator in ``fit`` (so dropout training is
@@ -48,16 +48,16 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from prune_info._torch import small_batch_threads
 from prune_info.checkpoint import Checkpoint
 from prune_info.data import Dataset
 from prune_info.errors import PruneInfoError
 from prune_info.io import atomic_write
-from prune_info.models import ACTIVATIONS, build_model, dropout_rates, parse_arch
-from prune_info.train import (
-    TrainConfig, _small_batch_threads, accuracy, make_optimizer, train_model, weight_decay_for,
-)
+from prune_info.nn import accuracy
+from prune_info.training.loop import TrainConfig, make_optimizer, train_model, weight_decay_for
+from prune_info.zoo import ACTIVATIONS, build_model, dropout_rates, parse_arch
 
-__all__ = ["BlockedRMSprop", "StackedMLP", "batchable", "train_seeds", "train_stacked"]
+__all__ = ['BlockedRMSprop', 'StackedMLP', 'batchable', 'train_seeds', 'train_stacked']
 
 TRAIN_STATE_FORMAT = "prune-info-stacked-train-state"
 
@@ -79,7 +79,7 @@ class StackedMLP(nn.Module):
     Parameters
     ----------
     arch : dict
-        An MLP architecture from :func:`prune_info.models.parse_arch` (no BatchNorm).
+        An MLP architecture from :func:`prune_info.zoo.parse_arch` (no BatchNorm).
     seeds : sequence of int
         One model per seed, initialised exactly as ``torch.manual_seed(seed); build_model(arch)``.
 
@@ -392,7 +392,7 @@ def train_stacked(
                unit="epoch", disable=not progress, leave=False)
     # the stack multiplies S mini-batches at once: big enough for every intra-op thread when
     # S x batch is large (the rule of single-seed training, applied to the whole stack)
-    with _small_batch_threads(device, bs * n_seeds):
+    with small_batch_threads(device, bs * n_seeds):
         for epoch in bar:
             stack.train()
             perms = torch.stack([torch.randperm(n, generator=g) for g in shuffles]).to(device)
@@ -484,7 +484,7 @@ def train_seeds(
         Architecture spec, e.g. ``784-100-100-10``.
     seeds : sequence of int
     act, reg, batchnorm
-        As in :func:`prune_info.train.train_model`.
+        As in :func:`prune_info.training.loop.train_model`.
     config : TrainConfig, optional
         Shared settings; its ``seed`` is replaced by each seed.
     device : str or torch.device
@@ -499,7 +499,7 @@ def train_seeds(
     Returns
     -------
     list of Checkpoint
-        One per seed, in the order of ``seeds``, as :func:`~prune_info.train.train_model` makes
+        One per seed, in the order of ``seeds``, as :func:`~prune_info.training.loop.train_model` makes
         them (``metrics["trained"]`` says ``"batched"`` for stacked training).
 
     Examples
@@ -528,4 +528,3 @@ def train_seeds(
     result = train_stacked(stack, data, config, device=device, progress=progress,
                            state_path=state_path, on_epoch=on_epoch)
     return [_checkpoint_for(stack, i, result, data, config, device) for i in range(len(seeds))]
-

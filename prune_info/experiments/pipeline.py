@@ -33,12 +33,29 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
+from prune_info.analysis.curves import compute_curves
+from prune_info.analysis.oinfo import layer_oinfo, results_to_dict
+from prune_info.checkpoint import load_checkpoint, save_checkpoint
+from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.report import score_report
+from prune_info.data import load_dataset
+from prune_info.deploy.bench import bench_document, benchmark_models
+from prune_info.deploy.onnx import export_onnx
 from prune_info.errors import PruneInfoError
-from prune_info.io import atomic_write, write_json
+from prune_info.io import write_json
+from prune_info.nn import count_parameters
+from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
+from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
+from prune_info.training.loop import TrainConfig, train_model
+from prune_info.viz.ablation import plot_curves
+from prune_info.viz.bench import plot_bench
+from prune_info.viz.figures import violin_plot
+from prune_info.viz.html import write_report
+from prune_info.viz.oinfo import plot_oinfo
 
-__all__ = ["RunOptions", "STAGES", "Stage", "run_pipeline", "check_out_dir", "MANIFEST",
-           "RUN_FORMAT"]
+__all__ = ['MANIFEST', 'RUN_FORMAT', 'RunOptions', 'STAGES', 'Stage', 'check_out_dir', 'run_pipeline']
 
 MANIFEST = "run.json"
 RUN_FORMAT = "prune-info-run"
@@ -116,8 +133,6 @@ class Context:
     @property
     def data(self):
         if self._data is None:
-            from prune_info.data import load_dataset
-
             self._data = load_dataset(self.options.data, self.options.data_dir,
                                       seed=self.options.seed)
         return self._data
@@ -126,8 +141,6 @@ class Context:
         return self.out / name
 
     def load(self, name: str):
-        from prune_info.checkpoint import load_checkpoint
-
         return load_checkpoint(self.path(name))
 
 
@@ -136,10 +149,6 @@ class Context:
 
 
 def _stage_train(ctx: Context) -> dict:
-    from prune_info.checkpoint import load_checkpoint, save_checkpoint
-    from prune_info.models import count_parameters
-    from prune_info.train import TrainConfig, train_model
-
     o = ctx.options
     if o.model is not None:
         ckpt = load_checkpoint(o.model)
@@ -163,9 +172,6 @@ def _score_criteria(o: RunOptions) -> list[str]:
 
 
 def _stage_score(ctx: Context) -> dict:
-    from prune_info.criteria import ScoreOptions, score_report
-    from prune_info.report import violin_plot
-
     ckpt = ctx.load("model.pt")
     data = ctx.data
     report = score_report(ckpt.model, data.val, _score_criteria(ctx.options),
@@ -179,53 +185,12 @@ def _stage_score(ctx: Context) -> dict:
 
 
 def _read_scores(path: Path, criterion: str) -> dict:
-    import torch
-
     doc = json.loads(path.read_text())
     return {layer["name"]: torch.tensor(layer["scores"][criterion], dtype=torch.float64)
             for layer in doc["layers"]}
 
 
-def plot_curves(curves: dict, path: Path, title: str | None = None) -> Path:
-    """Accuracy against units ablated: one panel per scope, criterion orders and random band."""
-    from prune_info.report import _pyplot
-
-    plt = _pyplot()
-    scopes = list(curves["counts"])
-    n = len(scopes)
-    fig, axes = plt.subplots(1, n, figsize=(max(4.0, 4.2 * n), 3.6), sharey=True, squeeze=False)
-    total = float(curves["n_samples"])
-    colours = {"low": "tab:blue", "high": "tab:red"}
-    for ax, scope in zip(axes[0], scopes):
-        for label, rows in curves["counts"][scope].items():
-            acc = np.asarray(rows, dtype=float) / total
-            k = np.arange(acc.shape[1])
-            if label == "random":
-                mean, std = acc.mean(0), acc.std(0)
-                ax.plot(k, mean, color="grey", label=f"random (mean ± sd, {acc.shape[0]})")
-                ax.fill_between(k, mean - std, mean + std, color="grey", alpha=0.3)
-            else:
-                order = label.rsplit(":", 1)[-1]
-                ax.plot(k, acc[0], color=colours.get(order), label=label)
-        ax.set_title(f"{scope} ({curves['units'][scope]} units)")
-        ax.set_xlabel("units ablated")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test accuracy")
-    axes[0][0].legend(loc="best", fontsize="small")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    try:
-        with atomic_write(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return path
-
-
 def _stage_ablate(ctx: Context) -> dict:
-    from prune_info.ablation import compute_curves
-
     o = ctx.options
     ckpt = ctx.load("model.pt")
     scores = {o.criterion: _read_scores(ctx.path("scores.json"), o.criterion)}
@@ -243,8 +208,6 @@ def _stage_ablate(ctx: Context) -> dict:
 
 
 def _stage_oinfo(ctx: Context) -> dict:
-    from prune_info.oinfo import layer_oinfo, plot_oinfo, results_to_dict
-
     o = ctx.options
     ckpt = ctx.load("model.pt")
     with warnings.catch_warnings():
@@ -260,9 +223,6 @@ def _stage_oinfo(ctx: Context) -> dict:
 
 
 def _stage_prune(ctx: Context) -> dict:
-    from prune_info.checkpoint import save_checkpoint
-    from prune_info.prune import PruneConfig, prune_checkpoint
-
     o = ctx.options
     config = PruneConfig(criterion=o.criterion, amount=o.amount, seed=o.seed)
     config.validate()
@@ -272,9 +232,6 @@ def _stage_prune(ctx: Context) -> dict:
 
 
 def _stage_retrain(ctx: Context) -> dict:
-    from prune_info.checkpoint import save_checkpoint
-    from prune_info.retrain import RetrainConfig, retrain_checkpoint
-
     o = ctx.options
     ckpt, summary = retrain_checkpoint(ctx.load("pruned.pt"), ctx.data,
                                        RetrainConfig(epochs=o.retrain_epochs, seed=o.seed),
@@ -284,8 +241,6 @@ def _stage_retrain(ctx: Context) -> dict:
 
 
 def _stage_export(ctx: Context) -> dict:
-    from prune_info.export import export_onnx
-
     report = export_onnx(ctx.load("retrained.pt"), ctx.path("retrained.onnx"),
                          sample=ctx.data.val.x[:256])
     summary = report.to_dict()
@@ -294,9 +249,6 @@ def _stage_export(ctx: Context) -> dict:
 
 
 def _stage_bench(ctx: Context) -> dict:
-    from prune_info.bench import bench_document, benchmark_models
-    from prune_info.plots_bench import plot_bench
-
     o = ctx.options
     models = [str(ctx.path(n)) for n in ("model.pt", "pruned.pt", "retrained.pt",
                                          "retrained.onnx")]
@@ -310,8 +262,6 @@ def _stage_bench(ctx: Context) -> dict:
 
 
 def _stage_report(ctx: Context) -> dict:
-    from prune_info.html_report import write_report
-
     write_report(ctx.out, ctx.path("report.html"), ctx.options)
     return {"path": str(ctx.path("report.html"))}
 

@@ -52,7 +52,7 @@ Kolmogorov-Smirnov test. Both are reported as the paper does: ``MG@80 = 15.2, p 
 Examples
 --------
 >>> from prune_info.data import load_dataset
->>> from prune_info.train import TrainConfig, train_model
+>>> from prune_info.training import TrainConfig, train_model
 >>> data = load_dataset("digits")
 >>> ckpt = train_model(data, "64-32-10", config=TrainConfig(epochs=3), progress=False)
 >>> order = torch.arange(32)                                   # ablate fc1:0, fc1:1, ... in turn
@@ -71,33 +71,14 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-from prune_info.data import Split
+from prune_info.criteria.ranking import rank_units
+from prune_info.data import Split, as_split
 from prune_info.errors import PruneInfoError
-from prune_info.models import LayerInfo, prunable_layers
+from prune_info.nn import LayerInfo, count_correct, prunable_layers
 
-__all__ = [
-    "ABLATE_TO",
-    "ORDERS",
-    "METHODS",
-    "MIN_WILCOXON_SEEDS",
-    "CurveSet",
-    "GapTest",
-    "ablation_point",
-    "check_order",
-    "compute_curves",
-    "format_p",
-    "ks_gap",
-    "layerwise_curve",
-    "layerwise_curves",
-    "mean_gap",
-    "naive_curves",
-    "network_curves",
-    "network_orders",
-    "random_orders",
-    "resolve_layers",
-    "unit_means",
-]
+__all__ = ['ABLATE_TO', 'CurveSet', 'METHODS', 'MIN_WILCOXON_SEEDS', 'ORDERS', 'ablation_point', 'check_order', 'compute_curves', 'layerwise_curve', 'layerwise_curves', 'naive_curves', 'network_curves', 'network_orders', 'random_orders', 'resolve_layers', 'unit_means']
 
 #: What an ablated unit's output is replaced by.
 ABLATE_TO = ("zero", "mean")
@@ -269,7 +250,7 @@ def _fill_for(info: LayerInfo, ablate_to: str, means) -> Tensor | None:
     if means is None:
         raise PruneInfoError(
             "ablation to the mean needs the units' training-set means; compute them with "
-            "prune_info.ablation.unit_means(model, data.train)"
+            "prune_info.analysis.curves.unit_means(model, data.train)"
         )
     value = means.get(info.name) if isinstance(means, Mapping) else means
     if value is None:
@@ -436,8 +417,6 @@ def _naive_counts(
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Tensor:
     """The reference: one full masked forward pass over the test set per row of ``ablated``."""
-    from prune_info.train import count_correct
-
     device = torch.device(device)
     offsets = np.cumsum([0, *[info.n_units for info in infos]]).tolist()
     current: dict[str, Tensor] = {}
@@ -665,9 +644,8 @@ def _prefix_masks(orders: Tensor, max_k: int) -> Tensor:
     return (position[:, None, :] < ks[None, :, None]).reshape(n_orders * (max_k + 1), n)
 
 
-def _check_split(split: Split) -> None:
-    if len(split) == 0:
-        raise PruneInfoError("cannot compute ablation curves on an empty split")
+def _check_split(split: Split) -> Split:
+    return as_split(split, "the split of ablation curves")
 
 
 # --------------------------------------------------------------------------------------------
@@ -729,7 +707,7 @@ def layerwise_curves(
         int64 ``[R, max_k + 1]``: correct samples after ablating the first ``k`` units.
     """
     (layer_info,) = resolve_layers(model, [layer])
-    _check_split(split)
+    split = _check_split(split)
     orders = check_order(orders, layer_info.n_units)
     max_k = _check_max_k(max_k, layer_info.n_units, layer_info.name)
     fill = _fill_for(layer_info, ablate_to, means)
@@ -830,7 +808,7 @@ def network_curves(
         int64 ``[R, max_k + 1]``.
     """
     infos = resolve_layers(model, layers)
-    _check_split(split)
+    split = _check_split(split)
     total = sum(info.n_units for info in infos)
     orders = check_order(orders, total)
     max_k = _check_max_k(max_k, total, "the network's " + "+".join(i.name for i in infos))
@@ -859,7 +837,7 @@ def naive_curves(
     :func:`network_curves`). Slow by design: use it to check the batched functions.
     """
     infos = resolve_layers(model, layers)
-    _check_split(split)
+    split = _check_split(split)
     total = sum(info.n_units for info in infos)
     orders = check_order(orders, total)
     max_k = _check_max_k(max_k, total, "+".join(i.name for i in infos))
@@ -880,10 +858,8 @@ def network_orders(
 
     ``scores`` holds one score per unit for each layer (higher = more important). The global
     index of unit ``j`` of the ``i``-th layer is ``j`` plus the sizes of the layers before it.
-    Ties keep the lower global index first (:func:`prune_info.criteria.rank_units`).
+    Ties keep the lower global index first (:func:`prune_info.criteria.ranking.rank_units`).
     """
-    from prune_info.criteria import rank_units
-
     missing = [info.name for info in layers if info.name not in scores]
     if missing:
         raise PruneInfoError(f"no scores for layer {missing[0]}")
@@ -970,7 +946,7 @@ def compute_curves(
         The test set.
     scores : dict
         ``{criterion: {layer: scores}}`` as returned by
-        :func:`prune_info.criteria.compute_scores` (computed on the validation set).
+        :func:`prune_info.criteria.context.compute_scores` (computed on the validation set).
     orders : sequence of {"low", "high"}
     random : int
         Random orderings per scope (0 for none).
@@ -990,8 +966,6 @@ def compute_curves(
     -------
     CurveSet
     """
-    from prune_info.criteria import rank_units
-
     if mode not in ("layerwise", "network"):
         raise PruneInfoError(f"unknown ablation mode {mode!r}; choose layerwise or network")
     bad = [o for o in orders if o not in ORDERS]
@@ -1001,6 +975,7 @@ def compute_curves(
         raise PruneInfoError(f"--random must be 0 or more, got {random}")
     if not scores and random == 0:
         raise PruneInfoError("nothing to ablate: give at least one criterion or --random R")
+    split = _check_split(split)
     infos = resolve_layers(model, layers)
     if ablate_to == "mean" and means is None:
         raise PruneInfoError("ablation to the mean needs unit_means(model, data.train)")
@@ -1010,7 +985,6 @@ def compute_curves(
         scopes = [(info.name, [info]) for info in infos]
     else:
         scopes = [("network", infos)]
-    from tqdm.auto import tqdm
 
     bar = tqdm(scopes, desc=f"ablate ({mode})", unit="layer" if mode == "layerwise" else "net",
                disable=not progress, leave=False)
@@ -1044,144 +1018,3 @@ def compute_curves(
         if random:
             result.counts[scope]["random"] = curves[len(labels):]
     return result
-
-
-# --------------------------------------------------------------------------------------------
-# Statistics
-
-
-@dataclass(frozen=True)
-class GapTest:
-    """A mean gap between two sets of accuracies at ``k`` ablated units, with its p-value.
-
-    Attributes
-    ----------
-    k : int
-        Number of ablated units.
-    gap : float
-        Mean of ``a - b`` (paired) or ``mean(a) - mean(b)`` (two samples), in percentage points.
-        Positive: ``a`` keeps more accuracy than ``b``.
-    p_value : float or None
-        Two-sided p-value; None when the test is not meaningful (see ``note``).
-    test : {"wilcoxon", "ks"}
-    n : int
-        Number of pairs (Wilcoxon) or of samples in ``a`` (KS).
-    statistic : float or None
-        The test statistic as scipy returns it.
-    note : str or None
-        Why the p-value is missing or what to keep in mind.
-    """
-
-    k: int
-    gap: float
-    p_value: float | None
-    test: str
-    n: int
-    statistic: float | None = None
-    note: str | None = None
-
-    def format(self) -> str:
-        """The paper's notation, e.g. ``MG@80 = 15.2, p = 3.6e-9``."""
-        return f"MG@{self.k} = {self.gap:.1f}, p = {format_p(self.p_value)}"
-
-    def to_dict(self) -> dict:
-        return {"k": self.k, "gap": self.gap, "p_value": self.p_value, "test": self.test,
-                "n": self.n, "statistic": self.statistic, "note": self.note}
-
-
-def format_p(p: float | None) -> str:
-    """A p-value as the paper writes it: ``0.82``, ``0.018``, ``3.6e-9``; ``n/a`` for None.
-
-    Examples
-    --------
-    >>> format_p(3.56e-9), format_p(0.8213), format_p(None)
-    ('3.6e-9', '0.82', 'n/a')
-    """
-    if p is None:
-        return "n/a"
-    if p == 0 or p >= 1e-3:
-        return f"{p:.2g}"
-    mantissa, exponent = f"{p:.1e}".split("e")
-    return f"{mantissa}e{int(exponent)}"
-
-
-def _as_1d(values, what: str) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64).reshape(-1)
-    if array.size == 0:
-        raise PruneInfoError(f"{what} is empty; a statistic needs at least one seed")
-    if not np.all(np.isfinite(array)):
-        raise PruneInfoError(f"{what} holds NaN or infinite accuracies")
-    return array
-
-
-def mean_gap(a, b, k: int, *, method: str = "approx") -> GapTest:
-    """Mean gap ``MG@k`` of paired accuracies and its Wilcoxon signed-rank p-value.
-
-    Parameters
-    ----------
-    a, b : array-like of float
-        Accuracies (fractions) at ``k`` ablated units, one per seed, paired by seed: ``a`` the
-        information ordering, ``b`` random ablation (the mean over the random repeats of that
-        seed).
-    k : int
-    method : {"approx", "exact", "auto"}
-        scipy's ``wilcoxon`` method. ``approx`` (the normal approximation) is the default
-        because it is what the paper's p-values are (50 seeds all on one side give
-        ``p = 7.55e-10``, the paper's value; the exact test would give ``1.8e-15``).
-
-    Returns
-    -------
-    GapTest
-        ``gap`` in percentage points, positive when ``a`` keeps more accuracy. With fewer than
-        :data:`MIN_WILCOXON_SEEDS` seeds the p-value is None and ``note`` says why; when every
-        difference is zero the p-value is 1.
-    """
-    from scipy import stats
-
-    a = _as_1d(a, "the accuracies of the ordering")
-    b = _as_1d(b, "the random accuracies")
-    if a.shape != b.shape:
-        raise PruneInfoError(
-            f"a paired test needs as many random as ordered accuracies ({b.size} vs {a.size})")
-    if method not in ("approx", "exact", "auto"):
-        raise PruneInfoError(f"unknown Wilcoxon method {method!r}; choose approx, exact or auto")
-    diff = 100.0 * (a - b)
-    gap = float(diff.mean())
-    if a.size < MIN_WILCOXON_SEEDS:
-        return GapTest(k, gap, None, "wilcoxon", int(a.size), None,
-                       f"{a.size} seeds: a Wilcoxon test needs at least {MIN_WILCOXON_SEEDS} "
-                       "to reach p < 0.05, so no p-value is reported")
-    if not np.any(diff != 0):
-        return GapTest(k, gap, 1.0, "wilcoxon", int(a.size), None,
-                       "every difference is zero")
-    result = stats.wilcoxon(diff, method=method)
-    return GapTest(k, gap, float(result.pvalue), "wilcoxon", int(a.size),
-                   float(result.statistic))
-
-
-def ks_gap(a, b, k: int) -> GapTest:
-    """Compare two scenarios' random-ablation accuracies with the two-sample KS test.
-
-    Parameters
-    ----------
-    a, b : array-like of float
-        Accuracies (fractions) at ``k`` ablated units, one per seed, of scenario A and B (for
-        example layer 1 and layer 2, or l2 and dropout). They need not be paired or equally many.
-    k : int
-
-    Returns
-    -------
-    GapTest
-        ``gap = mean(a) - mean(b)`` in percentage points and scipy's ``ks_2samp`` p-value.
-    """
-    from scipy import stats
-
-    a = _as_1d(a, "the accuracies of scenario A")
-    b = _as_1d(b, "the accuracies of scenario B")
-    gap = 100.0 * float(a.mean() - b.mean())
-    result = stats.ks_2samp(a, b)
-    note = None
-    if min(a.size, b.size) < MIN_WILCOXON_SEEDS:
-        note = f"only {min(a.size, b.size)} seeds in a scenario: the KS test has little power"
-    return GapTest(k, gap, float(result.pvalue), "ks", int(a.size), float(result.statistic),
-                   note)

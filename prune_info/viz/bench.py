@@ -34,7 +34,7 @@ def plot_bench(results: list[dict], path: str | os.PathLike, title: str | None =
     Parameters
     ----------
     results : list of dict
-        From :func:`prune_info.bench.benchmark_models`.
+        From :func:`prune_info.deploy.bench.benchmark_models`.
     path : path
         ``.png``, ``.pdf`` or ``.svg``; written atomically.
     title : str, optional

@@ -25,13 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
+from prune_info.analysis.stats import mean_gap
+from prune_info.criteria.registry import get_criterion
 from prune_info.data import Dataset
 from prune_info.errors import PruneInfoError
 from prune_info.io import write_json
-from prune_info.models import count_parameters
-from prune_info.prune import PruneConfig, prune_checkpoint, total_macs
-from prune_info.retrain import RetrainConfig, retrain_checkpoint
-from prune_info.train import TrainConfig, train_model
+from prune_info.nn import count_parameters, total_macs
+from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
+from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
+from prune_info.training.loop import TrainConfig, train_model
 
 RESULTS_FORMAT = "prune-info-comparison"
 
@@ -148,8 +150,6 @@ def run_comparison(
     With ``out_dir``, ``results.json`` there is rewritten after every seed and a rerun of the
     same configuration skips the seeds already done; another configuration is refused.
     """
-    from prune_info.criteria import get_criterion
-
     config.validate()
     for name in config.criteria:
         get_criterion(name)
@@ -174,8 +174,6 @@ def summarise(comparison: Comparison, baseline: str = "random") -> list[dict]:
     ``gap_pp`` is the mean paired difference in test accuracy (criterion minus baseline, in
     percentage points): positive when the criterion's sub-network keeps more accuracy.
     """
-    from prune_info.ablation import mean_gap
-
     rows = comparison.rows
     table = []
     for criterion in comparison.config.criteria:
@@ -219,35 +217,3 @@ def format_table(table: list[dict]) -> str:
             f"{e['drop_pp_mean']:6.2f} ± {e['drop_pp_std']:4.2f} {gap:>10} {p:>8}"
         )
     return "\n".join(lines)
-
-
-def plot_comparison(table: list[dict], path: str | Path, title: str = "") -> None:
-    """Accuracy drop against selection size per criterion, mean ± std (Clauw et al., Fig. 2)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from prune_info.io import atomic_write
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    criteria = list(dict.fromkeys(e["criterion"] for e in table))
-    for i, criterion in enumerate(criteria):
-        mine = [e for e in table if e["criterion"] == criterion]
-        x = np.array([float(e["value"]) for e in mine])
-        y = np.array([e["drop_pp_mean"] for e in mine])
-        err = np.array([e["drop_pp_std"] for e in mine])
-        style = "--" if criterion == "random" else "-"
-        ax.errorbar(x + (i - len(criteria) / 2) * 0.04 * (x.max() - x.min() + 1e-9) / 4, y,
-                    yerr=err, fmt=style + "o", capsize=3, markersize=4, label=criterion)
-    kind = table[0]["selection"] if table else "keep"
-    ax.set_xlabel("units kept per layer" if kind == "keep" else "fraction of units removed")
-    ax.set_ylabel("test accuracy drop vs dense (pp)")
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set_title(title)
-    ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    suffix = Path(path).suffix.lstrip(".") or "png"
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, format=suffix, dpi=120)
-    plt.close(fig)

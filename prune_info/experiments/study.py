@@ -18,7 +18,7 @@ Resuming
 The study directory holds ``config.json`` (the configuration that fixes the results) and, per
 scenario and seed, ``<act>-<reg>/seed-NNNN/model.pt`` and ``.../curves.json``, each written
 atomically the moment it is complete. Seeds are trained as one batched model
-(:mod:`prune_info.batched`), so "a finished seed" means a finished *batch* of seeds; while a batch
+(:mod:`prune_info.training.batched`), so "a finished seed" means a finished *batch* of seeds; while a batch
 trains, its whole state is saved after every epoch (``train-state-*.pt``), so an interruption
 (Ctrl-C, crash, ``kill -9``) costs at most the epoch in progress. Running the same command again
 skips every finished seed and continues the interrupted batch from its last epoch, with the
@@ -50,26 +50,23 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from prune_info.ablation import (
-    ABLATE_TO, ORDERS, compute_curves, ks_gap, mean_gap, unit_means,
-)
+from prune_info.analysis.curves import ABLATE_TO, ORDERS, compute_curves, unit_means
+from prune_info.analysis.stats import ks_gap, mean_gap
 from prune_info.checkpoint import load_checkpoint, save_checkpoint
+from prune_info.criteria.context import compute_scores
+from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.registry import parse_criteria
 from prune_info.data import DATASETS, Dataset, load_dataset
 from prune_info.errors import PruneInfoError
-from prune_info.io import write_json
-from prune_info.models import ACTIVATIONS, REGULARISERS, parse_arch
-from prune_info.train import OPTIMIZERS, TrainConfig
+from prune_info.io import atomic_write, write_json
+from prune_info.training.batched import batchable, train_seeds
+from prune_info.training.loop import OPTIMIZERS, TrainConfig
+from prune_info.viz.ablation import plot_ablation
+from prune_info.zoo import ACTIVATIONS, REGULARISERS, parse_arch
 
-__all__ = [
-    "MODES",
-    "StudyConfig",
-    "StudyPaths",
-    "default_at",
-    "format_table",
-    "run_study",
-    "summarise",
-]
+__all__ = ['MODES', 'StudyConfig', 'StudyPaths', 'default_at', 'format_table', 'run_study', 'summarise']
 
 CONFIG_FORMAT = "prune-info-study-config"
 SEED_FORMAT = "prune-info-study-seed"
@@ -93,7 +90,7 @@ class StudyConfig:
     seeds : tuple of int
         Seeds of the networks (initialisation, shuffling, dropout, random orderings).
     epochs, batch_size, optimizer, lr, momentum, weight_decay
-        Training settings (see :class:`prune_info.train.TrainConfig`).
+        Training settings (see :class:`prune_info.training.loop.TrainConfig`).
     split_seed : int
         Seed of the train / validation split, the same for every network.
     criteria : tuple of str
@@ -131,8 +128,6 @@ class StudyConfig:
 
     def validate(self) -> None:
         """Check every field; raises :class:`PruneInfoError` naming the first problem."""
-        from prune_info.criteria import parse_criteria
-
         if self.data not in DATASETS:
             raise PruneInfoError(f"unknown dataset {self.data!r}; choose one of: "
                                  f"{', '.join(DATASETS)}")
@@ -288,8 +283,6 @@ def _emit(on_event, kind: str, **details) -> None:
 
 def _seed_record(config: StudyConfig, ckpt, data: Dataset, device, seed: int) -> dict:
     """Scores on the validation set and every curve on the test set, for one trained seed."""
-    from prune_info.criteria import ScoreOptions, compute_scores
-
     model = ckpt.model.to(device).eval()
     scores = {}
     if config.criteria:
@@ -352,8 +345,6 @@ def _train_missing(config: StudyConfig, paths: StudyPaths, data: Dataset, act: s
     per-epoch state ``train-state-<hash>.pt``; both go only after every model of the batch is
     stored, so an interruption anywhere resumes that very batch.
     """
-    from prune_info.batched import batchable, train_seeds
-
     name = scenario_name(act, reg)
     paths.scenario(name).mkdir(exist_ok=True)
     identity = config.identity()
@@ -417,7 +408,7 @@ def run_study(
     at : list of int, optional
         Numbers of ablated units at which to compare (default :func:`default_at`).
     wilcoxon : {"approx", "exact", "auto"}
-        Method of the Wilcoxon signed-rank test (see :func:`prune_info.ablation.mean_gap`).
+        Method of the Wilcoxon signed-rank test (see :func:`prune_info.analysis.stats.mean_gap`).
     data_dir : path, optional
     device : str or torch.device
     batched : bool
@@ -436,8 +427,6 @@ def run_study(
         The results document, also written to ``out_dir/results.json`` with the table
         (``table.txt``) and one figure per scenario and mode (``fig-<scenario>-<mode>.png``).
     """
-    from tqdm.auto import tqdm
-
     config.validate()
     if seed_batch is not None and seed_batch < 1:
         raise PruneInfoError(f"--seed-batch must be at least 1, got {seed_batch}")
@@ -468,7 +457,6 @@ def run_study(
     results = summarise(config, records, at=at, wilcoxon=wilcoxon)
     write_json(results, paths.root / "results.json", RESULTS_FORMAT)
     table = format_table(results)
-    from prune_info.io import atomic_write
 
     with atomic_write(paths.root / "table.txt") as tmp:
         tmp.write_text(table + "\n")
@@ -654,8 +642,6 @@ def format_table(results: dict) -> str:
 
 
 def _draw_figures(results: dict, root: Path) -> list[str]:
-    from prune_info.plots_ablation import plot_ablation
-
     written = []
     for scenario, entry in results["scenarios"].items():
         for mode, scopes in entry["modes"].items():

@@ -12,11 +12,12 @@ import html
 import json
 import shlex
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from prune_info.io import atomic_write
 
-__all__ = ["SECTIONS", "render_report", "write_report"]
+__all__ = ['SECTIONS', 'render_report', 'write_report']
 
 #: Section headings, in page order (the tests look for each one).
 SECTIONS = (
@@ -76,23 +77,12 @@ def _read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _has_command(name: str) -> bool:
-    try:
-        from prune_info.cli import cli
-
-        return name in cli.commands
-    except Exception:  # noqa: BLE001  the report never fails for want of a command
-        return False
-
-
 def render_report(out: str | Path, options=None) -> str:
     """The HTML text of the report of run directory ``out``."""
     out = Path(out)
     manifest = _read(out / "run.json")
     opts = manifest.get("options", {})
     if options is not None:
-        from dataclasses import asdict
-
         opts = asdict(options)
     stages = manifest.get("stages", {})
     q = lambda name: shlex.quote(str(out / name))  # noqa: E731
@@ -127,13 +117,9 @@ def render_report(out: str | Path, options=None) -> str:
     # -- ablation
     half = stages.get("ablate", {}).get("summary", {}).get("accuracy_at_half", {})
     rows = [[scope, label, _pct(acc)] for scope, by in half.items() for label, acc in by.items()]
-    if _has_command("ablate"):
-        ablate_cmd = (f"prune-info ablate {q('model.pt')} --criteria {criterion} --random "
-                      f"{opts.get('random')} --seed {seed} --out {q('curves.json')} "
-                      f"--plot {q('curves.png')}")
-    else:
-        ablate_cmd = (f"{run_cmd}   # stage 'ablate' (delete {q('curves.json')} to redo only "
-                      "this stage)")
+    ablate_cmd = (f"prune-info ablate {q('model.pt')} --criteria {criterion} --random "
+                  f"{opts.get('random')} --seed {seed} --out {q('curves.json')} "
+                  f"--plot {q('curves.png')}")
     parts += [f"<h2>{SECTIONS[1]}</h2>",
               f"<p>Test accuracy as units are ablated (set to zero) one by one, layer by layer, "
               f"in order of {_esc(criterion)} (low first and high first) against "

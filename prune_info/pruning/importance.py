@@ -10,7 +10,7 @@ Examples
 --------
 >>> import copy, torch_pruning as tp
 >>> from prune_info.data import load_dataset
->>> from prune_info.train import TrainConfig, train_model
+>>> from prune_info.training import TrainConfig, train_model
 >>> data = load_dataset("digits")
 >>> model = train_model(data, "64-16-10", config=TrainConfig(epochs=2), progress=False).model
 >>> importance = CriterionImportance(model, criterion="mi", split=data.val)
@@ -29,11 +29,13 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from prune_info.criteria import ScoreOptions, compute_scores, get_criterion
+from prune_info.criteria.context import compute_scores
+from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.registry import get_criterion
 from prune_info.data import Split
 from prune_info.errors import PruneInfoError
 
-__all__ = ["CriterionImportance"]
+__all__ = ['CriterionImportance']
 
 _OUT_CHANNEL_FNS = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
 
@@ -52,7 +54,7 @@ class CriterionImportance(tp.importance.Importance):
     scores : mapping of str to Tensor, optional
         ``{layer name: scores [n_units]}``, e.g. ``compute_scores(...)["mi"]``.
     criterion : str, optional
-        A registered criterion name (see :func:`prune_info.criteria.available_criteria`).
+        A registered criterion name (see :func:`prune_info.criteria.registry.available_criteria`).
     split : Split, optional
         Labelled data for a criterion that needs data.
     n_classes : int, optional

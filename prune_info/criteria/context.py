@@ -1,0 +1,276 @@
+"""The scoring context: what a criterion may use, validated once, with shared passes cached.
+
+:func:`make_context` checks a model, its layers and labelled data; :func:`compute_scores` runs
+criteria on it. The entropy, MI and KL criteria share one streaming pass over the data
+(:meth:`ScoringContext.information`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from prune_info.capture import resolve_device
+from prune_info.criteria.information import LayerInformation, _stream_information
+from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.registry import get_criterion, parse_criteria
+from prune_info.data import Split, as_split
+from prune_info.errors import PruneInfoError
+from prune_info.nn import LayerInfo, get_module, prunable_layers
+
+__all__ = ['ScoringContext', 'compute_scores', 'make_context']
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring context
+
+
+@dataclass
+class ScoringContext:
+    """What a criterion may use, with the shared streaming pass cached.
+
+    Build it with :func:`make_context`, which validates everything.
+
+    Attributes
+    ----------
+    model : nn.Module
+    layers : list of LayerInfo
+        The layers to score.
+    split : Split or None
+        Labelled data (the paper's validation set D); None for criteria that need no data.
+    n_classes : int
+    options : ScoreOptions
+    cache : dict
+        Free space for criteria to share intermediate results within one context.
+    """
+
+    model: nn.Module
+    layers: list[LayerInfo]
+    split: Split | None
+    n_classes: int
+    options: ScoreOptions = field(default_factory=ScoreOptions)
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return resolve_device(self.options.device)
+
+    def information(self) -> dict[str, LayerInformation]:
+        """Per-unit discrete measures of every layer, computed once in one streaming pass.
+
+        Returns
+        -------
+        dict of str to LayerInformation
+            Keyed by layer name, in the order of :attr:`layers`.
+        """
+        if "information" not in self.cache:
+            self.cache["information"] = _stream_information(self)
+        return self.cache["information"]
+
+    def scores(self, criteria: str | Sequence[str]) -> dict[str, dict[str, torch.Tensor]]:
+        """Run criteria on this context: ``{criterion: {layer: float64 tensor [n_units]}}``."""
+        out = {}
+        for name in parse_criteria(criteria):
+            crit = get_criterion(name)
+            if crit.needs_data:
+                self._check_data(name)
+            out[name] = _checked_scores(name, crit.fn(self), self.layers)
+        return out
+
+    def _check_data(self, criterion: str) -> None:
+        if self.cache.get("data_checked"):
+            return
+        if self.split is None:
+            raise PruneInfoError(
+                f"criterion {criterion} needs labelled data but none was given; fix: pass the "
+                "validation split (--data NAME on the command line)"
+            )
+        _validate_split(self.split, self.n_classes)
+        self.cache["data_checked"] = True
+
+
+def _checked_scores(name: str, result: object, layers: list[LayerInfo]) -> dict[str, torch.Tensor]:
+    """A criterion's output as float64 CPU tensors of the right shapes, all finite."""
+    if not isinstance(result, dict):
+        raise PruneInfoError(f"criterion {name} returned {type(result).__name__}, not a dict")
+    out = {}
+    for layer in layers:
+        if layer.name not in result:
+            raise PruneInfoError(f"criterion {name} gave no scores for layer {layer.name}")
+        values = torch.as_tensor(result[layer.name]).detach().to("cpu", torch.float64)
+        if values.shape != (layer.n_units,):
+            raise PruneInfoError(
+                f"criterion {name} gave scores of shape {list(values.shape)} for {layer.name}, "
+                f"which has {layer.n_units} units"
+            )
+        if not torch.isfinite(values).all():
+            raise PruneInfoError(f"criterion {name} gave NaN/Inf scores for layer {layer.name}")
+        out[layer.name] = values
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+
+def _classifier_width(model: nn.Module) -> int | None:
+    """Outputs of the model's last Linear layer (the classifier), if any."""
+    last = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            last = module
+    return None if last is None else last.out_features
+
+
+def _validate_split(split: Split, n_classes: int) -> None:
+    """Labels within the model's classes, every class present (the structure is checked by
+    :func:`~prune_info.data.as_split` in :func:`make_context`)."""
+    y = split.y
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= n_classes:
+        raise PruneInfoError(
+            f"labels lie in {low}..{high} but the model has {n_classes} classes (0.."
+            f"{n_classes - 1}); fix: score the model on the data set it was trained on"
+        )
+    present = torch.bincount(y.cpu(), minlength=n_classes)
+    absent = (present == 0).nonzero().flatten().tolist()
+    if absent:
+        which = f"class {absent[0]} is" if len(absent) == 1 else f"classes {absent} are"
+        raise PruneInfoError(
+            f"{which} absent from the validation set ({len(y)} samples), so the class-"
+            "conditional distributions of KL selectivity are undefined; fix: score on data "
+            "that contains every class (a larger or stratified split)"
+        )
+
+
+def _resolve_layers(model: nn.Module, layers) -> list[LayerInfo]:
+    """``None`` -> all prunable layers; names are looked up among them."""
+    found = prunable_layers(model)
+    if layers is None:
+        return found
+    by_name = {layer.name: layer for layer in found}
+    out = []
+    for layer in layers:
+        if isinstance(layer, LayerInfo):
+            get_module(model, layer.name)
+            out.append(layer)
+        elif layer in by_name:
+            out.append(by_name[layer])
+        else:
+            raise PruneInfoError(
+                f"{layer!r} is not a prunable layer of the model; fix: use one of "
+                f"{', '.join(by_name) or '(none: the model has no hidden layer)'}"
+            )
+    return out
+
+
+def make_context(
+    model: nn.Module,
+    split: Split | None,
+    *,
+    n_classes: int | None = None,
+    layers: Sequence[LayerInfo | str] | None = None,
+    options: ScoreOptions = ScoreOptions(),
+) -> ScoringContext:
+    """A validated :class:`ScoringContext`.
+
+    ``n_classes`` defaults to the width of the model's classifier (its last Linear layer), else
+    to the largest label + 1; ``layers`` (LayerInfo objects or layer names) to all prunable
+    layers. The data are checked by the first criterion that needs them; ``split`` may be None
+    when no criterion does.
+
+    Raises
+    ------
+    PruneInfoError
+        If the model has no prunable layer, a layer is unknown, or ``n_classes`` < 2.
+    """
+    if not isinstance(options, ScoreOptions):
+        raise PruneInfoError(f"options must be a ScoreOptions, got {type(options).__name__}")
+    if split is not None:
+        split = as_split(split, "the validation set")
+    layers = _resolve_layers(model, layers)
+    if not layers:
+        raise PruneInfoError(
+            "the model has no prunable layer (no hidden Linear or Conv2d layer before the "
+            "classifier); fix: give a model with at least one hidden layer"
+        )
+    if n_classes is None:
+        n_classes = _classifier_width(model)
+        if n_classes is None and split is not None and len(split.y):
+            n_classes = int(split.y.max()) + 1
+    if n_classes is None or n_classes < 2:
+        raise PruneInfoError(
+            f"need at least 2 classes, got {n_classes}; fix: pass n_classes (the number of "
+            "classes of the data)"
+        )
+    return ScoringContext(model=model, layers=layers, split=split, n_classes=int(n_classes),
+                          options=options)
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def compute_scores(
+    model: nn.Module,
+    split: Split | None,
+    criteria: str | Sequence[str],
+    *,
+    n_classes: int | None = None,
+    layers: Sequence[LayerInfo | str] | None = None,
+    options: ScoreOptions = ScoreOptions(),
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Score every unit of every prunable layer by each criterion.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The trained network, on ``options.device``.
+    split : Split or None
+        Labelled data, normally the validation split (the paper's D); None is accepted when
+        no criterion needs data (``random``, ``magnitude``).
+    criteria : sequence of str, or a comma-separated str
+        Registered criterion names (:func:`available_criteria`).
+    n_classes : int, optional
+        Number of classes; default the model's classifier width.
+    layers : list of LayerInfo or of layer names, optional
+        Layers to score; default :func:`prune_info.nn.prunable_layers`.
+    options : ScoreOptions
+
+    Returns
+    -------
+    dict
+        ``{criterion: {layer name: float64 tensor [n_units]}}`` on the CPU; higher = more
+        important. ``entropy``, ``mi`` and ``kl`` come from one shared pass over the data.
+
+    Raises
+    ------
+    PruneInfoError
+        Unknown criterion, no prunable layer, data that do not fit the model, an empty split, a
+        class absent from it, NaN/Inf unit outputs.
+    """
+    names = parse_criteria(criteria)
+    ctx = make_context(model, split, n_classes=n_classes, layers=layers, options=options)
+    return ctx.scores(names)
+
+
+def unit_information(
+    model: nn.Module,
+    split: Split,
+    n_classes: int | None = None,
+    layers: Sequence[LayerInfo | str] | None = None,
+    options: ScoreOptions = ScoreOptions(),
+) -> dict[str, LayerInformation]:
+    """The full per-unit measure table (entropy, MI, KL, its class, spectrum, activity flags).
+
+    Same validation and single streaming pass as :func:`compute_scores`.
+    """
+    return make_context(model, split, n_classes=n_classes, layers=layers,
+                        options=options).information()
+
+
+# --------------------------------------------------------------------------------------------
+# Built-in criteria

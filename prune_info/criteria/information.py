@@ -1,0 +1,254 @@
+"""The information criteria ``entropy``, ``mi`` and ``kl`` of Amjad, Liu & Geiger (eqs. 3-5).
+
+One streaming pass over the data fills, per layer, count tables of each unit's quantised output
+against the class (:mod:`prune_info.measures.discrete`); the three measures are read off those
+tables, so memory is ``O(units x bins x classes)`` whatever the number of samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from prune_info._torch import torch_threads
+from prune_info.capture import iter_unit_outputs
+from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.registry import register_criterion
+from prune_info.errors import PruneInfoError
+from prune_info.measures.discrete import (
+    CountTable,
+    bin_edges,
+    default_threshold,
+    digitize,
+    entropy,
+    kl_selectivity,
+    mutual_information,
+    specific_information,
+)
+from prune_info.nn import LayerInfo
+
+if TYPE_CHECKING:
+    from prune_info.criteria.context import ScoringContext
+
+__all__ = ['LayerInformation', 'layer_threshold', 'unit_information']
+
+# LayerInfo.activation is the lower-case class name; the discrete module uses function names.
+_ACTIVATION_KEYS = {"leakyrelu": "leaky_relu", "relu6": "relu", None: "identity"}
+
+
+def layer_threshold(layer: LayerInfo, pre_activation: bool = False) -> float:
+    """Threshold of the 1-bit quantiser for a layer's units ("is the unit active?").
+
+    0.5 for sigmoid outputs; 0 for ReLU-like and tanh outputs, for every pre-activation and
+    for layers without an activation module.
+
+    Examples
+    --------
+    >>> from prune_info.nn import LayerInfo
+    >>> layer_threshold(LayerInfo("fc1", "linear", 8, "sigmoid", "act1", None))
+    0.5
+    >>> layer_threshold(LayerInfo("fc1", "linear", 8, "sigmoid", "act1", None), True)
+    0.0
+    """
+    if pre_activation:
+        return 0.0
+    return default_threshold(_ACTIVATION_KEYS.get(layer.activation, layer.activation))
+
+
+# --------------------------------------------------------------------------------------------
+# Per-unit information of a layer
+
+
+@dataclass(frozen=True)
+class LayerInformation:
+    """Discrete information measures of every unit of one layer, in bits (float64, CPU).
+
+    Attributes
+    ----------
+    layer : str
+        Layer name.
+    entropy, mi, kl : Tensor [n_units]
+        ``H(T)``, ``I(T; Y)`` and KL selectivity (eqs. 3-5).
+    kl_class : Tensor of int64 [n_units]
+        The class attaining the KL selectivity (lowest index on ties).
+    spectrum : Tensor [n_units, n_classes]
+        Specific information ``D(P_{T|Y=y} || P_T)`` for every class.
+    dead, always_active : Tensor of bool [n_units]
+        The unit never / always exceeds the 1-bit threshold on the data (Example 1 of the paper:
+        both have zero entropy under the 1-bit quantiser, but only dead units are useless).
+    counts : CountTable
+        The joint counts of bins and classes the measures come from.
+    threshold : float
+        The 1-bit threshold (also used for ``dead`` / ``always_active`` when ``bins > 2``).
+    edges : Tensor [n_units, bins - 1] or None
+        Per-unit bin edges when ``bins > 2``.
+    """
+
+    layer: str
+    entropy: torch.Tensor
+    mi: torch.Tensor
+    kl: torch.Tensor
+    kl_class: torch.Tensor
+    spectrum: torch.Tensor
+    dead: torch.Tensor
+    always_active: torch.Tensor
+    counts: CountTable
+    threshold: float
+    edges: torch.Tensor | None = None
+
+    @property
+    def n_units(self) -> int:
+        return int(self.entropy.shape[0])
+
+    @property
+    def zero_entropy(self) -> torch.Tensor:
+        """Bool [n_units]: units whose quantised output never changes."""
+        return self.entropy == 0
+
+
+class _LayerCounter:
+    """Streams one layer's batches into a count table (and activity counts)."""
+
+    def __init__(self, layer: LayerInfo, n_classes: int, options: ScoreOptions,
+                 device: torch.device) -> None:
+        self.layer = layer
+        self.options = options
+        self.threshold = layer_threshold(layer, options.pre_activation)
+        self.table = CountTable(layer.n_units, options.bins, n_classes, device=device)
+        self.active = torch.zeros(layer.n_units, dtype=torch.int64, device=device)
+        self.edges: torch.Tensor | None = None
+
+    def update(self, acts: torch.Tensor, onehot: torch.Tensor, per_class: torch.Tensor,
+               start: int) -> None:
+        """Count one batch: ``acts`` float [batch, units], ``onehot`` its labels as a 0/1 matrix
+        [batch, classes], ``per_class`` their counts, ``start`` the index of its first sample
+        (for error messages)."""
+        _check_finite(acts, self.layer.name, start)
+        counts = self.table.counts
+        if self.options.bins == 2:
+            on = _count_where(torch.gt, acts, self.threshold, onehot)
+            counts[:, 1, :] += on
+            counts[:, 0, :] += per_class[None, :] - on
+            self.active += on.sum(dim=1)
+            return
+        if self.edges is None:
+            self.edges = bin_edges(acts, self.options.bins, self.options.binning,
+                                   name=self.layer.name)
+        ids = digitize(acts, self.edges, name=self.layer.name)
+        upper = torch.zeros_like(counts[:, 0, :])
+        for k in range(1, self.options.bins):  # a loop over bins, vectorised over units
+            in_k = _count_where(torch.eq, ids, k, onehot)
+            counts[:, k, :] += in_k
+            upper += in_k
+        counts[:, 0, :] += per_class[None, :] - upper
+        self.active += (acts > self.threshold).sum(dim=0)
+
+
+def _finish(counters: list[_LayerCounter], n_samples: int) -> dict[str, LayerInformation]:
+    """Measures of every layer from its counts; all layers in one call of each measure.
+
+    The count tables of all layers share their bins and classes, so they are stacked along the
+    units: four calls in all instead of four per layer.
+    """
+    for counter in counters:
+        counter.table.counts = counter.table.counts.cpu()
+    sizes = [counter.layer.n_units for counter in counters]
+    joint = torch.cat([counter.table.counts for counter in counters])
+    where = ", ".join(counter.layer.name for counter in counters)
+    columns = {
+        "entropy": entropy(joint, name=where),
+        "mi": mutual_information(joint, name=where),
+        "spectrum": specific_information(joint, name=where),
+    }
+    selectivity = kl_selectivity(joint, name=where)
+    columns["kl"], columns["kl_class"] = selectivity.values, selectivity.classes
+    parts = {key: value.split(sizes) for key, value in columns.items()}
+    out = {}
+    for i, counter in enumerate(counters):
+        active = counter.active.cpu()
+        out[counter.layer.name] = LayerInformation(
+            layer=counter.layer.name,
+            **{key: parts[key][i].clone() for key in columns},
+            dead=active == 0,
+            always_active=active == n_samples,
+            counts=counter.table,
+            threshold=counter.threshold,
+            edges=None if counter.edges is None else counter.edges.cpu(),
+        )
+    return out
+
+
+def _count_where(compare, values: torch.Tensor, other, onehot: torch.Tensor) -> torch.Tensor:
+    """int64 [units, classes]: per unit, the number of samples of each class for which
+    ``compare(values, other)`` holds.
+
+    The comparison writes 0/1 straight into a buffer of the one-hot matrix's dtype (much faster
+    than converting a bool tensor), and one matrix product with the class one-hot matrix sums
+    it by class. Sums of 0/1 are exact in float32 below 2**24 rows (float64 is used beyond), so
+    the result equals ``CountTable.update`` on the same bin ids (tested). Measured on one CPU
+    thread: counting 12,000 samples x 100 units took 2 ms this way against 15 ms with
+    ``CountTable.update`` (a ``bincount`` over flat cell indices); for 4096 x 100 values the
+    comparison into floats took 0.08 ms against 0.85 ms for a bool result converted to float.
+    """
+    hits = torch.empty(values.shape, dtype=onehot.dtype, device=values.device)
+    compare(values, other, out=hits)
+    return (onehot.T @ hits).to(torch.int64).T
+
+
+def _check_finite(acts: torch.Tensor, name: str, start: int) -> None:
+    """Refuse NaN / Inf outputs, naming the layer. A column sum is finite iff its values are
+    (barring float32 overflow of the sum, which the exact check below then clears)."""
+    if torch.isfinite(acts.sum(dim=0)).all():
+        return
+    bad = ~torch.isfinite(acts)
+    if not bad.any():
+        return
+    rows, cols = bad.nonzero()[0].tolist()
+    raise PruneInfoError(
+        f"{name}: the unit outputs contain NaN/Inf ({int(bad.sum())} values in this batch, first "
+        f"at sample {start + rows}, unit {name}:{cols}); fix: check the model's weights and the "
+        "inputs for NaN/Inf or overflow (retrain with a smaller learning rate, or normalise the "
+        "data)"
+    )
+
+
+def _stream_information(ctx: ScoringContext) -> dict[str, LayerInformation]:
+    ctx._check_data("entropy/mi/kl")
+    device = ctx.device
+    counters = [_LayerCounter(layer, ctx.n_classes, ctx.options, device) for layer in ctx.layers]
+    y_all = ctx.split.y
+    dtype = torch.float32 if ctx.options.batch_size < 2**24 else torch.float64
+    start = 0
+    for outputs in iter_unit_outputs(ctx.model, ctx.layers, ctx.split.x, ctx.options.capture):
+        n = next(iter(outputs.values())).shape[0]
+        y = y_all[start : start + n].to(device)
+        onehot = torch.zeros(n, ctx.n_classes, dtype=dtype, device=device)
+        onehot.scatter_(1, y[:, None], 1.0)
+        per_class = torch.bincount(y, minlength=ctx.n_classes)
+        # Counting is a few sub-millisecond operations per batch: one thread is faster
+        # (score took 2.3x the forward pass on 2 busy cores with two threads, 1.2x with one).
+        with torch_threads(1 if device.type == "cpu" else None):
+            for counter in counters:
+                counter.update(outputs[counter.layer.name], onehot, per_class, start)
+        start += n
+    return _finish(counters, start)
+
+
+@register_criterion("entropy", description="entropy H(T) of the quantised output (eq. 3), bits",
+                    needs_data=True, needs_labels=False)
+def _entropy_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
+    return {name: info.entropy for name, info in ctx.information().items()}
+
+
+@register_criterion("mi", description="mutual information I(T;Y) with the class (eq. 4), bits",
+                    needs_data=True, needs_labels=True)
+def _mi_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
+    return {name: info.mi for name, info in ctx.information().items()}
+
+
+@register_criterion("kl", description="KL selectivity max_y D(P_T|Y=y || P_T) (eq. 5), bits",
+                    needs_data=True, needs_labels=True)
+def _kl_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
+    return {name: info.kl for name, info in ctx.information().items()}

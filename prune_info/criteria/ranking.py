@@ -1,0 +1,53 @@
+"""Turning scores into an order of removal (:func:`rank_units`)."""
+
+from __future__ import annotations
+
+import torch
+
+from prune_info.errors import PruneInfoError
+
+__all__ = ['RANK_ORDERS', 'rank_units']
+#: Accepted values of ``order`` in :func:`rank_units`.
+RANK_ORDERS = ("low", "high", "random")
+
+
+def rank_units(scores: torch.Tensor, order: str = "low", seed: int = 0) -> torch.Tensor:
+    """Unit indices in the order in which to ablate or remove them (first = first to go).
+
+    Parameters
+    ----------
+    scores : Tensor [n_units]
+        Scores of one layer (or of several layers concatenated).
+    order : {"low", "high", "random"}
+        ``low``: ascending score (least important first, the usual pruning order); ``high``:
+        descending score; ``random``: a permutation seeded by ``seed``, ignoring the scores.
+    seed : int
+        Seed of the ``random`` order only.
+
+    Returns
+    -------
+    Tensor of int64 [n_units]
+
+    Notes
+    -----
+    Ties are broken deterministically by a stable sort: among equal scores the lower unit index
+    comes first, in both ``low`` and ``high`` order.
+
+    Examples
+    --------
+    >>> rank_units(torch.tensor([0.5, 0.0, 0.5, 0.2]))
+    tensor([1, 3, 0, 2])
+    >>> rank_units(torch.tensor([0.5, 0.0, 0.5, 0.2]), "high")
+    tensor([0, 2, 3, 1])
+    """
+    scores = torch.as_tensor(scores)
+    if scores.ndim != 1:
+        raise PruneInfoError(f"scores must be 1-D (one per unit), got shape {list(scores.shape)}")
+    if order not in RANK_ORDERS:
+        raise PruneInfoError(f"unknown order {order!r}; fix: use one of {', '.join(RANK_ORDERS)}")
+    if order == "random":
+        generator = torch.Generator().manual_seed(int(seed))
+        return torch.randperm(scores.shape[0], generator=generator)
+    if scores.is_floating_point() and not torch.isfinite(scores).all():
+        raise PruneInfoError("scores contain NaN/Inf; fix: recompute them on finite outputs")
+    return torch.sort(scores.cpu(), descending=(order == "high"), stable=True).indices

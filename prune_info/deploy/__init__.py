@@ -1,0 +1,7 @@
+"""Deployment: ONNX export checked against PyTorch (:mod:`.onnx`), and accuracy / size / latency
+benchmarks of checkpoints and ONNX files (:mod:`.bench`). onnxruntime is imported on first use."""
+
+from prune_info.deploy.bench import benchmark_models, open_bench_model
+from prune_info.deploy.onnx import ExportReport, export_onnx, load_onnx
+
+__all__ = ["ExportReport", "benchmark_models", "export_onnx", "load_onnx", "open_bench_model"]

@@ -1,0 +1,198 @@
+"""What prune-info reads off any ``nn.Module``: layers, units, accuracy and cost.
+
+A *prunable layer* (:class:`LayerInfo`) is a hidden Linear or Conv2d layer whose outputs are the
+units; :func:`prunable_layers` finds them with the activation and normalisation modules that
+follow each, which say where a unit's activity is read (see :mod:`prune_info.capture`).
+:func:`count_correct` / :func:`accuracy` evaluate a classifier, :func:`layer_costs` /
+:func:`total_macs` count its parameters and multiply-accumulates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from prune_info._torch import torch_threads
+from prune_info.data import Split
+from prune_info.errors import PruneInfoError
+
+#: Layers whose outputs are units: their weights' first dimension indexes the units.
+WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+# --------------------------------------------------------------------------------------------
+# Prunable layers and unit names
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A prunable layer: its module, its units, and the modules around them.
+
+    Attributes
+    ----------
+    name : str
+        Qualified module name of the Linear / Conv2d layer (``fc1``, ``conv2``).
+    kind : {"linear", "conv"}
+    n_units : int
+        Output features or channels.
+    activation : str or None
+        ``relu`` / ``sigmoid`` / ``tanh`` / other lower-case class name, None if not found.
+    act_module : str or None
+        Qualified name of the activation module whose output is the unit's post-activation.
+    norm_module : str or None
+        Qualified name of a BatchNorm between the layer and its activation.
+    """
+
+    name: str
+    kind: str
+    n_units: int
+    activation: str | None
+    act_module: str | None
+    norm_module: str | None
+
+    def unit_names(self) -> list[str]:
+        return [f"{self.name}:{i}" for i in range(self.n_units)]
+
+
+_ACT_TYPES = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.ReLU6)
+_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
+
+
+def prunable_layers(model: nn.Module) -> list[LayerInfo]:
+    """The hidden Linear and Conv2d layers of a model, in registration order.
+
+    The last Linear layer is the classifier and is not prunable. For each layer, the activation
+    is the first activation module registered after it (skipping one BatchNorm / LayerNorm)
+    before the next weight layer; models that call activations functionally get ``None`` and
+    their units are read at the layer's output.
+    """
+    modules = [(n, m) for n, m in model.named_modules() if n]
+    weights = [i for i, (_, m) in enumerate(modules) if isinstance(m, (nn.Linear, nn.Conv2d))]
+    last_linear = max(
+        (i for i in weights if isinstance(modules[i][1], nn.Linear)), default=None
+    )
+    layers = []
+    for pos, i in enumerate(weights):
+        if i == last_linear:
+            continue
+        name, module = modules[i]
+        stop = weights[pos + 1] if pos + 1 < len(weights) else len(modules)
+        act_name = act = norm_name = None
+        for n, m in modules[i + 1 : stop]:
+            if isinstance(m, _NORM_TYPES) and norm_name is None and act_name is None:
+                norm_name = n
+            elif isinstance(m, _ACT_TYPES):
+                act_name, act = n, type(m).__name__.lower()
+                break
+        is_conv = isinstance(module, nn.Conv2d)
+        n_units = module.out_channels if is_conv else module.out_features
+        layers.append(
+            LayerInfo(name, "conv" if is_conv else "linear", n_units, act, act_name, norm_name)
+        )
+    return layers
+
+
+def get_module(model: nn.Module, name: str) -> nn.Module:
+    """The submodule with qualified name ``name``."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError as exc:
+        raise PruneInfoError(f"the model has no layer {name!r}") from exc
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def count_correct(
+    model: nn.Module, split: Split, batch_size: int = 8192, device: torch.device | str = "cpu"
+) -> int:
+    """Number of correctly classified samples (model in eval mode, batched)."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for start in range(0, len(split), batch_size):
+        xb = split.x[start : start + batch_size].to(device)
+        yb = split.y[start : start + batch_size].to(device)
+        correct += int((model(xb).argmax(1) == yb).sum())
+    model.train(was_training)
+    return correct
+
+
+def accuracy(model: nn.Module, split: Split, device: torch.device | str = "cpu") -> float:
+    """Fraction of correctly classified samples."""
+    if len(split) == 0:
+        raise PruneInfoError("cannot compute accuracy on an empty split")
+    return count_correct(model, split, device=device) / len(split)
+
+
+# --------------------------------------------------------------------------------------------
+# Cost
+
+
+@torch.no_grad()
+def layer_costs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, dict[str, int]]:
+    """Parameters and multiply-accumulates (one sample) of every Linear / Conv layer.
+
+    MACs are counted from the shapes seen in one forward pass: a Linear layer costs
+    ``in_features × out_features`` per output row, a convolution ``(in / groups) × kernel`` per
+    output element. Activations, pooling and BatchNorm (foldable into the previous layer) are not
+    counted.
+
+    Returns
+    -------
+    dict
+        ``{layer: {"params": int, "macs": int}}`` in registration order.
+
+    Examples
+    --------
+    >>> from prune_info.zoo import build_model, parse_arch
+    >>> m = build_model(parse_arch("64-100-100-10", (1, 8, 8), 10))
+    >>> layer_costs(m, (1, 8, 8))["fc2"]
+    {'params': 10100, 'macs': 10000}
+    """
+    costs: dict[str, dict[str, int]] = {}
+    handles = []
+
+    def hook(name):
+        def record(module, inputs, output):
+            if isinstance(module, nn.Linear):
+                macs = output.numel() * module.in_features
+            else:
+                kernel = math.prod(module.kernel_size)
+                macs = output.numel() * (module.in_channels // module.groups) * kernel
+            costs[name]["macs"] += int(macs)  # batch of one
+        return record
+
+    for name, module in model.named_modules():
+        if isinstance(module, WEIGHT_TYPES):
+            costs[name] = {"params": sum(p.numel() for p in module.parameters(recurse=False)),
+                           "macs": 0}
+            handles.append(module.register_forward_hook(hook(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch_threads(1):
+            model(example_input(model, input_shape)[:1])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return costs
+
+
+def total_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Multiply-accumulates of one forward pass of one sample (see :func:`layer_costs`)."""
+    return sum(c["macs"] for c in layer_costs(model, input_shape).values())
+
+
+def example_input(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
+    """A batch of two zero inputs of ``input_shape`` on the model's device, for tracing."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    return torch.zeros(2, *[int(s) for s in input_shape], device=device)

@@ -1,0 +1,18 @@
+"""Pruning: how much each layer loses (:mod:`.allocation`), the prune workflow of a checkpoint
+(:mod:`.workflow`), retraining (:mod:`.retrain`) and the torch-pruning ``Importance`` adapter
+(:mod:`.importance`). The removal itself is :mod:`prune_info.surgery`."""
+
+from prune_info.pruning.allocation import (
+    ALLOCATIONS,
+    ORDERS,
+    plan_global,
+    plan_layerwise,
+    plan_max_drop,
+    removal_counts,
+)
+from prune_info.pruning.retrain import RetrainConfig, iterative_prune, retrain_checkpoint
+from prune_info.pruning.workflow import PruneConfig, PruneResult, prune_checkpoint
+
+__all__ = ["ALLOCATIONS", "ORDERS", "PruneConfig", "PruneResult", "RetrainConfig",
+           "iterative_prune", "plan_global", "plan_layerwise", "plan_max_drop", "prune_checkpoint",
+           "removal_counts", "retrain_checkpoint"]

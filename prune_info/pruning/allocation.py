@@ -1,0 +1,344 @@
+"""How many units, and which, each layer loses: a :class:`~prune_info.surgery.PrunePlan`.
+
+Allocations
+-----------
+* :func:`plan_layerwise`: the lowest-ranked fraction (or all but a number) of each layer.
+* :func:`plan_global`: one ranking across layers, never emptying a layer. The information
+  measures of Amjad et al. change their distribution from layer to layer (Sec. VI), so such a
+  ranking is ill-advised with them; :data:`GLOBAL_RANKING_WARNING` says so.
+* :func:`plan_max_drop`: per-layer counts read off each layer's information-ordered ablation
+  curve, then backed off until the joint accuracy drop stays within a budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from prune_info.errors import PruneInfoError
+
+if TYPE_CHECKING:
+    from prune_info.data import Split
+from prune_info.analysis.curves import layerwise_curve
+from prune_info.criteria.ranking import rank_units
+from prune_info.nn import count_correct, example_input
+from prune_info.surgery import PrunePlan, mask_plan
+
+#: Printed (on stderr by the CLI) whenever units are ranked across layers.
+GLOBAL_RANKING_WARNING = (
+    "warning: --global ranks units of different layers against each other, but the "
+    "distribution of information measures changes from layer to layer (deeper layers score "
+    "higher), so comparing neurons of different layers is ill-advised (Amjad, Liu & Geiger, "
+    "Sec. VI); prefer --layerwise or --max-drop"
+)
+
+ALLOCATIONS = ("layerwise", "global", "max-drop")
+ORDERS = ("low", "high", "random")
+
+
+def removal_count(n_units: int, amount: float) -> int:
+    """Units removed from a layer of ``n_units`` by a fraction ``amount`` in [0, 1).
+
+    Rounds down, so a fraction below 1 never empties a layer: ``removal_count(100, 0.5) == 50``,
+    ``removal_count(6, 0.9) == 5``.
+    """
+    return int(math.floor(amount * n_units + 1e-9))
+
+
+def check_amount(amount: float, what: str = "--amount") -> float:
+    amount = float(amount)
+    if not 0.0 <= amount < 1.0:
+        raise PruneInfoError(
+            f"{what} {amount:g} is outside [0, 1): it is the fraction of units to remove, e.g. 0.5"
+        )
+    return amount
+
+
+def removal_counts(
+    widths: Mapping[str, int],
+    amounts: float | Sequence[float] | Mapping[str, float] | None = None,
+    keep: Sequence[int] | Mapping[str, int] | None = None,
+) -> dict[str, int]:
+    """How many units to remove from each layer, given fractions or numbers of units to keep.
+
+    Parameters
+    ----------
+    widths : dict
+        ``{layer: n_units}``, in layer order.
+    amounts : float, sequence or dict, optional
+        Fraction of each layer to remove, in [0, 1): one value for every layer, one per layer in
+        order, or a dict.
+    keep : sequence or dict, optional
+        Units to keep per layer (at least 1, at most the layer's width).
+
+    Returns
+    -------
+    dict
+        ``{layer: units to remove}``.
+    """
+    layers = list(widths)
+    if (amounts is None) == (keep is None):
+        raise PruneInfoError("give exactly one of --amount and --keep")
+    values = amounts if amounts is not None else keep
+    what = "--amount" if amounts is not None else "--keep"
+    if isinstance(values, Mapping):
+        unknown = set(values) - set(layers)
+        if unknown:
+            raise PruneInfoError(
+                f"{what} names unknown layers {sorted(unknown)}; prunable: {', '.join(layers)}"
+            )
+        per_layer = {layer: values[layer] for layer in layers if layer in values}
+    else:
+        seq = [values] if isinstance(values, (int, float)) else list(values)
+        if len(seq) == 1 and amounts is not None:
+            seq = seq * len(layers)
+        if len(seq) != len(layers):
+            raise PruneInfoError(
+                f"{what} gives {len(seq)} values for {len(layers)} prunable layers "
+                f"({', '.join(layers)}); give one value per layer"
+                + (" or a single fraction for all" if amounts is not None else "")
+            )
+        per_layer = dict(zip(layers, seq))
+    counts = {}
+    for layer, value in per_layer.items():
+        n = int(widths[layer])
+        if amounts is not None:
+            counts[layer] = removal_count(n, check_amount(value))
+        else:
+            k = int(value)
+            if k < 1:
+                raise PruneInfoError(
+                    f"--keep {k} for {layer}: keep at least 1 unit, or the layer is disconnected"
+                )
+            if k > n:
+                raise PruneInfoError(
+                    f"--keep {k} for {layer} is more than its {n} units; give at most {n}"
+                )
+            counts[layer] = n - k
+    return counts
+
+
+def _rank(scores: torch.Tensor, order: str, seed: int) -> torch.Tensor:
+    return rank_units(scores, order=order, seed=seed)
+
+
+def plan_layerwise(
+    scores: Mapping[str, torch.Tensor],
+    *,
+    amounts: float | Sequence[float] | Mapping[str, float] | None = None,
+    keep: Sequence[int] | Mapping[str, int] | None = None,
+    order: str = "low",
+    seed: int = 0,
+) -> PrunePlan:
+    """Remove the lowest-ranked fraction (or all but ``keep``) of each layer separately.
+
+    Parameters
+    ----------
+    scores : dict
+        ``{layer: float tensor [n_units]}``, higher = more important (from
+        :func:`prune_info.criteria.context.compute_scores`).
+    amounts, keep
+        See :func:`removal_counts`; exactly one is given.
+    order : {"low", "high", "random"}
+        ``low`` removes the lowest scores first (the usual pruning), ``high`` the highest (for
+        experiments), ``random`` ignores the scores (a seeded baseline).
+    seed : int
+        Drives ``order="random"``; ties in scores go to the lower unit index
+        (:func:`prune_info.criteria.ranking.rank_units`).
+
+    Returns
+    -------
+    PrunePlan
+
+    Examples
+    --------
+    >>> plan = plan_layerwise({"fc1": torch.tensor([0.3, 0.1, 0.9, 0.5])}, amounts=0.5)
+    >>> plan.remove
+    {'fc1': (0, 1)}
+    """
+    widths = {layer: int(s.numel()) for layer, s in scores.items()}
+    counts = removal_counts(widths, amounts=amounts, keep=keep)
+    remove = {}
+    for layer, k in counts.items():
+        remove[layer] = _rank(scores[layer], order, seed)[:k] if k else []
+    return PrunePlan.from_indices(remove, widths)
+
+
+def plan_global(
+    scores: Mapping[str, torch.Tensor],
+    amount: float,
+    *,
+    min_units: int = 1,
+    order: str = "low",
+    seed: int = 0,
+) -> tuple[PrunePlan, list[str]]:
+    """Rank the units of all layers together and remove the lowest-ranked fraction of them all.
+
+    A layer never drops below ``min_units`` units: once it is down to that, its remaining units
+    are passed over and the next units in the ranking are removed instead.
+
+    Parameters
+    ----------
+    scores : dict
+        ``{layer: float tensor [n_units]}``.
+    amount : float
+        Fraction in [0, 1) of all units (summed over layers) to remove.
+    min_units : int
+        Units every layer keeps (at least 1).
+    order, seed
+        As in :func:`plan_layerwise`.
+
+    Returns
+    -------
+    plan : PrunePlan
+    at_minimum : list of str
+        Layers that were held at ``min_units`` although the ranking asked for more removals.
+
+    Examples
+    --------
+    >>> s = {"fc1": torch.tensor([0.1, 0.2]), "fc2": torch.tensor([0.9, 0.8, 0.05])}
+    >>> plan, floor = plan_global(s, 0.6)
+    >>> plan.remove, floor
+    ({'fc1': (0,), 'fc2': (1, 2)}, ['fc1'])
+    """
+    amount = check_amount(amount)
+    if min_units < 1:
+        raise PruneInfoError(
+            f"--min-units {min_units}: every layer must keep at least 1 unit, or it is "
+            "disconnected"
+        )
+    layers = list(scores)
+    if not layers:
+        raise PruneInfoError("no layers to prune")
+    sizes = torch.tensor([int(scores[layer].numel()) for layer in layers])
+    flat = torch.cat([scores[layer].reshape(-1).double() for layer in layers])
+    owner = torch.repeat_interleave(torch.arange(len(layers)), sizes)
+    local = torch.cat([torch.arange(int(n)) for n in sizes])
+    ranking = _rank(flat, order, seed)
+    owner_r = owner[ranking]
+    # position of each ranked unit among the units of its own layer ranked before it
+    onehot = torch.nn.functional.one_hot(owner_r, len(layers))
+    within = (onehot.cumsum(0) * onehot).sum(1) - 1
+    cap = (sizes - min_units).clamp_min(0)
+    allowed = within < cap[owner_r]
+    budget = removal_count(int(sizes.sum()), amount)
+    allowed_pos = allowed.nonzero().flatten()[:budget]
+    chosen = ranking[allowed_pos]
+    cut = int(allowed_pos[-1]) + 1 if budget and len(allowed_pos) == budget else len(ranking)
+    blocked = owner_r[:cut][~allowed[:cut]].unique().tolist() if budget else []
+    remove = {layer: local[chosen[owner[chosen] == i]] for i, layer in enumerate(layers)}
+    plan = PrunePlan.from_indices(remove, dict(zip(layers, sizes.tolist())))
+    return plan, [layers[i] for i in sorted(blocked)]
+
+
+# --------------------------------------------------------------------------------------------
+# Automatic allocation from the data
+
+
+def _masked_correct(model: nn.Module, plan: PrunePlan, split: "Split", example: torch.Tensor,
+                    device: str) -> int:
+    masked = mask_plan(copy.deepcopy(model), plan, example)
+    return count_correct(masked.to(device), split, device=device)
+
+
+def plan_max_drop(
+    model: nn.Module,
+    split: "Split",
+    scores: Mapping[str, torch.Tensor],
+    max_drop: float,
+    *,
+    input_shape: Sequence[int],
+    order: str = "low",
+    seed: int = 0,
+    min_units: int = 1,
+    backoff_steps: int = 20,
+    device: str = "cpu",
+) -> tuple[PrunePlan, dict]:
+    """Per-layer counts within an accuracy budget, read off information-ordered ablation curves.
+
+    For each layer, units are ablated cumulatively in the order of their ranking (lowest score
+    first for ``order="low"``) and the accuracy on ``split`` is recorded after each (see
+    :func:`prune_info.analysis.curves.layerwise_curve`); the layer gets the largest ``k`` whose drop,
+    ablating that layer alone, is at most ``max_drop`` percentage points. The layers' removals are
+    then combined and the joint drop is measured on ``split`` with the units removed; while it
+    exceeds the budget, every layer's ``k`` is scaled down by ``1 - t / backoff_steps``
+    (t = 1, 2, ...), which ends at removing nothing.
+
+    Parameters
+    ----------
+    model : nn.Module
+    split : Split
+        Validation data.
+    scores : dict
+        ``{layer: float tensor [n_units]}``, higher = more important.
+    max_drop : float
+        Allowed accuracy drop in percentage points (``1.0`` = one point), at least 0.
+    input_shape : sequence of int
+        Shape of one input, for tracing.
+    order, seed
+        As in :func:`plan_layerwise`.
+    min_units : int
+        Units every layer keeps.
+    backoff_steps : int
+        Granularity of the joint back-off.
+    device : str
+
+    Returns
+    -------
+    plan : PrunePlan
+    report : dict
+        ``budget_pp``, ``base_correct``, ``n``, per-layer ``alone`` (``k`` and its drop alone),
+        ``rounds`` (``[{"scale", "counts", "drop_pp"}]``), ``counts`` (chosen), ``joint_drop_pp``.
+    """
+    if not 0.0 <= max_drop < 100.0:
+        raise PruneInfoError(
+            f"--max-drop {max_drop:g} must be in [0, 100) percentage points of accuracy"
+        )
+    if min_units < 1:
+        raise PruneInfoError("--min-units must be at least 1")
+    if len(split) == 0:
+        raise PruneInfoError("--max-drop needs a non-empty validation set")
+    model.eval()
+    n = len(split)
+    layers = list(scores)
+    widths = {layer: int(scores[layer].numel()) for layer in layers}
+    rankings = {layer: _rank(scores[layer], order, seed) for layer in layers}
+    alone: dict[str, dict] = {}
+    for layer in layers:
+        curve = layerwise_curve(model, layer, rankings[layer], split, ablate_to="zero",
+                                device=device).to(torch.long)
+        drops = 100.0 * (curve[0] - curve).double() / n
+        cap = max(0, widths[layer] - min_units)
+        ok = (drops[: cap + 1] <= max_drop + 1e-9).nonzero().flatten()
+        k = int(ok.max()) if len(ok) else 0
+        alone[layer] = {"k": k, "drop_pp": float(drops[k])}
+    example = example_input(model, input_shape)
+    base = _masked_correct(model, PrunePlan({}, {}), split, example, device)
+    rounds = []
+    chosen = {layer: alone[layer]["k"] for layer in layers}
+    for t in range(backoff_steps + 1):
+        scale = 1.0 - t / backoff_steps
+        counts = {layer: int(math.floor(alone[layer]["k"] * scale + 1e-9)) for layer in layers}
+        plan = PrunePlan.from_indices(
+            {layer: rankings[layer][: counts[layer]] for layer in layers}, widths
+        )
+        correct = base if plan.is_empty() else _masked_correct(model, plan, split, example, device)
+        drop = 100.0 * (base - correct) / n
+        rounds.append({"scale": scale, "counts": counts, "drop_pp": drop})
+        chosen = counts
+        if drop <= max_drop + 1e-9:
+            break
+    report = {
+        "budget_pp": float(max_drop),
+        "n": n,
+        "base_correct": int(base),
+        "alone": alone,
+        "rounds": rounds,
+        "counts": chosen,
+        "joint_drop_pp": rounds[-1]["drop_pp"],
+    }
+    return plan, report

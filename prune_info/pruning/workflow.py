@@ -1,0 +1,359 @@
+"""The prune workflow of a checkpoint: score, allocate, remove, verify, record.
+
+:func:`prune_checkpoint` is what ``prune-info prune`` runs: it scores the units with a criterion
+(:mod:`prune_info.criteria`), turns the scores into a plan (:mod:`prune_info.pruning.allocation`),
+removes the planned units (:mod:`prune_info.surgery`), measures accuracy before and after, and
+returns a new self-describing checkpoint whose pruning history records the step.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from prune_info.errors import PruneInfoError
+from prune_info.io import cpu_state_dict
+from prune_info.nn import count_parameters, prunable_layers
+
+if TYPE_CHECKING:
+    from prune_info.checkpoint import Checkpoint
+    from prune_info.data import Dataset
+from prune_info.criteria.context import compute_scores
+from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.registry import get_criterion
+from prune_info.nn import count_correct, example_input, layer_costs
+from prune_info.pruning.allocation import (
+    ALLOCATIONS,
+    GLOBAL_RANKING_WARNING,
+    ORDERS,
+    check_amount,
+    plan_global,
+    plan_layerwise,
+    plan_max_drop,
+    removal_counts,
+)
+from prune_info.surgery import PrunePlan, apply_plan, history_entry, mask_plan
+
+# --------------------------------------------------------------------------------------------
+# Whole checkpoints
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """What ``prune-info prune`` was asked to do.
+
+    Attributes
+    ----------
+    criterion : str
+        Name in :data:`prune_info.criteria.registry.CRITERIA`.
+    allocation : {"layerwise", "global", "max-drop"}
+    amount : float or tuple of float, optional
+        Fraction removed; one value, or one per layer (``layerwise`` only).
+    keep : tuple of int, optional
+        Units kept per layer (``layerwise`` only).
+    max_drop : float, optional
+        Accuracy budget in percentage points (``max-drop``).
+    min_units : int
+        Units every layer keeps under ``global`` and ``max-drop``.
+    order : {"low", "high", "random"}
+    mask : bool
+        Zero the units instead of removing them.
+    ignore : tuple of str
+        Layers left untouched (neither scored nor pruned).
+    score_options : prune_info.criteria.options.ScoreOptions, optional
+    seed : int
+    device : str
+    """
+
+    criterion: str = "mi"
+    allocation: str = "layerwise"
+    amount: float | tuple[float, ...] | None = None
+    keep: tuple[int, ...] | None = None
+    max_drop: float | None = None
+    min_units: int = 1
+    order: str = "low"
+    mask: bool = False
+    ignore: tuple[str, ...] = ()
+    score_options: Any = None
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        """Check the combination of options; raises :class:`PruneInfoError` naming the fix."""
+        if self.allocation not in ALLOCATIONS:
+            raise PruneInfoError(
+                f"unknown allocation {self.allocation!r}; choose one of: {', '.join(ALLOCATIONS)}"
+            )
+        if self.order not in ORDERS:
+            raise PruneInfoError(
+                f"unknown --order {self.order!r}; choose one of: {', '.join(ORDERS)}"
+            )
+        if self.min_units < 1:
+            raise PruneInfoError(
+                f"--min-units {self.min_units}: every layer must keep at least 1 unit, or the "
+                "network is disconnected"
+            )
+        given = [name for name, value in (("--amount", self.amount), ("--keep", self.keep),
+                                          ("--max-drop", self.max_drop)) if value is not None]
+        if len(given) != 1:
+            raise PruneInfoError(
+                "say how much to prune with exactly one of --amount, --keep and --max-drop"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        amounts = self.amounts()
+        for value in amounts or ():
+            check_amount(value)
+        if self.allocation == "max-drop":
+            if self.max_drop is None:
+                raise PruneInfoError("the max-drop allocation needs --max-drop PP")
+            if not 0.0 <= self.max_drop < 100.0:
+                raise PruneInfoError(
+                    f"--max-drop {self.max_drop:g} must be in [0, 100) percentage points"
+                )
+        elif self.max_drop is not None:
+            raise PruneInfoError(
+                "--max-drop allocates per layer by itself; drop --global"
+                if self.allocation == "global" else
+                "max_drop needs allocation='max-drop' (the CLI's --max-drop)"
+            )
+        if self.allocation == "global":
+            if self.keep is not None:
+                raise PruneInfoError("--keep counts units per layer; it does not go with --global")
+            if amounts is not None and len(amounts) != 1:
+                raise PruneInfoError("--global takes one --amount for the whole network")
+
+    def amounts(self) -> tuple[float, ...] | None:
+        if self.amount is None:
+            return None
+        if isinstance(self.amount, (int, float)):
+            return (float(self.amount),)
+        return tuple(float(a) for a in self.amount)
+
+
+@dataclass
+class PruneResult:
+    """A pruned checkpoint, its plan, and the summary shown to the user."""
+
+    checkpoint: "Checkpoint"
+    plan: PrunePlan
+    summary: dict = field(default_factory=dict)
+
+
+def _input_shape(ckpt: "Checkpoint", data: "Dataset | None") -> tuple[int, ...]:
+    if data is not None:
+        return tuple(data.input_shape)
+    shape = ckpt.dataset.get("input_shape") or (ckpt.arch or {}).get("input_shape")
+    if not shape:
+        raise PruneInfoError(
+            "the input shape of the model is unknown (the checkpoint records no dataset); "
+            "pass --data NAME"
+        )
+    return tuple(int(s) for s in shape)
+
+
+def _accuracies(model: nn.Module, data: "Dataset | None", device: str) -> dict:
+    if data is None:
+        return {"val": None, "test": None}
+    on_device = model if str(device) == "cpu" else copy.deepcopy(model).to(device)
+    out = {}
+    for split_name in ("val", "test"):
+        split = getattr(data, split_name)
+        out[split_name] = (count_correct(on_device, split, device=device) / len(split)
+                           if len(split) else None)
+    return out
+
+
+def _pruned_arch(arch: dict | None, model: nn.Module) -> dict | None:
+    """The architecture dict with the widths of the pruned model (our own MLP / CNN only)."""
+    if arch is None:
+        return None
+    new = copy.deepcopy(arch)
+    new["hidden"] = [model.get_submodule(f"fc{i}").out_features
+                     for i in range(1, len(arch["hidden"]) + 1)]
+    if arch["kind"] == "cnn":
+        new["conv"] = [model.get_submodule(f"conv{i}").out_channels
+                       for i in range(1, len(arch["conv"]) + 1)]
+    return new
+
+
+def _transform_state(model: nn.Module, state: dict, plan: PrunePlan, example: torch.Tensor,
+                     mask: bool) -> dict:
+    """Apply the same plan to another set of weights of the same model (initial, rewind)."""
+    other = copy.deepcopy(model)
+    other.load_state_dict(state)
+    (mask_plan if mask else apply_plan)(other, plan, example)
+    return cpu_state_dict(other.state_dict())
+
+
+def _score_options(config: PruneConfig):
+    return config.score_options or ScoreOptions(seed=config.seed, device=config.device)
+
+
+def _compute_scores(model, data, criterion, layer_names, config: PruneConfig):
+    split = data.val if data is not None else None
+    n_classes = data.n_classes if data is not None else None
+    scores = compute_scores(model, split, [criterion], n_classes=n_classes, layers=layer_names,
+                            options=_score_options(config))
+    return {layer: scores[criterion][layer].detach().cpu().double() for layer in layer_names}
+
+
+def prune_checkpoint(
+    ckpt: "Checkpoint", data: "Dataset | None", config: PruneConfig
+) -> PruneResult:
+    """Rank units by a criterion on the validation set and prune a checkpoint's model.
+
+    The input checkpoint is left untouched; the result holds a new checkpoint whose model,
+    initial and rewind weights are pruned (or masked) alike, whose architecture records the new
+    widths and whose pruning history gains one entry (:func:`history_entry`).
+
+    Parameters
+    ----------
+    ckpt : Checkpoint
+        A model with an architecture (``arch``) or a ``factory``, so the result can be saved
+        safely and rebuilt.
+    data : Dataset or None
+        Scores and ``max-drop`` use ``data.val``; accuracies before / after use val and test.
+        ``None`` is allowed only for criteria that need no data (accuracies are then omitted).
+    config : PruneConfig
+
+    Returns
+    -------
+    PruneResult
+    """
+    config.validate()
+    if ckpt.arch is None and ckpt.factory is None:
+        raise PruneInfoError(
+            "this model records neither an architecture nor a factory, so a pruned copy could "
+            "not be rebuilt from a safe checkpoint; save its state_dict and pass --model "
+            "package.module:factory"
+        )
+    criterion = get_criterion(config.criterion)
+    all_layers = ckpt.layers
+    names = [layer.name for layer in all_layers]
+    unknown = [name for name in config.ignore if name not in names]
+    if unknown:
+        raise PruneInfoError(
+            f"--ignore {unknown[0]}: not a prunable layer; prunable: {', '.join(names)}"
+        )
+    layers = [layer for layer in all_layers if layer.name not in config.ignore]
+    if not layers:
+        raise PruneInfoError("every prunable layer is ignored; nothing to prune")
+    widths = {layer.name: layer.n_units for layer in layers}
+    needs_data = criterion.needs_data or config.allocation == "max-drop"
+    if data is None and needs_data:
+        what = "--max-drop" if config.allocation == "max-drop" else f"criterion {criterion.name}"
+        raise PruneInfoError(
+            f"{what} needs data, and the model does not record its dataset; pass --data NAME"
+        )
+    if config.allocation == "layerwise":
+        removal_counts(widths, amounts=config.amounts(), keep=config.keep)  # fail early
+    input_shape = _input_shape(ckpt, data)
+    model = ckpt.model.eval()
+    example = example_input(model, input_shape)
+
+    # scoring and max-drop run on config.device, on a copy so the input model stays on the CPU
+    work = model if config.device == "cpu" else copy.deepcopy(model).to(config.device)
+    scores = _compute_scores(work, data, criterion.name, list(widths), config)
+    warnings: list[str] = []
+    at_minimum: list[str] = []
+    max_drop_report = None
+    if config.allocation == "layerwise":
+        plan = plan_layerwise(scores, amounts=config.amounts(), keep=config.keep,
+                              order=config.order, seed=config.seed)
+    elif config.allocation == "global":
+        warnings.append(GLOBAL_RANKING_WARNING)
+        plan, at_minimum = plan_global(scores, config.amounts()[0], min_units=config.min_units,
+                                       order=config.order, seed=config.seed)
+    else:
+        plan, max_drop_report = plan_max_drop(
+            work, data.val, scores, config.max_drop, input_shape=input_shape,
+            order=config.order, seed=config.seed, min_units=config.min_units,
+            device=config.device,
+        )
+    del work
+
+    mode = "mask" if config.mask else "remove"
+    transform = mask_plan if config.mask else apply_plan
+    new_model = transform(copy.deepcopy(model).cpu(), plan, example_input(model, input_shape))
+    new_model.eval()
+    init = (None if ckpt.init_state_dict is None
+            else _transform_state(model, ckpt.init_state_dict, plan, example, config.mask))
+    rewinds = {k: _transform_state(model, state, plan, example, config.mask)
+               for k, state in ckpt.rewind_state_dicts.items()}
+    new_arch = ckpt.arch if config.mask else _pruned_arch(ckpt.arch, new_model)
+
+    before = _accuracies(model, data, config.device)
+    after = _accuracies(new_model, data, config.device)
+    requested = {"amount": list(config.amounts()) if config.amount is not None else None,
+                 "keep": list(config.keep) if config.keep is not None else None,
+                 "max_drop": config.max_drop, "min_units": config.min_units,
+                 "ignore": list(config.ignore), "seed": config.seed}
+    extra = {"score_options": dataclasses.asdict(_score_options(config)),
+             "val_acc_before": before["val"], "val_acc_after": after["val"],
+             "test_acc_before": before["test"], "test_acc_after": after["test"]}
+    if max_drop_report is not None:
+        extra["max_drop"] = {k: max_drop_report[k]
+                             for k in ("budget_pp", "counts", "joint_drop_pp")}
+    entry = history_entry(plan, mode=mode, allocation=config.allocation,
+                          criterion=criterion.name, order=config.order,
+                          input_shape=input_shape, requested=requested, extra=extra)
+    metrics = dict(ckpt.metrics)
+    metrics.update({"val_acc": after["val"], "test_acc": after["test"],
+                    "before_pruning": {"val_acc": before["val"], "test_acc": before["test"]}})
+    new_ckpt = ckpt.replace(
+        model=new_model, arch=new_arch, metrics=metrics, init_state_dict=init,
+        rewind_state_dicts=rewinds, pruning_history=[*ckpt.pruning_history, entry], source=None,
+    )
+    summary = _summary(ckpt, new_ckpt, plan, input_shape, before, after, config, entry)
+    summary["warnings"] = warnings
+    summary["layers_at_min_units"] = at_minimum
+    if max_drop_report is not None:
+        summary["max_drop"] = max_drop_report
+    return PruneResult(new_ckpt, plan, summary)
+
+
+def _summary(old: "Checkpoint", new: "Checkpoint", plan: PrunePlan, input_shape, before: dict,
+             after: dict, config: PruneConfig, entry: dict) -> dict:
+    cost_before = layer_costs(old.model, input_shape)
+    cost_after = layer_costs(new.model, input_shape)
+    if entry["mode"] == "mask":
+        widths_after = plan.widths_after()
+    else:
+        widths_after = {layer.name: layer.n_units for layer in prunable_layers(new.model)}
+    rows = []
+    for layer in prunable_layers(old.model):
+        name = layer.name
+        rows.append({
+            "name": name,
+            "units_before": layer.n_units,
+            "units_after": widths_after.get(name, layer.n_units),
+            "removed": len(plan.remove.get(name, ())),
+            "ignored": name in config.ignore,
+            "params_before": cost_before[name]["params"],
+            "params_after": cost_after[name]["params"],
+            "macs_before": cost_before[name]["macs"],
+            "macs_after": cost_after[name]["macs"],
+        })
+    macs_before = sum(c["macs"] for c in cost_before.values())
+    macs_after = sum(c["macs"] for c in cost_after.values())
+    return {
+        "criterion": config.criterion,
+        "allocation": config.allocation,
+        "order": config.order,
+        "mode": entry["mode"],
+        "arch_before": old.spec,
+        "arch_after": new.spec,
+        "layers": rows,
+        "removed": {layer: list(idxs) for layer, idxs in plan.remove.items()},
+        "parameters": {"before": count_parameters(old.model),
+                       "after": count_parameters(new.model)},
+        "macs": {"before": macs_before, "after": macs_after,
+                 "ratio": macs_before / macs_after if macs_after else None},
+        "accuracy": {"val": {"before": before["val"], "after": after["val"]},
+                     "test": {"before": before["test"], "after": after["test"]}},
+    }

@@ -1,0 +1,548 @@
+"""Plans and their removal: the one place that drives torch-pruning's ``DependencyGraph``.
+
+A *plan* names, for each hidden layer, the units (neurons or channels) to remove, by their index
+in the model the plan is applied to. :func:`apply_plan` removes exactly those units with
+torch-pruning's ``DependencyGraph``, so that everything coupled to a layer's outputs shrinks with
+it: the next layer's inputs, a BatchNorm after the layer, and for a CNN the block of
+``H × W`` inputs of the first fully-connected layer that one channel becomes after flattening.
+A 784-100-100-10 MLP pruned by half becomes a real 784-50-50-10 MLP with smaller weight
+matrices; :func:`mask_plan` instead keeps every shape and zeroes the units.
+
+What "removing a unit" means
+----------------------------
+Removing unit ``j`` of a layer deletes row ``j`` of its weight and bias, channel ``j`` of a
+BatchNorm right after it, and the inputs of the next layer that read unit ``j``. The pruned model
+therefore computes exactly what the unpruned model computes when unit ``j``'s *post-activation*
+output (the value the next layer reads, after BatchNorm and the activation) is zero. For a ReLU
+layer without BatchNorm this is the same as zeroing the layer's pre-activation output; with
+BatchNorm, or with sigmoid / tanh, it is not (``sigmoid(0) = 0.5``, and BatchNorm shifts a zero
+input by its bias and running mean), and the post-activation output is the right reference.
+
+torch-pruning traps avoided here
+--------------------------------
+* ``BasePruner(global_pruning=True)`` silently skips a layer whose threshold would remove all
+  of its channels (``DependencyGraph.check_pruning_group`` fails and the group is not yielded);
+  here the plan is explicit and a layer that would lose every unit is an error.
+* ``iterative_steps > 1`` renumbers the channels after the first step, so a fixed score vector
+  then points at the wrong units; here every layer is pruned once, with indices that refer to
+  the numbering of the model the plan was made for. Pruning one layer's outputs only renumbers
+  the *inputs* of the layers it feeds, never another layer's outputs, so layers can be pruned
+  one after the other in any order with their original indices (tests check this).
+* Tracing relies on autograd: the graph is built under ``torch.enable_grad()`` with every
+  parameter temporarily requiring gradients, and in eval mode, so that tracing does not update
+  BatchNorm running statistics.
+
+Pruning history
+---------------
+Each pruning step appends one plain-data entry to ``Checkpoint.pruning_history`` (see
+:func:`history_entry`); :func:`replay_history` repeats the removals on a freshly built model, which
+is how a pruned ``--model package.module:factory`` checkpoint is rebuilt before its weights load.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from prune_info._torch import torch_threads
+from prune_info.errors import PruneInfoError
+from prune_info.nn import WEIGHT_TYPES, example_input, prunable_layers
+
+if TYPE_CHECKING:
+    pass
+
+
+
+
+# --------------------------------------------------------------------------------------------
+# Plans
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """The units to remove from each layer, by index in the model the plan is applied to.
+
+    Attributes
+    ----------
+    remove : dict
+        ``{layer: sorted tuple of unit indices}``; a layer may map to an empty tuple.
+    widths : dict
+        ``{layer: number of units}`` of the model the plan was made for.
+
+    Examples
+    --------
+    >>> plan = PrunePlan({"fc1": (1, 3)}, {"fc1": 4})
+    >>> plan.widths_after(), plan.kept("fc1")
+    ({'fc1': 2}, [0, 2])
+    """
+
+    remove: dict[str, tuple[int, ...]]
+    widths: dict[str, int]
+
+    def __post_init__(self) -> None:
+        missing = set(self.remove) - set(self.widths)
+        if missing:
+            raise PruneInfoError(f"plan names layers without a width: {sorted(missing)}")
+        for layer, idxs in self.remove.items():
+            n = self.widths[layer]
+            if len(set(idxs)) != len(idxs):
+                raise PruneInfoError(f"plan removes a unit of {layer} twice")
+            if any(not 0 <= i < n for i in idxs):
+                raise PruneInfoError(f"plan removes units of {layer} outside 0..{n - 1}")
+            if n > 0 and len(idxs) >= n:
+                raise PruneInfoError(
+                    f"layer {layer} would lose every one of its {n} units, which disconnects the "
+                    "network; keep at least one (lower --amount or raise --keep / --min-units)"
+                )
+
+    @classmethod
+    def from_indices(cls, remove: Mapping[str, Sequence[int]], widths: Mapping[str, int]
+                     ) -> "PrunePlan":
+        """Build a plan from any integer sequences (tensors, lists), sorting them."""
+        clean = {layer: tuple(sorted(int(i) for i in idxs)) for layer, idxs in remove.items()}
+        return cls(clean, {layer: int(widths[layer]) for layer in clean})
+
+    def n_removed(self) -> dict[str, int]:
+        return {layer: len(idxs) for layer, idxs in self.remove.items()}
+
+    def widths_after(self) -> dict[str, int]:
+        return {layer: self.widths[layer] - len(idxs) for layer, idxs in self.remove.items()}
+
+    def kept(self, layer: str) -> list[int]:
+        """Indices of the units of ``layer`` that survive, in order."""
+        gone = set(self.remove[layer])
+        return [i for i in range(self.widths[layer]) if i not in gone]
+
+    def is_empty(self) -> bool:
+        return not any(self.remove.values())
+
+
+# --------------------------------------------------------------------------------------------
+# Removal and masking through the dependency graph
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _out_fn(tp, module: nn.Module):
+    import torch_pruning as tp
+    if isinstance(module, nn.Linear):
+        return tp.prune_linear_out_channels
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return tp.prune_conv_out_channels
+    raise PruneInfoError(
+        f"cannot prune a {type(module).__name__}: only Linear and Conv layers are prunable"
+    )
+
+
+class _Graph:
+    """A traced torch-pruning dependency graph of a model (eval mode, autograd on)."""
+
+    def __init__(self, model: nn.Module, example_input: torch.Tensor):
+        import torch_pruning as tp
+        self.tp = tp
+        self.model = model
+        self.names = {m: n for n, m in model.named_modules()}
+        flags = {p: p.requires_grad for p in model.parameters()}
+        was_training = model.training
+        model.eval()
+        try:
+            for p in flags:
+                p.requires_grad_(True)
+            with torch.enable_grad():
+                self.dg = tp.DependencyGraph().build_dependency(
+                    model, example_inputs=example_input, verbose=False
+                )
+        except PruneInfoError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (any tracing failure is the model's shape)
+            raise PruneInfoError(
+                f"torch-pruning cannot trace the model ({_first_line(exc)}); check that its "
+                "forward runs on the dataset's input shape and returns a tensor"
+            ) from exc
+        finally:
+            for p, flag in flags.items():
+                p.requires_grad_(flag)
+            model.train(was_training)
+
+    def group(self, layer: str, idxs: Sequence[int]):
+        module = self.model.get_submodule(layer)
+        if module not in self.dg.module2node:
+            raise PruneInfoError(
+                f"layer {layer} does not appear in the traced forward pass, so torch-pruning "
+                f"cannot tell what reads its outputs; leave it out with --ignore {layer}"
+            )
+        return self.dg.get_pruning_group(module, _out_fn(self.tp, module), list(idxs))
+
+    def coupled(self, layer: str, group) -> dict[str, list[int]]:
+        """Other weight layers whose *outputs* this group prunes too (residual adds, concats)."""
+        root = self.model.get_submodule(layer)
+        out: dict[str, list[int]] = {}
+        for dep, idxs in group:
+            target = dep.target.module
+            if (target is not root and isinstance(target, WEIGHT_TYPES)
+                    and self.dg.is_out_channel_pruning_fn(dep.handler)):
+                out[self.names.get(target, "?")] = sorted(int(i) for i in idxs)
+        return out
+
+    def is_in_channel(self, handler) -> bool:
+        return self.dg.is_in_channel_pruning_fn(handler)
+
+    def is_out_channel(self, handler) -> bool:
+        return self.dg.is_out_channel_pruning_fn(handler)
+
+
+def _check_layers(model: nn.Module, plan: PrunePlan) -> None:
+    prunable = {layer.name: layer for layer in prunable_layers(model)}
+    for layer, idxs in plan.remove.items():
+        if layer not in prunable:
+            raise PruneInfoError(
+                f"{layer} is not a prunable layer of this model; prunable: "
+                f"{', '.join(prunable) or 'none'}"
+            )
+        if prunable[layer].n_units != plan.widths[layer]:
+            raise PruneInfoError(
+                f"the plan was made for {plan.widths[layer]} units in {layer} but the model has "
+                f"{prunable[layer].n_units}"
+            )
+
+
+def _coupled_in_group(graph: _Graph, layer: str, group, plan: PrunePlan) -> dict[str, list[int]]:
+    """Layers pruned together with ``layer``; planned ones must lose the same units."""
+    coupled = graph.coupled(layer, group)
+    for other, idxs in coupled.items():
+        if plan.remove.get(other) and list(plan.remove[other]) != idxs:
+            raise PruneInfoError(
+                f"layers {layer} and {other} are coupled (their outputs are added or joined), "
+                f"so they must lose the same units; prune one and leave the other out with "
+                f"--ignore {other}"
+            )
+    return coupled
+
+
+class _AblationCheck:
+    """Checks, layer after layer, that a pruned model equals the original with units ablated.
+
+    The reference is a copy of the original model in which the removed units' post-activation
+    outputs are zero: hooked at the activation module when there is one; otherwise at the
+    BatchNorm or the layer itself, where either 0 (right for ReLU, tanh, GELU) or a large
+    negative value (right for ReLU and sigmoid) makes the activation output zero. This catches
+    the cases where torch-pruning runs but removes the wrong inputs downstream (e.g. after a
+    ``torch.roll`` or a permutation it does not model).
+    """
+
+    FILLS = (0.0, -1e4)
+
+    def __init__(self, model: nn.Module, example_input: torch.Tensor):
+        self.ref = copy.deepcopy(model).eval()
+        gen = torch.Generator().manual_seed(0)
+        shape = (8, *example_input.shape[1:])
+        self.x = torch.randn(shape, generator=gen).to(example_input.device)
+        self.info = {layer.name: layer for layer in prunable_layers(self.ref)}
+        self.fill: dict[str, tuple[torch.Tensor, float]] = {}
+        self.hooked: set[str] = set()
+
+    def _point(self, layer: str) -> tuple[str, bool]:
+        info = self.info.get(layer)
+        if info is not None and info.act_module is not None:
+            return info.act_module, True
+        if info is not None and info.norm_module is not None:
+            return info.norm_module, False
+        return layer, False
+
+    def _hook(self, layer: str) -> None:
+        if layer in self.hooked:
+            return
+        point, _ = self._point(layer)
+
+        def hook(module, inputs, output):
+            idxs, value = self.fill[layer]
+            return output.index_fill(1, idxs.to(output.device), value)
+
+        self.ref.get_submodule(point).register_forward_hook(hook)
+        self.hooked.add(layer)
+
+    @torch.no_grad()
+    def check(self, model: nn.Module, removed: Mapping[str, Sequence[int]], root: str) -> None:
+        pending = {k: v for k, v in removed.items() if k not in self.fill}
+        for layer in pending:
+            self._hook(layer)
+        was_training = model.training
+        model.eval()
+        try:
+            got = model(self.x)
+        finally:
+            model.train(was_training)
+        options = [self.FILLS[:1] if self._point(layer)[1] else self.FILLS for layer in pending]
+        worst = float("inf")
+        for values in itertools.product(*options):
+            for layer, value in zip(pending, values):
+                self.fill[layer] = (torch.as_tensor(list(pending[layer]), dtype=torch.long),
+                                    value)
+            want = self.ref(self.x)
+            diff = float((got - want).abs().max())
+            if diff <= 1e-4 * max(1.0, float(want.abs().max())):
+                return
+            worst = min(worst, diff)
+        raise PruneInfoError(
+            f"torch-pruning removed the wrong inputs downstream of layer {root}: the pruned "
+            f"model differs from the original with those units ablated by {worst:.3g}; leave "
+            f"it out with --ignore {root}"
+        )
+
+
+def apply_plan(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor, *,
+               verify: bool = True) -> nn.Module:
+    """Remove the planned units from ``model`` for real (in place) and return it.
+
+    Every layer is pruned through a torch-pruning dependency group, so the layers reading its
+    outputs lose the matching inputs and a BatchNorm after it loses the matching channels. After
+    each layer the model is run; if it fails, if its output shape changes, or (``verify``) if it
+    no longer equals the original model with the removed units ablated, torch-pruning did not
+    follow the layer's outputs correctly and the error names the layer.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model to shrink; modified in place (pass a copy to keep the original).
+    plan : PrunePlan
+        Indices refer to the numbering of ``model`` as it is now.
+    example_input : torch.Tensor
+        A batch of inputs of the right shape (zeros are fine) for tracing.
+    verify : bool
+        Compare with the ablated original after each layer (costs a copy of the model and a few
+        forward passes of 8 random inputs).
+
+    Returns
+    -------
+    nn.Module
+        ``model``, now smaller.
+
+    Examples
+    --------
+    >>> from prune_info.zoo import build_model, parse_arch
+    >>> model = build_model(parse_arch("64-100-100-10", (1, 8, 8), 10))
+    >>> plan = PrunePlan.from_indices({"fc1": range(50), "fc2": range(0, 100, 2)},
+    ...                               {"fc1": 100, "fc2": 100})
+    >>> apply_plan(model, plan, torch.zeros(2, 1, 8, 8)).fc2.weight.shape
+    torch.Size([50, 50])
+    """
+    return _transform(model, plan, example_input, verify, remove=True)
+
+
+@torch.no_grad()
+def _zero_group(graph: _Graph, group) -> None:
+    for dep, dep_idxs in group:
+        target = dep.target.module
+        if not isinstance(target, nn.Module) or not dep_idxs:
+            continue
+        index = torch.as_tensor(sorted(int(i) for i in dep_idxs), dtype=torch.long)
+        if graph.is_out_channel(dep.handler):
+            _zero_outputs(target, index)
+        elif graph.is_in_channel(dep.handler) and isinstance(target, WEIGHT_TYPES):
+            if getattr(target, "groups", 1) != 1:
+                raise PruneInfoError(
+                    f"--mask does not support grouped convolutions ({graph.names[target]})"
+                )
+            target.weight.index_fill_(1, index.to(target.weight.device), 0.0)
+
+
+def _transform(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor, verify: bool,
+               remove: bool) -> nn.Module:
+    _check_layers(model, plan)
+    if plan.is_empty():
+        return model
+    # torch-pruning traces autograd's graph: leave no_grad / inference_mode for the whole step
+    with torch_threads(1), torch.inference_mode(False), torch.enable_grad():
+        return _transform_layers(model, plan, example_input.clone(), verify, remove)
+
+
+def _transform_layers(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor,
+                      verify: bool, remove: bool) -> nn.Module:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        reference_shape = model(example_input).shape
+    checker = _AblationCheck(model, example_input) if verify else None
+    graph = _Graph(model, example_input)
+    done: dict[str, list[int]] = {}
+    try:
+        for layer, idxs in plan.remove.items():
+            if not idxs or layer in done:
+                continue
+            group = graph.group(layer, idxs)
+            coupled = _coupled_in_group(graph, layer, group, plan)
+            try:
+                group.prune() if remove else _zero_group(graph, group)
+            except PruneInfoError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise PruneInfoError(
+                    f"torch-pruning failed on layer {layer} ({_first_line(exc)}); leave it out "
+                    f"with --ignore {layer}"
+                ) from exc
+            done[layer] = list(idxs)
+            done.update(coupled)
+            if remove:
+                _verify_layer(model, layer, plan, example_input, reference_shape)
+            if checker is not None:
+                checker.check(model, done, layer)
+    finally:
+        model.train(was_training)
+    return model
+
+
+def _verify_layer(model: nn.Module, layer: str, plan: PrunePlan, example_input: torch.Tensor,
+                  reference_shape: torch.Size) -> None:
+    module = model.get_submodule(layer)
+    width = module.out_features if isinstance(module, nn.Linear) else module.out_channels
+    expected = plan.widths[layer] - len(plan.remove[layer])
+    problem = None
+    if width != expected:
+        problem = f"it has {width} units, expected {expected}"
+    else:
+        try:
+            with torch.no_grad():
+                shape = model(example_input).shape
+            if shape != reference_shape:
+                problem = (f"the output shape changed from {tuple(reference_shape)} to "
+                           f"{tuple(shape)}")
+        except Exception as exc:  # noqa: BLE001
+            problem = f"the pruned model no longer runs: {_first_line(exc)}"
+    if problem:
+        raise PruneInfoError(
+            f"torch-pruning could not follow where the outputs of layer {layer} go ({problem}); "
+            f"leave it out with --ignore {layer}"
+        )
+
+
+def mask_plan(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor, *,
+              verify: bool = True) -> nn.Module:
+    """Zero the planned units of ``model`` (in place), keeping every shape.
+
+    The masked model computes exactly what the pruned model of :func:`apply_plan` computes: the
+    units' incoming weights, biases and BatchNorm scale and shift are zeroed, and so are the
+    weights with which the next layers read them (for a CNN, the ``H × W`` inputs of the first
+    fully-connected layer fed by a channel). There is no speed-up; retraining must re-apply the
+    mask (``mask_plan`` again, e.g. after every optimiser step) to keep the units at zero.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Modified in place.
+    plan : PrunePlan
+    example_input : torch.Tensor
+        A batch of inputs of the right shape, for tracing which layers read the units.
+    verify : bool
+        Compare with the original model with the units ablated, as in :func:`apply_plan`.
+
+    Returns
+    -------
+    nn.Module
+        ``model``.
+    """
+    return _transform(model, plan, example_input, verify, remove=False)
+
+
+def _zero_outputs(module: nn.Module, index: torch.Tensor) -> None:
+    if isinstance(module, WEIGHT_TYPES) or isinstance(module, nn.modules.batchnorm._BatchNorm):
+        for name in ("weight", "bias"):
+            param = getattr(module, name, None)
+            if param is not None:
+                param.index_fill_(0, index.to(param.device), 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# History
+
+
+def history_entry(
+    plan: PrunePlan,
+    *,
+    mode: str,
+    allocation: str,
+    criterion: str,
+    order: str,
+    input_shape: Sequence[int],
+    requested: dict | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """One plain-data record of a pruning step (loads with ``weights_only=True``).
+
+    Keys: ``mode`` (``remove`` or ``mask``), ``allocation``, ``criterion``, ``order``,
+    ``requested`` (the user's amount / keep / max_drop / min_units), ``amounts`` (fraction removed
+    per layer), ``removed`` (``{layer: [indices]}`` in the numbering of the model *before* this
+    step), ``widths_before``, ``widths_after``, ``input_shape`` and a one-line ``summary``;
+    ``extra`` adds more (:func:`prune_checkpoint` adds ``score_options``, validation and test
+    accuracy before and after, and the ``max_drop`` budget, counts and joint drop).
+    """
+    widths_after = plan.widths_after() if mode == "remove" else dict(plan.widths)
+    entry = {
+        "mode": mode,
+        "allocation": allocation,
+        "criterion": criterion,
+        "order": order,
+        "requested": dict(requested or {}),
+        "amounts": {layer: (len(idxs) / plan.widths[layer] if plan.widths[layer] else 0.0)
+                    for layer, idxs in plan.remove.items()},
+        "removed": {layer: [int(i) for i in idxs] for layer, idxs in plan.remove.items()},
+        "widths_before": {layer: int(n) for layer, n in plan.widths.items()},
+        "widths_after": {layer: int(n) for layer, n in widths_after.items()},
+        "input_shape": [int(s) for s in input_shape],
+    }
+    before = "-".join(str(n) for n in plan.widths.values())
+    after = "-".join(str(n) for n in plan.widths_after().values())
+    verb = "masked" if mode == "mask" else "pruned"
+    entry["summary"] = f"{criterion} {allocation} ({order} first): {verb} {before} -> {after}"
+    entry.update(extra or {})
+    return entry
+
+
+def plan_from_entry(entry: Mapping[str, Any]) -> PrunePlan:
+    """The plan recorded in a history entry (see :func:`history_entry`)."""
+    try:
+        return PrunePlan.from_indices(entry["removed"], entry["widths_before"])
+    except (KeyError, TypeError) as exc:
+        raise PruneInfoError(
+            "a pruning history entry lacks its removed units or widths; re-create the checkpoint"
+        ) from exc
+
+
+def replay_history(model: nn.Module, history: Sequence[Mapping[str, Any]]) -> nn.Module:
+    """Repeat recorded removals on a freshly built model (in place) so a pruned state_dict fits.
+
+    Masking steps change no shapes and are skipped: their zeros live in the stored weights.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A freshly built model of the architecture the history started from.
+    history : list of dict
+        ``Checkpoint.pruning_history``.
+
+    Returns
+    -------
+    nn.Module
+        ``model``, with the shapes of the pruned model.
+    """
+    for step, entry in enumerate(history, start=1):
+        if entry.get("mode", "remove") != "remove":
+            continue
+        plan = plan_from_entry(entry)
+        widths = {layer.name: layer.n_units for layer in prunable_layers(model)}
+        wrong = {k: (n, widths.get(k)) for k, n in plan.widths.items() if widths.get(k) != n}
+        if wrong:
+            layer, (want, have) = next(iter(wrong.items()))
+            raise PruneInfoError(
+                f"pruning step {step} expects {want} units in {layer} but the rebuilt model has "
+                f"{have}; the --model factory no longer builds the architecture that was pruned"
+            )
+        apply_plan(model, plan, example_input(model, entry["input_shape"]))
+    return model

@@ -1,0 +1,40 @@
+"""Figure of the sub-network experiment: accuracy after retraining by criterion and size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from prune_info.io import atomic_write
+
+
+def plot_comparison(table: list[dict], path: str | Path, title: str = "") -> None:
+    """Accuracy drop against selection size per criterion, mean ± std (Clauw et al., Fig. 2)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    criteria = list(dict.fromkeys(e["criterion"] for e in table))
+    for i, criterion in enumerate(criteria):
+        mine = [e for e in table if e["criterion"] == criterion]
+        x = np.array([float(e["value"]) for e in mine])
+        y = np.array([e["drop_pp_mean"] for e in mine])
+        err = np.array([e["drop_pp_std"] for e in mine])
+        style = "--" if criterion == "random" else "-"
+        ax.errorbar(x + (i - len(criteria) / 2) * 0.04 * (x.max() - x.min() + 1e-9) / 4, y,
+                    yerr=err, fmt=style + "o", capsize=3, markersize=4, label=criterion)
+    kind = table[0]["selection"] if table else "keep"
+    ax.set_xlabel("units kept per layer" if kind == "keep" else "fraction of units removed")
+    ax.set_ylabel("test accuracy drop vs dense (pp)")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_title(title)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    suffix = Path(path).suffix.lstrip(".") or "png"
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format=suffix, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,98 @@
+"""TODO docstring for @tests."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from prune_info.data import Dataset, Split
+from prune_info.errors import PruneInfoError
+from prune_info.nn import get_module
+
+# --------------------------------------------------------------------------------------------
+# Planted units (for tests and demonstrations where the right answer is known)
+
+
+@torch.no_grad()
+def plant_units(
+    model: nn.Module,
+    layer: str,
+    x: torch.Tensor | None = None,
+    y: torch.Tensor | None = None,
+    dead: tuple[int, ...] = (),
+    always_active: tuple[int, ...] = (),
+    duplicates: tuple[tuple[int, int], ...] = (),
+    selective: dict[int, int] | None = None,
+) -> nn.Module:
+    """Plant units with known information content into a Linear hidden layer (ReLU), in place.
+
+    * ``dead``: zero incoming weights, bias −1, so the ReLU output is always 0 (entropy 0).
+    * ``always_active``: zero incoming weights, bias +1, so the output is always 1 (entropy 0).
+    * ``duplicates``: pairs ``(src, dst)``; unit ``dst`` gets ``src``'s incoming weights and bias
+      (identical outputs, so identical scores). Outgoing weights are left as they are.
+    * ``selective``: ``{unit: class}``; the unit becomes a linear detector of that class on this
+      layer's inputs ``(x, y)``: weights along the difference of class means, threshold halfway
+      between the two projected means. It fires (almost) only for that class.
+
+    ``x`` and ``y`` (the data) are needed for ``selective`` only; they are fed through the model
+    up to ``layer`` to get the layer's inputs.
+    """
+    target = get_module(model, layer)
+    if not isinstance(target, nn.Linear):
+        raise PruneInfoError(f"plant_units needs a Linear layer; {layer} is {type(target).__name__}")
+    w, b = target.weight, target.bias
+    for j in dead:
+        w[j].zero_()
+        b[j] = -1.0
+    for j in always_active:
+        w[j].zero_()
+        b[j] = 1.0
+    for src, dst in duplicates:
+        w[dst].copy_(w[src])
+        b[dst] = b[src]
+    if selective:
+        if x is None or y is None:
+            raise PruneInfoError("plant_units(selective=...) needs the data x and y")
+        captured = {}
+        handle = target.register_forward_pre_hook(lambda m, inp: captured.setdefault("x", inp[0]))
+        was_training = model.training
+        model.eval()
+        model(x)
+        model.train(was_training)
+        handle.remove()
+        inputs = captured["x"].flatten(1)
+        for j, cls in selective.items():
+            mask = y == cls
+            direction = inputs[mask].mean(0) - inputs[~mask].mean(0)
+            direction = direction / direction.norm().clamp_min(1e-12)
+            proj = inputs @ direction
+            threshold = 0.5 * (proj[mask].mean() + proj[~mask].mean())
+            w[j].copy_(direction * 10.0)
+            b[j] = -10.0 * threshold
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Planted tasks, where the right answer is known
+
+
+def xor_task(n: int = 4000, n_noise: int = 2, noise: float = 0.1, seed: int = 0) -> Dataset:
+    """Example 4 of Amjad et al.: two binary features, each independent of the class, whose XOR
+    decides it.
+
+    Features 0 and 1 are ±1 signs plus Gaussian jitter; the class is 1 when their signs differ.
+    ``n_noise`` further features are pure noise. Splits are 60 / 20 / 20, seeded.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    signs = torch.randint(0, 2, (n, 2), generator=gen) * 2 - 1
+    y = (signs[:, 0] != signs[:, 1]).long()
+    x = torch.cat(
+        [signs.float() + noise * torch.randn(n, 2, generator=gen), torch.randn(n, n_noise, generator=gen)],
+        dim=1,
+    )
+    x = x[:, None, None, :]  # [N, 1, 1, F]: same layout as images
+    perm = torch.randperm(n, generator=gen)
+    a, b = int(0.6 * n), int(0.8 * n)
+    parts = [perm[:a], perm[a:b], perm[b:]]
+    s = [Split(x[idx].contiguous(), y[idx]) for idx in parts]
+    return Dataset("xor", s[0], s[1], s[2], 2, {"scale": 1.0, "mean": [0.0], "std": [1.0]}, seed)
