@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 
-.PHONY: install test demo clean
+.PHONY: install test lint demo clean
 
 # torch and torchvision are installed first, as the pinned pair that loads together; left to
 # torch-pruning and timm, pip would pick a newer torch that torchvision 0.29.1 cannot load.
@@ -18,7 +18,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-test: install
+# The quality gates, then the tests (doctests of every module included).
+lint: install
+	$(VENV)/bin/ruff check prune_info tests benchmarks
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest -q
 
 demo: install

@@ -43,7 +43,7 @@ def latency_by_arch(data, specs: list[str], act: str, repeat: int) -> dict[str, 
     rows = benchmark_models(ckpts, data, batches=(1, 256), threads=1, repeat=repeat)
     out = {}
     for spec, row in zip(specs, rows):
-        out[spec] = {(lat["runtime"], lat["batch"]): lat["median_ms"] for lat in row["latency"]}
+        out[spec] = {(lat.runtime, lat.batch): lat.median_ms for lat in row.latency}
     return out
 
 

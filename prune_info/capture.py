@@ -82,14 +82,14 @@ class CaptureOptions:
         if self.channel_reduce not in CHANNEL_REDUCTIONS:
             raise PruneInfoError(
                 f"unknown channel reduction {self.channel_reduce!r}; fix: use one of "
-                f"{', '.join(CHANNEL_REDUCTIONS)} (--channel-reduce)"
+                f"{', '.join(CHANNEL_REDUCTIONS)} (`channel_reduce`)"
             )
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or (
             self.batch_size < 1
         ):
             raise PruneInfoError(
                 f"batch size must be a positive integer, got {self.batch_size!r}; "
-                "fix: use e.g. --batch-size 4096 (smaller if memory is short)"
+                "fix: use e.g. `batch_size`=4096 (smaller if memory is short)"
             )
 
 
@@ -99,11 +99,10 @@ class CaptureOptions:
 
 def _read_point(model: nn.Module, layer: LayerInfo, pre_activation: bool):
     """The module to hook for a layer's units, and whether to hook its input or its output."""
-    if layer.act_module is not None:
-        act = get_module(model, layer.act_module)
-        return act, ("input" if pre_activation else "output"), bool(getattr(act, "inplace", False))
-    source = layer.norm_module if layer.norm_module is not None else layer.name
-    return get_module(model, source), "output", False
+    name, where = layer.read_point(pre_activation)
+    module = get_module(model, name)
+    inplace = layer.act_module is not None and bool(getattr(module, "inplace", False))
+    return module, where, inplace
 
 
 def _to_units(value: torch.Tensor, layer: LayerInfo, reduce: str, copy: bool) -> torch.Tensor:
@@ -195,8 +194,8 @@ def _shape_error(model: nn.Module, x: torch.Tensor, exc: Exception) -> PruneInfo
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return PruneInfoError(
         f"the data does not fit the model: samples of shape {shape} ({n_values} values){expects} "
-        f"({detail}); fix: use the dataset the model was trained on (--data NAME) or the "
-        "matching --arch"
+        f"({detail}); fix: use the dataset the model was trained on (`data`) or the "
+        "matching `arch`"
     )
 
 

@@ -5,7 +5,7 @@ it loads with ``torch.load(weights_only=True)``::
 
     {
       "format": "prune-info-checkpoint", "format_version": 1,
-      "arch": {...} or None,            # see prune_info.zoo.parse_arch; None for --model
+      "arch": {...} or None,            # see prune_info.zoo.parse_arch; None for a factory
       "factory": "pkg.mod:fn" or None,  # how a user model is rebuilt
       "state_dict": {...}, "init_state_dict": {...} or None,
       "rewind_state_dicts": {"K": {...}},   # weights after K training steps, when saved
@@ -122,8 +122,8 @@ def _read(path: Path, trust_pickle: bool) -> Any:
         if not trust_pickle:
             raise PruneInfoError(
                 f"{path} holds pickled Python objects (e.g. a whole nn.Module); unpickling runs "
-                "arbitrary code, so it is refused. If you trust the file, pass --trust-pickle; "
-                "better, save model.state_dict() and pass --arch or --model"
+                "arbitrary code, so it is refused. If you trust the file, pass `trust_pickle`; "
+                "better, save model.state_dict() and pass `arch` or `factory`"
             ) from exc
         return torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
@@ -143,7 +143,7 @@ def _load_state(model: nn.Module, state: dict, what: str) -> None:
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
         raise PruneInfoError(
-            f"the weights do not fit {what}: {first}; check --arch / --model"
+            f"the weights do not fit {what}: {first}; check `arch` / `factory`"
         ) from exc
 
 
@@ -175,16 +175,17 @@ def load_checkpoint(
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         return _from_dict(obj, path)
     if _is_state_dict(obj):
+        model: nn.Module
         if arch is not None:
             model = build_model(arch)
-            _load_state(model, obj, f"--arch {arch_spec(arch)}")
+            _load_state(model, obj, f"`arch`={arch_spec(arch)}")
         elif factory is not None:
             model = _build_from_factory(factory)
-            _load_state(model, obj, f"--model {factory}")
+            _load_state(model, obj, f"`factory`={factory}")
         else:
             raise PruneInfoError(
-                f"{path} is a plain state_dict with no architecture; pass --arch SPEC with "
-                "--data, or --model package.module:factory"
+                f"{path} is a plain state_dict with no architecture; pass `arch` (see "
+                "prune_info.zoo.parse_arch) or `factory`=package.module:factory"
             )
         model.eval()
         return Checkpoint(model=model, arch=arch, factory=factory, source=str(path))
@@ -202,6 +203,7 @@ def _from_dict(obj: dict, path: Path) -> Checkpoint:
             f"{CHECKPOINT_VERSION}; upgrade prune-info"
         )
     history = list(obj.get("pruning_history") or [])
+    model: nn.Module
     if obj.get("arch") is not None:
         model = build_model(obj["arch"])
     elif obj.get("factory"):

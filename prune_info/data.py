@@ -184,10 +184,14 @@ def _find_idx(directory: Path) -> dict[str, Path] | None:
 
 
 def _candidate_roots(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
-    """Directories to search, in the documented order."""
-    roots: list[Path] = []
+    """Directories to search, in the documented order.
+
+    A directory given explicitly is the only one searched: data from elsewhere would silently
+    stand in for the files the user named.
+    """
     if data_dir is not None:
-        roots.append(Path(data_dir))
+        return [Path(data_dir)]
+    roots: list[Path] = []
     if os.environ.get("PRUNE_INFO_DATA"):
         roots.append(Path(os.environ["PRUNE_INFO_DATA"]))
     if name == "fashion-mnist":
@@ -212,26 +216,10 @@ def _not_found(name: str, roots: list[Path]) -> PruneInfoError:
         else ""
     )
     return PruneInfoError(
-        f"dataset {name} not found (looked in: {looked}); fix: pass --data-dir DIR or set "
+        f"dataset {name} not found (looked in: {looked}); fix: pass `data_dir`=DIR or set "
         f"PRUNE_INFO_DATA to a directory holding the files (or a torchvision root with "
-        f"{tv}/), {hint}or install torchvision (pip install 'prune-info[vision]') to download it"
+        f"{tv}/){', or ' + hint.rstrip(', ') if hint else ''}; nothing is downloaded"
     )
-
-
-def _torchvision_download(name: str) -> Path | None:
-    """Download with torchvision when it imports; return the directory holding the files."""
-    try:
-        import torchvision.datasets as tvd  # noqa: F401  (optional dependency)
-    except Exception:  # torchvision absent, or its compiled ops fail to load
-        return None
-    root = Path(os.environ.get("PRUNE_INFO_CACHE", Path.home() / ".cache" / "prune-info"))
-    cls = {"fashion-mnist": tvd.FashionMNIST, "mnist": tvd.MNIST, "cifar10": tvd.CIFAR10}[name]
-    try:
-        cls(str(root), train=True, download=True)
-        cls(str(root), train=False, download=True)
-    except Exception:  # no network: fall through to the clear error
-        return None
-    return root
 
 
 def _locate(name: str, data_dir: str | os.PathLike | None):
@@ -239,12 +227,6 @@ def _locate(name: str, data_dir: str | os.PathLike | None):
     finder = _find_cifar if name == "cifar10" else _find_idx
     for root in roots:
         for directory in _subdirs(name, root):
-            found = finder(directory)
-            if found:
-                return found
-    downloaded = _torchvision_download(name)
-    if downloaded is not None:
-        for directory in _subdirs(name, downloaded):
             found = finder(directory)
             if found:
                 return found

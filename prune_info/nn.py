@@ -54,6 +54,25 @@ class LayerInfo:
     act_module: str | None
     norm_module: str | None
 
+    @property
+    def output_module(self) -> str:
+        """The module whose output holds the units, as the next layer reads them.
+
+        The activation after the layer when there is one, else the normalisation, else the layer
+        itself. Ablation masks are applied there, and the information measures quantise it.
+        """
+        return self.act_module or self.norm_module or self.name
+
+    def read_point(self, pre_activation: bool = False) -> tuple[str, str]:
+        """``(module name, "input" | "output")``: where the units' values are read.
+
+        Post-activation (default) reads :attr:`output_module`; ``pre_activation`` reads the input
+        of the activation (after the normalisation, if any).
+        """
+        if self.act_module is not None:
+            return self.act_module, "input" if pre_activation else "output"
+        return self.output_module, "output"
+
     def unit_names(self) -> list[str]:
         return [f"{self.name}:{i}" for i in range(self.n_units)]
 
@@ -94,6 +113,58 @@ def prunable_layers(model: nn.Module) -> list[LayerInfo]:
             LayerInfo(name, "conv" if is_conv else "linear", n_units, act, act_name, norm_name)
         )
     return layers
+
+
+def resolve_layers(
+    model: nn.Module,
+    layers: str | Sequence[str | LayerInfo] | None = None,
+    *,
+    order: str = "given",
+) -> list[LayerInfo]:
+    """The prunable layers named in ``layers``: the one lookup of layer names.
+
+    ``layers`` is None (every prunable layer), a comma-separated string, or a sequence of layer
+    names or :class:`LayerInfo` objects; ``order="model"`` returns them in model order instead of
+    the order given.
+
+    Raises
+    ------
+    PruneInfoError
+        If the model has no prunable layer, a name is not one of them (the message lists them),
+        a name repeats, or ``layers`` names none.
+
+    Examples
+    --------
+    >>> from prune_info.zoo import build_model, parse_arch
+    >>> model = build_model(parse_arch("64-8-8-10", (1, 8, 8), 10))
+    >>> [layer.name for layer in resolve_layers(model, "fc2,fc1", order="model")]
+    ['fc1', 'fc2']
+    """
+    found = prunable_layers(model)
+    if not found:
+        raise PruneInfoError(
+            "the model has no prunable layer (no hidden Linear or Conv2d layer before the "
+            "classifier); fix: give a model with at least one hidden layer"
+        )
+    if layers is None:
+        return found
+    if isinstance(layers, str):
+        layers = [name.strip() for name in layers.split(",") if name.strip()]
+    by_name = {layer.name: layer for layer in found}
+    names = [layer.name if isinstance(layer, LayerInfo) else layer for layer in layers]
+    for name in names:
+        if name not in by_name:
+            raise PruneInfoError(
+                f"{name!r} is not a prunable layer of the model; fix: use one of "
+                f"{', '.join(by_name)}"
+            )
+    if not names:
+        raise PruneInfoError(f"no layer given; fix: name at least one of {', '.join(by_name)}")
+    if len(set(names)) != len(names):
+        raise PruneInfoError(f"layer names repeat in {names}; fix: give each layer once")
+    if order == "model":
+        return [layer for layer in found if layer.name in set(names)]
+    return [by_name[name] for name in names]
 
 
 def get_module(model: nn.Module, name: str) -> nn.Module:

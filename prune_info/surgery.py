@@ -36,7 +36,8 @@ Pruning history
 ---------------
 Each pruning step appends one plain-data entry to ``Checkpoint.pruning_history`` (see
 :func:`history_entry`); :func:`replay_history` repeats the removals on a freshly built model, which
-is how a pruned ``--model package.module:factory`` checkpoint is rebuilt before its weights load.
+is how a pruned checkpoint with a ``factory`` (``package.module:function``) is rebuilt before its
+weights load.
 """
 
 from __future__ import annotations
@@ -97,12 +98,12 @@ class PrunePlan:
             if n > 0 and len(idxs) >= n:
                 raise PruneInfoError(
                     f"layer {layer} would lose every one of its {n} units, which disconnects the "
-                    "network; keep at least one (lower --amount or raise --keep / --min-units)"
+                    "network; keep at least one (lower `amount` or raise `keep` / `min_units`)"
                 )
 
     @classmethod
-    def from_indices(cls, remove: Mapping[str, Sequence[int]], widths: Mapping[str, int]
-                     ) -> "PrunePlan":
+    def from_indices(cls, remove: Mapping[str, Sequence[int] | torch.Tensor],
+                     widths: Mapping[str, int]) -> "PrunePlan":
         """Build a plan from any integer sequences (tensors, lists), sorting them."""
         clean = {layer: tuple(sorted(int(i) for i in idxs)) for layer, idxs in remove.items()}
         return cls(clean, {layer: int(widths[layer]) for layer in clean})
@@ -132,7 +133,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _out_fn(tp, module: nn.Module):
-    import torch_pruning as tp
     if isinstance(module, nn.Linear):
         return tp.prune_linear_out_channels
     if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
@@ -177,7 +177,7 @@ class _Graph:
         if module not in self.dg.module2node:
             raise PruneInfoError(
                 f"layer {layer} does not appear in the traced forward pass, so torch-pruning "
-                f"cannot tell what reads its outputs; leave it out with --ignore {layer}"
+                f"cannot tell what reads its outputs; leave it out with `ignore`={layer}"
             )
         return self.dg.get_pruning_group(module, _out_fn(self.tp, module), list(idxs))
 
@@ -222,7 +222,7 @@ def _coupled_in_group(graph: _Graph, layer: str, group, plan: PrunePlan) -> dict
             raise PruneInfoError(
                 f"layers {layer} and {other} are coupled (their outputs are added or joined), "
                 f"so they must lose the same units; prune one and leave the other out with "
-                f"--ignore {other}"
+                f"`ignore`={other}"
             )
     return coupled
 
@@ -294,7 +294,7 @@ class _AblationCheck:
         raise PruneInfoError(
             f"torch-pruning removed the wrong inputs downstream of layer {root}: the pruned "
             f"model differs from the original with those units ablated by {worst:.3g}; leave "
-            f"it out with --ignore {root}"
+            f"it out with `ignore`={root}"
         )
 
 
@@ -349,7 +349,8 @@ def _zero_group(graph: _Graph, group) -> None:
         elif graph.is_in_channel(dep.handler) and isinstance(target, WEIGHT_TYPES):
             if getattr(target, "groups", 1) != 1:
                 raise PruneInfoError(
-                    f"--mask does not support grouped convolutions ({graph.names[target]})"
+                    f"masking (`mask`) does not support grouped convolutions "
+                    f"({graph.names[target]})"
                 )
             target.weight.index_fill_(1, index.to(target.weight.device), 0.0)
 
@@ -386,7 +387,7 @@ def _transform_layers(model: nn.Module, plan: PrunePlan, example_input: torch.Te
             except Exception as exc:  # noqa: BLE001
                 raise PruneInfoError(
                     f"torch-pruning failed on layer {layer} ({_first_line(exc)}); leave it out "
-                    f"with --ignore {layer}"
+                    f"with `ignore`={layer}"
                 ) from exc
             done[layer] = list(idxs)
             done.update(coupled)
@@ -419,7 +420,7 @@ def _verify_layer(model: nn.Module, layer: str, plan: PrunePlan, example_input: 
     if problem:
         raise PruneInfoError(
             f"torch-pruning could not follow where the outputs of layer {layer} go ({problem}); "
-            f"leave it out with --ignore {layer}"
+            f"leave it out with `ignore`={layer}"
         )
 
 
@@ -542,7 +543,7 @@ def replay_history(model: nn.Module, history: Sequence[Mapping[str, Any]]) -> nn
             layer, (want, have) = next(iter(wrong.items()))
             raise PruneInfoError(
                 f"pruning step {step} expects {want} units in {layer} but the rebuilt model has "
-                f"{have}; the --model factory no longer builds the architecture that was pruned"
+                f"{have}; the factory (`factory`) no longer builds the architecture that was pruned"
             )
         apply_plan(model, plan, example_input(model, entry["input_shape"]))
     return model

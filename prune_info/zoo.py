@@ -14,6 +14,8 @@ is never prunable.
 
 An architecture is a plain dict (see :func:`parse_arch`) that records the actual widths, so that a
 pruned model (say 784-50-50-10) is rebuilt from its checkpoint without replaying anything.
+Checkpoints store that dict; :class:`ArchSpec` is its typed view (``ArchSpec.from_dict(arch)``,
+``.to_dict()`` gives the dict back exactly).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import importlib
 import math
 import re
 from collections import OrderedDict
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from torch import nn
 
@@ -45,6 +48,90 @@ def dropout_rates(n_hidden: int) -> list[float]:
 
 # --------------------------------------------------------------------------------------------
 # Specs
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Typed view of an architecture dict (what :func:`parse_arch` returns, checkpoints store).
+
+    Checkpoints keep storing the plain dict; :meth:`from_dict` reads one and :meth:`to_dict`
+    writes it back exactly (same keys, same order, lists for the sequences).
+
+    Attributes
+    ----------
+    kind : {"mlp", "cnn"}
+    hidden : tuple of int
+        Widths of the fully-connected hidden layers ``fc1, fc2, ...``.
+    act : {"relu", "sigmoid", "tanh"}
+    reg : {"none", "l2", "dropout", "bn-dropout"}
+    batchnorm : bool
+        BatchNorm after every hidden layer.
+    input_shape : tuple of int
+        ``(C, H, W)`` of one input.
+    n_classes : int
+    conv : tuple of int
+        Channels of the convolutions ``conv1, conv2, ...`` (CNN only; empty for an MLP).
+
+    Examples
+    --------
+    >>> spec = ArchSpec.from_dict(parse_arch("64-32-10", (1, 8, 8), 10))
+    >>> spec.hidden, spec.spec
+    ((32,), '64-32-10')
+    >>> spec.to_dict() == parse_arch("64-32-10", (1, 8, 8), 10)
+    True
+    """
+
+    kind: str
+    hidden: tuple[int, ...]
+    act: str
+    reg: str
+    batchnorm: bool
+    input_shape: tuple[int, ...]
+    n_classes: int
+    conv: tuple[int, ...] = ()
+
+    @classmethod
+    def from_dict(cls, arch: dict | ArchSpec) -> ArchSpec:
+        """Read an architecture dict (an :class:`ArchSpec` is returned as is).
+
+        ``batchnorm`` defaults to False and ``conv`` to none when absent; other keys are
+        required, and keys this version does not know are ignored.
+        """
+        if isinstance(arch, ArchSpec):
+            return arch
+        if not isinstance(arch, dict):
+            raise PruneInfoError(
+                f"an architecture is a dict from parse_arch, got {type(arch).__name__}"
+            )
+        missing = [k for k in ("kind", "hidden", "act", "reg", "input_shape", "n_classes")
+                   if k not in arch]
+        if missing:
+            raise PruneInfoError(
+                f"the architecture dict lacks {', '.join(missing)}; rebuild it with parse_arch"
+            )
+        if arch["kind"] not in ("mlp", "cnn"):
+            raise PruneInfoError(f"unknown architecture kind {arch['kind']!r}; expected mlp or cnn")
+        return cls(kind=arch["kind"], hidden=tuple(arch["hidden"]), act=arch["act"],
+                   reg=arch["reg"], batchnorm=arch.get("batchnorm", False),
+                   input_shape=tuple(arch["input_shape"]), n_classes=arch["n_classes"],
+                   conv=tuple(arch.get("conv", ())))
+
+    def to_dict(self) -> dict:
+        """The architecture dict, as :func:`parse_arch` returns it and checkpoints store it."""
+        head: dict = {"kind": self.kind}
+        if self.kind == "cnn":
+            head["conv"] = list(self.conv)
+        return {**head, "hidden": list(self.hidden), "act": self.act, "reg": self.reg,
+                "batchnorm": self.batchnorm, "input_shape": list(self.input_shape),
+                "n_classes": self.n_classes}
+
+    @property
+    def spec(self) -> str:
+        """The spec string (``784-100-100-10`` or ``c32-c64-f128``), with the current widths."""
+        if self.kind == "mlp":
+            return "-".join(map(str, [math.prod(self.input_shape), *self.hidden,
+                                      self.n_classes]))
+        return "-".join([f"c{w}" for w in self.conv] + [f"f{w}" for w in self.hidden])
 
 
 def parse_arch(
@@ -84,67 +171,65 @@ def parse_arch(
     spec = spec.strip().lower()
     use_bn = (reg == "bn-dropout") if batchnorm is None else batchnorm
     n_in = math.prod(input_shape)
-    common = {"act": act, "reg": reg, "batchnorm": use_bn, "input_shape": list(input_shape),
-              "n_classes": n_classes}
+    common: dict[str, Any] = {"act": act, "reg": reg, "batchnorm": use_bn,
+                              "input_shape": tuple(input_shape), "n_classes": n_classes}
     if re.fullmatch(r"\d+(-\d+)+", spec):
         sizes = [int(s) for s in spec.split("-")]
         if any(s < 1 for s in sizes):
-            raise PruneInfoError(f"--arch {spec}: every layer needs at least 1 unit")
+            raise PruneInfoError(f"`spec`={spec}: every layer needs at least 1 unit")
         if sizes[0] != n_in:
             raise PruneInfoError(
-                f"--arch {spec} expects {sizes[0]} inputs but the data has {n_in} "
-                f"({'x'.join(map(str, input_shape))}); use --arch {n_in}-...-{n_classes}"
+                f"`spec`={spec} expects {sizes[0]} inputs but the data has {n_in} "
+                f"({'x'.join(map(str, input_shape))}); use `spec`={n_in}-...-{n_classes}"
             )
         if sizes[-1] != n_classes:
             raise PruneInfoError(
-                f"--arch {spec} has {sizes[-1]} outputs but the data has {n_classes} classes; "
+                f"`spec`={spec} has {sizes[-1]} outputs but the data has {n_classes} classes; "
                 f"end the spec with -{n_classes}"
             )
-        return {"kind": "mlp", "hidden": sizes[1:-1], **common}
+        return ArchSpec(kind="mlp", hidden=tuple(sizes[1:-1]), **common).to_dict()
     if re.fullmatch(r"(c\d+-)*c\d+(-f\d+)*", spec):
         parts = spec.split("-")
         conv = [int(p[1:]) for p in parts if p.startswith("c")]
         fc = [int(p[1:]) for p in parts if p.startswith("f")]
         if any(w < 1 for w in conv + fc):
-            raise PruneInfoError(f"--arch {spec}: every layer needs at least 1 unit")
+            raise PruneInfoError(f"`spec`={spec}: every layer needs at least 1 unit")
         if len(input_shape) != 3:
-            raise PruneInfoError(f"--arch {spec} is a CNN but the data is not images")
+            raise PruneInfoError(f"`spec`={spec} is a CNN but the data is not images")
         side = min(input_shape[1:]) >> len(conv)
         if side < 1:
             raise PruneInfoError(
-                f"--arch {spec}: {len(conv)} pooling stages shrink {input_shape[1]}x"
+                f"`spec`={spec}: {len(conv)} pooling stages shrink {input_shape[1]}x"
                 f"{input_shape[2]} images to nothing; use fewer conv layers"
             )
-        return {"kind": "cnn", "conv": conv, "hidden": fc, **common}
+        return ArchSpec(kind="cnn", conv=tuple(conv), hidden=tuple(fc), **common).to_dict()
     raise PruneInfoError(
-        f"cannot parse --arch {spec!r}; write an MLP as 784-100-100-10 or a CNN as c32-c64-f128"
+        f"cannot parse `spec`={spec!r}; write an MLP as 784-100-100-10 or a CNN as c32-c64-f128"
     )
 
 
-def arch_spec(arch: dict) -> str:
+def arch_spec(arch: dict | ArchSpec) -> str:
     """The spec string of an architecture dict (reflects pruned widths)."""
-    if arch["kind"] == "mlp":
-        sizes = [math.prod(arch["input_shape"]), *arch["hidden"], arch["n_classes"]]
-        return "-".join(map(str, sizes))
-    return "-".join([f"c{w}" for w in arch["conv"]] + [f"f{w}" for w in arch["hidden"]])
+    return ArchSpec.from_dict(arch).spec
 
 
 # --------------------------------------------------------------------------------------------
 # Building
 
 
-def build_model(arch: dict) -> nn.Sequential:
-    """Build a freshly initialised model from an architecture dict."""
-    act_cls = ACTIVATIONS[arch["act"]]
-    use_bn = arch.get("batchnorm", False)
-    n_fc = len(arch["hidden"])
-    drops = dropout_rates(len(arch.get("conv", [])) + n_fc) if arch["reg"] in (
+def build_model(arch: dict | ArchSpec) -> nn.Sequential:
+    """Build a freshly initialised model from an architecture dict (or :class:`ArchSpec`)."""
+    arch = ArchSpec.from_dict(arch)
+    act_cls = ACTIVATIONS[arch.act]
+    use_bn = arch.batchnorm
+    n_fc = len(arch.hidden)
+    drops = dropout_rates(len(arch.conv) + n_fc) if arch.reg in (
         "dropout", "bn-dropout") else None
     layers: "OrderedDict[str, nn.Module]" = OrderedDict()
     depth = 0
-    if arch["kind"] == "cnn":
-        channels, (height, width) = arch["input_shape"][0], arch["input_shape"][1:]
-        for i, out_ch in enumerate(arch["conv"], start=1):
+    if arch.kind == "cnn":
+        channels, (height, width) = arch.input_shape[0], arch.input_shape[1:]
+        for i, out_ch in enumerate(arch.conv, start=1):
             layers[f"conv{i}"] = nn.Conv2d(channels, out_ch, 3, padding=1)
             if use_bn:
                 layers[f"cbn{i}"] = nn.BatchNorm2d(out_ch)
@@ -156,9 +241,9 @@ def build_model(arch: dict) -> nn.Sequential:
             channels, height, width = out_ch, height // 2, width // 2
         n_in = channels * height * width
     else:
-        n_in = math.prod(arch["input_shape"])
+        n_in = math.prod(arch.input_shape)
     layers["flatten"] = nn.Flatten()
-    for i, width_i in enumerate(arch["hidden"], start=1):
+    for i, width_i in enumerate(arch.hidden, start=1):
         layers[f"fc{i}"] = nn.Linear(n_in, width_i)
         if use_bn:
             layers[f"bn{i}"] = nn.BatchNorm1d(width_i)
@@ -167,7 +252,7 @@ def build_model(arch: dict) -> nn.Sequential:
             layers[f"drop{i}"] = nn.Dropout(drops[depth])
         depth += 1
         n_in = width_i
-    layers["out"] = nn.Linear(n_in, arch["n_classes"])
+    layers["out"] = nn.Linear(n_in, arch.n_classes)
     return nn.Sequential(layers)
 
 
@@ -180,24 +265,24 @@ def import_factory(spec: str) -> Callable[[], nn.Module]:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise PruneInfoError(
-            f"--model {spec!r} is not of the form package.module:factory (a function that "
+            f"`factory`={spec!r} is not of the form package.module:factory (a function that "
             "returns your nn.Module)"
         )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise PruneInfoError(
-            f"--model {spec}: cannot import {module_name} ({exc}); make it importable "
+            f"`factory`={spec}: cannot import {module_name} ({exc}); make it importable "
             "(install it, or run from the directory that holds it)"
         ) from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise PruneInfoError(f"--model {spec}: {module_name} has no function {attr!r}")
+        raise PruneInfoError(f"`factory`={spec}: {module_name} has no function {attr!r}")
     return factory
 
 
 def _build_from_factory(spec: str) -> nn.Module:
     model = import_factory(spec)()
     if not isinstance(model, nn.Module):
-        raise PruneInfoError(f"--model {spec} returned {type(model).__name__}, not an nn.Module")
+        raise PruneInfoError(f"`factory`={spec} returned {type(model).__name__}, not an nn.Module")
     return model

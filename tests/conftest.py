@@ -7,12 +7,20 @@ import os
 import pytest
 import torch
 
+from prune_info._torch import torch_threads
 from prune_info.data import DEBIAN_FASHION_DIR, load_dataset
 from prune_info.training.loop import TrainConfig, train_model
 
 
 def _require_data() -> bool:
     return os.environ.get("PRUNE_INFO_REQUIRE_DATA") == "1"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a test module on one intra-op thread (ask for it with ``usefixtures``)."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

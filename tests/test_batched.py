@@ -11,12 +11,8 @@ from prune_info.training.loop import TrainConfig, train_model
 from prune_info.zoo import build_model, parse_arch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny tensors: a second intra-op thread only adds wake-up latency on a loaded machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _max_difference(a: dict, b: dict) -> float:

@@ -55,7 +55,8 @@ def library_run(digits_mlp, small_mlp, digits, tmp_path_factory):
     save_checkpoint(small_mlp, small)
     export_onnx(small_mlp, small_onnx)
     before = torch.get_num_threads()
-    rows = benchmark_models([dense, small, small_onnx], batches=[1, 37], threads=1, **FAST)
+    results = benchmark_models([dense, small, small_onnx], batches=[1, 37], threads=1, **FAST)
+    rows = [r.to_dict() for r in results]  # the models of the JSON document
     return rows, (dense, small, small_onnx), before
 
 
@@ -123,8 +124,9 @@ def test_torch_threads_restores_after_an_error():
 
 
 def test_loaded_checkpoints_are_accepted(digits_mlp, digits):
-    (row,) = benchmark_models([digits_mlp], data=digits, batches=[4], runtimes=("torch",),
-                              **FAST)
+    (result,) = benchmark_models([digits_mlp], data=digits, batches=[4], runtimes=("torch",),
+                                 **FAST)
+    row = result.to_dict()
     assert row["parameters"] == 3122 and row["onnx_bytes"] is None
     assert [e["runtime"] for e in row["latency"]] == ["torch"]
 
@@ -172,8 +174,8 @@ def test_wrong_input_shape_is_refused(digits, digits_mlp):
 @pytest.mark.parametrize("kwargs, message", [
     ({"batches": [0]}, "at least 1"),
     ({"batches": []}, "at least 1"),
-    ({"repeat": 0}, "--repeat"),
-    ({"threads": 0}, "--threads"),
+    ({"repeat": 0}, "`repeat`"),
+    ({"threads": 0}, "`threads`"),
     ({"runtimes": ("tensorrt",)}, "runtimes"),
 ])
 def test_bad_settings_are_refused(mlp_path, kwargs, message):
@@ -324,7 +326,8 @@ def test_cli_bad_outputs_and_options(run_cli, mlp_path, args, message):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_bench_times_on_the_gpu(mlp_path):
-    (row,) = benchmark_models([mlp_path], batches=[8], device="cuda", **FAST)
+    (result,) = benchmark_models([mlp_path], batches=[8], device="cuda", **FAST)
+    row = result.to_dict()
     keys = {(e["runtime"], e["device"]) for e in row["latency"]}
     assert {("torch", "cuda"), ("onnxruntime", "cpu")} <= keys
     assert all(e["median_ms"] > 0 for e in row["latency"])

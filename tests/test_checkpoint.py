@@ -46,7 +46,7 @@ def test_initial_weights_differ_from_trained_ones(digits_mlp):
 def test_plain_state_dict_needs_an_architecture(tmp_path, digits_mlp, digits):
     path = tmp_path / "sd.pt"
     torch.save(digits_mlp.model.state_dict(), path)
-    with pytest.raises(PruneInfoError, match="plain state_dict.*--arch"):
+    with pytest.raises(PruneInfoError, match="plain state_dict.*`arch`"):
         load_checkpoint(path)
     arch = parse_arch("64-32-24-10", digits.input_shape, 10, "relu", "l2")
     ckpt = load_checkpoint(path, arch=arch)
@@ -60,7 +60,7 @@ def test_plain_state_dict_needs_an_architecture(tmp_path, digits_mlp, digits):
 def test_pickled_module_needs_trust_pickle(tmp_path, digits_mlp):
     path = tmp_path / "whole.pt"
     torch.save(digits_mlp.model, path)
-    with pytest.raises(PruneInfoError, match="--trust-pickle"):
+    with pytest.raises(PruneInfoError, match="`trust_pickle`"):
         load_checkpoint(path)
     assert load_checkpoint(path, trust_pickle=True).layers[0].n_units == 32
 

@@ -71,3 +71,25 @@ def test_debug_shows_the_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "prune_info", "--debug", "info",
                              str(tmp_path / "none.pt")], capture_output=True, text=True)
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--amount", "1.5"], "error: --amount 1.5 is outside [0, 1)"),
+    (["--max-drop", "150"], "error: --max-drop 150 must be in [0, 100)"),
+    (["--global", "--max-drop", "1"], "--max-drop allocates per layer by itself; drop --global"),
+    (["--amount", "0.5", "--ignore", "fc9"], "error: --ignore fc9: not a prunable layer"),
+])
+def test_library_parameters_become_the_commands_flags(run_cli, mlp_path, args, message):
+    code, _, stderr = run_cli("prune", str(mlp_path), *args, "-o", str(mlp_path.parent / "x.pt"))
+    assert code == 2 and message in stderr and "`" not in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_backticked_names_without_a_flag_lose_their_backticks():
+    from prune_info.cli.app import cli, flag_message
+
+    message = "`amounts`=1.5 is outside [0, 1); `allocation='global'` and `count` and `spec`=64-10"
+    assert flag_message(message, cli.commands["prune"]) == (
+        "--amount 1.5 is outside [0, 1); --global and count and --arch 64-10")
+    assert flag_message(message, None) == (
+        "amounts=1.5 is outside [0, 1); allocation='global' and count and spec=64-10")

@@ -68,7 +68,7 @@ def test_duplicated_units_give_one_note_line(run_cli, digits_mlp, tmp_path):
 def test_bad_input_is_one_line_and_exit_2(run_cli, mlp_path, tmp_path):
     code, _, stderr = run_cli("oinfo", str(mlp_path), "--layers", "fc7")
     assert code == 2
-    assert stderr.count("\n") == 1 and "'fc7' is not a hidden layer" in stderr
+    assert stderr.count("\n") == 1 and "'fc7' is not a prunable layer" in stderr
     code, _, stderr = run_cli("oinfo", str(mlp_path), "--max-size", "1")
     assert code == 2 and stderr.startswith("error: fc1: max_size must be at least 2")
     code, _, stderr = run_cli("oinfo", str(mlp_path), "--plot", str(tmp_path / "a.xyz"))

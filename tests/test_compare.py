@@ -51,5 +51,5 @@ def test_summary_statistics_equal_scipy():
 
 
 def test_config_needs_exactly_one_selection():
-    with pytest.raises(PruneInfoError, match="--keep"):
+    with pytest.raises(PruneInfoError, match="`keep`"):
         CompareConfig(spec="x", criteria=("mi",), seeds=(0,)).validate()

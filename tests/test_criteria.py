@@ -230,7 +230,7 @@ def test_nan_outputs_name_the_layer(digits, digits_mlp):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"bins": 1}, r"bins \(--bins\) must be an integer of at least 2, got 1"),
+    ({"bins": 1}, r"bins \(`bins`\) must be an integer of at least 2, got 1"),
     ({"binning": "log"}, "unknown binning 'log'"),
     ({"channel_reduce": "sum"}, "unknown channel reduction"),
     ({"batch_size": -3}, "batch size must be a positive integer"),

@@ -72,7 +72,7 @@ def test_missing_dataset_names_every_option(tmp_path, monkeypatch):
     with pytest.raises(PruneInfoError) as err:
         load_dataset("mnist", tmp_path)
     message = str(err.value)
-    for option in ("--data-dir", "PRUNE_INFO_DATA", "torchvision", str(tmp_path)):
+    for option in ("`data_dir`", "PRUNE_INFO_DATA", "torchvision", str(tmp_path)):
         assert option in message
 
 
@@ -117,3 +117,14 @@ def test_xor_features_are_individually_uninformative():
     assert y[~f0].float().mean().item() == pytest.approx(0.5, abs=0.03)
     f1 = ds.train.x[:, 0, 0, 1] > 0
     assert torch.equal(f0 ^ f1, y)
+
+
+def test_an_explicit_data_dir_is_the_only_place_searched(tmp_path, monkeypatch):
+    # The Debian copy may be installed on this machine; it must not stand in for the directory
+    # the user named, and nothing may be downloaded.
+    monkeypatch.setenv("PRUNE_INFO_DATA", str(tmp_path))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(PruneInfoError, match=rf"not found \(looked in: {empty}\).*nothing is "
+                                             "downloaded"):
+        load_dataset("fashion-mnist", data_dir=empty)

@@ -177,7 +177,7 @@ class _Erfcx(nn.Module):
 
 def test_unsupported_operator_is_named_and_nothing_written(tmp_path):
     ckpt = Checkpoint(model=_Erfcx().eval(), factory="x:y")
-    with pytest.raises(PruneInfoError, match=r"operator aten::special_erfcx .*--exporter dynamo"):
+    with pytest.raises(PruneInfoError, match=r"operator aten::special_erfcx .*`exporter`=dynamo"):
         export_onnx(ckpt, tmp_path / "bad.onnx", sample=torch.randn(4, 1, 8, 8))
     assert list(tmp_path.iterdir()) == []
 
@@ -217,7 +217,7 @@ def test_existing_file_survives_a_failed_export(tmp_path):
 
 @pytest.mark.parametrize("opset", [5, 21, 99])
 def test_opset_out_of_range_is_refused(digits_mlp, tmp_path, opset):
-    with pytest.raises(PruneInfoError, match=r"--opset .* choose 9 to 20"):
+    with pytest.raises(PruneInfoError, match=r"`opset`=.* choose 9 to 20"):
         export_onnx(digits_mlp, tmp_path / "m.onnx", opset=opset)
 
 

@@ -98,7 +98,7 @@ def test_single_class_is_a_clear_error(digits_mlp, digits):
 
 
 def test_unknown_layer_is_a_clear_error(digits_mlp, small_val):
-    with pytest.raises(PruneInfoError, match="'fc9' is not a hidden layer.*fc1, fc2"):
+    with pytest.raises(PruneInfoError, match="'fc9' is not a prunable layer.*fc1, fc2"):
         layer_oinfo(digits_mlp, small_val, "fc9")
 
 

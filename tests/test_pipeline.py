@@ -163,8 +163,12 @@ CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists(
     "/usr/bin/chromium") else None)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 def test_report_renders_in_headless_chromium(base_run, tmp_path):
+    if CHROMIUM is None:
+        if os.environ.get("PRUNE_INFO_REQUIRE_BROWSER"):
+            pytest.fail("chromium is required here (PRUNE_INFO_REQUIRE_BROWSER is set); "
+                        "apt-get install chromium")
+        pytest.skip("chromium is not installed")
     import numpy as np
     from PIL import Image
 

@@ -209,9 +209,9 @@ def test_global_plan_never_empties_a_layer_and_reports_it():
     ({}, "exactly one"),
     ({"amount": (1.2,)}, r"outside \[0, 1\)"),
     ({"amount": 0.5, "min_units": 0}, "at least 1"),
-    ({"allocation": "global", "keep": (3, 3)}, "does not go with --global"),
-    ({"allocation": "global", "amount": (0.5, 0.2)}, "one --amount"),
-    ({"allocation": "global", "max_drop": 1.0}, "drop --global"),
+    ({"allocation": "global", "keep": (3, 3)}, "does not go with `allocation='global'`"),
+    ({"allocation": "global", "amount": (0.5, 0.2)}, "one `amount`"),
+    ({"allocation": "global", "max_drop": 1.0}, "drop `allocation='global'`"),
     ({"allocation": "max-drop", "max_drop": -1.0}, r"\[0, 100\)"),
 ])
 def test_prune_config_rejects_bad_combinations(changes, message):
@@ -290,7 +290,7 @@ class _Rolled(_Functional):
 def test_untraceable_layer_is_named_with_the_ignore_hint(model_cls, message):
     plan = PrunePlan.from_indices({"fc1": [0, 1]}, {"fc1": 16})
     for transform in (apply_plan, mask_plan):
-        with pytest.raises(PruneInfoError, match=message + ".*--ignore fc1"):
+        with pytest.raises(PruneInfoError, match=message + ".*`ignore`=fc1"):
             transform(model_cls().eval(), plan, torch.zeros(2, 1, 8, 8))
     ok = PrunePlan.from_indices({"fc2": [0, 1]}, {"fc2": 12})
     assert apply_plan(_Functional(detach=True), ok, torch.zeros(2, 1, 8, 8)).out.in_features == 10
@@ -311,7 +311,7 @@ class _Residual(nn.Module):
 def test_coupled_layers_must_lose_the_same_units():
     widths = {"fc1": 8, "fc2": 8}
     bad = PrunePlan.from_indices({"fc1": [0, 1], "fc2": [2, 3]}, widths)
-    with pytest.raises(PruneInfoError, match="fc1 and fc2 are coupled.*--ignore fc2"):
+    with pytest.raises(PruneInfoError, match="fc1 and fc2 are coupled.*`ignore`=fc2"):
         apply_plan(_Residual(), bad, torch.zeros(2, 1, 8, 8))
     same = PrunePlan.from_indices({"fc1": [0, 1], "fc2": [0, 1]}, widths)
     model = apply_plan(_Residual(), same, torch.zeros(2, 1, 8, 8))

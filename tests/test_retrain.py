@@ -74,7 +74,7 @@ def test_fine_tuning_recovers_accuracy(pruned, digits):
 
 
 def test_bad_rewinds_are_explained(pruned, digits, tmp_path, digits_mlp):
-    with pytest.raises(PruneInfoError, match="--save-rewind-step 7"):
+    with pytest.raises(PruneInfoError, match="`save_rewind_steps` including 7"):
         retrain_checkpoint(pruned, digits, RetrainConfig(rewind=7), progress=False)
     with pytest.raises(PruneInfoError, match="at least 1"):
         retrain_checkpoint(pruned, digits, RetrainConfig(epochs=0), progress=False)

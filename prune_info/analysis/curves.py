@@ -73,20 +73,18 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from prune_info.criteria.ranking import rank_units
+from prune_info.criteria.ranking import RANK_ORDERS, rank_units
 from prune_info.data import Split, as_split
 from prune_info.errors import PruneInfoError
-from prune_info.nn import LayerInfo, count_correct, prunable_layers
+from prune_info.nn import LayerInfo, count_correct, prunable_layers, resolve_layers
 
-__all__ = ['ABLATE_TO', 'CurveSet', 'METHODS', 'MIN_WILCOXON_SEEDS', 'ORDERS', 'ablation_point', 'check_order', 'compute_curves', 'layerwise_curve', 'layerwise_curves', 'naive_curves', 'network_curves', 'network_orders', 'random_orders', 'resolve_layers', 'unit_means']
+__all__ = ['ABLATE_TO', 'CurveSet', 'METHODS', 'ORDERS', 'check_order', 'compute_curves', 'layerwise_curve', 'layerwise_curves', 'naive_curves', 'network_curves', 'network_orders', 'random_orders', 'unit_means']
 
 #: What an ablated unit's output is replaced by.
 ABLATE_TO = ("zero", "mean")
 #: Which end of a ranking is ablated first: ``low`` = least important first.
-ORDERS = ("low", "high")
-#: Below this many seeds a two-sided Wilcoxon signed-rank test cannot reach p < 0.05
-#: (the smallest exact p-value with 5 pairs is 2 / 2**5 = 0.0625).
-MIN_WILCOXON_SEEDS = 6
+#: (Random orders are asked for separately, as a number of repeats.)
+ORDERS = tuple(order for order in RANK_ORDERS if order != "random")
 #: How layer-wise curves are computed (see :func:`layerwise_curves`); all give the same counts.
 METHODS = ("auto", "prefix", "batched")
 #: Default memory budget of one chunk of masked activations, in MiB.
@@ -103,43 +101,6 @@ _BATCHED_CHUNK_BYTES = 16 << 20
 
 # --------------------------------------------------------------------------------------------
 # Layers, ablation points, orderings
-
-
-def ablation_point(info: LayerInfo) -> str:
-    """Name of the module whose output holds the layer's units (where masks are applied).
-
-    The activation after the layer when there is one, else the normalisation, else the layer.
-    This is the same "unit output" that the information measures quantise.
-    """
-    return info.act_module or info.norm_module or info.name
-
-
-def resolve_layers(model: nn.Module, layers: Sequence[str] | str | None = None) -> list[LayerInfo]:
-    """The prunable layers named in ``layers`` (all of them when None), in model order.
-
-    Raises
-    ------
-    PruneInfoError
-        If a name is not a prunable layer of the model; the message lists the prunable ones.
-    """
-    available = prunable_layers(model)
-    if not available:
-        raise PruneInfoError("the model has no hidden Linear or Conv2d layer to ablate")
-    if layers is None:
-        return available
-    if isinstance(layers, str):
-        layers = [layers]
-    by_name = {info.name: info for info in available}
-    unknown = [name for name in layers if name not in by_name]
-    if unknown:
-        raise PruneInfoError(
-            f"no prunable layer {unknown[0]!r}; the model's prunable layers are: "
-            f"{', '.join(by_name)}"
-        )
-    if len(set(layers)) != len(layers):
-        raise PruneInfoError(f"layer names repeat in {list(layers)}; give each layer once")
-    wanted = set(layers)
-    return [info for info in available if info.name in wanted]
 
 
 def check_order(order: Tensor, n_units: int, what: str = "order") -> Tensor:
@@ -227,16 +188,16 @@ def unit_means(
         ``[channels, H, W]`` for Conv2d layers: a channel is replaced by its mean *map*, every
         position by its own mean, so the ablated channel looks like an average input.
     """
-    infos = resolve_layers(model, layers)
+    infos = resolve_layers(model, layers, order="model")
     if len(split) == 0:
         raise PruneInfoError("cannot compute unit means on an empty split")
     sums: dict[str, Tensor] = {}
-    with _eval_mode(model), _capture(model, [ablation_point(i) for i in infos]) as seen:
+    with _eval_mode(model), _capture(model, [i.output_module for i in infos]) as seen:
         model.to(device)
         for start in range(0, len(split), batch_size):
             model(split.x[start : start + batch_size].to(device))
             for info in infos:
-                total = seen[ablation_point(info)].double().sum(0)
+                total = seen[info.output_module].double().sum(0)
                 sums[info.name] = sums[info.name] + total if info.name in sums else total
     return {name: (total / len(split)).float().cpu() for name, total in sums.items()}
 
@@ -313,7 +274,7 @@ def _apply_mask(h: Tensor, ablated: Tensor, fill: Tensor | None) -> Tensor:
 # The engine: correct counts for many ablation masks
 
 
-def _segments(model: nn.Module, points: Sequence[str]) -> list[nn.Module] | None:
+def _segments(model: nn.Module, points: Sequence[str]) -> list[nn.Sequential] | None:
     """Cut a Sequential model after each ablation point; None when that is not possible."""
     if not isinstance(model, nn.Sequential):
         return None
@@ -375,7 +336,7 @@ def _masked_counts(
     Columns of ``ablated`` are the units of ``infos`` concatenated in model order.
     """
     device = torch.device(device)
-    points = [ablation_point(info) for info in infos]
+    points = [info.output_module for info in infos]
     unique, inverse = torch.unique(ablated, dim=0, return_inverse=True)
     segments = _segments(model, points)
     if segments is None:
@@ -426,7 +387,7 @@ def _naive_counts(
         return _apply_mask(output.unsqueeze(0), mask, fills[j]).squeeze(0)
 
     handles = [
-        model.get_submodule(ablation_point(info)).register_forward_hook(
+        model.get_submodule(info.output_module).register_forward_hook(
             lambda mod, inp, out, j=j: hook(mod, inp, out, j))
         for j, info in enumerate(infos)
     ]
@@ -460,15 +421,15 @@ def _gamma(n: int, u: float) -> float:
 
 @dataclass
 class _PrefixPlan:
-    prefix: nn.Module
-    suffix: nn.Module
+    prefix: nn.Sequential
+    suffix: nn.Sequential
     first: nn.Linear
     rest: list[nn.Module]
 
 
 def _prefix_plan(model: nn.Module, info: LayerInfo) -> _PrefixPlan | None:
     """Where the cut is followed by a Linear layer (MLP layers), the prefix-sum path applies."""
-    segments = _segments(model, [ablation_point(info)])
+    segments = _segments(model, [info.output_module])
     if segments is None or info.kind != "linear":
         return None
     prefix, suffix = segments
@@ -513,6 +474,7 @@ def _propagate(module: nn.Module, x: Tensor, err: Tensor, u: float,
         xmax = _abs_max(x, nonnegative)
         return y, norm * err + gamma * (norm * (xmax + err) + bias), False
     if isinstance(module, nn.BatchNorm1d):
+        assert module.running_var is not None  # _prefix_plan refuses BN without running stats
         scale = (module.weight.abs() if module.weight is not None else 1.0) / torch.sqrt(
             module.running_var + module.eps)
         smax = float(torch.as_tensor(scale).max())
@@ -807,7 +769,7 @@ def network_curves(
     Tensor
         int64 ``[R, max_k + 1]``.
     """
-    infos = resolve_layers(model, layers)
+    infos = resolve_layers(model, layers, order="model")
     split = _check_split(split)
     total = sum(info.n_units for info in infos)
     orders = check_order(orders, total)
@@ -836,7 +798,7 @@ def naive_curves(
     ``layers`` is one layer (layer-wise) or several (whole-network, global unit indices as in
     :func:`network_curves`). Slow by design: use it to check the batched functions.
     """
-    infos = resolve_layers(model, layers)
+    infos = resolve_layers(model, layers, order="model")
     split = _check_split(split)
     total = sum(info.n_units for info in infos)
     orders = check_order(orders, total)
@@ -972,11 +934,11 @@ def compute_curves(
     if bad:
         raise PruneInfoError(f"unknown order {bad[0]!r}; choose from: {', '.join(ORDERS)}")
     if random < 0:
-        raise PruneInfoError(f"--random must be 0 or more, got {random}")
+        raise PruneInfoError(f"`random` must be 0 or more, got {random}")
     if not scores and random == 0:
-        raise PruneInfoError("nothing to ablate: give at least one criterion or --random R")
+        raise PruneInfoError("nothing to ablate: give at least one criterion or `random`=R")
     split = _check_split(split)
-    infos = resolve_layers(model, layers)
+    infos = resolve_layers(model, layers, order="model")
     if ablate_to == "mean" and means is None:
         raise PruneInfoError("ablation to the mean needs unit_means(model, data.train)")
     result = CurveSet(mode=mode, ablate_to=ablate_to, n_samples=len(split))

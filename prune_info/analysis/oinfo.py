@@ -15,7 +15,7 @@ Bad input
   layer of fewer than 2 units, an empty split: :class:`~prune_info.errors.PruneInfoError` naming
   the layer and the fix;
 - ``max_size`` (or ``max_exhaustive``) larger than a layer: **clipped** to the layer's width,
-  with one :class:`MultipletSizeClipped` warning per layer (so that ``--max-size 20`` works on a
+  with one :class:`MultipletSizeClipped` warning per layer (so that ``max_size=20`` works on a
   network whose layers have different widths);
 - constant, duplicated or linearly dependent units: the estimator regularises the covariance
   (see :class:`~prune_info.measures.gaussian.SingularCovarianceWarning`); the many warnings of one
@@ -46,7 +46,7 @@ from prune_info.data import Split, as_split
 from prune_info.errors import PruneInfoError
 from prune_info.measures.gaussian import SingularCovarianceWarning
 from prune_info.measures.multiplets import MultipletSearch, search_multiplets
-from prune_info.nn import LayerInfo, prunable_layers
+from prune_info.nn import LayerInfo, prunable_layers, resolve_layers
 
 __all__ = ['MultipletSizeClipped', 'OINFO_FORMAT', 'average_over_seeds', 'dominance', 'layer_oinfo', 'results_to_dict']
 
@@ -65,32 +65,6 @@ def _model_of(ckpt_or_model) -> nn.Module:
             f"expected a Checkpoint or an nn.Module, got {type(ckpt_or_model).__name__}"
         )
     return model
-
-
-def _resolve(model: nn.Module, layers) -> list[LayerInfo]:
-    found = prunable_layers(model)
-    if not found:
-        raise PruneInfoError(
-            "the model has no prunable layer (no hidden Linear or Conv2d layer before the "
-            "classifier); fix: give a model with at least one hidden layer"
-        )
-    if layers is None:
-        return found
-    if isinstance(layers, str):
-        layers = [s.strip() for s in layers.split(",") if s.strip()]
-    by_name = {layer.name: layer for layer in found}
-    out = []
-    for name in layers:
-        name = name.name if isinstance(name, LayerInfo) else name
-        if name not in by_name:
-            raise PruneInfoError(
-                f"{name!r} is not a hidden layer of the model; fix: use one of "
-                f"{', '.join(by_name)}"
-            )
-        out.append(by_name[name])
-    if not out:
-        raise PruneInfoError(f"no layer given; fix: name at least one of {', '.join(by_name)}")
-    return out
 
 
 def _check_split(split: Split) -> tuple[Split, np.ndarray]:
@@ -141,7 +115,7 @@ def _search_layer(name: str, acts: np.ndarray, labels: np.ndarray, *, max_exhaus
     if width < 2:
         raise PruneInfoError(
             f"{name}: a multiplet needs at least 2 units, the layer has {width}; fix: leave it "
-            "out (--layers)"
+            "out (`layers`)"
         )
     if n <= width + 1:
         raise PruneInfoError(
@@ -237,7 +211,7 @@ def layer_oinfo(
         Once per layer with constant, duplicated or linearly dependent units.
     """
     model = _model_of(ckpt_or_model)
-    chosen = _resolve(model, layers)
+    chosen = resolve_layers(model, layers)
     split, labels = _check_split(split)
     for layer in chosen:
         if len(labels) <= layer.n_units + 1:

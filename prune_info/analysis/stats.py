@@ -12,10 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prune_info.analysis.curves import MIN_WILCOXON_SEEDS
 from prune_info.errors import PruneInfoError
 
-__all__ = ['GapTest', 'format_p', 'ks_gap', 'mean_gap']
+__all__ = ['MIN_WILCOXON_SEEDS', 'GapTest', 'format_p', 'ks_gap', 'mean_gap']
+
+#: Below this many seeds a two-sided Wilcoxon signed-rank test cannot reach p < 0.05
+#: (the smallest exact p-value with 5 pairs is 2 / 2**5 = 0.0625).
+MIN_WILCOXON_SEEDS = 6
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from prune_info._torch import resolve_device
-from prune_info.analysis.curves import ORDERS, compute_curves, resolve_layers, unit_means
+from prune_info.analysis.curves import ORDERS, compute_curves, unit_means
+from prune_info.nn import resolve_layers
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
     check_output,

@@ -13,6 +13,8 @@ from prune_info.deploy.bench import (
     DEFAULT_REPEAT,
     DEFAULT_WARMUP,
     RUNTIMES,
+    BenchResult,
+    LatencyEntry,
     bench_document,
     benchmark_models,
     write_csv,
@@ -81,7 +83,7 @@ def bench(models, device, batch_text, threads, repeat, warmup, runtime, data_nam
         warmup=warmup, data_dir=data_dir, opset=opset, exporter=exporter, runtimes=runtimes,
         trust_pickle=trust_pickle, progress=not quiet,
     )
-    used_threads = next((e["threads"] for r in results for e in r["latency"]), threads)
+    used_threads = next((e.threads for r in results for e in r.latency), threads)
     settings = {"device": dev.type, "batches": batches, "threads": used_threads,
                 "repeat": repeat, "warmup": warmup, "runtimes": list(runtimes),
                 "exporter": exporter}
@@ -109,23 +111,23 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
-def _print_tables(results: list[dict], batches: list[int], settings: dict) -> None:
+def _print_tables(results: list[BenchResult], batches: list[int], settings: dict) -> None:
     _table(
         ["model", "format", "arch", "dataset", "test acc", "params", "MACs", "MAC ratio",
          "file", "onnx"],
-        [[r["name"], r["format"], r["arch"] or "-", r["dataset"],
-          _fmt(None if r["test_acc"] is None else 100 * r["test_acc"], ".2f") + " %",
-          _fmt(r["parameters"], ","), _fmt(r["macs"], ","), _fmt(r["mac_ratio"], ".2f"),
-          human_bytes(r["file_bytes"]), human_bytes(r["onnx_bytes"])] for r in results],
+        [[r.name, r.format, r.arch or "-", r.dataset,
+          _fmt(None if r.test_acc is None else 100 * r.test_acc, ".2f") + " %",
+          _fmt(r.parameters, ","), _fmt(r.macs, ","), _fmt(r.mac_ratio, ".2f"),
+          human_bytes(r.file_bytes), human_bytes(r.onnx_bytes)] for r in results],
     )
     click.echo("")
     click.echo(f"latency in ms, median (p90), {settings['threads']} thread(s); speed-up is "
-               f"relative to {results[0]['name']}")
+               f"relative to {results[0].name}")
     rows = []
     for r in results:
-        groups: dict[tuple[str, str], dict[int, dict]] = {}
-        for e in r["latency"]:
-            groups.setdefault((e["runtime"], e["device"]), {})[e["batch"]] = e
+        groups: dict[tuple[str, str], dict[int, LatencyEntry]] = {}
+        for entry in r.latency:
+            groups.setdefault((entry.runtime, entry.device), {})[entry.batch] = entry
         for (runtime, device), by_batch in groups.items():
             cells = []
             for b in batches:
@@ -133,8 +135,8 @@ def _print_tables(results: list[dict], batches: list[int], settings: dict) -> No
                 if e is None:
                     cells.append("-")
                     continue
-                speed = "" if e["speedup"] is None else f" x{e['speedup']:.2f}"
-                cells.append(f"{e['median_ms']:.3f} ({e['p90_ms']:.3f}){speed}")
-            rows.append([r["name"], f"{runtime} {device}", *cells])
+                speed = "" if e.speedup is None else f" x{e.speedup:.2f}"
+                cells.append(f"{e.median_ms:.3f} ({e.p90_ms:.3f}){speed}")
+            rows.append([r.name, f"{runtime} {device}", *cells])
     if rows:
         _table(["model", "runtime", *(f"batch {b}" for b in batches)], rows)

@@ -92,8 +92,8 @@ def model_command_args(f: Callable) -> Callable:
                           kwargs.get("data_name"), kwargs.get("data_dir"))
         return f(ckpt=ckpt, **kwargs)
 
-    wrapper = model_options(wrapper)
-    return click.argument("model_path", metavar="MODEL.pt", type=click.Path())(wrapper)
+    with_options = model_options(wrapper)
+    return click.argument("model_path", metavar="MODEL.pt", type=click.Path())(with_options)
 
 
 def echo_json(data: dict, kind: str) -> None:

@@ -21,7 +21,7 @@ from prune_info.cli.common import (
 )
 from prune_info.criteria.options import BINNINGS, ScoreOptions
 from prune_info.pruning.allocation import ORDERS
-from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
+from prune_info.pruning.workflow import PruneConfig, PruneSummary, prune_checkpoint
 
 
 @cli.command()
@@ -85,13 +85,14 @@ def prune(ckpt, data_name, data_dir, criterion, layerwise, amount, keep, max_dro
     result = prune_checkpoint(ckpt, data, config)
     save_checkpoint(result.checkpoint, output)
     summary = result.summary
-    for line in summary["warnings"]:
+    for line in summary.warnings:
         click.echo(line, err=True)
-    if summary["layers_at_min_units"]:
+    if summary.layers_at_min_units:
         click.echo(f"note: held at --min-units {min_units}: "
-                   f"{', '.join(summary['layers_at_min_units'])}", err=True)
+                   f"{', '.join(summary.layers_at_min_units)}", err=True)
     if as_json:
-        echo_json({**summary, "input": ckpt.source, "output": output}, "prune-info-prune")
+        echo_json({**summary.to_dict(), "input": ckpt.source, "output": output},
+                  "prune-info-prune")
         return
     _print(summary)
     click.echo(f"saved {output}")
@@ -105,26 +106,26 @@ def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.2f} %"
 
 
-def _print(s: dict) -> None:
-    verb = "masked" if s["mode"] == "mask" else "removed"
-    click.echo(f"{s['criterion']}, {s['allocation']} ({s['order']} first), units {verb}: "
-               f"{s['arch_before']} -> {s['arch_after']}")
+def _print(s: PruneSummary) -> None:
+    verb = "masked" if s.mode == "mask" else "removed"
+    click.echo(f"{s.criterion}, {s.allocation} ({s.order} first), units {verb}: "
+               f"{s.arch_before} -> {s.arch_after}")
     rows = [("layer", "units", "params", "MACs")]
-    for r in s["layers"]:
-        rows.append((r["name"] + (" (ignored)" if r["ignored"] else ""),
-                     f"{r['units_before']} -> {r['units_after']}",
-                     f"{r['params_before']:,} -> {r['params_after']:,}",
-                     f"{r['macs_before']:,} -> {r['macs_after']:,}"))
-    rows.append(("model", "", f"{s['parameters']['before']:,} -> {s['parameters']['after']:,}",
-                 f"{s['macs']['before']:,} -> {s['macs']['after']:,}"))
+    for r in s.layers:
+        rows.append((r.name + (" (ignored)" if r.ignored else ""),
+                     f"{r.units_before} -> {r.units_after}",
+                     f"{r.params_before:,} -> {r.params_after:,}",
+                     f"{r.macs_before:,} -> {r.macs_after:,}"))
+    rows.append(("model", "", f"{s.params_before:,} -> {s.params_after:,}",
+                 f"{s.macs_before:,} -> {s.macs_after:,}"))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    for split, label in (("val", "validation accuracy"), ("test", "test accuracy")):
-        acc = s["accuracy"][split]
-        click.echo(f"{label:<20} {_pct(acc['before'])} -> {_pct(acc['after'])}")
-    if "max_drop" in s:
-        md = s["max_drop"]
+    for label, before, after in (("validation accuracy", s.val_acc_before, s.val_acc_after),
+                                 ("test accuracy", s.test_acc_before, s.test_acc_after)):
+        click.echo(f"{label:<20} {_pct(before)} -> {_pct(after)}")
+    if s.max_drop is not None:
+        md = s.max_drop
         counts = ", ".join(f"{k} {v}" for k, v in md["counts"].items())
         click.echo(f"max-drop {md['budget_pp']:g} pp: removed {counts}; joint drop "
                    f"{md['joint_drop_pp']:.2f} pp after {len(md['rounds']) - 1} back-off rounds")

@@ -9,6 +9,7 @@ forward hooks and one backward pass per batch.
 from __future__ import annotations
 
 import zlib
+from typing import cast
 
 import numpy as np
 import torch
@@ -43,7 +44,8 @@ def _incoming_weight_norm(ctx: ScoringContext, p: int) -> dict[str, torch.Tensor
     # needs a dependency graph, i.e. a traced forward pass, while this criterion needs no data.
     out = {}
     for layer in ctx.layers:
-        weight = get_module(ctx.model, layer.name).weight.detach()
+        # a prunable layer (Linear or Conv): its weight is a Tensor, not a submodule
+        weight = cast(torch.Tensor, get_module(ctx.model, layer.name).weight).detach()
         out[layer.name] = torch.linalg.vector_norm(weight.to(torch.float64).flatten(1),
                                                    ord=p, dim=1)
     return out
@@ -67,10 +69,8 @@ def _magnitude_l1_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
 
 def _taylor_read_point(model: nn.Module, layer: LayerInfo, pre_activation: bool):
     """(module, "input" | "output") whose tensor holds the layer's units."""
-    if layer.act_module is not None:
-        return get_module(model, layer.act_module), "input" if pre_activation else "output"
-    source = layer.norm_module if layer.norm_module is not None else layer.name
-    return get_module(model, source), "output"
+    name, where = layer.read_point(pre_activation)
+    return get_module(model, name), where
 
 
 def taylor_scores(
@@ -168,5 +168,6 @@ def taylor_scores(
                     needs_data=True, needs_labels=True, needs_gradients=True)
 def _taylor_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
     opts = ctx.options
+    assert ctx.split is not None  # needs_data=True: ScoringContext.scores checked it
     return taylor_scores(ctx.model, ctx.split, ctx.layers, pre_activation=opts.pre_activation,
                          batch_size=opts.batch_size, device=opts.device)

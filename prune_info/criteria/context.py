@@ -19,7 +19,7 @@ from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import get_criterion, parse_criteria
 from prune_info.data import Split, as_split
 from prune_info.errors import PruneInfoError
-from prune_info.nn import LayerInfo, get_module, prunable_layers
+from prune_info.nn import LayerInfo, get_module, prunable_layers, resolve_layers
 
 __all__ = ['ScoringContext', 'compute_scores', 'make_context']
 
@@ -86,7 +86,7 @@ class ScoringContext:
         if self.split is None:
             raise PruneInfoError(
                 f"criterion {criterion} needs labelled data but none was given; fix: pass the "
-                "validation split (--data NAME on the command line)"
+                "validation split as `split`"
             )
         _validate_split(self.split, self.n_classes)
         self.cache["data_checked"] = True
@@ -146,27 +146,6 @@ def _validate_split(split: Split, n_classes: int) -> None:
         )
 
 
-def _resolve_layers(model: nn.Module, layers) -> list[LayerInfo]:
-    """``None`` -> all prunable layers; names are looked up among them."""
-    found = prunable_layers(model)
-    if layers is None:
-        return found
-    by_name = {layer.name: layer for layer in found}
-    out = []
-    for layer in layers:
-        if isinstance(layer, LayerInfo):
-            get_module(model, layer.name)
-            out.append(layer)
-        elif layer in by_name:
-            out.append(by_name[layer])
-        else:
-            raise PruneInfoError(
-                f"{layer!r} is not a prunable layer of the model; fix: use one of "
-                f"{', '.join(by_name) or '(none: the model has no hidden layer)'}"
-            )
-    return out
-
-
 def make_context(
     model: nn.Module,
     split: Split | None,
@@ -191,7 +170,7 @@ def make_context(
         raise PruneInfoError(f"options must be a ScoreOptions, got {type(options).__name__}")
     if split is not None:
         split = as_split(split, "the validation set")
-    layers = _resolve_layers(model, layers)
+    layers = resolve_layers(model, layers)
     if not layers:
         raise PruneInfoError(
             "the model has no prunable layer (no hidden Linear or Conv2d layer before the "

@@ -117,6 +117,7 @@ def layer_outputs_float64(
 def _context_outputs(ctx: ScoringContext) -> dict[str, np.ndarray]:
     """Pre-activations of the context's layers, captured once per context."""
     if "gaussian_outputs" not in ctx.cache:
+        assert ctx.split is not None  # needs_data criteria: ScoringContext.scores checked it
         opts = ctx.options
         ctx.cache["gaussian_outputs"] = layer_outputs_float64(
             ctx.model, ctx.layers, ctx.split, post_activation=False,
@@ -174,7 +175,7 @@ def synergy_searches(outputs: dict[str, np.ndarray], labels: np.ndarray, seed: i
         if acts.shape[1] < 2:
             raise PruneInfoError(
                 f"{name}: a synergy ranking needs at least 2 units, the layer has "
-                f"{acts.shape[1]}; fix: leave this layer out (--layers)"
+                f"{acts.shape[1]}; fix: leave this layer out (`layers`)"
             )
         _check_width(name, acts.shape[0], acts.shape[1])
         try:
@@ -243,6 +244,7 @@ def _score_from_outputs(criterion: str, outputs: dict[str, np.ndarray], labels: 
                     description="Gaussian-copula MI I(X;Y) of the pre-activation, ANOVA form, bits",
                     needs_data=True, needs_labels=True)
 def _gcmi_model_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
+    assert ctx.split is not None  # needs_data=True: ScoringContext.scores checked it
     return _score_from_outputs("gcmi-model", _context_outputs(ctx), _labels(ctx.split),
                                ctx.options.seed)
 
@@ -252,6 +254,7 @@ def _gcmi_model_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
                                 "bits",
                     needs_data=True, needs_labels=True)
 def _gcmi_mixture_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
+    assert ctx.split is not None  # needs_data=True: ScoringContext.scores checked it
     return _score_from_outputs("gcmi-mixture", _context_outputs(ctx), _labels(ctx.split),
                                ctx.options.seed)
 
@@ -261,5 +264,6 @@ def _gcmi_mixture_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
                                 "= highest)",
                     needs_data=True, needs_labels=True)
 def _synergy_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
+    assert ctx.split is not None  # needs_data=True: ScoringContext.scores checked it
     return _score_from_outputs("synergy", _context_outputs(ctx), _labels(ctx.split),
                                ctx.options.seed)

@@ -54,7 +54,9 @@ def layer_threshold(layer: LayerInfo, pre_activation: bool = False) -> float:
     """
     if pre_activation:
         return 0.0
-    return default_threshold(_ACTIVATION_KEYS.get(layer.activation, layer.activation))
+    key = _ACTIVATION_KEYS.get(layer.activation, layer.activation)
+    assert key is not None  # _ACTIVATION_KEYS maps None to "identity"
+    return default_threshold(key)
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,6 +218,7 @@ def _check_finite(acts: torch.Tensor, name: str, start: int) -> None:
 
 def _stream_information(ctx: ScoringContext) -> dict[str, LayerInformation]:
     ctx._check_data("entropy/mi/kl")
+    assert ctx.split is not None  # _check_data raised otherwise
     device = ctx.device
     counters = [_LayerCounter(layer, ctx.n_classes, ctx.options, device) for layer in ctx.layers]
     y_all = ctx.split.y

@@ -51,13 +51,13 @@ class ScoreOptions:
     def __post_init__(self) -> None:
         if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 2:
             raise PruneInfoError(
-                f"bins (--bins) must be an integer of at least 2, got {self.bins!r}; fix: use "
-                "--bins 2 for the paper's on/off quantiser, or more for finer bins"
+                f"bins (`bins`) must be an integer of at least 2, got {self.bins!r}; fix: use "
+                "`bins`=2 for the paper's on/off quantiser, or more for finer bins"
             )
         if self.binning not in BINNINGS:
             raise PruneInfoError(
                 f"unknown binning {self.binning!r}; fix: use one of {', '.join(BINNINGS)} "
-                "(--binning)"
+                "(`binning`)"
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise PruneInfoError(f"seed must be a non-negative integer, got {self.seed!r}")

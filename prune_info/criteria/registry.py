@@ -38,7 +38,7 @@ class Criterion:
     Attributes
     ----------
     name : str
-        Registry key, as given to ``--criteria``.
+        Registry key, as given to ``criteria``.
     description : str
         One line for help texts.
     needs_data, needs_labels, needs_gradients : bool

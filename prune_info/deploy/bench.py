@@ -28,7 +28,7 @@ MACs / this model's) and, per latency entry, ``speedup`` (first model's median /
 Examples
 --------
 >>> rows = benchmark_models(["dense.pt", "pruned.pt"], batches=[1, 256])  # doctest: +SKIP
->>> [(r["name"], r["parameters"], r["mac_ratio"]) for r in rows]          # doctest: +SKIP
+>>> [(r.name, r.parameters, r.mac_ratio) for r in rows]                   # doctest: +SKIP
 [('dense.pt', 89610, 1.0), ('pruned.pt', 42310, 2.118)]
 """
 
@@ -39,9 +39,9 @@ import io
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -77,6 +77,182 @@ CSV_COLUMNS = (
     "macs", "file_bytes", "onnx_bytes", "mac_ratio", "runtime", "device", "threads", "batch",
     "repeat", "median_ms", "p90_ms", "min_ms", "samples_per_s", "speedup",
 )
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+def _field_dict(obj) -> dict:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+@dataclass(frozen=True)
+class LatencyEntry:
+    """Latency of one model on one (runtime, device, batch size).
+
+    Attributes
+    ----------
+    runtime : {"torch", "onnxruntime"}
+    device : {"cpu", "cuda"}
+    threads : int
+        Intra-op threads of the runtime.
+    batch : int
+    median_ms, p90_ms, min_ms : float
+        Median, 90th percentile and minimum of the per-call times, in milliseconds.
+    repeat : int
+        Timed calls.
+    samples_per_s : float
+        Throughput at the median (``inf`` for a zero median).
+    speedup : float, optional
+        The first model's median on the same (runtime, device, batch) over this one's; ``None``
+        when the first model has no such entry.
+    """
+
+    runtime: str
+    device: str
+    threads: int
+    batch: int
+    median_ms: float
+    p90_ms: float
+    min_ms: float
+    repeat: int
+    samples_per_s: float
+    speedup: float | None = None
+
+    @classmethod
+    def from_dict(cls, entry: dict) -> LatencyEntry:
+        """Read one entry of a result's ``latency`` list (as :meth:`to_dict` writes it)."""
+        values: dict[str, Any] = {f.name: entry.get(f.name) for f in fields(cls)}
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        """The entry as it appears in the JSON document's ``latency`` lists."""
+        return _field_dict(self)
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One CSV row of a benchmark: a model on one (runtime, device, batch size).
+
+    The fields are :data:`CSV_COLUMNS`, in order; timing fields are ``None`` for a model
+    without latency entries.
+
+    Attributes
+    ----------
+    model : str
+        The model's name (:attr:`BenchResult.name`).
+    path, format, arch, dataset, pruning_steps, test_acc, parameters, macs
+        As in :class:`BenchResult`.
+    file_bytes, onnx_bytes, mac_ratio
+        As in :class:`BenchResult`.
+    runtime, device, threads, batch, repeat, median_ms, p90_ms, min_ms, samples_per_s, speedup
+        As in :class:`LatencyEntry`.
+    """
+
+    model: str
+    path: str | None = None
+    format: str | None = None
+    arch: str | None = None
+    dataset: str | None = None
+    pruning_steps: int | None = None
+    test_acc: float | None = None
+    parameters: int | None = None
+    macs: int | None = None
+    file_bytes: int | None = None
+    onnx_bytes: int | None = None
+    mac_ratio: float | None = None
+    runtime: str | None = None
+    device: str | None = None
+    threads: int | None = None
+    batch: int | None = None
+    repeat: int | None = None
+    median_ms: float | None = None
+    p90_ms: float | None = None
+    min_ms: float | None = None
+    samples_per_s: float | None = None
+    speedup: float | None = None
+
+    def to_dict(self) -> dict:
+        """The row as :func:`flat_rows` gives it (keys :data:`CSV_COLUMNS`, in order)."""
+        return _field_dict(self)
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """What :func:`benchmark_models` measured of one model.
+
+    Attributes
+    ----------
+    name : str
+        Label in tables and plots (the file name, made unique).
+    path : str or None
+    format : {"checkpoint", "onnx"}
+    arch : str or None
+        Architecture spec (``"64-32-24-10"``), if known.
+    dataset : str
+        Name of the test data.
+    pruning_steps : int
+    file_bytes : int or None
+        Size of the file given.
+    test_acc : float
+        Accuracy on the test split, measured.
+    recorded_test_acc : float or None
+        The test accuracy the model records.
+    parameters : int
+    macs : int or None
+        Multiply-accumulates of one sample.
+    onnx_bytes : int or None
+        Size of the ONNX form (converted in memory for a checkpoint).
+    latency : tuple of LatencyEntry
+    mac_ratio : float, optional
+        The first model's MACs over this one's.
+    """
+
+    name: str
+    path: str | None
+    format: str
+    arch: str | None
+    dataset: str
+    pruning_steps: int
+    file_bytes: int | None
+    test_acc: float | None
+    recorded_test_acc: float | None
+    parameters: int | None
+    macs: int | None
+    onnx_bytes: int | None
+    latency: tuple[LatencyEntry, ...] = ()
+    mac_ratio: float | None = None
+
+    @classmethod
+    def from_dict(cls, row: dict) -> BenchResult:
+        """Read one model of the JSON document's ``models`` list (as :meth:`to_dict` writes)."""
+        values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(cls)}
+        values["latency"] = tuple(e if isinstance(e, LatencyEntry) else LatencyEntry.from_dict(e)
+                                  for e in row.get("latency") or ())
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        """The model's entry of the JSON document (``latency`` as a list of dicts)."""
+        out = _field_dict(self)
+        out["latency"] = [entry.to_dict() for entry in self.latency]
+        return out
+
+    def rows(self) -> list[BenchRow]:
+        """One :class:`BenchRow` per latency entry (one with empty timing if there is none)."""
+        base: dict[str, Any] = {
+            "model": self.name, "path": self.path, "format": self.format,
+            "arch": self.arch, "dataset": self.dataset,
+            "pruning_steps": self.pruning_steps, "test_acc": self.test_acc,
+            "parameters": self.parameters, "macs": self.macs,
+            "file_bytes": self.file_bytes, "onnx_bytes": self.onnx_bytes,
+            "mac_ratio": self.mac_ratio}
+        return [BenchRow(**base, **entry.to_dict()) for entry in self.latency] or [
+            BenchRow(**base)]
+
+
+def _as_result(result: BenchResult | dict) -> BenchResult:
+    return result if isinstance(result, BenchResult) else BenchResult.from_dict(result)
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,9 +317,9 @@ def open_bench_model(source: str | os.PathLike | Checkpoint, trust_pickle: bool 
     or a protobuf ``ModelProto``), not by the ``.pt`` suffix.
     """
     if isinstance(source, Checkpoint):
-        path = source.source
-        size = os.path.getsize(path) if path and os.path.isfile(path) else None
-        return BenchModel(Path(path).name if path else "model", path, "checkpoint", ckpt=source,
+        src = source.source
+        size = os.path.getsize(src) if src and os.path.isfile(src) else None
+        return BenchModel(Path(src).name if src else "model", src, "checkpoint", ckpt=source,
                           dataset=dict(source.dataset), input_shape=model_input_shape(source),
                           file_bytes=size)
     path = Path(source)
@@ -208,7 +384,7 @@ def eval_split_for(model: BenchModel, data: Dataset) -> Split:
     if model.input_shape is not None and tuple(model.input_shape) != tuple(data.input_shape):
         raise PruneInfoError(
             f"{model.name} takes inputs of shape {list(model.input_shape)} but {data.name} has "
-            f"{list(data.input_shape)}; pass the model's dataset with --data"
+            f"{list(data.input_shape)}; pass the model's dataset as `data`"
         )
     stored = model.dataset.get("normalisation")
     if (stored and data.normalisation and model.dataset.get("name") == data.name
@@ -219,14 +395,15 @@ def eval_split_for(model: BenchModel, data: Dataset) -> Split:
 
 class _DataCache:
     def __init__(self, data: Dataset | None, data_dir: str | os.PathLike | None):
-        self.data, self.data_dir, self.loaded = data, data_dir, {}
+        self.data, self.data_dir = data, data_dir
+        self.loaded: dict[tuple[str, int], Dataset] = {}
 
     def for_model(self, model: BenchModel) -> Dataset:
         if self.data is not None:
             return self.data
         name = model.dataset.get("name")
         if not name:
-            raise PruneInfoError(f"{model.name} records no dataset; pass --data NAME")
+            raise PruneInfoError(f"{model.name} records no dataset; pass `data`")
         key = (name, int(model.dataset.get("split_seed", 0) or 0))
         if key not in self.loaded:
             self.loaded[key] = load_dataset(name, self.data_dir, seed=key[1])
@@ -244,7 +421,7 @@ def onnx_accuracy(session, split: Split, batch_size: int = 4096) -> float:
     return correct / len(split)
 
 
-def latency_stats(times_ms: Sequence[float], batch: int) -> dict:
+def latency_stats(times_ms: Sequence[float] | np.ndarray, batch: int) -> dict:
     """Median, 90th percentile and minimum of per-call times (ms), and throughput."""
     t = np.asarray(times_ms, dtype=np.float64)
     median = float(np.median(t))
@@ -375,11 +552,11 @@ def _validate(batches: Sequence[int], repeat: int, warmup: int, threads: int | N
     if not batches or any(b < 1 for b in batches):
         raise PruneInfoError(f"batch sizes must be at least 1, got {batches}")
     if repeat < 1:
-        raise PruneInfoError(f"--repeat must be at least 1, got {repeat}")
+        raise PruneInfoError(f"`repeat` must be at least 1, got {repeat}")
     if warmup < 0:
-        raise PruneInfoError(f"--warmup must be 0 or more, got {warmup}")
+        raise PruneInfoError(f"`warmup` must be 0 or more, got {warmup}")
     if threads is not None and threads < 1:
-        raise PruneInfoError(f"--threads must be at least 1, got {threads}")
+        raise PruneInfoError(f"`threads` must be at least 1, got {threads}")
     unknown = set(runtimes) - set(RUNTIMES)
     if unknown or not runtimes:
         raise PruneInfoError(f"runtimes must be among {', '.join(RUNTIMES)}, got {list(runtimes)}")
@@ -401,7 +578,7 @@ def benchmark_models(
     runtimes: Sequence[str] = RUNTIMES,
     trust_pickle: bool = False,
     progress: bool = False,
-) -> list[dict]:
+) -> list[BenchResult]:
     """Measure accuracy, size and latency of each model.
 
     Parameters
@@ -432,12 +609,13 @@ def benchmark_models(
 
     Returns
     -------
-    list of dict
-        One dict per model: ``name``, ``path``, ``format``, ``arch``, ``dataset``,
+    list of BenchResult
+        One per model, in order: ``name``, ``path``, ``format``, ``arch``, ``dataset``,
         ``pruning_steps``, ``test_acc``, ``recorded_test_acc``, ``parameters``, ``macs``,
-        ``file_bytes``, ``onnx_bytes``, ``mac_ratio`` and ``latency``, a list of dicts with
-        ``runtime``, ``device``, ``threads``, ``batch``, ``median_ms``, ``p90_ms``, ``min_ms``,
-        ``repeat``, ``samples_per_s``, ``speedup``.
+        ``file_bytes``, ``onnx_bytes``, ``mac_ratio`` and ``latency``, a tuple of
+        :class:`LatencyEntry` (``runtime``, ``device``, ``threads``, ``batch``, ``median_ms``,
+        ``p90_ms``, ``min_ms``, ``repeat``, ``samples_per_s``, ``speedup``).
+        :meth:`BenchResult.to_dict` gives the model's entry of the JSON document.
     """
     batches = _validate(batches, repeat, warmup, threads, runtimes)
     dev = resolve_device(device)
@@ -467,9 +645,7 @@ def benchmark_models(
                 _time_target(prepared, runtime, where, batch, dev, n_threads, repeat, warmup)
                 bar.update()
     bar.close()
-    results = [p.row for p in prepared]
-    add_relative(results)
-    return results
+    return add_relative([BenchResult.from_dict(p.row) for p in prepared])
 
 
 @dataclass
@@ -488,7 +664,7 @@ def _prepare(model: BenchModel, data: Dataset, dev: torch.device, threads: int,
     """Accuracy, size and cost of one model, and its PyTorch model and onnxruntime sessions."""
     split = eval_split_for(model, data)
     shape = tuple(model.input_shape or data.input_shape)
-    row = {
+    row: dict[str, Any] = {
         "name": model.name, "path": model.path, "format": model.kind, "arch": model.spec,
         "dataset": data.name, "pruning_steps": model.pruning_steps, "file_bytes": model.file_bytes,
     }
@@ -505,6 +681,7 @@ def _prepare(model: BenchModel, data: Dataset, dev: torch.device, threads: int,
         row["onnx_bytes"] = len(onnx_data) if onnx_data is not None else None
         prepared.torch_model = torch_model if "torch" in runtimes else None
     else:
+        assert model.onnx is not None  # a BenchModel without a checkpoint holds an ONNX model
         meta = model.onnx.metadata
         onnx_data = model.onnx.data
         session = ort_session(onnx_data, threads=threads, what=model.name)
@@ -547,46 +724,38 @@ def _time_target(prepared: list[_Prepared], runtime: str, where: str, batch: int
                                  "batch": batch, **latency_stats(times, batch)})
 
 
-def add_relative(results: list[dict]) -> None:
-    """Add ``mac_ratio`` and per-entry ``speedup`` relative to the first model, in place."""
+def add_relative(results: Sequence[BenchResult]) -> list[BenchResult]:
+    """The results with ``mac_ratio`` and per-entry ``speedup`` relative to the first model."""
     if not results:
-        return
+        return []
     ref = results[0]
-    ref_latency = {(e["runtime"], e["device"], e["batch"]): e["median_ms"]
-                   for e in ref["latency"]}
+    ref_latency = {(e.runtime, e.device, e.batch): e.median_ms for e in ref.latency}
+    out = []
     for row in results:
-        ratio = None
-        if ref.get("macs") and row.get("macs"):
-            ratio = ref["macs"] / row["macs"]
-        row["mac_ratio"] = ratio
-        for entry in row["latency"]:
-            base = ref_latency.get((entry["runtime"], entry["device"], entry["batch"]))
-            entry["speedup"] = base / entry["median_ms"] if base and entry["median_ms"] else None
+        ratio = ref.macs / row.macs if ref.macs and row.macs else None
+        latency = []
+        for entry in row.latency:
+            base = ref_latency.get((entry.runtime, entry.device, entry.batch))
+            speedup = base / entry.median_ms if base and entry.median_ms else None
+            latency.append(replace(entry, speedup=speedup))
+        out.append(replace(row, mac_ratio=ratio, latency=tuple(latency)))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
 # Outputs
 
 
-def flat_rows(results: list[dict]) -> list[dict]:
+def flat_rows(results: Sequence[BenchResult | dict]) -> list[dict]:
     """One flat dict per (model, runtime, device, batch), with the columns of
-    :data:`CSV_COLUMNS`; a model without latency entries gives one row with empty timing."""
-    rows = []
-    for r in results:
-        base = {
-            "model": r["name"], "path": r.get("path"), "format": r.get("format"),
-            "arch": r.get("arch"), "dataset": r.get("dataset"),
-            "pruning_steps": r.get("pruning_steps"), "test_acc": r.get("test_acc"),
-            "parameters": r.get("parameters"), "macs": r.get("macs"),
-            "file_bytes": r.get("file_bytes"), "onnx_bytes": r.get("onnx_bytes"),
-            "mac_ratio": r.get("mac_ratio"),
-        }
-        for entry in r["latency"] or [{}]:
-            rows.append({col: entry.get(col, base.get(col)) for col in CSV_COLUMNS})
-    return rows
+    :data:`CSV_COLUMNS`; a model without latency entries gives one row with empty timing.
+
+    ``results`` are :class:`BenchResult` objects or their dicts (:meth:`BenchResult.to_dict`,
+    the ``models`` of a JSON document); each row is :meth:`BenchRow.to_dict`."""
+    return [row.to_dict() for r in results for row in _as_result(r).rows()]
 
 
-def write_csv(results: list[dict], path: str | os.PathLike) -> None:
+def write_csv(results: Sequence[BenchResult | dict], path: str | os.PathLike) -> None:
     """Write :func:`flat_rows` as CSV, atomically."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
@@ -597,13 +766,13 @@ def write_csv(results: list[dict], path: str | os.PathLike) -> None:
         tmp.write_text(buffer.getvalue())
 
 
-def bench_document(results: list[dict], **settings) -> dict:
+def bench_document(results: Sequence[BenchResult | dict], **settings) -> dict:
     """The JSON document of a benchmark (``format`` key added by the writer): settings and
-    results."""
+    results (each :meth:`BenchResult.to_dict`; dicts are taken as they are)."""
     import onnxruntime as ort
 
     return {
         "settings": settings,
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__},
-        "models": results,
+        "models": [r.to_dict() if isinstance(r, BenchResult) else r for r in results],
     }

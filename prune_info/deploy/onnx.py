@@ -72,7 +72,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import numpy as np
 import torch
@@ -312,8 +312,9 @@ def _native_output_silenced() -> Iterator[None]:
     redirection can catch. Without usable descriptors (a daemon) nothing is redirected.
     """
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        with contextlib.suppress(Exception):
-            stream.flush()
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.flush()
     try:
         saved = (os.dup(1), os.dup(2))
     except OSError:
@@ -326,8 +327,9 @@ def _native_output_silenced() -> Iterator[None]:
             yield
         finally:
             for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-                with contextlib.suppress(Exception):
-                    stream.flush()
+                if stream is not None:
+                    with contextlib.suppress(Exception):
+                        stream.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])
@@ -374,13 +376,13 @@ def check_opset(opset: int | None, exporter: str = "torchscript") -> int:
     low, high = _opset_range(exporter)
     if not low <= opset <= high:
         raise PruneInfoError(
-            f"--opset {opset} is outside what the {exporter} exporter writes; choose {low} to "
+            f"`opset`={opset} is outside what the {exporter} exporter writes; choose {low} to "
             f"{high} (default {DEFAULT_OPSET})"
         )
     return opset
 
 
-def _operator_named(exc: BaseException) -> str | None:
+def _operator_named(exc: BaseException | None) -> str | None:
     """The operator an exporter error is about, searched along the exception chain."""
     patterns = (r"operator '([^']+)'", r"OpOverload\(op='([^']+)'", r"torch\.ops\.([\w.]+)")
     seen = 0
@@ -400,7 +402,7 @@ def _export_failed(exc: BaseException, exporter: str, opset: int) -> PruneInfoEr
     if op is not None:
         return PruneInfoError(
             f"ONNX export failed: operator {op} is not supported by the {exporter} exporter at "
-            f"opset {opset}; try --exporter {other}, another --opset, or replace the operator "
+            f"opset {opset}; try `exporter`={other}, another `opset`, or replace the operator "
             "in the model"
         )
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -437,21 +439,24 @@ def export_model(model: nn.Module, sample: torch.Tensor, opset: int | None = Non
     sample = sample.detach().to("cpu", torch.float32)
     if sample.shape[0] < 2:  # torch.export specialises a batch of 1 to a constant
         sample = torch.cat([sample, sample])
-    names = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME]}
     try:
         with quiet_export(), torch.no_grad():
             if exporter == "torchscript":
                 buffer = io.BytesIO()
+                # the TorchScript exporter writes to a file-like object too; the annotation
+                # of `f` only names paths
                 torch.onnx.export(
-                    model, (sample,), buffer, dynamo=False, opset_version=opset,
+                    model, (sample,), cast(Any, buffer), dynamo=False, opset_version=opset,
                     dynamic_axes={INPUT_NAME: {0: BATCH_AXIS}, OUTPUT_NAME: {0: BATCH_AXIS}},
-                    **names,
+                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                 )
                 return buffer.getvalue()
             program = torch.onnx.export(
                 model, (sample,), dynamo=True, opset_version=opset, verbose=False,
-                dynamic_shapes=({0: torch.export.Dim(BATCH_AXIS)},), **names,
+                dynamic_shapes=({0: torch.export.Dim(BATCH_AXIS)},),
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             )
+            assert program is not None  # dynamo=True always returns an ONNXProgram
             return program.model_proto.SerializeToString()
     except PruneInfoError:
         raise
@@ -585,7 +590,7 @@ def convert_checkpoint(ckpt: Checkpoint, sample: torch.Tensor | None = None,
         shape = model_input_shape(ckpt)
         if shape is None:
             raise PruneInfoError(
-                "the model records no input shape; pass a sample batch (or --data NAME)"
+                "the model records no input shape; pass a sample batch as `sample`"
             )
         sample = default_sample(shape)
     if sample.ndim < 2 or sample.shape[0] < 1:
@@ -600,7 +605,7 @@ def convert_checkpoint(ckpt: Checkpoint, sample: torch.Tensor | None = None,
     except RuntimeError as exc:
         raise PruneInfoError(
             f"the model does not accept inputs of shape {list(input_shape)}: "
-            f"{str(exc).splitlines()[0]}; check --data"
+            f"{str(exc).splitlines()[0]}; check that `sample` is from the model's dataset"
         ) from exc
     macs = count_macs(model, input_shape)
     metadata = onnx_metadata(ckpt, input_shape, macs)
@@ -615,8 +620,8 @@ def convert_checkpoint(ckpt: Checkpoint, sample: torch.Tensor | None = None,
     if not diff <= tolerance:
         raise PruneInfoError(
             f"onnxruntime and PyTorch logits differ by up to {diff:.3g} (limit {tolerance:g}); "
-            f"the export is not faithful, so nothing was written; try another --opset or "
-            f"--exporter"
+            f"the export is not faithful, so nothing was written; try another `opset` or "
+            f"`exporter`"
         )
     report = ExportReport(
         path="", opset=opset, exporter=exporter, max_abs_diff=diff, tolerance=tolerance,
@@ -703,7 +708,7 @@ def _static_input_shape(proto) -> tuple[int, ...] | None:
     shape = [d.dim_value if d.HasField("dim_value") else None for d in list(dims)[1:]]
     if not shape or any(s is None or s < 1 for s in shape):
         return None
-    return tuple(int(s) for s in shape)
+    return tuple(int(s) for s in shape if s is not None)  # none is None, checked above
 
 
 def load_onnx(path: str | os.PathLike) -> OnnxModel:

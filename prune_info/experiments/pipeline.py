@@ -6,17 +6,17 @@ Resumption and invalidation
 ``OUT/run.json`` (written atomically after every stage) records the run's *identity*, the options
 of the last invocation and, per finished stage, a *fingerprint* and the artefacts it wrote. A
 stage's fingerprint hashes the options that affect it and the fingerprints of the stages it reads
-from, so a changed option invalidates exactly the stages downstream of it (``--amount`` reruns
-prune, retrain, export, bench and report; ``--random`` reruns ablate and report). A stage reruns
+from, so a changed option invalidates exactly the stages downstream of it (``amount`` reruns
+prune, retrain, export, bench and report; ``random`` reruns ablate and report). A stage reruns
 when its fingerprint changed, when one of its artefacts is missing, or when a stage it reads from
 reran in this invocation. A stage that fails is dropped from the manifest (it reruns next time);
 the stages finished before it stay valid.
 
-What counts as a *different run*: the identity is the dataset (``--data``) and the model source
-(``--arch`` with ``--act`` / ``--reg``, or the sha256 of the ``--model`` file). Running into a
+What counts as a *different run*: the identity is the dataset (``data``) and the model source
+(``arch`` with ``act`` / ``reg``, or the sha256 of the ``model`` file). Running into a
 directory whose ``run.json`` holds another identity is refused, as is a non-empty directory
 without ``run.json`` and a path that is a file: results of different networks are never mixed.
-Every other option (``--epochs``, ``--seed``, ``--criterion``, ``--amount``, ...) is a *changed
+Every other option (``epochs``, ``seed``, ``criterion``, ``amount``, ...) is a *changed
 option* of the same run and only reruns the stages it affects.
 """
 
@@ -30,7 +30,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -153,9 +153,11 @@ def _stage_train(ctx: Context) -> dict:
     if o.model is not None:
         ckpt = load_checkpoint(o.model)
         if ckpt.arch is None and ckpt.factory is None:
-            raise PruneInfoError(f"--model {o.model} records no architecture; save it with "
+            raise PruneInfoError(f"`model`={o.model} records no architecture; save it with "
                                  "prune-info train or give a prune-info checkpoint")
     else:
+        if o.arch is None:
+            raise PruneInfoError("no model to train: give `arch` or `model`")
         config = TrainConfig(epochs=o.epochs, seed=o.seed)
         config.validate()
         ckpt = train_model(ctx.data, o.arch, o.act, o.reg, config, progress=o.progress)
@@ -228,7 +230,7 @@ def _stage_prune(ctx: Context) -> dict:
     config.validate()
     result = prune_checkpoint(ctx.load("model.pt"), ctx.data, config)
     save_checkpoint(result.checkpoint, ctx.path("pruned.pt"))
-    return {k: v for k, v in result.summary.items() if k != "removed"}
+    return {k: v for k, v in result.summary.to_dict().items() if k != "removed"}
 
 
 def _stage_retrain(ctx: Context) -> dict:
@@ -257,7 +259,7 @@ def _stage_bench(ctx: Context) -> dict:
     plot_bench(results, ctx.path("bench.png"), title=f"{ctx.data.name}: accuracy, size, latency")
     write_json(bench_document(results, batches=list(o.bench_batches), threads=1,
                               repeat=o.bench_repeat), ctx.path("bench.json"), "prune-info-bench")
-    return {"models": [{k: r.get(k) for k in ("name", "test_acc", "parameters")}
+    return {"models": [{"name": r.name, "test_acc": r.test_acc, "parameters": r.parameters}
                        for r in results]}
 
 
@@ -312,9 +314,9 @@ def read_manifest(out: Path) -> dict | None:
         doc = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise PruneInfoError(f"{path} is not a readable run manifest ({exc}); choose another "
-                             "--out or delete it") from exc
+                             "`out` or delete it") from exc
     if doc.get("format") != RUN_FORMAT:
-        raise PruneInfoError(f"{path} is not a prune-info run manifest; choose another --out")
+        raise PruneInfoError(f"{path} is not a prune-info run manifest; choose another `out`")
     return doc
 
 
@@ -324,23 +326,23 @@ def _write_manifest(out: Path, manifest: dict) -> None:
 
 
 def check_out_dir(out: str | Path, options: RunOptions) -> dict | None:
-    """Refuse an --out that is a file, a foreign directory or another run's; nothing is written.
+    """Refuse an ``out`` that is a file, a foreign directory or another run's; nothing is written.
 
     Returns the existing manifest (or ``None`` for a new or empty directory).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise PruneInfoError(f"--out {out} is a file; give a directory")
+        raise PruneInfoError(f"`out`={out} is a file; give a directory")
     if options.model is not None and not Path(options.model).is_file():
-        raise PruneInfoError(f"--model {options.model} does not exist")
+        raise PruneInfoError(f"`model`={options.model} does not exist")
     if not out.exists():
         if not out.parent.is_dir() and str(out.parent):
-            raise PruneInfoError(f"--out {out}: parent directory {out.parent} does not exist")
+            raise PruneInfoError(f"`out`={out}: parent directory {out.parent} does not exist")
         return None
     manifest = read_manifest(out)
     if manifest is None:
         if any(out.iterdir()):
-            raise PruneInfoError(f"--out {out} is a non-empty directory that holds no "
+            raise PruneInfoError(f"`out`={out} is a non-empty directory that holds no "
                                  f"{MANIFEST}; choose an empty or new directory")
         return None
     identity = options.identity()
@@ -349,8 +351,8 @@ def check_out_dir(out: str | Path, options: RunOptions) -> dict | None:
         diff = sorted(k for k in set(previous) | set(identity)
                       if previous.get(k) != identity.get(k))
         raise PruneInfoError(
-            f"--out {out} holds a different run (it differs in {', '.join(diff)}: "
-            f"{ {k: previous.get(k) for k in diff} }); use another --out, or delete {out} "
+            f"`out`={out} holds a different run (it differs in {', '.join(diff)}: "
+            f"{ {k: previous.get(k) for k in diff} }); use another `out`, or delete {out} "
             "to start over"
         )
     return manifest
@@ -367,18 +369,19 @@ def run_pipeline(out: str | Path, options: RunOptions, *, command: str | None = 
     Raises
     ------
     PruneInfoError
-        ``--out`` refused (nothing written), or ``stage <name> failed: ...``.
+        ``out`` refused (nothing written), or ``stage <name> failed: ...``.
     """
     stages = STAGES if stages is None else stages
     out = Path(out)
     old = check_out_dir(out, options) or {}
     old_stages = old.get("stages", {})
     out.mkdir(exist_ok=True)
-    manifest = {"identity": options.identity(),
-                "options": {**asdict(options), "bench_batches": list(options.bench_batches)},
-                "command": command or "prune-info run " + shlex.join(
-                    options.cli_args() + ["--out", str(out)]),
-                "stages": dict(old_stages)}
+    manifest: dict[str, Any] = {
+        "identity": options.identity(),
+        "options": {**asdict(options), "bench_batches": list(options.bench_batches)},
+        "command": command or "prune-info run " + shlex.join(
+            options.cli_args() + ["--out", str(out)]),
+        "stages": dict(old_stages)}
     ctx = Context(options, out)
     fingerprints: dict[str, str] = {}
     rerun: set[str] = set()
@@ -413,8 +416,8 @@ def run_pipeline(out: str | Path, options: RunOptions, *, command: str | None = 
         except Exception as exc:  # noqa: BLE001  a bug or a library error: still name the stage
             _write_manifest(out, manifest)
             raise PruneInfoError(
-                f"stage {stage.name} failed: {type(exc).__name__}: {exc} (rerun with --debug "
-                "for the traceback; earlier stages' artefacts are kept)"
+                f"stage {stage.name} failed: {type(exc).__name__}: {exc} (the traceback "
+                "is its __cause__; earlier stages' artefacts are kept)"
             ) from exc
         seconds = round(time.perf_counter() - start, 2)
         rerun.add(stage.name)

@@ -46,14 +46,14 @@ import os
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from prune_info.analysis.curves import ABLATE_TO, ORDERS, compute_curves, unit_means
-from prune_info.analysis.stats import ks_gap, mean_gap
+from prune_info.analysis.stats import MIN_WILCOXON_SEEDS, ks_gap, mean_gap
 from prune_info.checkpoint import load_checkpoint, save_checkpoint
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
@@ -139,15 +139,16 @@ class StudyConfig:
             if reg not in REGULARISERS:
                 raise PruneInfoError(f"unknown regularisation {reg!r}; choose from: "
                                      f"{', '.join(REGULARISERS)}")
-        for name, values in (("--act", self.acts), ("--reg", self.regs),
-                             ("--order", self.orders), ("--criteria", self.criteria),
-                             ("--seeds", self.seeds)):
+        for name, values in (("`acts`", self.acts), ("`regs`", self.regs),
+                             ("`orders`", self.orders), ("`criteria`", self.criteria),
+                             ("`seeds`", self.seeds)):
             if len(set(values)) != len(values):
                 raise PruneInfoError(f"{name} repeats a value: {', '.join(map(str, values))}")
         if not self.acts or not self.regs:
-            raise PruneInfoError("a study needs at least one --act and one --reg")
+            raise PruneInfoError("a study needs at least one activation (`acts`) and one "
+                                 "regularisation (`regs`)")
         if not self.seeds:
-            raise PruneInfoError("a study needs at least one seed (--seeds N)")
+            raise PruneInfoError("a study needs at least one seed (`seeds`)")
         if any(s < 0 for s in self.seeds):
             raise PruneInfoError("seeds must be 0 or more")
         if self.optimizer not in OPTIMIZERS:
@@ -158,17 +159,17 @@ class StudyConfig:
         parse_criteria(list(self.criteria)) if self.criteria else None
         bad = [o for o in self.orders if o not in ORDERS]
         if bad or not self.orders:
-            raise PruneInfoError(f"--order takes low and/or high, got {','.join(self.orders)}")
+            raise PruneInfoError(f"`orders` takes low and/or high, got {','.join(self.orders)}")
         if self.random < 0:
-            raise PruneInfoError(f"--random must be 0 or more, got {self.random}")
+            raise PruneInfoError(f"`random` must be 0 or more, got {self.random}")
         if not self.criteria and self.random == 0:
-            raise PruneInfoError("nothing to ablate: give --criteria or --random R")
+            raise PruneInfoError("nothing to ablate: give `criteria` or `random`=R")
         if not self.modes or any(m not in MODES for m in self.modes):
             raise PruneInfoError(f"modes must be layerwise and/or network, got {self.modes}")
         if self.ablate_to not in ABLATE_TO:
-            raise PruneInfoError(f"--ablate-to takes zero or mean, got {self.ablate_to!r}")
+            raise PruneInfoError(f"`ablate_to` takes zero or mean, got {self.ablate_to!r}")
         if self.bins < 2:
-            raise PruneInfoError(f"--bins must be at least 2, got {self.bins}")
+            raise PruneInfoError(f"`bins` must be at least 2, got {self.bins}")
 
     def identity(self) -> dict:
         """The fields a study directory must agree on (all but the seeds)."""
@@ -244,25 +245,25 @@ def prepare_directory(config: StudyConfig, root: str | os.PathLike) -> StudyPath
     """
     paths = StudyPaths(Path(root))
     if paths.root.exists() and not paths.root.is_dir():
-        raise PruneInfoError(f"--out {root} is a file; give a directory for the study")
+        raise PruneInfoError(f"`out_dir`={root} is a file; give a directory for the study")
     identity = config.identity()
     if paths.config.exists():
         try:
             saved = json.loads(paths.config.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise PruneInfoError(f"cannot read {paths.config} ({exc}); delete the directory or "
-                                 "use another --out") from exc
+                                 "use another `out_dir`") from exc
         if saved.get("format") != CONFIG_FORMAT:
             raise PruneInfoError(f"{paths.config} is not a prune-info study configuration; use "
-                                 "another --out directory")
+                                 "another `out_dir` directory")
         diffs = _differences(saved.get("config", {}), identity)
         if diffs:
             raise PruneInfoError(
                 f"study directory {root} holds another configuration ({'; '.join(diffs[:3])}); "
-                "use another --out directory, or delete it to start over")
+                "use another `out_dir` directory, or delete it to start over")
         return paths
     if paths.root.is_dir() and any(paths.root.iterdir()):
-        raise PruneInfoError(f"--out {root} is a non-empty directory without a study "
+        raise PruneInfoError(f"`out_dir`={root} is a non-empty directory without a study "
                              "configuration; give a new or empty directory")
     parent = paths.root.parent
     if not parent.is_dir():
@@ -368,19 +369,23 @@ def _train_missing(config: StudyConfig, paths: StudyPaths, data: Dataset, act: s
             write_json({"seeds": chunk, "config": identity}, sidecar, "prune-info-train-batch")
         _emit(on_event, "train", scenario=name, seeds=chunk,
               resumed=bool(state is not None and state.exists()))
+
+        def on_epoch(epoch: int, c: list[int] = chunk) -> None:
+            _emit(on_event, "epoch", scenario=name, seeds=c, epoch=epoch)
+
         ckpts = train_seeds(
             data, config.arch, chunk, act, reg, train_config, batchnorm=config.batchnorm,
             device=device, progress=progress, batched=stack_ok, state_path=state,
-            on_epoch=(lambda epoch, c=chunk: _emit(on_event, "epoch", scenario=name, seeds=c,
-                                                   epoch=epoch)))
+            on_epoch=on_epoch)
         for ckpt in ckpts:
+            assert ckpt.seed is not None  # train_seeds records each model's seed
             if paths.model(name, ckpt.seed).exists():
                 continue  # stored by the interrupted run already
             ckpt.dataset = {**ckpt.dataset, "split_seed": config.split_seed}
             paths.seed_dir(name, ckpt.seed).mkdir(parents=True, exist_ok=True)
             save_checkpoint(ckpt, paths.model(name, ckpt.seed))
             _emit(on_event, "trained", scenario=name, seed=ckpt.seed)
-        if state is not None:
+        if state is not None and sidecar is not None:  # set together
             state.unlink(missing_ok=True)
             sidecar.unlink(missing_ok=True)
 
@@ -429,7 +434,7 @@ def run_study(
     """
     config.validate()
     if seed_batch is not None and seed_batch < 1:
-        raise PruneInfoError(f"--seed-batch must be at least 1, got {seed_batch}")
+        raise PruneInfoError(f"`seed_batch` must be at least 1, got {seed_batch}")
     data = load_dataset(config.data, data_dir, seed=config.split_seed)
     layer_units = _layer_units(config, data)
     at = _check_at(config, layer_units, at)
@@ -471,7 +476,7 @@ def _layer_units(config: StudyConfig, data: Dataset) -> dict[str, int]:
     units = {f"conv{i}": w for i, w in enumerate(arch.get("conv", []), start=1)}
     units.update({f"fc{i}": w for i, w in enumerate(arch["hidden"], start=1)})
     if not units:
-        raise PruneInfoError(f"--arch {config.arch} has no hidden layer to ablate")
+        raise PruneInfoError(f"`arch`={config.arch} has no hidden layer to ablate")
     return units
 
 
@@ -480,8 +485,8 @@ def _check_at(config: StudyConfig, layer_units: dict[str, int],
     if at is None or len(at) == 0:
         return default_at(list(layer_units.values())) if config.random > 0 else []
     if config.random == 0:
-        raise PruneInfoError("--at asks for mean gaps against random ablation, but --random is "
-                             "0; pass --random R (the paper's statistics use R >= 1)")
+        raise PruneInfoError("`at` asks for mean gaps against random ablation, but `random` is "
+                             "0; pass `random`=R (the paper's statistics use R >= 1)")
     scopes = {}
     if "layerwise" in config.modes:
         scopes.update(layer_units)
@@ -489,10 +494,10 @@ def _check_at(config: StudyConfig, layer_units: dict[str, int],
         scopes["the whole network"] = sum(layer_units.values())
     for k in at:
         if k < 0:
-            raise PruneInfoError(f"--at {k}: k must be 0 or more")
+            raise PruneInfoError(f"`at`={k}: k must be 0 or more")
         for scope, n in scopes.items():
             if k > n:
-                raise PruneInfoError(f"--at {k} is beyond the {n} units of {scope}; choose "
+                raise PruneInfoError(f"`at`={k} is beyond the {n} units of {scope}; choose "
                                      f"k <= {n}")
     return sorted(set(int(k) for k in at))
 
@@ -539,8 +544,8 @@ def summarise(config: StudyConfig, records: dict[str, list[dict]], *, at: Sequen
     """
     notes: list[str] = []
     n_seeds = len(config.seeds)
-    if at and n_seeds < 6:
-        notes.append(f"{n_seeds} seeds: Wilcoxon p-values need at least 6 seeds to be "
+    if at and n_seeds < MIN_WILCOXON_SEEDS:
+        notes.append(f"{n_seeds} seeds: Wilcoxon p-values need at least {MIN_WILCOXON_SEEDS} seeds to be "
                      "meaningful and are not reported")
     out: dict = {"config": {**config.identity(), "seeds": list(config.seeds)},
                  "seeds": list(config.seeds), "at": list(at), "scenarios": {}, "ks": [],
@@ -548,9 +553,10 @@ def summarise(config: StudyConfig, records: dict[str, list[dict]], *, at: Sequen
     randoms: dict[tuple[str, str, str], np.ndarray] = {}
     for scenario, recs in records.items():
         test_acc = np.asarray([r["test_acc"] for r in recs], dtype=np.float64)
-        entry = {"test_acc": {"mean": float(test_acc.mean()),
-                              "std": float(test_acc.std(ddof=1)) if len(recs) > 1 else 0.0},
-                 "modes": {}}
+        entry: dict[str, Any] = {
+            "test_acc": {"mean": float(test_acc.mean()),
+                         "std": float(test_acc.std(ddof=1)) if len(recs) > 1 else 0.0},
+            "modes": {}}
         for mode in config.modes:
             first = recs[0]["curves"][mode]
             entry["modes"][mode] = {}
@@ -659,7 +665,7 @@ def _draw_figures(results: dict, root: Path) -> list[str]:
 
 
 def seeds_from_count(count: int, first: int = 0) -> tuple[int, ...]:
-    """``--seeds N`` means seeds ``first .. first + N - 1``."""
+    """``count`` seeds: ``first .. first + count - 1``."""
     if count < 1:
-        raise PruneInfoError(f"--seeds must be at least 1, got {count}")
+        raise PruneInfoError(f"`count` (of seeds) must be at least 1, got {count}")
     return tuple(range(first, first + count))

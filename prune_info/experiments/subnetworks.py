@@ -57,14 +57,14 @@ class CompareConfig:
 
     def validate(self) -> None:
         if bool(self.keep) == bool(self.amounts):
-            raise PruneInfoError("give the units to keep (--keep) or the fractions to remove "
-                                 "(--amounts), not both and not neither")
+            raise PruneInfoError("give the units to keep (`keep`) or the fractions to remove "
+                                 "(`amounts`), not both and not neither")
         if not self.criteria:
             raise PruneInfoError("name at least one criterion")
         if not self.seeds:
-            raise PruneInfoError("--seeds must be at least 1")
+            raise PruneInfoError("`seeds` must be at least 1")
         if self.epochs < 1 or self.retrain_epochs < 1:
-            raise PruneInfoError("--epochs and --retrain-epochs must be at least 1")
+            raise PruneInfoError("`epochs` and `retrain_epochs` must be at least 1")
 
     @property
     def selections(self) -> list[tuple[str, float]]:
@@ -130,11 +130,11 @@ def _load_previous(path: Path, config: CompareConfig, dataset: str) -> list[dict
     try:
         saved = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise PruneInfoError(f"{path} is unreadable ({exc}); remove it or choose another --out")
+        raise PruneInfoError(f"{path} is unreadable ({exc}); remove it or choose another `out_dir`")
     if saved.get("config") != config.to_dict() or saved.get("dataset") != dataset:
         raise PruneInfoError(
-            f"{path.parent} holds a comparison with another configuration; choose another --out "
-            "(results of different runs are never mixed)"
+            f"{path.parent} holds a comparison with another configuration; choose another "
+            "`out_dir` (results of different runs are never mixed)"
         )
     return list(saved.get("rows", []))
 

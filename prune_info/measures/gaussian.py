@@ -150,7 +150,7 @@ def _as_samples_by_variables(x, name: str) -> np.ndarray:
     return arr
 
 
-def _as_covariance(cov, name: str = "cov") -> np.ndarray:
+def as_covariance(cov, name: str = "cov") -> np.ndarray:
     """Validate a symmetric ``[d, d]`` covariance matrix."""
     c = _as_float64(cov, name)
     if c.ndim != 2 or c.shape[0] != c.shape[1] or c.shape[0] < 1:
@@ -165,7 +165,7 @@ def _as_covariance(cov, name: str = "cov") -> np.ndarray:
     return 0.5 * (c + c.T)
 
 
-def _check_n_samples(n_samples, n_variables: int) -> int:
+def check_n_samples(n_samples, n_variables: int) -> int:
     """Validate a sample count for the bias correction (needs ``n_samples > n_variables``)."""
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)):
         raise PruneInfoError(f"n_samples must be an integer, got {n_samples!r}")
@@ -178,7 +178,7 @@ def _check_n_samples(n_samples, n_variables: int) -> int:
     return n_samples
 
 
-def _check_chunk_size(chunk_size) -> int:
+def check_chunk_size(chunk_size) -> int:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
         raise PruneInfoError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if chunk_size < 1:
@@ -394,7 +394,7 @@ def entropy_bias(n_variables: int, n_samples: int) -> float:
     if isinstance(n_variables, bool) or not isinstance(n_variables, (int, np.integer)):
         raise PruneInfoError(f"n_variables must be an integer, got {n_variables!r}")
     d = int(n_variables)
-    n = _check_n_samples(n_samples, d)
+    n = check_n_samples(n_samples, d)
     dterm = (LN2 - math.log(n - 1.0)) / 2.0
     return (d * dterm + _psi_sum_nats(d, n)) / LN2
 
@@ -409,7 +409,7 @@ def _corr_min_eig(c: np.ndarray) -> np.ndarray:
     return np.where(zero, 0.0, lam)
 
 
-def _ridge(c: np.ndarray) -> np.ndarray:
+def ridge(c: np.ndarray) -> np.ndarray:
     """``C + RIDGE * diag(C)`` (a zero variance gets ``RIDGE`` times the mean variance, or 1)."""
     diag = np.diagonal(c, axis1=-2, axis2=-1).copy()
     mean = diag.mean(axis=-1, keepdims=True)
@@ -421,7 +421,7 @@ def _ridge(c: np.ndarray) -> np.ndarray:
     return out
 
 
-def _correlation(c: np.ndarray) -> np.ndarray:
+def correlation(c: np.ndarray) -> np.ndarray:
     """Rescale a covariance to unit variances (zero variances are left as they are).
 
     The O-information is invariant to rescaling each variable (every log-variance enters eq. 1
@@ -454,7 +454,7 @@ def regularise_covariance(cov, *, name: str = "covariance") -> np.ndarray:
     -------
     ndarray of float64, shape (d, d)
     """
-    c = _as_covariance(cov)
+    c = as_covariance(cov)
     lam = float(_corr_min_eig(c))
     if lam >= SINGULAR_TOL:
         return c
@@ -466,7 +466,7 @@ def regularise_covariance(cov, *, name: str = "covariance") -> np.ndarray:
         SingularCovarianceWarning,
         stacklevel=3,
     )
-    return _ridge(c)
+    return ridge(c)
 
 
 def gaussian_entropy(cov, n_samples: int | None = None, *, bias_correct: bool = True):
@@ -507,7 +507,7 @@ def gaussian_entropy(cov, n_samples: int | None = None, *, bias_correct: bool = 
                 "bias_correct=True needs n_samples (the samples behind the covariance); pass it "
                 "or set bias_correct=False"
             )
-        n_samples = _check_n_samples(n_samples, d)
+        n_samples = check_n_samples(n_samples, d)
     single = c.ndim == 2
     c = 0.5 * (c + np.swapaxes(c, -1, -2))
     lam = np.atleast_1d(_corr_min_eig(c))
@@ -521,12 +521,13 @@ def gaussian_entropy(cov, n_samples: int | None = None, *, bias_correct: bool = 
             stacklevel=2,
         )
         c = c.reshape((-1, d, d)).copy()
-        c[bad] = _ridge(c[bad])
+        c[bad] = ridge(c[bad])
         c = c.reshape(lam.shape + (d, d)) if not single else c[0]
     _, logdet = np.linalg.slogdet(c)
     h = 0.5 * logdet + 0.5 * d * (math.log(2.0 * math.pi) + 1.0)
     h = h / LN2
     if bias_correct:
+        assert n_samples is not None  # checked at the top when bias_correct
         h = h - entropy_bias(d, n_samples)
     return float(h) if single else np.asarray(h, dtype=np.float64)
 
@@ -536,7 +537,7 @@ def gaussian_entropy(cov, n_samples: int | None = None, *, bias_correct: bool = 
 # --------------------------------------------------------------------------------------------
 
 
-def _omega_bias_bits(k: int, n_samples: int) -> float:
+def omega_bias_bits(k: int, n_samples: int) -> float:
     """Bias-correction term of the O-information of ``k`` variables, in bits.
 
     With ``B(d) = d * dterm + S(d)`` the entropy bias of :func:`entropy_bias`,
@@ -574,11 +575,11 @@ def o_information_reference(
     float
         Omega in bits (> 0 redundancy, < 0 synergy).
     """
-    c = _as_covariance(cov)
+    c = as_covariance(cov)
     idx = _as_multiplets(multiplet, c.shape[0])[0]
     k = idx.size
     if bias_correct:
-        n_samples = _check_n_samples(n_samples, k)
+        n_samples = check_n_samples(n_samples, k)
 
     def h(sub: np.ndarray) -> float:
         if sub.size == 0:
@@ -685,7 +686,7 @@ def _safe_cholesky(a: torch.Tensor) -> torch.Tensor:
             SingularCovarianceWarning,
             stacklevel=4,
         )
-        fixed = torch.from_numpy(_ridge(a[bad].numpy()))
+        fixed = torch.from_numpy(ridge(a[bad].numpy()))
         low_fixed, info_fixed = torch.linalg.cholesky_ex(fixed)
         if bool((info_fixed != 0).any()):  # pragma: no cover - a ridge always makes it PD
             raise FloatingPointError("ridge-regularised covariance is still not positive definite")
@@ -782,7 +783,7 @@ def _omega_unrolled(cov: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.nd
 _UNROLL_MAX = 8
 
 
-def _omega_chunk(cov: np.ndarray, idx: np.ndarray, bias_bits: float) -> np.ndarray:
+def omega_chunk(cov: np.ndarray, idx: np.ndarray, bias_bits: float) -> np.ndarray:
     """Omega (bits, bias term added) of the multiplets ``idx`` ([m, k]) from ``cov``.
 
     Small multiplets go through :func:`_omega_unrolled`; larger ones, and any small one whose
@@ -855,21 +856,21 @@ def o_information_batched(
     >>> o_information_batched(c, [[0, 1, 2]], bias_correct=False).round(4)
     array([-1.8505])
     """
-    c = _as_covariance(cov)
+    c = as_covariance(cov)
     if check_singular:
         c = regularise_covariance(c)
     idx = _as_multiplets(multiplets, c.shape[0])
-    chunk_size = _check_chunk_size(chunk_size)
+    chunk_size = check_chunk_size(chunk_size)
     k = idx.shape[1]
     bias_bits = 0.0
     if bias_correct:
-        n_samples = _check_n_samples(n_samples, k)
-        bias_bits = _omega_bias_bits(k, n_samples)
+        n_samples = check_n_samples(n_samples, k)
+        bias_bits = omega_bias_bits(k, n_samples)
     out = np.empty(idx.shape[0], dtype=np.float64)
-    c = np.ascontiguousarray(_correlation(c))
+    c = np.ascontiguousarray(correlation(c))
     for start in range(0, idx.shape[0], chunk_size):
         block = idx[start : start + chunk_size]
-        out[start : start + block.shape[0]] = _omega_chunk(c, block, bias_bits)
+        out[start : start + block.shape[0]] = omega_chunk(c, block, bias_bits)
     return out
 
 

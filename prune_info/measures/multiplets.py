@@ -44,13 +44,13 @@ from prune_info.measures.gaussian import (
     DEFAULT_CHUNK_SIZE,
     LN2,
     SINGULAR_TOL,
-    _as_covariance,
-    _check_chunk_size,
-    _check_n_samples,
-    _correlation,
-    _omega_bias_bits,
-    _omega_chunk,
-    _ridge,
+    as_covariance,
+    check_chunk_size,
+    check_n_samples,
+    correlation,
+    omega_bias_bits,
+    omega_chunk,
+    ridge,
     copula_covariance,
     regularise_covariance,
 )
@@ -180,7 +180,7 @@ def iter_combinations(n_items: int, size: int, chunk_size: int = DEFAULT_CHUNK_S
     >>> np.concatenate(list(iter_combinations(4, 2, chunk_size=4))).tolist()
     [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]
     """
-    chunk_size = _check_chunk_size(chunk_size)
+    chunk_size = check_chunk_size(chunk_size)
     if size < 1 or size > n_items:
         raise PruneInfoError(f"subset size must lie in 1..{n_items}, got {size}")
     yield from _combinations(int(n_items), int(size), chunk_size)
@@ -320,7 +320,7 @@ class _Evaluator:
 
     def __init__(self, cov: np.ndarray, n_samples: int, label: int, chunk_size: int,
                  bias_correct: bool) -> None:
-        self.cov = np.ascontiguousarray(_correlation(cov))  # Omega is scale-invariant
+        self.cov = np.ascontiguousarray(correlation(cov))  # Omega is scale-invariant
         self.n_samples = n_samples
         self.label = label
         self.chunk_size = chunk_size
@@ -332,7 +332,7 @@ class _Evaluator:
         """Bias-correction term (bits) of the Omega of ``n_variables`` variables."""
         if n_variables not in self._bias:
             self._bias[n_variables] = (
-                _omega_bias_bits(n_variables, self.n_samples) if self.bias_correct else 0.0
+                omega_bias_bits(n_variables, self.n_samples) if self.bias_correct else 0.0
             )
         return self._bias[n_variables]
 
@@ -345,7 +345,7 @@ class _Evaluator:
             full = np.empty((block.shape[0], k + 1), dtype=np.int64)
             full[:, :k] = block
             full[:, k] = self.label
-            out[start : start + block.shape[0]] = _omega_chunk(self.cov, full, self.bias(k + 1))
+            out[start : start + block.shape[0]] = omega_chunk(self.cov, full, self.bias(k + 1))
         self.count += m
         return out
 
@@ -356,7 +356,7 @@ class _Evaluator:
         try:
             fac = cho_factor(a, lower=True)
         except np.linalg.LinAlgError:  # pragma: no cover - cov was regularised up front
-            a = _ridge(a)
+            a = ridge(a)
             fac = cho_factor(a, lower=True)
         return _GrowState(
             idx=idx,
@@ -547,7 +547,7 @@ def search_multiplets_covariance(
     MultipletSearch
     """
     t0 = time.perf_counter()
-    c = _as_covariance(cov)
+    c = as_covariance(cov)
     d = c.shape[0]
     n_units = d - 1
     if n_units < 2:
@@ -558,8 +558,8 @@ def search_multiplets_covariance(
     if not -d <= label_index < d:
         raise PruneInfoError(f"label_index {label_index} is outside 0..{d - 1}")
     label = label_index % d
-    n_samples = _check_n_samples(n_samples, d)
-    chunk_size = _check_chunk_size(chunk_size)
+    n_samples = check_n_samples(n_samples, d)
+    chunk_size = check_chunk_size(chunk_size)
     max_size = n_units if max_size is None else _check_size("max_size", max_size, n_units)
     if max_exhaustive is None:
         max_exhaustive = min(default_max_exhaustive(n_units), max_size)

@@ -11,8 +11,15 @@ from prune_info.pruning.allocation import (
     removal_counts,
 )
 from prune_info.pruning.retrain import RetrainConfig, iterative_prune, retrain_checkpoint
-from prune_info.pruning.workflow import PruneConfig, PruneResult, prune_checkpoint
+from prune_info.pruning.workflow import (
+    LayerPruneSummary,
+    PruneConfig,
+    PruneResult,
+    PruneSummary,
+    prune_checkpoint,
+)
 
-__all__ = ["ALLOCATIONS", "ORDERS", "PruneConfig", "PruneResult", "RetrainConfig",
+__all__ = ["ALLOCATIONS", "ORDERS", "LayerPruneSummary", "PruneConfig", "PruneResult",
+           "PruneSummary", "RetrainConfig",
            "iterative_prune", "plan_global", "plan_layerwise", "plan_max_drop", "prune_checkpoint",
            "removal_counts", "retrain_checkpoint"]

@@ -24,7 +24,7 @@ from prune_info.errors import PruneInfoError
 if TYPE_CHECKING:
     from prune_info.data import Split
 from prune_info.analysis.curves import layerwise_curve
-from prune_info.criteria.ranking import rank_units
+from prune_info.criteria.ranking import RANK_ORDERS, rank_units
 from prune_info.nn import count_correct, example_input
 from prune_info.surgery import PrunePlan, mask_plan
 
@@ -37,7 +37,8 @@ GLOBAL_RANKING_WARNING = (
 )
 
 ALLOCATIONS = ("layerwise", "global", "max-drop")
-ORDERS = ("low", "high", "random")
+#: Which units go first: the lowest-ranked, the highest-ranked, or random ones.
+ORDERS = RANK_ORDERS
 
 
 def removal_count(n_units: int, amount: float) -> int:
@@ -49,11 +50,11 @@ def removal_count(n_units: int, amount: float) -> int:
     return int(math.floor(amount * n_units + 1e-9))
 
 
-def check_amount(amount: float, what: str = "--amount") -> float:
+def check_amount(amount: float, what: str = "`amount`") -> float:
     amount = float(amount)
     if not 0.0 <= amount < 1.0:
         raise PruneInfoError(
-            f"{what} {amount:g} is outside [0, 1): it is the fraction of units to remove, e.g. 0.5"
+            f"{what}={amount:g} is outside [0, 1): it is the fraction of units to remove, e.g. 0.5"
         )
     return amount
 
@@ -82,9 +83,10 @@ def removal_counts(
     """
     layers = list(widths)
     if (amounts is None) == (keep is None):
-        raise PruneInfoError("give exactly one of --amount and --keep")
+        raise PruneInfoError("give exactly one of `amounts` and `keep`")
     values = amounts if amounts is not None else keep
-    what = "--amount" if amounts is not None else "--keep"
+    assert values is not None  # exactly one of amounts and keep, checked above
+    what = "`amounts`" if amounts is not None else "`keep`"
     if isinstance(values, Mapping):
         unknown = set(values) - set(layers)
         if unknown:
@@ -107,16 +109,16 @@ def removal_counts(
     for layer, value in per_layer.items():
         n = int(widths[layer])
         if amounts is not None:
-            counts[layer] = removal_count(n, check_amount(value))
+            counts[layer] = removal_count(n, check_amount(value, what))
         else:
             k = int(value)
             if k < 1:
                 raise PruneInfoError(
-                    f"--keep {k} for {layer}: keep at least 1 unit, or the layer is disconnected"
+                    f"`keep`={k} for {layer}: keep at least 1 unit, or the layer is disconnected"
                 )
             if k > n:
                 raise PruneInfoError(
-                    f"--keep {k} for {layer} is more than its {n} units; give at most {n}"
+                    f"`keep`={k} for {layer} is more than its {n} units; give at most {n}"
                 )
             counts[layer] = n - k
     return counts
@@ -162,7 +164,7 @@ def plan_layerwise(
     """
     widths = {layer: int(s.numel()) for layer, s in scores.items()}
     counts = removal_counts(widths, amounts=amounts, keep=keep)
-    remove = {}
+    remove: dict[str, Sequence[int] | torch.Tensor] = {}
     for layer, k in counts.items():
         remove[layer] = _rank(scores[layer], order, seed)[:k] if k else []
     return PrunePlan.from_indices(remove, widths)
@@ -208,7 +210,7 @@ def plan_global(
     amount = check_amount(amount)
     if min_units < 1:
         raise PruneInfoError(
-            f"--min-units {min_units}: every layer must keep at least 1 unit, or it is "
+            f"`min_units`={min_units}: every layer must keep at least 1 unit, or it is "
             "disconnected"
         )
     layers = list(scores)
@@ -296,12 +298,12 @@ def plan_max_drop(
     """
     if not 0.0 <= max_drop < 100.0:
         raise PruneInfoError(
-            f"--max-drop {max_drop:g} must be in [0, 100) percentage points of accuracy"
+            f"`max_drop`={max_drop:g} must be in [0, 100) percentage points of accuracy"
         )
     if min_units < 1:
-        raise PruneInfoError("--min-units must be at least 1")
+        raise PruneInfoError("`min_units` must be at least 1")
     if len(split) == 0:
-        raise PruneInfoError("--max-drop needs a non-empty validation set")
+        raise PruneInfoError("`max_drop` needs a non-empty validation set")
     model.eval()
     n = len(split)
     layers = list(scores)

@@ -131,12 +131,14 @@ class CriterionImportance(tp.importance.Importance):
                                           n_classes=self.n_classes,
                                           options=self.options)[self.criterion]
         elif stale:
+            assert self._scores is not None  # no criterion, so __init__ had scores=
             name = next(n for n, v in self._scores.items() if widths.get(n) != len(v))
             raise PruneInfoError(
                 f"the scores of {name} are for {len(self._scores[name])} units but the layer "
                 f"now has {widths.get(name)}; fix: recompute the scores after each pruning "
                 "step, or pass criterion= so that CriterionImportance does it"
             )
+        assert self._scores is not None  # given to __init__, or computed above when stale
         return self._scores
 
     @torch.no_grad()

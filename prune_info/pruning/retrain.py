@@ -7,14 +7,15 @@ Three starting points (``rewind``):
   checkpoint by ``prune-info train`` and sliced by every pruning step), then train again: the
   lottery-ticket way (Frankle & Carbin);
 * ``K`` — reset to the weights after K optimiser steps, when training saved them
-  (``prune-info train --save-rewind-step K``).
+  (``TrainConfig.save_rewind_steps``).
 
 ``freeze_others`` is the variant of Clauw et al. (Sec. 4.2): only the weights of the units kept by
 the last pruning step are trained (their incoming weights, biases and BatchNorm parameters); every
 other weight of the network keeps its value, bit for bit. With a rewind, only the trained units
 are reset.
 
-Units zeroed by a ``--mask`` pruning step stay zero during retraining: their entries are held.
+Units zeroed by a masking pruning step (``mask=True``) stay zero during retraining: their entries
+are held.
 Optimiser settings default to the ones the checkpoint was trained with; the epoch with the best
 validation accuracy is kept.
 """
@@ -51,7 +52,7 @@ class RetrainConfig:
 
     def train_config(self, ckpt: Checkpoint) -> TrainConfig:
         if self.epochs < 1:
-            raise PruneInfoError(f"--epochs must be at least 1, got {self.epochs}")
+            raise PruneInfoError(f"`epochs` must be at least 1, got {self.epochs}")
         base = ckpt.train_config or {}
         return TrainConfig(
             epochs=self.epochs,
@@ -91,7 +92,7 @@ class HeldEntries:
 
 
 def _masked_entries(ckpt: Checkpoint, model: nn.Module) -> dict[str, torch.Tensor]:
-    """Boolean masks of the entries zeroed by ``--mask`` pruning steps (parameter name -> mask).
+    """Boolean masks of the entries zeroed by ``mask=True`` pruning steps (parameter name -> mask).
 
     Found by masking a copy of the model whose weights are all ones: whatever turns to zero is
     an entry the mask owns.
@@ -113,7 +114,7 @@ def _trained_units(ckpt: Checkpoint, model: nn.Module) -> dict[str, torch.Tensor
     """Per parameter, the entries that belong to the units kept by the last pruning step."""
     if not ckpt.pruning_history:
         raise PruneInfoError(
-            "--freeze-others trains the units a pruning step kept, but this model has no pruning "
+            "`freeze_others` trains the units a pruning step kept, but this model has no pruning "
             "history; prune it first with prune-info prune"
         )
     last = ckpt.pruning_history[-1]
@@ -150,8 +151,8 @@ def _rewind_state(ckpt: Checkpoint, rewind: str | int) -> dict:
     if step not in ckpt.rewind_state_dicts:
         saved = ", ".join(map(str, sorted(ckpt.rewind_state_dicts))) or "none"
         raise PruneInfoError(
-            f"--rewind {step}: the weights after step {step} were not saved (saved steps: "
-            f"{saved}); train with prune-info train --save-rewind-step {step}"
+            f"`rewind`={step}: the weights after step {step} were not saved (saved steps: "
+            f"{saved}); train with `save_rewind_steps` including {step}"
         )
     return ckpt.rewind_state_dicts[step]
 
@@ -161,7 +162,7 @@ def _check_fits(model: nn.Module, state: dict, rewind) -> None:
     wrong = [k for k, v in current.items() if k not in state or state[k].shape != v.shape]
     if wrong:
         raise PruneInfoError(
-            f"the stored weights for --rewind {rewind} do not fit the model ({wrong[0]}): it was "
+            f"the stored weights for `rewind`={rewind} do not fit the model ({wrong[0]}): it was "
             "pruned without a recorded history; prune the original checkpoint with prune-info "
             "prune instead"
         )
@@ -251,7 +252,7 @@ def iterative_prune(
     accuracies.
     """
     if rounds < 1:
-        raise PruneInfoError(f"--rounds must be at least 1, got {rounds}")
+        raise PruneInfoError(f"`rounds` must be at least 1, got {rounds}")
     input_shape = tuple(data.input_shape)
 
     def row(r: int, c: Checkpoint, pruned_acc: float | None) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -91,18 +91,18 @@ class PruneConfig:
             )
         if self.order not in ORDERS:
             raise PruneInfoError(
-                f"unknown --order {self.order!r}; choose one of: {', '.join(ORDERS)}"
+                f"unknown `order` {self.order!r}; choose one of: {', '.join(ORDERS)}"
             )
         if self.min_units < 1:
             raise PruneInfoError(
-                f"--min-units {self.min_units}: every layer must keep at least 1 unit, or the "
+                f"`min_units`={self.min_units}: every layer must keep at least 1 unit, or the "
                 "network is disconnected"
             )
-        given = [name for name, value in (("--amount", self.amount), ("--keep", self.keep),
-                                          ("--max-drop", self.max_drop)) if value is not None]
+        given = [name for name, value in (("`amount`", self.amount), ("`keep`", self.keep),
+                                          ("`max_drop`", self.max_drop)) if value is not None]
         if len(given) != 1:
             raise PruneInfoError(
-                "say how much to prune with exactly one of --amount, --keep and --max-drop"
+                "say how much to prune with exactly one of `amount`, `keep` and `max_drop`"
                 + (f" (got {', '.join(given)})" if given else "")
             )
         amounts = self.amounts()
@@ -110,22 +110,25 @@ class PruneConfig:
             check_amount(value)
         if self.allocation == "max-drop":
             if self.max_drop is None:
-                raise PruneInfoError("the max-drop allocation needs --max-drop PP")
+                raise PruneInfoError(
+                    "`allocation='max-drop'` needs `max_drop`, in percentage points")
             if not 0.0 <= self.max_drop < 100.0:
                 raise PruneInfoError(
-                    f"--max-drop {self.max_drop:g} must be in [0, 100) percentage points"
+                    f"`max_drop`={self.max_drop:g} must be in [0, 100) percentage points"
                 )
         elif self.max_drop is not None:
             raise PruneInfoError(
-                "--max-drop allocates per layer by itself; drop --global"
+                "`max_drop` allocates per layer by itself; drop `allocation='global'`"
                 if self.allocation == "global" else
-                "max_drop needs allocation='max-drop' (the CLI's --max-drop)"
+                "`max_drop` needs `allocation='max-drop'`"
             )
         if self.allocation == "global":
             if self.keep is not None:
-                raise PruneInfoError("--keep counts units per layer; it does not go with --global")
+                raise PruneInfoError(
+                    "`keep` counts units per layer; it does not go with `allocation='global'`")
             if amounts is not None and len(amounts) != 1:
-                raise PruneInfoError("--global takes one --amount for the whole network")
+                raise PruneInfoError(
+                    "`allocation='global'` takes one `amount` for the whole network")
 
     def amounts(self) -> tuple[float, ...] | None:
         if self.amount is None:
@@ -135,13 +138,139 @@ class PruneConfig:
         return tuple(float(a) for a in self.amount)
 
 
+@dataclass(frozen=True)
+class LayerPruneSummary:
+    """What pruning did to one prunable layer (one row of ``prune-info prune``'s table).
+
+    Attributes
+    ----------
+    name : str
+        Layer name, as in :func:`prune_info.nn.prunable_layers`.
+    units_before, units_after : int
+        Output units (features or channels) before and after; a masked layer keeps its shape,
+        so ``units_after`` then counts the units left unmasked.
+    removed : int
+        Units removed (or masked).
+    ignored : bool
+        Whether the layer was left untouched (``ignore``).
+    params_before, params_after : int
+        Parameters of the layer.
+    macs_before, macs_after : int
+        Multiply-accumulates of the layer for one input.
+    """
+
+    name: str
+    units_before: int
+    units_after: int
+    removed: int
+    ignored: bool
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+
+    def to_dict(self) -> dict:
+        """The layer's row of the JSON summary (the field names, in order)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
+class PruneSummary:
+    """What :func:`prune_checkpoint` did, as shown by ``prune-info prune``.
+
+    :meth:`to_dict` gives the JSON document of ``prune-info prune --json`` (less its
+    ``format``, ``input`` and ``output`` keys), nesting the flat fields below as
+    ``parameters``, ``macs`` and ``accuracy``.
+
+    Attributes
+    ----------
+    criterion, allocation, order : str
+        As in :class:`PruneConfig`.
+    mode : {"remove", "mask"}
+    arch_before, arch_after : str
+        Architecture specs (``"64-32-24-10"``) of the input and pruned models.
+    layers : tuple of LayerPruneSummary
+        One per prunable layer of the input model, in network order.
+    removed : dict of str to list of int
+        Indices of the removed (or masked) units, per pruned layer.
+    params_before, params_after : int
+        Parameters of the whole model.
+    macs_before, macs_after : int
+        Multiply-accumulates of the prunable layers for one input.
+    val_acc_before, val_acc_after, test_acc_before, test_acc_after : float or None
+        Accuracies, ``None`` without data or for an empty split.
+    warnings : tuple of str
+        Warnings to show the user (e.g. about global ranking).
+    layers_at_min_units : tuple of str
+        Layers held at ``min_units`` by the ``global`` allocation.
+    max_drop : dict, optional
+        The report of :func:`prune_info.pruning.allocation.plan_max_drop` (``max-drop`` only).
+    """
+
+    criterion: str
+    allocation: str
+    order: str
+    mode: str
+    arch_before: str
+    arch_after: str
+    layers: tuple[LayerPruneSummary, ...]
+    removed: dict[str, list[int]]
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    val_acc_before: float | None = None
+    val_acc_after: float | None = None
+    test_acc_before: float | None = None
+    test_acc_after: float | None = None
+    warnings: tuple[str, ...] = ()
+    layers_at_min_units: tuple[str, ...] = ()
+    max_drop: dict | None = None
+
+    @property
+    def macs_ratio(self) -> float | None:
+        """MACs before over MACs after (the speed-up bound); ``None`` if nothing is left."""
+        return self.macs_before / self.macs_after if self.macs_after else None
+
+    def to_dict(self) -> dict:
+        """The summary as the JSON-ready dict of ``prune-info prune --json``.
+
+        Returns
+        -------
+        dict
+            Keys ``criterion``, ``allocation``, ``order``, ``mode``, ``arch_before``,
+            ``arch_after``, ``layers``, ``removed``, ``parameters``, ``macs``, ``accuracy``,
+            ``warnings``, ``layers_at_min_units`` and, for ``max-drop``, ``max_drop``.
+        """
+        out = {
+            "criterion": self.criterion,
+            "allocation": self.allocation,
+            "order": self.order,
+            "mode": self.mode,
+            "arch_before": self.arch_before,
+            "arch_after": self.arch_after,
+            "layers": [layer.to_dict() for layer in self.layers],
+            "removed": {layer: list(idxs) for layer, idxs in self.removed.items()},
+            "parameters": {"before": self.params_before, "after": self.params_after},
+            "macs": {"before": self.macs_before, "after": self.macs_after,
+                     "ratio": self.macs_ratio},
+            "accuracy": {"val": {"before": self.val_acc_before, "after": self.val_acc_after},
+                         "test": {"before": self.test_acc_before, "after": self.test_acc_after}},
+            "warnings": list(self.warnings),
+            "layers_at_min_units": list(self.layers_at_min_units),
+        }
+        if self.max_drop is not None:
+            out["max_drop"] = self.max_drop
+        return out
+
+
 @dataclass
 class PruneResult:
     """A pruned checkpoint, its plan, and the summary shown to the user."""
 
     checkpoint: "Checkpoint"
     plan: PrunePlan
-    summary: dict = field(default_factory=dict)
+    summary: PruneSummary
 
 
 def _input_shape(ckpt: "Checkpoint", data: "Dataset | None") -> tuple[int, ...]:
@@ -151,7 +280,7 @@ def _input_shape(ckpt: "Checkpoint", data: "Dataset | None") -> tuple[int, ...]:
     if not shape:
         raise PruneInfoError(
             "the input shape of the model is unknown (the checkpoint records no dataset); "
-            "pass --data NAME"
+            "pass `data`"
         )
     return tuple(int(s) for s in shape)
 
@@ -229,8 +358,8 @@ def prune_checkpoint(
     if ckpt.arch is None and ckpt.factory is None:
         raise PruneInfoError(
             "this model records neither an architecture nor a factory, so a pruned copy could "
-            "not be rebuilt from a safe checkpoint; save its state_dict and pass --model "
-            "package.module:factory"
+            "not be rebuilt from a safe checkpoint; save its state_dict and load it with "
+            "`factory`=package.module:factory"
         )
     criterion = get_criterion(config.criterion)
     all_layers = ckpt.layers
@@ -238,7 +367,7 @@ def prune_checkpoint(
     unknown = [name for name in config.ignore if name not in names]
     if unknown:
         raise PruneInfoError(
-            f"--ignore {unknown[0]}: not a prunable layer; prunable: {', '.join(names)}"
+            f"`ignore`={unknown[0]}: not a prunable layer; prunable: {', '.join(names)}"
         )
     layers = [layer for layer in all_layers if layer.name not in config.ignore]
     if not layers:
@@ -246,9 +375,9 @@ def prune_checkpoint(
     widths = {layer.name: layer.n_units for layer in layers}
     needs_data = criterion.needs_data or config.allocation == "max-drop"
     if data is None and needs_data:
-        what = "--max-drop" if config.allocation == "max-drop" else f"criterion {criterion.name}"
+        what = "`max_drop`" if config.allocation == "max-drop" else f"criterion {criterion.name}"
         raise PruneInfoError(
-            f"{what} needs data, and the model does not record its dataset; pass --data NAME"
+            f"{what} needs data, and the model does not record its dataset; pass `data`"
         )
     if config.allocation == "layerwise":
         removal_counts(widths, amounts=config.amounts(), keep=config.keep)  # fail early
@@ -267,9 +396,13 @@ def prune_checkpoint(
                               order=config.order, seed=config.seed)
     elif config.allocation == "global":
         warnings.append(GLOBAL_RANKING_WARNING)
-        plan, at_minimum = plan_global(scores, config.amounts()[0], min_units=config.min_units,
+        amounts = config.amounts()
+        assert amounts is not None  # validate(): global allocation takes one `amount`
+        plan, at_minimum = plan_global(scores, amounts[0], min_units=config.min_units,
                                        order=config.order, seed=config.seed)
     else:
+        # max-drop: data was required above, and validate() requires `max_drop`
+        assert data is not None and config.max_drop is not None
         plan, max_drop_report = plan_max_drop(
             work, data.val, scores, config.max_drop, input_shape=input_shape,
             order=config.order, seed=config.seed, min_units=config.min_units,
@@ -289,7 +422,8 @@ def prune_checkpoint(
 
     before = _accuracies(model, data, config.device)
     after = _accuracies(new_model, data, config.device)
-    requested = {"amount": list(config.amounts()) if config.amount is not None else None,
+    requested_amounts = config.amounts()
+    requested = {"amount": list(requested_amounts) if requested_amounts is not None else None,
                  "keep": list(config.keep) if config.keep is not None else None,
                  "max_drop": config.max_drop, "min_units": config.min_units,
                  "ignore": list(config.ignore), "seed": config.seed}
@@ -309,16 +443,16 @@ def prune_checkpoint(
         model=new_model, arch=new_arch, metrics=metrics, init_state_dict=init,
         rewind_state_dicts=rewinds, pruning_history=[*ckpt.pruning_history, entry], source=None,
     )
-    summary = _summary(ckpt, new_ckpt, plan, input_shape, before, after, config, entry)
-    summary["warnings"] = warnings
-    summary["layers_at_min_units"] = at_minimum
-    if max_drop_report is not None:
-        summary["max_drop"] = max_drop_report
+    summary = _summary(ckpt, new_ckpt, plan, input_shape, before, after, config, entry,
+                       warnings=tuple(warnings), at_minimum=tuple(at_minimum),
+                       max_drop_report=max_drop_report)
     return PruneResult(new_ckpt, plan, summary)
 
 
 def _summary(old: "Checkpoint", new: "Checkpoint", plan: PrunePlan, input_shape, before: dict,
-             after: dict, config: PruneConfig, entry: dict) -> dict:
+             after: dict, config: PruneConfig, entry: dict, *, warnings: tuple[str, ...] = (),
+             at_minimum: tuple[str, ...] = (), max_drop_report: dict | None = None
+             ) -> PruneSummary:
     cost_before = layer_costs(old.model, input_shape)
     cost_after = layer_costs(new.model, input_shape)
     if entry["mode"] == "mask":
@@ -328,32 +462,35 @@ def _summary(old: "Checkpoint", new: "Checkpoint", plan: PrunePlan, input_shape,
     rows = []
     for layer in prunable_layers(old.model):
         name = layer.name
-        rows.append({
-            "name": name,
-            "units_before": layer.n_units,
-            "units_after": widths_after.get(name, layer.n_units),
-            "removed": len(plan.remove.get(name, ())),
-            "ignored": name in config.ignore,
-            "params_before": cost_before[name]["params"],
-            "params_after": cost_after[name]["params"],
-            "macs_before": cost_before[name]["macs"],
-            "macs_after": cost_after[name]["macs"],
-        })
-    macs_before = sum(c["macs"] for c in cost_before.values())
-    macs_after = sum(c["macs"] for c in cost_after.values())
-    return {
-        "criterion": config.criterion,
-        "allocation": config.allocation,
-        "order": config.order,
-        "mode": entry["mode"],
-        "arch_before": old.spec,
-        "arch_after": new.spec,
-        "layers": rows,
-        "removed": {layer: list(idxs) for layer, idxs in plan.remove.items()},
-        "parameters": {"before": count_parameters(old.model),
-                       "after": count_parameters(new.model)},
-        "macs": {"before": macs_before, "after": macs_after,
-                 "ratio": macs_before / macs_after if macs_after else None},
-        "accuracy": {"val": {"before": before["val"], "after": after["val"]},
-                     "test": {"before": before["test"], "after": after["test"]}},
-    }
+        rows.append(LayerPruneSummary(
+            name=name,
+            units_before=layer.n_units,
+            units_after=widths_after.get(name, layer.n_units),
+            removed=len(plan.remove.get(name, ())),
+            ignored=name in config.ignore,
+            params_before=cost_before[name]["params"],
+            params_after=cost_after[name]["params"],
+            macs_before=cost_before[name]["macs"],
+            macs_after=cost_after[name]["macs"],
+        ))
+    return PruneSummary(
+        criterion=config.criterion,
+        allocation=config.allocation,
+        order=config.order,
+        mode=entry["mode"],
+        arch_before=old.spec,
+        arch_after=new.spec,
+        layers=tuple(rows),
+        removed={layer: list(idxs) for layer, idxs in plan.remove.items()},
+        params_before=count_parameters(old.model),
+        params_after=count_parameters(new.model),
+        macs_before=sum(c["macs"] for c in cost_before.values()),
+        macs_after=sum(c["macs"] for c in cost_after.values()),
+        val_acc_before=before["val"],
+        val_acc_after=after["val"],
+        test_acc_before=before["test"],
+        test_acc_after=after["test"],
+        warnings=warnings,
+        layers_at_min_units=at_minimum,
+        max_drop=max_drop_report,
+    )

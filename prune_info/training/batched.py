@@ -29,7 +29,7 @@ steps, about 0.1-0.2 after 500) while the networks stay equally good (seed 0 aft
 with this seed's initialisation and data order" as the single-seed run.
 
 Not batched (:func:`train_seeds` falls back to training seed after seed): CNNs, BatchNorm
-(``bn-dropout`` or ``--batchnorm``) and rewind steps.
+(``bn-dropout`` or ``batchnorm=True``) and rewind steps.
 
 Training is resumable: with ``state_path``, the full state (weights, optimiser, generators,
 best-so-far weights, history) is written atomically after every epoch, and a later call with the
@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 import torch
 from torch import Tensor, nn
@@ -116,11 +116,13 @@ class StackedMLP(nn.Module):
         # stored transposed, [S, in, out], so that the gradients of the batched products come
         # out in the parameters' own layout (no copy when autograd accumulates them)
         self.weights_t = nn.ParameterList(
-            nn.Parameter(torch.stack([m.get_submodule(n).weight.detach().t() for m in models])
+            nn.Parameter(torch.stack([cast(nn.Linear, m.get_submodule(n)).weight.detach().t()
+                                      for m in models])
                          .contiguous())
             for n in self.names)
         self.biases = nn.ParameterList(
-            nn.Parameter(torch.stack([m.get_submodule(n).bias.detach() for m in models]))
+            nn.Parameter(torch.stack([cast(nn.Linear, m.get_submodule(n)).bias.detach()
+                                      for m in models]))
             for n in self.names)
         self.act = ACTIVATIONS[arch["act"]]()
         n_hidden = len(arch["hidden"])

@@ -44,17 +44,17 @@ class TrainConfig:
 
     def validate(self) -> None:
         if self.epochs < 1:
-            raise PruneInfoError(f"--epochs must be at least 1, got {self.epochs}")
+            raise PruneInfoError(f"`epochs` must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
-            raise PruneInfoError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise PruneInfoError(f"`batch_size` must be at least 1, got {self.batch_size}")
         if not self.lr > 0:
-            raise PruneInfoError(f"--lr must be positive, got {self.lr}")
+            raise PruneInfoError(f"`lr` must be positive, got {self.lr}")
         if self.optimizer not in OPTIMIZERS:
             raise PruneInfoError(
                 f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}"
             )
         if any(k < 0 for k in self.save_rewind_steps):
-            raise PruneInfoError("--save-rewind-step must be 0 or more")
+            raise PruneInfoError("`save_rewind_steps` must be 0 or more")
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -158,7 +158,7 @@ def fit(
     missing = rewind_at - set(result.rewind_state_dicts)
     if missing:
         raise PruneInfoError(
-            f"--save-rewind-step {min(missing)} is beyond the {step} steps of training; "
+            f"`save_rewind_steps`={min(missing)} is beyond the {step} steps of training; "
             "choose a smaller step"
         )
     model.load_state_dict(best_state)

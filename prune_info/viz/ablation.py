@@ -16,17 +16,17 @@ from typing import Mapping
 import numpy as np
 
 from prune_info.io import atomic_write
-from prune_info.viz.figures import _pyplot, check_image_path
+from prune_info.viz.figures import check_image_path, new_figure
 
 __all__ = ['plot_ablation']
 
 
 def plot_curves(curves: dict, path: Path, title: str | None = None) -> Path:
     """Accuracy against units ablated: one panel per scope, criterion orders and random band."""
-    plt = _pyplot()
     scopes = list(curves["counts"])
     n = len(scopes)
-    fig, axes = plt.subplots(1, n, figsize=(max(4.0, 4.2 * n), 3.6), sharey=True, squeeze=False)
+    fig = new_figure(figsize=(max(4.0, 4.2 * n), 3.6))
+    axes = fig.subplots(1, n, sharey=True, squeeze=False)
     total = float(curves["n_samples"])
     colours = {"low": "tab:blue", "high": "tab:red"}
     for ax, scope in zip(axes[0], scopes):
@@ -48,11 +48,8 @@ def plot_curves(curves: dict, path: Path, title: str | None = None) -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    try:
-        with atomic_write(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
     return path
 
 _COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
@@ -82,13 +79,9 @@ def plot_ablation(
     xlabel : str
     """
     fmt = check_image_path(path)
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
     n = max(1, len(panels))
-    figure, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.8), squeeze=False, sharey=True)
+    figure = new_figure(figsize=(4.6 * n, 3.8))
+    axes = figure.subplots(1, n, squeeze=False, sharey=True)
     criteria: list[str] = []
     for labels in panels.values():
         for label in labels:
@@ -96,36 +89,33 @@ def plot_ablation(
             if label != "random" and name not in criteria:
                 criteria.append(name)
     colour = {c: _COLOURS[i % len(_COLOURS)] for i, c in enumerate(criteria)}
-    try:
-        for ax, (panel, labels) in zip(axes[0], panels.items()):
-            for label, (mean, std) in labels.items():
-                mean = 100 * np.asarray(mean, dtype=float)
-                ks = np.arange(mean.shape[0])
-                if label == "random":
-                    ax.plot(ks, mean, color="0.35", lw=1.4, label="random")
-                    if std is not None:
-                        s = 100 * np.asarray(std, dtype=float)
-                        ax.fill_between(ks, mean - s, mean + s, color="0.6", alpha=0.35, lw=0)
-                    continue
-                name, _, order = label.partition(":")
-                ax.plot(ks, mean, color=colour[name], ls=_STYLES.get(order, ":"), lw=1.4,
-                        label=f"{name} ({order} first)" if order else name)
-                if std is not None and np.any(np.asarray(std) > 0):
+    for ax, (panel, labels) in zip(axes[0], panels.items()):
+        for label, (mean, std) in labels.items():
+            mean = 100 * np.asarray(mean, dtype=float)
+            ks = np.arange(mean.shape[0])
+            if label == "random":
+                ax.plot(ks, mean, color="0.35", lw=1.4, label="random")
+                if std is not None:
                     s = 100 * np.asarray(std, dtype=float)
-                    ax.fill_between(ks, mean - s, mean + s, color=colour[name], alpha=0.12,
-                                    lw=0)
-            ax.set_title(panel, fontsize=10)
-            ax.set_xlabel(xlabel)
-            ax.set_ylim(0, 100)
-            ax.grid(alpha=0.3)
-        axes[0][0].set_ylabel("test accuracy [%]")
-        handles, names = axes[0][0].get_legend_handles_labels()
-        if handles:
-            axes[0][-1].legend(handles, names, fontsize=8, loc="lower left")
-        if title:
-            figure.suptitle(title, fontsize=11)
-        figure.tight_layout()
-        with atomic_write(path) as tmp:
-            figure.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
-    finally:
-        plt.close(figure)
+                    ax.fill_between(ks, mean - s, mean + s, color="0.6", alpha=0.35, lw=0)
+                continue
+            name, _, order = label.partition(":")
+            ax.plot(ks, mean, color=colour[name], ls=_STYLES.get(order, ":"), lw=1.4,
+                    label=f"{name} ({order} first)" if order else name)
+            if std is not None and np.any(np.asarray(std) > 0):
+                s = 100 * np.asarray(std, dtype=float)
+                ax.fill_between(ks, mean - s, mean + s, color=colour[name], alpha=0.12,
+                                lw=0)
+        ax.set_title(panel, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy [%]")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    if handles:
+        axes[0][-1].legend(handles, names, fontsize=8, loc="lower left")
+    if title:
+        figure.suptitle(title, fontsize=11)
+    figure.tight_layout()
+    with atomic_write(path) as tmp:
+        figure.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from prune_info.errors import PruneInfoError
 from prune_info.io import atomic_write
+from prune_info.viz.figures import new_figure
 
 #: File suffixes :func:`plot_bench` writes.
 PLOT_FORMATS = ("png", "pdf", "svg")
@@ -22,19 +23,21 @@ def plot_format(path: str | os.PathLike) -> str:
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix not in PLOT_FORMATS:
         raise PruneInfoError(
-            f"--plot {path}: unknown figure format {suffix or '(none)'!r}; end the name with "
+            f"cannot write a figure to {path}: unknown figure format "
+            f"{suffix or '(none)'!r}; end the name with "
             + ", ".join(f".{f}" for f in PLOT_FORMATS)
         )
     return suffix
 
 
-def plot_bench(results: list[dict], path: str | os.PathLike, title: str | None = None) -> None:
+def plot_bench(results: list, path: str | os.PathLike, title: str | None = None) -> None:
     """Draw accuracy against parameters and median latency against batch size.
 
     Parameters
     ----------
-    results : list of dict
-        From :func:`prune_info.deploy.bench.benchmark_models`.
+    results : list of BenchResult or dict
+        From :func:`prune_info.deploy.bench.benchmark_models`, or their dicts (the ``models`` of
+        a JSON document).
     path : path
         ``.png``, ``.pdf`` or ``.svg``; written atomically.
     title : str, optional
@@ -47,11 +50,8 @@ def plot_bench(results: list[dict], path: str | os.PathLike, title: str | None =
     batch size, both axes logarithmic, with the 90th percentile as a shaded band.
     """
     fmt = plot_format(path)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    FigureCanvasAgg(fig)  # the Agg backend for this figure only: no global pyplot state
+    results = [r.to_dict() if hasattr(r, "to_dict") else r for r in results]
+    fig = new_figure(figsize=(11, 4.2), layout="constrained")
     ax_acc, ax_lat = fig.subplots(1, 2)
     colours = [f"C{i % 10}" for i in range(len(results))]
     points: dict[tuple[int, float], list[str]] = {}  # models at the same point share a label

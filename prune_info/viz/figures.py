@@ -8,14 +8,20 @@ failed or interrupted plot never leaves a partial image. The format follows the 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from prune_info.errors import PruneInfoError
 from prune_info.io import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ['MEASURE_LABELS', 'check_image_path', 'violin_plot']
 
@@ -30,13 +36,18 @@ MEASURE_LABELS = {
 }
 
 
-def _pyplot():
-    import matplotlib
+def new_figure(**kwargs: Any) -> Figure:
+    """A matplotlib figure on its own Agg canvas: the one way prune-info makes figures.
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    No pyplot state is touched, so the user's backend (a notebook's, say) stays as it is and a
+    figure needs no closing. ``kwargs`` go to ``matplotlib.figure.Figure``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    return plt
+    figure = Figure(**kwargs)
+    FigureCanvasAgg(figure)
+    return figure
 
 
 def check_image_path(path: str | os.PathLike) -> str:
@@ -49,12 +60,7 @@ def check_image_path(path: str | os.PathLike) -> str:
     """
     target = Path(path)
     fmt = target.suffix.lstrip(".").lower()
-    plt = _pyplot()
-    figure = plt.figure()
-    try:
-        supported = figure.canvas.get_supported_filetypes()
-    finally:
-        plt.close(figure)
+    supported = new_figure().canvas.get_supported_filetypes()
     if fmt not in supported:
         raise PruneInfoError(
             f"cannot write a figure to {target}: unknown image format {fmt or '(no suffix)'!r}; "
@@ -65,14 +71,10 @@ def check_image_path(path: str | os.PathLike) -> str:
 
 def _save(figure, path: str | os.PathLike) -> Path:
     """Write ``figure`` atomically; the format comes from the suffix of ``path``."""
-    plt = _pyplot()
     target = Path(path)
-    try:
-        fmt = check_image_path(target)
-        with atomic_write(target) as tmp:
-            figure.savefig(tmp, format=fmt, bbox_inches="tight")
-    finally:
-        plt.close(figure)
+    fmt = check_image_path(target)
+    with atomic_write(target) as tmp:
+        figure.savefig(tmp, format=fmt, bbox_inches="tight")
     return target
 
 
@@ -91,7 +93,7 @@ def _density(data: np.ndarray, coords: np.ndarray) -> np.ndarray:
 
 
 def violin_plot(
-    values: Mapping[str, Mapping[str, Sequence[float]]],
+    values: Mapping[str, Mapping[str, ArrayLike]],
     path: str | os.PathLike,
     *,
     title: str | None = None,
@@ -133,7 +135,7 @@ def violin_plot(
     if not values or not any(values.values()):
         raise PruneInfoError("nothing to plot; fix: give at least one measure of one layer")
     labels = {**MEASURE_LABELS, **(labels or {})}
-    arrays = {}
+    arrays: dict[str, dict[str, np.ndarray]] = {}
     for measure, per_layer in values.items():
         arrays[measure] = {}
         for layer, v in per_layer.items():
@@ -145,16 +147,15 @@ def violin_plot(
                 )
             arrays[measure][layer] = a
 
-    plt = _pyplot()
     from matplotlib import cbook
 
     n_panels = len(arrays)
     n_layers = max(len(v) for v in arrays.values())
-    figure, axes = plt.subplots(1, n_panels, figsize=(max(3.0, 1.1 * n_layers + 1.5) * n_panels,
-                                                      3.8), squeeze=False)
-    for ax, (measure, per_layer) in zip(axes[0], arrays.items()):
-        names = list(per_layer)
-        stats = cbook.violin_stats([per_layer[n] for n in names], _density)
+    figure = new_figure(figsize=(max(3.0, 1.1 * n_layers + 1.5) * n_panels, 3.8))
+    axes = figure.subplots(1, n_panels, squeeze=False)
+    for ax, (measure, layer_arrays) in zip(axes[0], arrays.items()):
+        names = list(layer_arrays)
+        stats = cbook.violin_stats([layer_arrays[n] for n in names], _density)
         parts = ax.violin(stats, positions=range(1, len(names) + 1), widths=0.8,
                           showmeans=True, showmedians=True, showextrema=True)
         parts["cmeans"].set_linestyle("--")

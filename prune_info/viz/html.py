@@ -179,9 +179,9 @@ def render_report(out: str | Path, options=None) -> str:
     lat_keys: list[tuple] = []
     for model in bench.get("models", []):
         for lat in model.get("latency", []):
-            key = (lat["runtime"], lat["batch"])
-            if key not in lat_keys:
-                lat_keys.append(key)
+            lat_key = (lat["runtime"], lat["batch"])
+            if lat_key not in lat_keys:
+                lat_keys.append(lat_key)
     header += [f"{rt} batch {b} median ms" for rt, b in lat_keys]
     for model in bench.get("models", []):
         lat = {(x["runtime"], x["batch"]): x["median_ms"] for x in model.get("latency", [])}

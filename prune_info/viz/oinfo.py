@@ -12,7 +12,7 @@ import numpy as np
 from prune_info.analysis.oinfo import _ERR, _series
 from prune_info.errors import PruneInfoError
 from prune_info.io import atomic_write
-from prune_info.viz.figures import _pyplot, check_image_path
+from prune_info.viz.figures import check_image_path, new_figure
 
 __all__ = ['plot_oinfo']
 
@@ -48,9 +48,9 @@ def plot_oinfo(
     if not results:
         raise PruneInfoError("nothing to plot: no layer in the results")
     fmt = check_image_path(path)
-    plt = _pyplot()
     n = len(results)
-    fig, axes = plt.subplots(1, n, figsize=(max(4.0, 3.6 * n), 3.6), sharey=True,
+    fig = new_figure(figsize=(max(4.0, 3.6 * n), 3.6))
+    axes = fig.subplots(1, n, sharey=True,
                              squeeze=False)
     for ax, (layer, res) in zip(axes[0], results.items()):
         sizes, syn, red = _series(res)
@@ -76,9 +76,6 @@ def plot_oinfo(
         fig.suptitle(title)
     fig.tight_layout()
     target = Path(path)
-    try:
-        with atomic_write(target) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    with atomic_write(target) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
     return target

@@ -7,17 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from prune_info.io import atomic_write
+from prune_info.viz.figures import new_figure
 
 
 def plot_comparison(table: list[dict], path: str | Path, title: str = "") -> None:
     """Accuracy drop against selection size per criterion, mean ± std (Clauw et al., Fig. 2)."""
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig = new_figure(figsize=(6.5, 4))
+    ax = fig.subplots()
     criteria = list(dict.fromkeys(e["criterion"] for e in table))
     for i, criterion in enumerate(criteria):
         mine = [e for e in table if e["criterion"] == criterion]
@@ -37,4 +34,3 @@ def plot_comparison(table: list[dict], path: str | Path, title: str = "") -> Non
     suffix = Path(path).suffix.lstrip(".") or "png"
     with atomic_write(path) as tmp:
         fig.savefig(tmp, format=suffix, dpi=120)
-    plt.close(fig)
