@@ -8,7 +8,8 @@ The dense model is a FashionMNIST-shaped 784-100-100-10 MLP (untrained: latency 
 on the weights); the pruned one is made from it by ``prune_info.pruning.workflow.prune_checkpoint``
 (magnitude criterion, layerwise, amount 0.5: a real 784-50-50-10). Both are converted to ONNX
 and verified exactly as ``prune-info export`` does. Each (runtime, batch) times the two models
-round-robin (see :func:`prune_info.deploy.bench.time_interleaved`) for ``--repeat`` calls each after a
+round-robin (see :func:`prune_info.deploy.bench.time_interleaved`) for ``--repeat`` calls each
+after a
 warm-up, and compares medians. Batch 1 is reported too: there per-call overhead dominates and
 no speed-up is expected.
 

@@ -77,7 +77,8 @@ def compare_with_thoi(n_units: int, n_samples: int, sizes: range, repeats: int, 
     for k in sizes:
         units = np.concatenate(list(iter_combinations(n_units, k)))
         mult = np.concatenate([units, np.full((units.shape[0], 1), label)], axis=1)
-        t_pi, ours = best_time(lambda: o_information_batched(cov, mult, n_samples), repeats)
+        t_pi, ours = best_time(lambda mult=mult: o_information_batched(cov, mult, n_samples),
+                                repeats)
         row = {"units": k, "multiplets": int(mult.shape[0]), "prune_info_s": t_pi,
                "prune_info_per_s": mult.shape[0] / t_pi}
         tot["multiplets"] += mult.shape[0]
@@ -85,8 +86,8 @@ def compare_with_thoi(n_units: int, n_samples: int, sizes: range, repeats: int, 
         if nplets_measures is not None:
             mult_t = torch.from_numpy(mult)
             t_th, theirs = best_time(
-                lambda: nplets_measures(cov_t, mult_t, covmat_precomputed=True, T=n_samples,
-                                        verbose=40), repeats)
+                lambda mult_t=mult_t: nplets_measures(cov_t, mult_t, covmat_precomputed=True,
+                                                      T=n_samples, verbose=40), repeats)
             theirs_bits = theirs[:, 0, 2].numpy() / LN2
             diff = float(np.max(np.abs(ours - theirs_bits)))
             row.update({"thoi_s": t_th, "thoi_per_s": mult.shape[0] / t_th,

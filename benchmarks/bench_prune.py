@@ -9,7 +9,8 @@ MAC ratio (dense MACs / pruned MACs).
 Target: for the MLP at 50 % removed and batch 256, speed-up (dense latency / pruned latency) at
 least 0.7 x the MAC ratio.
 
-Latency is timed with :mod:`prune_info.deploy.bench` (one call per model in turn, round-robin, so a busy
+Latency is timed with :mod:`prune_info.deploy.bench` (one call per model in turn, round-robin, so a
+busy
 phase of a shared machine slows all models alike; median of ``--repeat`` calls). The "floor" row
 is the same architecture cut to 1 unit per layer: its latency is the fixed cost of a call
 (Python dispatch of every module, allocation of outputs, the input layer of a CNN, which pruning

@@ -72,7 +72,7 @@ class Checkpoint:
         widths = "-".join(str(layer.n_units) for layer in self.layers)
         return f"{self.factory or 'custom'} [{widths}]"
 
-    def replace(self, **changes: Any) -> "Checkpoint":
+    def replace(self, **changes: Any) -> Checkpoint:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:

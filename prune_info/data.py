@@ -15,8 +15,8 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -335,10 +335,10 @@ def as_split(data: Any, what: str = "the data") -> Split:
     >>> split = as_split((torch.zeros(4, 3), torch.tensor([0, 1, 1, 0])))
     >>> len(split), split.x.dtype, split.y.dtype
     (4, torch.float32, torch.int64)
-    >>> as_split("digits")
+    >>> as_split("digits")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    prune_info.errors.PruneInfoError: the data must be a Split, a Dataset, a pair (x, y) or a DataLoader of (x, y) batches, got str
+    prune_info.errors.PruneInfoError: the data must be a Split, a Dataset, ..., got str
     """
     if isinstance(data, Dataset):
         data = data.val
@@ -366,7 +366,8 @@ def as_split(data: Any, what: str = "the data") -> Split:
     try:
         x, y = torch.as_tensor(x), torch.as_tensor(y)
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise PruneInfoError(f"{what} does not hold tensors ({exc}); fix: give tensors x, y")
+        raise PruneInfoError(
+            f"{what} does not hold tensors ({exc}); fix: give tensors x, y") from exc
     if y.ndim != 1 or len(x) != len(y):
         raise PruneInfoError(
             f"{what} has {len(x)} inputs but labels of shape {list(y.shape)}; fix: give one "

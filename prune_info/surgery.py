@@ -44,8 +44,9 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -103,7 +104,7 @@ class PrunePlan:
 
     @classmethod
     def from_indices(cls, remove: Mapping[str, Sequence[int] | torch.Tensor],
-                     widths: Mapping[str, int]) -> "PrunePlan":
+                     widths: Mapping[str, int]) -> PrunePlan:
         """Build a plan from any integer sequences (tensors, lists), sorting them."""
         clean = {layer: tuple(sorted(int(i) for i in idxs)) for layer, idxs in remove.items()}
         return cls(clean, {layer: int(widths[layer]) for layer in clean})
@@ -201,7 +202,7 @@ class _Graph:
 
 def _check_layers(model: nn.Module, plan: PrunePlan) -> None:
     prunable = {layer.name: layer for layer in prunable_layers(model)}
-    for layer, idxs in plan.remove.items():
+    for layer in plan.remove:
         if layer not in prunable:
             raise PruneInfoError(
                 f"{layer} is not a prunable layer of this model; prunable: "

@@ -24,8 +24,9 @@ import importlib
 import math
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -225,7 +226,7 @@ def build_model(arch: dict | ArchSpec) -> nn.Sequential:
     n_fc = len(arch.hidden)
     drops = dropout_rates(len(arch.conv) + n_fc) if arch.reg in (
         "dropout", "bn-dropout") else None
-    layers: "OrderedDict[str, nn.Module]" = OrderedDict()
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
     depth = 0
     if arch.kind == "cnn":
         channels, (height, width) = arch.input_shape[0], arch.input_shape[1:]

@@ -39,7 +39,8 @@ def plant_units(
     """
     target = get_module(model, layer)
     if not isinstance(target, nn.Linear):
-        raise PruneInfoError(f"plant_units needs a Linear layer; {layer} is {type(target).__name__}")
+        raise PruneInfoError(
+            f"plant_units needs a Linear layer; {layer} is {type(target).__name__}")
     w, b = target.weight, target.bias
     for j in dead:
         w[j].zero_()
@@ -87,7 +88,8 @@ def xor_task(n: int = 4000, n_noise: int = 2, noise: float = 0.1, seed: int = 0)
     signs = torch.randint(0, 2, (n, 2), generator=gen) * 2 - 1
     y = (signs[:, 0] != signs[:, 1]).long()
     x = torch.cat(
-        [signs.float() + noise * torch.randn(n, 2, generator=gen), torch.randn(n, n_noise, generator=gen)],
+        [signs.float() + noise * torch.randn(n, 2, generator=gen),
+         torch.randn(n, n_noise, generator=gen)],
         dim=1,
     )
     x = x[:, None, None, :]  # [N, 1, 1, F]: same layout as images

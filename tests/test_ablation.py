@@ -28,7 +28,6 @@ from prune_info.errors import PruneInfoError
 from prune_info.nn import count_correct
 from prune_info.zoo import build_model, parse_arch
 
-
 # Tiny tensors: a second intra-op thread only adds wake-up latency on a loaded machine.
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,7 +10,6 @@ from prune_info.training.batched import BlockedRMSprop, StackedMLP, train_seeds,
 from prune_info.training.loop import TrainConfig, train_model
 from prune_info.zoo import build_model, parse_arch
 
-
 # Tiny tensors: a second intra-op thread only adds wake-up latency on a loaded machine.
 pytestmark = pytest.mark.usefixtures("one_thread")
 

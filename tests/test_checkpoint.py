@@ -78,7 +78,8 @@ def test_factory_model_with_state_dict(tmp_path, monkeypatch):
     model = usermodels.tiny()
     torch.save(model.state_dict(), tmp_path / "sd.pt")
     ckpt = load_checkpoint(tmp_path / "sd.pt", factory="usermodels:tiny")
-    assert [(l.name, l.n_units, l.activation) for l in ckpt.layers] == [("1", 12, "relu")]
+    got = [(layer.name, layer.n_units, layer.activation) for layer in ckpt.layers]
+    assert got == [("1", 12, "relu")]
     with pytest.raises(PruneInfoError, match="cannot import"):
         load_checkpoint(tmp_path / "sd.pt", factory="nosuchpkg:tiny")
 

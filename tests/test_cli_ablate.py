@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-import torch
 
 from prune_info.analysis.curves import compute_curves
 from prune_info.checkpoint import load_checkpoint

@@ -17,7 +17,8 @@ def test_train_then_info(run_cli, tmp_path):
     assert info["format"] == "prune-info-info"
     assert info["arch"] == "64-12-10" and info["parameters"] == 64 * 12 + 12 + 12 * 10 + 10
     assert info["layers"] == [{"name": "fc1", "kind": "linear", "units": 12}]
-    assert info["test_acc"] == pytest.approx(torch.load(out, weights_only=True)["metrics"]["test_acc"])
+    saved = torch.load(out, weights_only=True)["metrics"]["test_acc"]
+    assert info["test_acc"] == pytest.approx(saved)
 
 
 def test_python_dash_m_and_help_with_example():

@@ -9,8 +9,8 @@ import torch
 from helpers import plant_units
 
 from prune_info.checkpoint import Checkpoint, save_checkpoint
-from prune_info.criteria.context import compute_scores
 from prune_info.criteria import unit_information
+from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
 from prune_info.zoo import build_model, parse_arch
 

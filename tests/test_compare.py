@@ -36,7 +36,8 @@ def test_summary_statistics_equal_scipy():
     config = CompareConfig(spec="x", criteria=("mi", "random"), seeds=tuple(range(8)), keep=(5,))
     rows = []
     for seed in range(8):
-        for criterion, acc in (("mi", 0.8 + rng.normal(0, 0.02)), ("random", 0.7 + rng.normal(0, 0.02))):
+        for criterion, acc in (("mi", 0.8 + rng.normal(0, 0.02)),
+                               ("random", 0.7 + rng.normal(0, 0.02))):
             rows.append({"seed": seed, "criterion": criterion, "selection": "keep", "value": 5,
                          "arch": "x", "parameters": 1, "macs": 1, "test_acc": acc,
                          "drop_pp": 100 * (0.9 - acc)})

@@ -10,8 +10,8 @@ import torch_pruning as tp
 from helpers import plant_units
 
 from prune_info.capture import unit_outputs
-from prune_info.criteria.context import compute_scores
 from prune_info.criteria import layer_threshold, unit_information
+from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.ranking import rank_units
 from prune_info.criteria.registry import (

@@ -1,4 +1,4 @@
-"""Gaussian-copula, synergy and Taylor criteria registered by prune_info.criteria.gaussian and .baselines."""
+"""Gaussian-copula, synergy and Taylor criteria (prune_info.criteria.gaussian and .baselines)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,8 @@ def test_digits_is_standardised_on_the_training_split(digits):
 
 
 def test_same_seed_same_split_other_seed_other_split():
-    a, b, c = load_dataset("digits", seed=3), load_dataset("digits", seed=3), load_dataset("digits", seed=4)
+    a, b = load_dataset("digits", seed=3), load_dataset("digits", seed=3)
+    c = load_dataset("digits", seed=4)
     assert torch.equal(a.val.y, b.val.y) and torch.equal(a.val.x, b.val.x)
     assert not torch.equal(a.val.x, c.val.x)
 

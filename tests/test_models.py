@@ -11,7 +11,7 @@ def test_mlp_spec_builds_named_layers_and_units():
     arch = parse_arch("784-100-100-10", (1, 28, 28), 10, "relu", "l2")
     model = build_model(arch)
     layers = prunable_layers(model)
-    assert [(l.name, l.n_units, l.act_module, l.activation) for l in layers] == [
+    assert [(la.name, la.n_units, la.act_module, la.activation) for la in layers] == [
         ("fc1", 100, "act1", "relu"), ("fc2", 100, "act2", "relu")]
     assert layers[0].unit_names()[:2] == ["fc1:0", "fc1:1"]
     assert count_parameters(model) == 784 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10
@@ -28,14 +28,14 @@ def test_dropout_rates_follow_the_paper():
 def test_bn_dropout_puts_batchnorm_between_layer_and_activation():
     model = build_model(parse_arch("64-20-20-10", (1, 8, 8), 10, "tanh", "bn-dropout"))
     layers = prunable_layers(model)
-    assert [(l.norm_module, l.act_module, l.activation) for l in layers] == [
+    assert [(layer.norm_module, layer.act_module, layer.activation) for layer in layers] == [
         ("bn1", "act1", "tanh"), ("bn2", "act2", "tanh")]
 
 
 def test_cnn_spec_has_prunable_channels_and_hidden_units():
     arch = parse_arch("c8-c16-f32", (1, 28, 28), 10)
     model = build_model(arch)
-    assert [(l.name, l.kind, l.n_units) for l in prunable_layers(model)] == [
+    assert [(layer.name, layer.kind, layer.n_units) for layer in prunable_layers(model)] == [
         ("conv1", "conv", 8), ("conv2", "conv", 16), ("fc1", "linear", 32)]
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert arch_spec(arch) == "c8-c16-f32"

@@ -65,8 +65,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -76,9 +76,13 @@ from tqdm.auto import tqdm
 from prune_info.criteria.ranking import RANK_ORDERS, rank_units
 from prune_info.data import Split, as_split
 from prune_info.errors import PruneInfoError
-from prune_info.nn import LayerInfo, count_correct, prunable_layers, resolve_layers
+from prune_info.nn import LayerInfo, count_correct, resolve_layers
 
-__all__ = ['ABLATE_TO', 'CurveSet', 'METHODS', 'ORDERS', 'check_order', 'compute_curves', 'layerwise_curve', 'layerwise_curves', 'naive_curves', 'network_curves', 'network_orders', 'random_orders', 'unit_means']
+__all__ = [
+    "ABLATE_TO", "CurveSet", "METHODS", "ORDERS", "check_order", "compute_curves",
+    "layerwise_curve", "layerwise_curves", "naive_curves", "network_curves", "network_orders",
+    "random_orders", "unit_means",
+]
 
 #: What an ablated unit's output is replaced by.
 ABLATE_TO = ("zero", "mean")
@@ -872,7 +876,7 @@ class CurveSet:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "CurveSet":
+    def from_dict(cls, data: Mapping) -> CurveSet:
         return cls(
             mode=data["mode"], ablate_to=data["ablate_to"], n_samples=int(data["n_samples"]),
             units={k: int(v) for k, v in data["units"].items()},

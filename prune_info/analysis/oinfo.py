@@ -36,7 +36,7 @@ Examples
 from __future__ import annotations
 
 import warnings
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from torch import nn
@@ -46,9 +46,12 @@ from prune_info.data import Split, as_split
 from prune_info.errors import PruneInfoError
 from prune_info.measures.gaussian import SingularCovarianceWarning
 from prune_info.measures.multiplets import MultipletSearch, search_multiplets
-from prune_info.nn import LayerInfo, prunable_layers, resolve_layers
+from prune_info.nn import LayerInfo, resolve_layers
 
-__all__ = ['MultipletSizeClipped', 'OINFO_FORMAT', 'average_over_seeds', 'dominance', 'layer_oinfo', 'results_to_dict']
+__all__ = [
+    "MultipletSizeClipped", "OINFO_FORMAT", "average_over_seeds", "dominance", "layer_oinfo",
+    "results_to_dict",
+]
 
 #: ``format`` key of the JSON documents written by ``prune-info oinfo``.
 OINFO_FORMAT = "prune-info-oinfo"

@@ -8,7 +8,6 @@ import click
 
 from prune_info._torch import resolve_device
 from prune_info.analysis.curves import ORDERS, compute_curves, unit_means
-from prune_info.nn import resolve_layers
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
     check_output,
@@ -26,6 +25,7 @@ from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import parse_criteria
 from prune_info.errors import PruneInfoError
 from prune_info.io import write_json
+from prune_info.nn import resolve_layers
 from prune_info.viz.ablation import plot_ablation
 from prune_info.viz.figures import check_image_path
 

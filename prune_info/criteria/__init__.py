@@ -2,7 +2,8 @@
 
 A criterion is a function of a :class:`ScoringContext` (model, prunable layers, labelled data,
 number of classes, options) that returns ``{layer name: float64 tensor [n_units]}``. Criteria live
-in one registry, :data:`~prune_info.criteria.registry.CRITERIA`, and declare what they need (data, labels, gradients) so that
+in one registry, :data:`~prune_info.criteria.registry.CRITERIA`, and declare what they need (data,
+labels, gradients) so that
 callers can check before running them.
 
 Built-in criteria

@@ -7,8 +7,8 @@ criteria on it. The entropy, MI and KL criteria share one streaming pass over th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -19,7 +19,7 @@ from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import get_criterion, parse_criteria
 from prune_info.data import Split, as_split
 from prune_info.errors import PruneInfoError
-from prune_info.nn import LayerInfo, get_module, prunable_layers, resolve_layers
+from prune_info.nn import LayerInfo, resolve_layers
 
 __all__ = ['ScoringContext', 'compute_scores', 'make_context']
 

@@ -38,7 +38,7 @@ Where units are read
 The Gaussian criteria (``gcmi-model``, ``gcmi-mixture``, ``synergy``) **always read
 pre-activations** (the input of the activation function, after BatchNorm if any), as Clauw et
 al. do: ReLU outputs hold many exact zeros that the copula has to tie-break at random. They
-ignore :attr:`ScoreOptions.pre_activation <prune_info.criteria.options.ScoreOptions.pre_activation>`,
+ignore :attr:`~prune_info.criteria.options.ScoreOptions.pre_activation`,
 which selects the reading of the discrete criteria; for a Gaussian score of the post-activations
 call :func:`gaussian_scores` with ``post_activation=True``. ``taylor`` follows
 ``ScoreOptions.pre_activation`` (default: post-activation, as Molchanov et al.); for a ReLU unit

@@ -32,7 +32,7 @@ from prune_info.nn import LayerInfo
 if TYPE_CHECKING:
     from prune_info.criteria.context import ScoringContext
 
-__all__ = ['LayerInformation', 'layer_threshold', 'unit_information']
+__all__ = ['LayerInformation', 'layer_threshold', ]
 
 # LayerInfo.activation is the lower-case class name; the discrete module uses function names.
 _ACTIVATION_KEYS = {"leakyrelu": "leaky_relu", "relu6": "relu", None: "identity"}

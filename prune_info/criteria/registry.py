@@ -18,13 +18,16 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Callable, Sequence
 
 from prune_info.errors import PruneInfoError
 
-__all__ = ['CRITERIA', 'Criterion', 'available_criteria', 'get_criterion', 'parse_criteria', 'register_criterion']
+__all__ = [
+    "CRITERIA", "Criterion", "available_criteria", "get_criterion", "parse_criteria",
+    "register_criterion",
+]
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,9 +28,10 @@ import shlex
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,7 +56,9 @@ from prune_info.viz.figures import violin_plot
 from prune_info.viz.html import write_report
 from prune_info.viz.oinfo import plot_oinfo
 
-__all__ = ['MANIFEST', 'RUN_FORMAT', 'RunOptions', 'STAGES', 'Stage', 'check_out_dir', 'run_pipeline']
+__all__ = [
+    "MANIFEST", "RUN_FORMAT", "RunOptions", "STAGES", "Stage", "check_out_dir", "run_pipeline",
+]
 
 MANIFEST = "run.json"
 RUN_FORMAT = "prune-info-run"
@@ -117,7 +120,7 @@ class Stage:
     options: Callable[[RunOptions], dict]
     deps: tuple[str, ...]
     artefacts: tuple[str, ...]
-    fn: Callable[["Context"], dict]
+    fn: Callable[[Context], dict]
     description: str = ""
 
 

@@ -18,7 +18,8 @@ Resuming
 The study directory holds ``config.json`` (the configuration that fixes the results) and, per
 scenario and seed, ``<act>-<reg>/seed-NNNN/model.pt`` and ``.../curves.json``, each written
 atomically the moment it is complete. Seeds are trained as one batched model
-(:mod:`prune_info.training.batched`), so "a finished seed" means a finished *batch* of seeds; while a batch
+(:mod:`prune_info.training.batched`), so "a finished seed" means a finished *batch* of seeds;
+while a batch
 trains, its whole state is saved after every epoch (``train-state-*.pt``), so an interruption
 (Ctrl-C, crash, ``kill -9``) costs at most the epoch in progress. Running the same command again
 skips every finished seed and continues the interrupted batch from its last epoch, with the
@@ -43,10 +44,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,7 +68,9 @@ from prune_info.training.loop import OPTIMIZERS, TrainConfig
 from prune_info.viz.ablation import plot_ablation
 from prune_info.zoo import ACTIVATIONS, REGULARISERS, parse_arch
 
-__all__ = ['MODES', 'StudyConfig', 'StudyPaths', 'default_at', 'format_table', 'run_study', 'summarise']
+__all__ = [
+    "MODES", "StudyConfig", "StudyPaths", "default_at", "format_table", "run_study", "summarise",
+]
 
 CONFIG_FORMAT = "prune-info-study-config"
 SEED_FORMAT = "prune-info-study-seed"
@@ -545,7 +549,8 @@ def summarise(config: StudyConfig, records: dict[str, list[dict]], *, at: Sequen
     notes: list[str] = []
     n_seeds = len(config.seeds)
     if at and n_seeds < MIN_WILCOXON_SEEDS:
-        notes.append(f"{n_seeds} seeds: Wilcoxon p-values need at least {MIN_WILCOXON_SEEDS} seeds to be "
+        notes.append(f"{n_seeds} seeds: Wilcoxon p-values need at least {MIN_WILCOXON_SEEDS} "
+                     "seeds to be "
                      "meaningful and are not reported")
     out: dict = {"config": {**config.identity(), "seeds": list(config.seeds)},
                  "seeds": list(config.seeds), "at": list(at), "scenarios": {}, "ks": [],

@@ -130,7 +130,8 @@ def _load_previous(path: Path, config: CompareConfig, dataset: str) -> list[dict
     try:
         saved = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise PruneInfoError(f"{path} is unreadable ({exc}); remove it or choose another `out_dir`")
+        raise PruneInfoError(
+            f"{path} is unreadable ({exc}); remove it or choose another `out_dir`") from exc
     if saved.get("config") != config.to_dict() or saved.get("dataset") != dataset:
         raise PruneInfoError(
             f"{path.parent} holds a comparison with another configuration; choose another "

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
@@ -47,12 +47,12 @@ from prune_info.measures.gaussian import (
     as_covariance,
     check_chunk_size,
     check_n_samples,
+    copula_covariance,
     correlation,
     omega_bias_bits,
     omega_chunk,
-    ridge,
-    copula_covariance,
     regularise_covariance,
+    ridge,
 )
 
 __all__ = [

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import TYPE_CHECKING, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -241,7 +242,7 @@ def plan_global(
 # Automatic allocation from the data
 
 
-def _masked_correct(model: nn.Module, plan: PrunePlan, split: "Split", example: torch.Tensor,
+def _masked_correct(model: nn.Module, plan: PrunePlan, split: Split, example: torch.Tensor,
                     device: str) -> int:
     masked = mask_plan(copy.deepcopy(model), plan, example)
     return count_correct(masked.to(device), split, device=device)
@@ -249,7 +250,7 @@ def _masked_correct(model: nn.Module, plan: PrunePlan, split: "Split", example: 
 
 def plan_max_drop(
     model: nn.Module,
-    split: "Split",
+    split: Split,
     scores: Mapping[str, torch.Tensor],
     max_drop: float,
     *,
@@ -264,7 +265,8 @@ def plan_max_drop(
 
     For each layer, units are ablated cumulatively in the order of their ranking (lowest score
     first for ``order="low"``) and the accuracy on ``split`` is recorded after each (see
-    :func:`prune_info.analysis.curves.layerwise_curve`); the layer gets the largest ``k`` whose drop,
+    :func:`prune_info.analysis.curves.layerwise_curve`); the layer gets the largest ``k`` whose
+    drop,
     ablating that layer alone, is at most ``max_drop`` percentage points. The layers' removals are
     then combined and the joint drop is measured on ``split`` with the units removed; while it
     exceeds the budget, every layer's ``k`` is scaled down by ``1 - t / backoff_steps``

@@ -194,7 +194,8 @@ def retrain_checkpoint(
         model.load_state_dict(state)
     held.restore()
 
-    before = {"val_acc": accuracy(ckpt.model, data.val), "test_acc": accuracy(ckpt.model, data.test)}
+    before = {"val_acc": accuracy(ckpt.model, data.val),
+              "test_acc": accuracy(ckpt.model, data.test)}
     frozen = held.fully_held()
     optimised = [p for p in model.parameters() if id(p) not in frozen]
     for p in model.parameters():

@@ -268,12 +268,12 @@ class PruneSummary:
 class PruneResult:
     """A pruned checkpoint, its plan, and the summary shown to the user."""
 
-    checkpoint: "Checkpoint"
+    checkpoint: Checkpoint
     plan: PrunePlan
     summary: PruneSummary
 
 
-def _input_shape(ckpt: "Checkpoint", data: "Dataset | None") -> tuple[int, ...]:
+def _input_shape(ckpt: Checkpoint, data: Dataset | None) -> tuple[int, ...]:
     if data is not None:
         return tuple(data.input_shape)
     shape = ckpt.dataset.get("input_shape") or (ckpt.arch or {}).get("input_shape")
@@ -285,7 +285,7 @@ def _input_shape(ckpt: "Checkpoint", data: "Dataset | None") -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
-def _accuracies(model: nn.Module, data: "Dataset | None", device: str) -> dict:
+def _accuracies(model: nn.Module, data: Dataset | None, device: str) -> dict:
     if data is None:
         return {"val": None, "test": None}
     on_device = model if str(device) == "cpu" else copy.deepcopy(model).to(device)
@@ -332,7 +332,7 @@ def _compute_scores(model, data, criterion, layer_names, config: PruneConfig):
 
 
 def prune_checkpoint(
-    ckpt: "Checkpoint", data: "Dataset | None", config: PruneConfig
+    ckpt: Checkpoint, data: Dataset | None, config: PruneConfig
 ) -> PruneResult:
     """Rank units by a criterion on the validation set and prune a checkpoint's model.
 
@@ -449,7 +449,7 @@ def prune_checkpoint(
     return PruneResult(new_ckpt, plan, summary)
 
 
-def _summary(old: "Checkpoint", new: "Checkpoint", plan: PrunePlan, input_shape, before: dict,
+def _summary(old: Checkpoint, new: Checkpoint, plan: PrunePlan, input_shape, before: dict,
              after: dict, config: PruneConfig, entry: dict, *, warnings: tuple[str, ...] = (),
              at_minimum: tuple[str, ...] = (), max_drop_report: dict | None = None
              ) -> PruneSummary:

@@ -8,7 +8,8 @@ on the stacked tensors is S separate steps). Each seed reproduces what
 
 * initialisation: the seed's model is built by :func:`prune_info.zoo.build_model` after
   ``torch.manual_seed(seed)`` and its weights are copied into the stack;
-* shuffling: one ``torch.Generator`` per seed, seeded like :func:`~prune_info.training.loop.fit`, draws
+* shuffling: one ``torch.Generator`` per seed, seeded like :func:`~prune_info.training.loop.fit`,
+  draws
   the same epoch permutations;
 * dropout: one more generator per seed draws the same Bernoulli masks, in the same order, that
   :class:`torch.nn.Dropout` draws from the global generator in ``fit`` (so dropout training is
@@ -40,8 +41,9 @@ uninterrupted run. The state file stays until the caller has stored the models a
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence, cast
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -501,7 +503,8 @@ def train_seeds(
     Returns
     -------
     list of Checkpoint
-        One per seed, in the order of ``seeds``, as :func:`~prune_info.training.loop.train_model` makes
+        One per seed, in the order of ``seeds``, as :func:`~prune_info.training.loop.train_model`
+        makes
         them (``metrics["trained"]`` says ``"batched"`` for stacked training).
 
     Examples

@@ -8,8 +8,9 @@ evaluated at the end, never used for selection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -175,7 +176,7 @@ def train_model(
     batchnorm: bool | None = None,
     device: torch.device | str = "cpu",
     progress: bool = True,
-) -> "Checkpoint":
+) -> Checkpoint:
     """Build a model from ``spec``, train it on ``data`` and return a complete checkpoint.
 
     Examples

@@ -10,8 +10,8 @@ atomically; the format follows the suffix.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 

@@ -8,11 +8,10 @@ failed or interrupted plot never leaves a partial image. The format follows the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
