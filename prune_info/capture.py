@@ -13,6 +13,21 @@ accumulated without ever holding the outputs of the whole dataset:
 A layer without an activation module (a model that calls its activation functionally) is read
 at the output of its BatchNorm, else of the layer itself, in both modes.
 
+Where units are read
+--------------------
+A unit is read at the *call* of the activation module that consumes the layer's own output,
+identified by tensor identity: the layer's *source* (its BatchNorm if it has one, else the layer
+itself) is hooked to remember its output tensor, and the one call of the activation module whose
+input *is* that tensor is the layer's call. Only that call is read here, masked by the ablation
+curves and by the verification of a pruned model, and differentiated by the ``taylor``
+criterion. An activation module shared by several calls (torchvision's ResNet ``BasicBlock``
+applies one ``self.relu`` after ``bn1`` and again after the residual addition) is therefore read
+once per layer, *before any residual addition*: ``layer1.0.conv1`` is ``relu(bn1(conv1(x)))``,
+and the last convolution of a block (no activation of its own) is read at its BatchNorm's output,
+also before the addition. If the source's output does not reach the activation as it is (a
+module or an operation between them), the read point is ambiguous and the capture stops with a
+:class:`~prune_info.errors.PruneInfoError` naming the layer. :func:`unit_hooks` is that rule.
+
 Convolutional channels
 ----------------------
 The paper treats fully-connected networks only; a channel of a convolution has one output per
@@ -40,17 +55,20 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from prune_info._torch import resolve_device
 from prune_info.errors import PruneInfoError
-from prune_info.nn import LayerInfo, get_module
+from prune_info.nn import ACTIVATION_TYPES, LayerInfo, get_module
 
-__all__ = ['CHANNEL_REDUCTIONS', 'CaptureOptions', 'iter_unit_outputs', 'unit_outputs']
+__all__ = ['CHANNEL_REDUCTIONS', 'CaptureOptions', 'iter_unit_outputs', 'unit_hooks',
+           'unit_outputs']
 
 #: Accepted values of :attr:`CaptureOptions.channel_reduce`.
 CHANNEL_REDUCTIONS = ("mean", "max")
@@ -94,19 +112,227 @@ class CaptureOptions:
 
 
 # --------------------------------------------------------------------------------------------
-# Hooks
+# Hooks: the one place that finds the call of an activation module holding a layer's units
+
+#: ``fn(layer, value)`` of :func:`unit_hooks`: None keeps the value, a tensor replaces it.
+UnitFn = Callable[[LayerInfo, torch.Tensor], "torch.Tensor | None"]
 
 
-def _read_point(model: nn.Module, layer: LayerInfo, pre_activation: bool):
-    """The module to hook for a layer's units, and whether to hook its input or its output."""
-    name, where = layer.read_point(pre_activation)
-    module = get_module(model, name)
-    inplace = layer.act_module is not None and bool(getattr(module, "inplace", False))
-    return module, where, inplace
+def _source_name(layer: LayerInfo) -> str:
+    """The module whose output the layer's activation consumes: its norm, else the layer."""
+    return layer.norm_module or layer.name
 
 
-def _to_units(value: torch.Tensor, layer: LayerInfo, reduce: str, copy: bool) -> torch.Tensor:
-    """One row per sample, one column per unit: reduce conv maps, copy if it may be overwritten."""
+def _version(value: torch.Tensor) -> int | None:
+    """The tensor's in-place version counter (None for inference tensors, which have none)."""
+    try:
+        return int(value._version)
+    except (AttributeError, RuntimeError):
+        return None
+
+
+@dataclass
+class _Tap:
+    """What :func:`unit_hooks` knows of one layer during one forward pass."""
+
+    layer: LayerInfo
+    #: the source's output until its activation call (a weak reference for a layer without an
+    #: activation module, which only checks that no activation module takes it as it is)
+    pending: Callable[[], torch.Tensor | None] | None = None
+    version: int | None = None
+    armed: bool = False  # between the pre-hook and the hook of the layer's activation call
+
+    def remember(self, out: torch.Tensor, weak: bool) -> None:
+        self.pending = weakref.ref(out) if weak else (lambda: out)
+        self.version = _version(out)
+
+    def holds(self, value: object) -> bool:
+        """Whether ``value`` is the remembered source output, not modified in place since."""
+        return (self.pending is not None and value is self.pending()
+                and isinstance(value, torch.Tensor) and _version(value) == self.version)
+
+
+def _unconsumed(layer: LayerInfo) -> PruneInfoError:
+    source = _source_name(layer)
+    return PruneInfoError(
+        f"{layer.name}: the output of {source} was not passed as it is to its activation "
+        f"{layer.act_module} in the forward pass (a module or an operation between them), so "
+        f"the call of {layer.act_module} that holds the layer's units is unknown; fix: call "
+        f"{layer.act_module} directly on the output of {source}, or leave {layer.name} out "
+        "(`layers`)"
+    )
+
+
+def _unassigned(layer: LayerInfo, act: str, calls: int) -> PruneInfoError:
+    why = ("it ran twice in one forward pass: an activation module shared between layers"
+           if calls > 1 else "it is registered before the layer, so it was not found after it")
+    return PruneInfoError(
+        f"{layer.name}: its output goes as it is into the activation module {act}, which is not "
+        f"recognised as the layer's own ({why}); its units would be read before their "
+        "activation; fix: give each layer its own activation module, registered after it"
+    )
+
+
+@contextlib.contextmanager
+def unit_hooks(
+    model: nn.Module,
+    layers: Sequence[LayerInfo],
+    fn: UnitFn,
+    *,
+    pre_activation: bool = False,
+) -> Iterator[None]:
+    """Hook the one call of each layer's activation module that holds its units.
+
+    A layer's *source* is its normalisation module if it has one, else the layer itself. A
+    forward hook on the source remembers its output tensor; the call of the layer's activation
+    module whose input *is* that tensor (identity, and not modified in place since) is the
+    layer's call, and only that call is given to ``fn``. Other calls of the same module (an
+    activation applied again after a residual addition, as in torchvision's ``BasicBlock``) are
+    left alone. A forward-pre-hook flags the call, so in-place activations (whose output is their
+    input) work too. A layer without an activation module is given its source's output.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network; it must be called as a whole (``model(x)``) inside the context.
+    layers : sequence of LayerInfo
+        Layers from :func:`prune_info.nn.prunable_layers`.
+    fn : callable
+        ``fn(layer, value)``, called once per layer per forward pass with the value holding the
+        layer's units: the activation's output (its input with ``pre_activation``), or the
+        source's output for a layer without an activation. A returned tensor replaces that value
+        in the forward pass (an ablation mask); None leaves it as it is. ``value`` may be
+        modified in place later in the pass (an in-place activation, a residual ``+=``): copy
+        what is kept.
+    pre_activation : bool, default False
+        Give ``fn`` the input of the activation call instead of its output.
+
+    Yields
+    ------
+    None
+        The hooks are removed when the context exits, normally or not.
+
+    Raises
+    ------
+    PruneInfoError
+        During a forward pass, if a layer's source output does not reach its activation as it is
+        (a module or an operation between them), so that no call can be told to be the layer's;
+        or if the output of a layer without an activation module goes as it is into an
+        activation module (one shared with another layer), so that it would be read before its
+        activation.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from prune_info.nn import prunable_layers
+    >>> class Block(nn.Module):  # one ReLU, called twice
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.fc1, self.relu, self.fc2 = nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2)
+    ...     def forward(self, x):
+    ...         return self.fc2(self.relu(self.relu(self.fc1(x)) - 1.0))
+    >>> model = Block()
+    >>> seen = []
+    >>> with unit_hooks(model, prunable_layers(model), lambda layer, v: seen.append(layer.name)):
+    ...     _ = model(torch.randn(3, 2))
+    >>> seen
+    ['fc1']
+    """
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    tapped: list[_Tap] = []  # layers with an activation module
+    direct: list[_Tap] = []  # layers without one
+    by_act: dict[int, list[_Tap]] = {}
+    acts: dict[int, tuple[str, nn.Module]] = {}
+    calls: dict[int, int] = {}
+
+    def start(_module: nn.Module, _args: Any) -> None:
+        for tap in (*tapped, *direct):
+            tap.pending, tap.armed = None, False
+        calls.clear()
+
+    def finish(_module: nn.Module, _args: Any, _out: Any) -> None:
+        unconsumed = [tap for tap in tapped if tap.pending is not None]
+        for tap in (*tapped, *direct):
+            tap.pending = None
+        if unconsumed:
+            raise _unconsumed(unconsumed[0].layer)
+
+    def source_hook(tap: _Tap):
+        def hook(_module: nn.Module, _args: Any, out: torch.Tensor) -> torch.Tensor | None:
+            if tap.layer.act_module is not None:
+                if tap.pending is not None:  # the source ran again before its activation
+                    raise _unconsumed(tap.layer)
+                tap.remember(out, weak=False)
+                return None
+            new = fn(tap.layer, out)
+            if isinstance(new, torch.Tensor) or isinstance(out, torch.Tensor):
+                tap.remember(new if new is not None else out, weak=True)
+            return new
+        return hook
+
+    def act_pre_hook(key: int):
+        def hook(_module: nn.Module, args: tuple) -> tuple | None:
+            calls[key] = calls.get(key, 0) + 1
+            value = args[0] if args else None
+            for tap in by_act.get(key, ()):
+                if tap.holds(value):
+                    tap.pending = None
+                    if not pre_activation:
+                        tap.armed = True
+                        return None
+                    new = fn(tap.layer, args[0])
+                    return None if new is None else (new, *args[1:])
+            for tap in direct:
+                if tap.holds(value):
+                    raise _unassigned(tap.layer, acts[key][0], calls[key])
+            return None
+        return hook
+
+    def act_hook(key: int):
+        def hook(_module: nn.Module, _args: Any, out: torch.Tensor) -> torch.Tensor | None:
+            for tap in by_act.get(key, ()):
+                if tap.armed:
+                    tap.armed = False
+                    return fn(tap.layer, out)
+            return None
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if isinstance(module, ACTIVATION_TYPES):
+                acts.setdefault(id(module), (name, module))
+        for layer in layers:
+            tap = _Tap(layer)
+            handles.append(get_module(model, _source_name(layer)).register_forward_hook(
+                source_hook(tap)))
+            if layer.act_module is None:
+                direct.append(tap)
+                continue
+            tapped.append(tap)
+            act = get_module(model, layer.act_module)
+            acts.setdefault(id(act), (layer.act_module, act))
+            by_act.setdefault(id(act), []).append(tap)
+        for key, (_, act) in acts.items():
+            handles.append(act.register_forward_pre_hook(act_pre_hook(key)))
+            if key in by_act and not pre_activation:
+                handles.append(act.register_forward_hook(act_hook(key)))
+        handles.append(model.register_forward_pre_hook(start))
+        handles.append(model.register_forward_hook(finish))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        for tap in (*tapped, *direct):
+            tap.pending = None
+
+
+def _to_units(value: torch.Tensor, layer: LayerInfo, reduce: str) -> torch.Tensor:
+    """One row per sample, one column per unit: reduce conv maps, copy dense outputs.
+
+    The result is always a new tensor, so an in-place operation later in the forward pass (an
+    in-place activation, a residual ``+=``) cannot alter it.
+    """
     if layer.kind == "conv":
         if value.ndim != 4 or value.shape[1] != layer.n_units:
             raise PruneInfoError(
@@ -114,45 +340,30 @@ def _to_units(value: torch.Tensor, layer: LayerInfo, reduce: str, copy: bool) ->
                 f"got {list(value.shape)}; fix: prune-info reads Conv2d layers of image models"
             )
         value = value.float()
-        # Reductions allocate a new tensor, so a later in-place activation cannot alter it.
+        # Reductions allocate a new tensor.
         return value.mean(dim=(2, 3)) if reduce == "mean" else value.amax(dim=(2, 3))
     if value.ndim != 2 or value.shape[1] != layer.n_units:
         raise PruneInfoError(
             f"{layer.name}: expected outputs of shape [batch, {layer.n_units}], got "
             f"{list(value.shape)}; fix: prune-info reads Linear layers applied to flat inputs"
         )
-    value = value.float()
-    return value.clone() if copy else value
+    out = value.float()
+    return out.clone() if out is value else out
 
 
 @contextlib.contextmanager
 def _hooks(model: nn.Module, layers: list[LayerInfo], options: CaptureOptions, store: dict):
-    handles = []
-    try:
-        for layer in layers:
-            module, where, inplace = _read_point(model, layer, options.pre_activation)
-            # An in-place activation overwrites its input, so a pre-activation read must copy.
-            copy = inplace and where == "input"
+    def record(layer: LayerInfo, value: torch.Tensor) -> None:
+        if layer.name in store:
+            raise PruneInfoError(
+                f"{layer.name}: the module read for its units ran twice in one forward "
+                "pass (a layer or normalisation module called twice?); fix: give each "
+                "call its own module"
+            )
+        store[layer.name] = _to_units(value, layer, options.channel_reduce)
 
-            def record(value, layer=layer, copy=copy):
-                if layer.name in store:
-                    raise PruneInfoError(
-                        f"{layer.name}: the module read for its units ran twice in one forward "
-                        "pass (an activation module shared between layers?); fix: give each "
-                        "layer its own activation module"
-                    )
-                store[layer.name] = _to_units(value, layer, options.channel_reduce, copy)
-
-            if where == "input":
-                handles.append(module.register_forward_pre_hook(
-                    lambda _m, args, record=record: record(args[0])))
-            else:
-                handles.append(module.register_forward_hook(
-                    lambda _m, _args, out, record=record: record(out)))
+    with unit_hooks(model, layers, record, pre_activation=options.pre_activation):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 # --------------------------------------------------------------------------------------------

@@ -77,7 +77,10 @@ class LayerInfo:
         return [f"{self.name}:{i}" for i in range(self.n_units)]
 
 
-_ACT_TYPES = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.ReLU6)
+#: Activation modules :func:`prunable_layers` recognises after a layer.
+ACTIVATION_TYPES = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU,
+                    nn.ReLU6)
+_ACT_TYPES = ACTIVATION_TYPES
 _NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
 
 

@@ -52,8 +52,9 @@ import torch
 from torch import nn
 
 from prune_info._torch import torch_threads
+from prune_info.capture import unit_hooks
 from prune_info.errors import PruneInfoError
-from prune_info.nn import WEIGHT_TYPES, example_input, prunable_layers
+from prune_info.nn import WEIGHT_TYPES, LayerInfo, example_input, prunable_layers
 
 if TYPE_CHECKING:
     pass
@@ -232,7 +233,9 @@ class _AblationCheck:
     """Checks, layer after layer, that a pruned model equals the original with units ablated.
 
     The reference is a copy of the original model in which the removed units' post-activation
-    outputs are zero: hooked at the activation module when there is one; otherwise at the
+    outputs are zero, masked where :func:`prune_info.capture.unit_hooks` reads them: at the call
+    of the activation module that consumes the layer's output when there is one (not at other
+    calls of a shared module, such as the ReLU after a residual addition); otherwise at the
     BatchNorm or the layer itself, where either 0 (right for ReLU, tanh, GELU) or a large
     negative value (right for ReLU and sigmoid) makes the activation output zero. This catches
     the cases where torch-pruning runs but removes the wrong inputs downstream (e.g. after a
@@ -248,50 +251,43 @@ class _AblationCheck:
         self.x = torch.randn(shape, generator=gen).to(example_input.device)
         self.info = {layer.name: layer for layer in prunable_layers(self.ref)}
         self.fill: dict[str, tuple[torch.Tensor, float]] = {}
-        self.hooked: set[str] = set()
+        self.layers: dict[str, LayerInfo] = {}
 
-    def _point(self, layer: str) -> tuple[str, bool]:
+    def _layer(self, layer: str) -> LayerInfo:
+        """The layer's read point; a layer that is not prunable is masked at its own output."""
         info = self.info.get(layer)
-        if info is not None and info.act_module is not None:
-            return info.act_module, True
-        if info is not None and info.norm_module is not None:
-            return info.norm_module, False
-        return layer, False
+        if info is not None:
+            return info
+        return LayerInfo(layer, "other", 0, None, None, None)
 
-    def _hook(self, layer: str) -> None:
-        if layer in self.hooked:
-            return
-        point, _ = self._point(layer)
-
-        def hook(module, inputs, output):
-            idxs, value = self.fill[layer]
-            return output.index_fill(1, idxs.to(output.device), value)
-
-        self.ref.get_submodule(point).register_forward_hook(hook)
-        self.hooked.add(layer)
+    def _mask(self, info: LayerInfo, output: torch.Tensor) -> torch.Tensor:
+        idxs, value = self.fill[info.name]
+        return output.index_fill(1, idxs.to(output.device), value)
 
     @torch.no_grad()
     def check(self, model: nn.Module, removed: Mapping[str, Sequence[int]], root: str) -> None:
         pending = {k: v for k, v in removed.items() if k not in self.fill}
         for layer in pending:
-            self._hook(layer)
+            self.layers.setdefault(layer, self._layer(layer))
         was_training = model.training
         model.eval()
         try:
             got = model(self.x)
         finally:
             model.train(was_training)
-        options = [self.FILLS[:1] if self._point(layer)[1] else self.FILLS for layer in pending]
+        options = [self.FILLS[:1] if self.layers[layer].act_module is not None else self.FILLS
+                   for layer in pending]
         worst = float("inf")
-        for values in itertools.product(*options):
-            for layer, value in zip(pending, values):
-                self.fill[layer] = (torch.as_tensor(list(pending[layer]), dtype=torch.long),
-                                    value)
-            want = self.ref(self.x)
-            diff = float((got - want).abs().max())
-            if diff <= 1e-4 * max(1.0, float(want.abs().max())):
-                return
-            worst = min(worst, diff)
+        with unit_hooks(self.ref, list(self.layers.values()), self._mask):
+            for values in itertools.product(*options):
+                for layer, value in zip(pending, values):
+                    self.fill[layer] = (torch.as_tensor(list(pending[layer]), dtype=torch.long),
+                                        value)
+                want = self.ref(self.x)
+                diff = float((got - want).abs().max())
+                if diff <= 1e-4 * max(1.0, float(want.abs().max())):
+                    return
+                worst = min(worst, diff)
         raise PruneInfoError(
             f"torch-pruning removed the wrong inputs downstream of layer {root}: the pruned "
             f"model differs from the original with those units ablated by {worst:.3g}; leave "

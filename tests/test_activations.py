@@ -83,7 +83,7 @@ def test_hooks_are_removed_and_training_mode_restored(digits, digits_mlp):
     model.train()
     try:
         for _ in iter_unit_outputs(model, layers, x, CaptureOptions(batch_size=50)):
-            assert not model.training and _all_hooks(model) == 2
+            assert not model.training and _all_hooks(model) > 0
             break  # an abandoned iteration must clean up too
         assert _all_hooks(model) == 0 and model.training
         with pytest.raises(PruneInfoError):

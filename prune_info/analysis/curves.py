@@ -38,8 +38,10 @@ Whole-network curves (:func:`network_curves`) rank the units of several layers t
 network is cut at every one of those layers and each chunk of masks is applied layer after layer
 (the ``batched`` path).
 
-Models that are not :class:`~torch.nn.Sequential`, or whose ablation points are nested inside
-sub-modules, fall back to the naive loop (correct, slower).
+Models that are not :class:`~torch.nn.Sequential`, whose ablation points are nested inside
+sub-modules, or that call one module at two places, fall back to the naive loop (correct, slower),
+which masks the units where :func:`prune_info.capture.unit_hooks` finds them: the one call of the
+activation module that consumes the layer's output (see :mod:`prune_info.capture`).
 
 Statistics
 ----------
@@ -73,6 +75,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from prune_info.capture import unit_hooks
 from prune_info.criteria.ranking import RANK_ORDERS, rank_units
 from prune_info.data import Split, as_split
 from prune_info.errors import PruneInfoError
@@ -196,13 +199,15 @@ def unit_means(
     if len(split) == 0:
         raise PruneInfoError("cannot compute unit means on an empty split")
     sums: dict[str, Tensor] = {}
-    with _eval_mode(model), _capture(model, [i.output_module for i in infos]) as seen:
+
+    def accumulate(info: LayerInfo, value: Tensor) -> None:
+        total = value.double().sum(0)
+        sums[info.name] = sums[info.name] + total if info.name in sums else total
+
+    with _eval_mode(model), unit_hooks(model, infos, accumulate):
         model.to(device)
         for start in range(0, len(split), batch_size):
             model(split.x[start : start + batch_size].to(device))
-            for info in infos:
-                total = seen[info.output_module].double().sum(0)
-                sums[info.name] = sums[info.name] + total if info.name in sums else total
     return {name: (total / len(split)).float().cpu() for name, total in sums.items()}
 
 
@@ -243,21 +248,6 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-@contextlib.contextmanager
-def _capture(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, Tensor]]:
-    seen: dict[str, Tensor] = {}
-    handles = []
-    try:
-        for name in names:
-            module = model.get_submodule(name)
-            handles.append(module.register_forward_hook(
-                lambda mod, inp, out, key=name: seen.__setitem__(key, out)))
-        yield seen
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 def _apply_mask(h: Tensor, ablated: Tensor, fill: Tensor | None) -> Tensor:
     """Replace ablated units of ``h`` by zero or by ``fill``.
 
@@ -282,6 +272,8 @@ def _segments(model: nn.Module, points: Sequence[str]) -> list[nn.Sequential] | 
     """Cut a Sequential model after each ablation point; None when that is not possible."""
     if not isinstance(model, nn.Sequential):
         return None
+    if len({id(m) for m in model.modules()}) != len(list(model.modules(remove_duplicate=False))):
+        return None  # a module called at two places: cutting at its name is ambiguous
     names = [name for name, _ in model.named_children()]
     try:
         cuts = [names.index(p) for p in points]
@@ -384,26 +376,20 @@ def _naive_counts(
     """The reference: one full masked forward pass over the test set per row of ``ablated``."""
     device = torch.device(device)
     offsets = np.cumsum([0, *[info.n_units for info in infos]]).tolist()
+    position = {info.name: j for j, info in enumerate(infos)}
     current: dict[str, Tensor] = {}
 
-    def hook(module, inputs, output, j):
-        mask = current["rows"][:, offsets[j] : offsets[j + 1]]
-        return _apply_mask(output.unsqueeze(0), mask, fills[j]).squeeze(0)
+    def mask(info: LayerInfo, value: Tensor) -> Tensor:
+        j = position[info.name]
+        rows = current["rows"][:, offsets[j] : offsets[j + 1]]
+        return _apply_mask(value.unsqueeze(0), rows, fills[j]).squeeze(0)
 
-    handles = [
-        model.get_submodule(info.output_module).register_forward_hook(
-            lambda mod, inp, out, j=j: hook(mod, inp, out, j))
-        for j, info in enumerate(infos)
-    ]
     counts = torch.zeros(ablated.shape[0], dtype=torch.int64)
     model.to(device)
-    try:
+    with unit_hooks(model, infos, mask):
         for i in range(ablated.shape[0]):
             current["rows"] = ablated[i : i + 1].to(device)
             counts[i] = count_correct(model, split, batch_size=batch_size, device=device)
-    finally:
-        for handle in handles:
-            handle.remove()
     return counts
 
 

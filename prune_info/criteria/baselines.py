@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from prune_info.capture import resolve_device
+from prune_info.capture import resolve_device, unit_hooks
 from prune_info.criteria.context import ScoringContext
 from prune_info.criteria.registry import register_criterion
 from prune_info.data import Split
@@ -67,12 +67,6 @@ def _magnitude_l1_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
 # Taylor
 
 
-def _taylor_read_point(model: nn.Module, layer: LayerInfo, pre_activation: bool):
-    """(module, "input" | "output") whose tensor holds the layer's units."""
-    name, where = layer.read_point(pre_activation)
-    return get_module(model, name), where
-
-
 def taylor_scores(
     model: nn.Module,
     split: Split,
@@ -110,27 +104,18 @@ def taylor_scores(
     if n == 0:
         raise PruneInfoError("the split is empty; fix: score on a split with labelled samples")
     store: dict[str, torch.Tensor] = {}
-    handles = []
-    for layer in layers:
-        module, where = _taylor_read_point(model, layer, pre_activation)
 
-        if where == "input":
-            def pre_hook(_m, args, name=layer.name):
-                store[name] = args[0]
-                # A new tensor for the (possibly in-place) activation to overwrite.
-                return (args[0].clone(), *args[1:])
+    def keep(layer: LayerInfo, value: torch.Tensor) -> torch.Tensor:
+        store[layer.name] = value
+        # The forward pass goes on with a copy, so that an in-place operation after the read
+        # point (an in-place activation, a residual +=) leaves the kept tensor as it was.
+        return value.clone()
 
-            handles.append(module.register_forward_pre_hook(pre_hook))
-        else:
-            def hook(_m, _args, out, name=layer.name):
-                store[name] = out
-
-            handles.append(module.register_forward_hook(hook))
     totals = {layer.name: torch.zeros(layer.n_units, dtype=torch.float64) for layer in layers}
     was_training = model.training
     model.eval()
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), unit_hooks(model, layers, keep, pre_activation=pre_activation):
             for start in range(0, n, batch_size):
                 x = split.x[start : start + batch_size].to(dev).requires_grad_(True)
                 y = split.y[start : start + batch_size].to(dev)
@@ -155,8 +140,6 @@ def taylor_scores(
                         prod = prod.flatten(2).sum(dim=2)
                     totals[name] += prod.abs().sum(dim=0).to("cpu", torch.float64)
     finally:
-        for handle in handles:
-            handle.remove()
         store.clear()
         model.train(was_training)
     return {name: total / n for name, total in totals.items()}
