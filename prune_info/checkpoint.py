@@ -6,7 +6,8 @@ it loads with ``torch.load(weights_only=True)``::
     {
       "format": "prune-info-checkpoint", "format_version": 1,
       "arch": {...} or None,            # see prune_info.zoo.parse_arch; None for a factory
-      "factory": "pkg.mod:fn" or None,  # how a user model is rebuilt
+      "factory": "pkg.mod:fn" or None,  # how a user model is rebuilt (or "timm:NAME")
+      "factory_kwargs": {...},          # keyword arguments of the factory, plain values
       "state_dict": {...}, "init_state_dict": {...} or None,
       "rewind_state_dicts": {"K": {...}},   # weights after K training steps, when saved
       "train_config": {...}, "dataset": {...}, "metrics": {...}, "seed": int or None,
@@ -34,7 +35,7 @@ from prune_info.errors import PruneInfoError
 from prune_info.io import atomic_write, cpu_state_dict
 from prune_info.nn import LayerInfo, prunable_layers
 from prune_info.surgery import replay_history
-from prune_info.zoo import _build_from_factory, arch_spec, build_model
+from prune_info.zoo import arch_spec, build_factory_model, build_model, factory_spec
 
 CHECKPOINT_FORMAT = "prune-info-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -47,6 +48,7 @@ class Checkpoint:
     model: nn.Module
     arch: dict | None = None
     factory: str | None = None
+    factory_kwargs: dict = field(default_factory=dict)
     dataset: dict = field(default_factory=dict)
     train_config: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -70,7 +72,8 @@ class Checkpoint:
         if self.arch is not None:
             return arch_spec(self.arch)
         widths = "-".join(str(layer.n_units) for layer in self.layers)
-        return f"{self.factory or 'custom'} [{widths}]"
+        name = factory_spec(self.factory, self.factory_kwargs) if self.factory else "custom"
+        return f"{name} [{widths}]"
 
     def replace(self, **changes: Any) -> Checkpoint:
         return replace(self, **changes)
@@ -81,6 +84,7 @@ class Checkpoint:
             "format_version": CHECKPOINT_VERSION,
             "arch": self.arch,
             "factory": self.factory,
+            "factory_kwargs": self.factory_kwargs,
             "state_dict": cpu_state_dict(self.model.state_dict()),
             "init_state_dict": self.init_state_dict,
             "rewind_state_dicts": {str(k): v for k, v in self.rewind_state_dicts.items()},
@@ -152,6 +156,7 @@ def load_checkpoint(
     *,
     arch: dict | None = None,
     factory: str | None = None,
+    factory_kwargs: dict | None = None,
     trust_pickle: bool = False,
 ) -> Checkpoint:
     """Load a prune-info checkpoint, a plain state_dict, or (opt-in) a pickled module.
@@ -163,7 +168,10 @@ def load_checkpoint(
     arch : dict, optional
         Architecture (from :func:`prune_info.zoo.parse_arch`) for a plain state_dict.
     factory : str, optional
-        ``package.module:function`` building the user's ``nn.Module``, for a plain state_dict.
+        ``package.module:function`` (or ``timm:NAME``) building the user's ``nn.Module``, for a
+        plain state_dict (see :func:`prune_info.zoo.build_factory_model`).
+    factory_kwargs : dict, optional
+        Keyword arguments of ``factory``.
     trust_pickle : bool
         Allow unpickling a whole ``nn.Module`` (runs arbitrary code from the file).
     """
@@ -180,15 +188,16 @@ def load_checkpoint(
             model = build_model(arch)
             _load_state(model, obj, f"`arch`={arch_spec(arch)}")
         elif factory is not None:
-            model = _build_from_factory(factory)
-            _load_state(model, obj, f"`factory`={factory}")
+            model = build_factory_model(factory, factory_kwargs)
+            _load_state(model, obj, f"`factory`={factory_spec(factory, factory_kwargs)}")
         else:
             raise PruneInfoError(
                 f"{path} is a plain state_dict with no architecture; pass `arch` (see "
                 "prune_info.zoo.parse_arch) or `factory`=package.module:factory"
             )
         model.eval()
-        return Checkpoint(model=model, arch=arch, factory=factory, source=str(path))
+        return Checkpoint(model=model, arch=arch, factory=factory,
+                          factory_kwargs=dict(factory_kwargs or {}), source=str(path))
     raise PruneInfoError(
         f"{path} is not a prune-info checkpoint or a state_dict; give a file saved by "
         "prune-info train or torch.save(model.state_dict(), ...)"
@@ -207,7 +216,7 @@ def _from_dict(obj: dict, path: Path) -> Checkpoint:
     if obj.get("arch") is not None:
         model = build_model(obj["arch"])
     elif obj.get("factory"):
-        model = _build_from_factory(obj["factory"])
+        model = build_factory_model(obj["factory"], obj.get("factory_kwargs"))
         if history:
             # A user model is rebuilt by replaying its pruning on a fresh instance.
 
@@ -220,6 +229,7 @@ def _from_dict(obj: dict, path: Path) -> Checkpoint:
         model=model,
         arch=obj.get("arch"),
         factory=obj.get("factory"),
+        factory_kwargs=dict(obj.get("factory_kwargs") or {}),
         dataset=dict(obj.get("dataset") or {}),
         train_config=dict(obj.get("train_config") or {}),
         metrics=dict(obj.get("metrics") or {}),

@@ -15,8 +15,8 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,8 @@ class Dataset:
     n_classes: int
     normalisation: dict = field(default_factory=dict)
     seed: int = 0
+    #: The files' own sample shape when the inputs were adapted (see :func:`adapt_inputs`).
+    native_shape: tuple[int, ...] | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -74,7 +76,7 @@ class Dataset:
 
     def describe(self) -> dict:
         """Metadata stored in checkpoints: enough to reload and normalise the same data."""
-        return {
+        out = {
             "name": self.name,
             "input_shape": list(self.input_shape),
             "n_classes": self.n_classes,
@@ -82,6 +84,9 @@ class Dataset:
             "split_seed": self.seed,
             "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
         }
+        if self.native_shape is not None:
+            out["native_input_shape"] = list(self.native_shape)
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,7 +293,10 @@ def _load_cifar10(data_dir, seed: int) -> Dataset:
 
 
 def load_dataset(
-    name: str, data_dir: str | os.PathLike | None = None, seed: int = 0
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    input_shape: Sequence[int] | None = None,
 ) -> Dataset:
     """Load a dataset by name with a seeded split.
 
@@ -300,20 +308,88 @@ def load_dataset(
         FashionMNIST directory and a torchvision download).
     seed : int
         Seed of the train / validation split.
+    input_shape : (C, H, W), optional
+        Adapt the inputs to a model that expects this shape (see :func:`adapt_inputs`).
 
     Examples
     --------
     >>> ds = load_dataset("digits")
     >>> len(ds.train), len(ds.val), len(ds.test), ds.input_shape
     (1078, 359, 360, (1, 8, 8))
+    >>> load_dataset("digits", input_shape=(3, 16, 16)).describe()["input_shape"]
+    [3, 16, 16]
     """
     if name == "digits":
-        return _load_digits(seed)
-    if name in ("fashion-mnist", "mnist"):
-        return _load_idx_dataset(name, data_dir, seed)
-    if name == "cifar10":
-        return _load_cifar10(data_dir, seed)
-    raise PruneInfoError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+        data = _load_digits(seed)
+    elif name in ("fashion-mnist", "mnist"):
+        data = _load_idx_dataset(name, data_dir, seed)
+    elif name == "cifar10":
+        data = _load_cifar10(data_dir, seed)
+    else:
+        raise PruneInfoError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    return data if input_shape is None else adapt_inputs(data, input_shape)
+
+
+def load_dataset_like(described: dict, data_dir: str | os.PathLike | None = None,
+                      name: str | None = None) -> Dataset:
+    """The dataset a checkpoint records (``Checkpoint.dataset``): same split, same input shape.
+
+    ``name`` overrides the recorded name (evaluating a model on another dataset).
+    """
+    name = name or described.get("name")
+    if name is None:
+        raise PruneInfoError("the model does not record its dataset; pass `data`")
+    shape = described.get("input_shape") if described.get("native_input_shape") else None
+    return load_dataset(name, data_dir, seed=int(described.get("split_seed", 0)),
+                        input_shape=shape)
+
+
+def adapt_inputs(data: Dataset, input_shape: Sequence[int]) -> Dataset:
+    """The same samples in the shape a model expects: channels repeated, images resized.
+
+    The one mechanism by which data meet a model built for other inputs: a grey-scale image
+    (1 channel) is repeated into ``C`` channels, and ``H x W`` is reached by bilinear resizing
+    (no antialiasing; the images of the datasets here are at most 32 x 32). The standardised
+    values keep their mean and spread. The checkpoint records the shape, so every command
+    reloads the data the same way.
+
+    Raises
+    ------
+    PruneInfoError
+        If ``input_shape`` is not three positive integers, or asks to turn several channels into
+        another number of channels.
+    """
+    try:
+        shape = tuple(int(v) for v in input_shape)
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise PruneInfoError(
+            f"`input_shape`={input_shape!r} must be three positive integers C,H,W, e.g. 3,32,32"
+        )
+    native = data.input_shape
+    if shape == native:
+        return data
+    if len(native) != 3:
+        raise PruneInfoError(
+            f"{data.name} holds no images ({native}); `input_shape` cannot adapt it")
+    if native[0] != shape[0] and native[0] != 1:
+        raise PruneInfoError(
+            f"{data.name} has {native[0]} channels; `input_shape` can repeat one channel into "
+            f"several but not turn {native[0]} into {shape[0]}"
+        )
+
+    def adapt(split: Split) -> Split:
+        x = split.x
+        if x.shape[1] != shape[0]:
+            x = x.expand(-1, shape[0], -1, -1)
+        if tuple(x.shape[2:]) != shape[1:]:
+            x = torch.nn.functional.interpolate(x, size=shape[1:], mode="bilinear",
+                                                align_corners=False)
+        return Split(x.contiguous(), split.y)
+
+    return replace(data, train=adapt(data.train), val=adapt(data.val), test=adapt(data.test),
+                   native_shape=data.native_shape or native)
 
 
 def as_split(data: Any, what: str = "the data") -> Split:

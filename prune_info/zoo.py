@@ -20,11 +20,13 @@ Checkpoints store that dict; :class:`ArchSpec` is its typed view (``ArchSpec.fro
 
 from __future__ import annotations
 
+import ast
+import difflib
 import importlib
 import math
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -261,13 +263,21 @@ def build_model(arch: dict | ArchSpec) -> nn.Sequential:
 # Loading
 
 
-def import_factory(spec: str) -> Callable[[], nn.Module]:
+#: Prefix of a factory spec that names a timm model (``timm:vit_tiny_patch16_224``).
+TIMM_PREFIX = "timm:"
+
+# Keyword arguments that would make a factory download weights; nothing is downloaded at run
+# time, so they are refused with a clear message rather than left to fail offline.
+_DOWNLOADING_KWARGS = ("pretrained", "weights", "pretrained_cfg_overlay")
+
+
+def import_factory(spec: str) -> Callable[..., nn.Module]:
     """Resolve ``package.module:function`` to a callable that builds an ``nn.Module``."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise PruneInfoError(
-            f"`factory`={spec!r} is not of the form package.module:factory (a function that "
-            "returns your nn.Module)"
+            f"`factory`={spec!r} is not of the form package.module:function (a function that "
+            "returns your nn.Module) or timm:MODEL_NAME"
         )
     try:
         module = importlib.import_module(module_name)
@@ -282,8 +292,111 @@ def import_factory(spec: str) -> Callable[[], nn.Module]:
     return factory
 
 
-def _build_from_factory(spec: str) -> nn.Module:
-    model = import_factory(spec)()
+def parse_model_kwargs(text: str | None) -> dict[str, Any]:
+    """``"num_classes=10,img_size=28"`` -> ``{"num_classes": 10, "img_size": 28}``.
+
+    Values are Python literals (numbers, strings, True/False/None, tuples); anything else is
+    kept as a string.
+
+    Examples
+    --------
+    >>> parse_model_kwargs("num_classes=10, in_chans=1, act_layer=gelu, drop=0.1")
+    {'num_classes': 10, 'in_chans': 1, 'act_layer': 'gelu', 'drop': 0.1}
+    >>> parse_model_kwargs("patch_size=(4, 4)")
+    {'patch_size': (4, 4)}
+    """
+    if text is None or not text.strip():
+        return {}
+    out: dict[str, Any] = {}
+    # Split on commas outside brackets, so tuples survive.
+    depth, start, parts = 0, 0, []
+    for i, ch in enumerate(text):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    for part in (p.strip() for p in parts):
+        key, sep, raw = part.partition("=")
+        key = key.strip()
+        if not part or not sep or not key.isidentifier():
+            raise PruneInfoError(
+                f"`model_kwargs`: cannot read {part!r}; write NAME=VALUE pairs separated by "
+                "commas, e.g. num_classes=10,in_chans=1"
+            )
+        try:
+            out[key] = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            out[key] = raw.strip()
+    return out
+
+
+def _check_no_download(factory: str, kwargs: Mapping[str, Any]) -> None:
+    for key in _DOWNLOADING_KWARGS:
+        if kwargs.get(key) not in (None, False):
+            raise PruneInfoError(
+                f"`model_kwargs` {key}={kwargs[key]!r} for {factory} would download weights; "
+                "prune-info never downloads at run time: drop it (train with prune-info train, "
+                "or load your own state_dict)"
+            )
+
+
+def _timm_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
+    import timm  # heavy: imports torchvision and torch._dynamo
+
+    known = timm.list_models()
+    if name not in known:
+        stem = name.split("_")[0]
+        close = difflib.get_close_matches(name, known, n=5, cutoff=0.6) or [
+            known_name for known_name in known if known_name.startswith(stem)][:5]
+        hint = f"; close names: {', '.join(close)}" if close else ""
+        raise PruneInfoError(f"timm has no model {name!r}{hint}")
+    return timm.create_model(name, pretrained=False, **kwargs)
+
+
+def build_factory_model(factory: str, kwargs: Mapping[str, Any] | None = None) -> nn.Module:
+    """Build a user model: ``package.module:function`` or ``timm:NAME``, called with ``kwargs``.
+
+    ``torchvision.models:resnet18`` with ``{"num_classes": 10}`` gives a torchvision ResNet-18
+    for 10 classes; ``timm:vit_tiny_patch16_224`` with ``{"img_size": 28, "patch_size": 4,
+    "in_chans": 1, "num_classes": 10}`` a small ViT. Weights are never downloaded.
+
+    Raises
+    ------
+    PruneInfoError
+        The factory cannot be imported, does not exist, raises, or returns something that is not
+        an ``nn.Module``; ``kwargs`` ask for pretrained weights.
+
+    Examples
+    --------
+    >>> model = build_factory_model("torchvision.models:resnet18", {"num_classes": 10})
+    >>> type(model).__name__, model.fc.out_features
+    ('ResNet', 10)
+    """
+    kwargs = dict(kwargs or {})
+    _check_no_download(factory, kwargs)
+    try:
+        if factory.startswith(TIMM_PREFIX):
+            model = _timm_model(factory[len(TIMM_PREFIX):], kwargs)
+        else:
+            model = import_factory(factory)(**kwargs)
+    except PruneInfoError:
+        raise
+    except Exception as exc:  # the user's code: any failure becomes one clear line
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise PruneInfoError(
+            f"`factory`={factory} raised {type(exc).__name__}: {detail}; check `model_kwargs` "
+            f"({', '.join(f'{k}={v!r}' for k, v in kwargs.items()) or 'none given'})"
+        ) from exc
     if not isinstance(model, nn.Module):
-        raise PruneInfoError(f"`factory`={spec} returned {type(model).__name__}, not an nn.Module")
+        raise PruneInfoError(
+            f"`factory`={factory} returned {type(model).__name__}, not an nn.Module"
+        )
     return model
+
+
+def factory_spec(factory: str, kwargs: Mapping[str, Any] | None = None) -> str:
+    """One line naming a factory model: ``torchvision.models:resnet18(num_classes=10)``."""
+    args = ", ".join(f"{k}={v!r}" for k, v in (kwargs or {}).items())
+    return f"{factory}({args})" if args else factory

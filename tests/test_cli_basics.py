@@ -24,7 +24,7 @@ def test_train_then_info(run_cli, tmp_path):
 def test_python_dash_m_and_help_with_example():
     result = subprocess.run([sys.executable, "-m", "prune_info", "train", "--help"],
                             capture_output=True, text=True, check=True)
-    assert "Example:" in result.stdout and "--save-rewind-step" in result.stdout
+    assert "Examples:" in result.stdout and "--save-rewind-step" in result.stdout
 
 
 @pytest.mark.parametrize("args,message", [

@@ -34,6 +34,7 @@ PARAM_ALIASES: dict[str, tuple[str, ...]] = {
     "seeds": ("n_seeds",),
     "at": ("at_text",),
     "save_rewind_steps": ("rewind_steps",),
+    "factory_kwargs": ("model_kwargs",),
     "allocation='global'": ("--global",),
 }
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import click
 
 from prune_info.checkpoint import Checkpoint, load_checkpoint
-from prune_info.data import DATASETS, Dataset, load_dataset
+from prune_info.data import DATASETS, Dataset, load_dataset, load_dataset_like
 from prune_info.errors import PruneInfoError
 from prune_info.io import to_json_text
-from prune_info.zoo import ACTIVATIONS, REGULARISERS, parse_arch
+from prune_info.zoo import ACTIVATIONS, REGULARISERS, parse_arch, parse_model_kwargs
 
 DEVICES = click.Choice(["cpu", "cuda", "auto"])
 
@@ -35,8 +35,8 @@ def json_option(f: Callable) -> Callable:
 def data_options(f: Callable) -> Callable:
     """``--data`` (default: the checkpoint's dataset) and ``--data-dir``."""
     f = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                     help="Directory with the dataset files (else $PRUNE_INFO_DATA, system "
-                          "locations, torchvision).")(f)
+                     help="Directory with the dataset files, searched alone (else "
+                          "$PRUNE_INFO_DATA, then the Debian FashionMNIST directory).")(f)
     f = click.option("--data", "data_name", type=click.Choice(DATASETS), default=None,
                      help="Dataset (default: the one the checkpoint was trained on).")(f)
     return f
@@ -46,8 +46,14 @@ def model_options(f: Callable) -> Callable:
     """How to read a model file that is not a prune-info checkpoint."""
     f = click.option("--trust-pickle", is_flag=True,
                      help="Allow loading a whole pickled nn.Module (runs code from the file).")(f)
-    f = click.option("--model", "factory", default=None, metavar="PKG.MODULE:FACTORY",
-                     help="Function building your nn.Module, for a plain state_dict.")(f)
+    f = click.option("--input-shape", "input_shape", default=None, metavar="C,H,W",
+                     help="Input shape the model expects; the data are adapted to it (channel "
+                          "repeat, bilinear resize).")(f)
+    f = click.option("--model-kwargs", "model_kwargs", default=None, metavar="K=V,...",
+                     help="Keyword arguments of the --model factory, e.g. num_classes=10.")(f)
+    f = click.option("--model", "factory", default=None, metavar="PKG.MODULE:FN|timm:NAME",
+                     help="Function building your nn.Module (torchvision.models:resnet18, "
+                          "timm:vit_tiny_patch16_224), for a plain state_dict.")(f)
     f = click.option("--arch", "arch_spec", default=None, metavar="SPEC",
                      help="Architecture of a plain state_dict, e.g. 784-100-100-10.")(f)
     f = click.option("--act", type=click.Choice(list(ACTIVATIONS)), default="relu",
@@ -60,36 +66,50 @@ def model_options(f: Callable) -> Callable:
 def get_dataset(name: str | None, data_dir: str | None, ckpt: Checkpoint | None = None,
                 seed: int | None = None) -> Dataset:
     """The dataset named on the command line, else the checkpoint's, with its split seed."""
-    if name is None and ckpt is not None:
-        name = ckpt.dataset_name
+    if ckpt is not None and seed is None:
+        return load_dataset_like(ckpt.dataset, data_dir, name=name)
     if name is None:
         raise PruneInfoError("the model does not record its dataset; pass --data NAME")
-    if seed is None:
-        seed = (ckpt.dataset.get("split_seed", 0) if ckpt is not None else 0)
-    return load_dataset(name, data_dir, seed=seed)
+    return load_dataset(name, data_dir, seed=seed or 0)
+
+
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """``"3,32,32"`` -> ``(3, 32, 32)``."""
+    return None if text is None else tuple(parse_int_list(text, "--input-shape"))
 
 
 def open_model(path: str, arch_spec: str | None, act: str, reg: str, factory: str | None,
-               trust_pickle: bool, data_name: str | None, data_dir: str | None) -> Checkpoint:
+               trust_pickle: bool, data_name: str | None, data_dir: str | None,
+               model_kwargs: str | None = None, input_shape: str | None = None) -> Checkpoint:
     """Load a checkpoint, a state_dict with --arch / --model, or a trusted pickle."""
     arch = None
+    shape = parse_shape(input_shape)
+    if model_kwargs is not None and factory is None:
+        raise PruneInfoError("--model-kwargs are the arguments of --model; pass --model too")
     if arch_spec is not None:
         if data_name is None:
             raise PruneInfoError("--arch needs --data to know the input shape and classes")
-        ds = load_dataset(data_name, data_dir)
+        ds = load_dataset(data_name, data_dir, input_shape=shape)
         arch = parse_arch(arch_spec, ds.input_shape, ds.n_classes, act, reg)
-    ckpt = load_checkpoint(path, arch=arch, factory=factory, trust_pickle=trust_pickle)
+    ckpt = load_checkpoint(path, arch=arch, factory=factory,
+                           factory_kwargs=parse_model_kwargs(model_kwargs),
+                           trust_pickle=trust_pickle)
     if not ckpt.dataset and data_name is not None:
-        ckpt.dataset = {"name": data_name}
+        ckpt.dataset = load_dataset(data_name, data_dir, input_shape=shape).describe()
+    elif shape is not None:
+        raise PruneInfoError("--input-shape is for a plain state_dict; the checkpoint records "
+                             "the input shape it was trained on")
     return ckpt
 
 
 def model_command_args(f: Callable) -> Callable:
     """Decorator bundling the model argument with its options into ``ckpt``."""
     @functools.wraps(f)
-    def wrapper(model_path, arch_spec, act, reg, factory, trust_pickle, **kwargs):
+    def wrapper(model_path, arch_spec, act, reg, factory, model_kwargs, input_shape,
+                trust_pickle, **kwargs):
         ckpt = open_model(model_path, arch_spec, act, reg, factory, trust_pickle,
-                          kwargs.get("data_name"), kwargs.get("data_dir"))
+                          kwargs.get("data_name"), kwargs.get("data_dir"), model_kwargs,
+                          input_shape)
         return f(ckpt=ckpt, **kwargs)
 
     with_options = model_options(wrapper)

@@ -15,12 +15,14 @@ from prune_info.cli.common import (
     echo_json,
     model_command_args,
     parse_int_list,
+    parse_shape,
     seed_option,
 )
 from prune_info.data import DATASETS, load_dataset
+from prune_info.errors import PruneInfoError
 from prune_info.nn import count_parameters
-from prune_info.training.loop import OPTIMIZERS, TrainConfig, train_model
-from prune_info.zoo import ACTIVATIONS, REGULARISERS
+from prune_info.training.loop import OPTIMIZERS, SCHEDULES, TrainConfig, train_model
+from prune_info.zoo import ACTIVATIONS, REGULARISERS, parse_model_kwargs
 
 
 @cli.command()
@@ -28,22 +30,38 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS
               show_default=True, help="Dataset to train on.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Directory with the dataset files.")
-@click.option("--arch", "spec", default="64-100-100-10", show_default=True,
-              help="784-100-100-10 (MLP) or c32-c64-f128 (CNN).")
+@click.option("--arch", "spec", default=None,
+              help="784-100-100-10 (MLP) or c32-c64-f128 (CNN)  [default: 64-100-100-10 "
+                   "unless --model is given].")
+@click.option("--model", "factory", default=None, metavar="PKG.MODULE:FN|timm:NAME",
+              help="Train a model from a factory instead: torchvision.models:resnet18, "
+                   "timm:vit_tiny_patch16_224, your_package.module:function.")
+@click.option("--model-kwargs", "model_kwargs", default=None, metavar="K=V,...",
+              help="Keyword arguments of --model, e.g. num_classes=10,in_chans=1.")
+@click.option("--input-shape", "input_shape", default=None, metavar="C,H,W",
+              help="Adapt the data to a model that expects this input shape (channel repeat, "
+                   "bilinear resize), e.g. 3,32,32.")
 @click.option("--act", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True)
 @click.option("--reg", type=click.Choice(REGULARISERS), default="l2", show_default=True,
               help="l2: weight decay 1e-4; dropout: rates of the first paper; bn-dropout: + BN.")
 @click.option("--batchnorm/--no-batchnorm", default=None,
               help="BatchNorm after each hidden layer (default: only with bn-dropout).")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="rmsprop", show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
-              show_default=True)
-@click.option("--momentum", type=click.FloatRange(min=0), default=0.01, show_default=True,
-              help="RMSprop momentum.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="[default: 20; 10 with --model]")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="[default: 32; 128 with --model]")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
+              help="[default: rmsprop; sgd-momentum with --model]")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="[default: 1e-3; 0.05 with --model]")
+@click.option("--momentum", type=click.FloatRange(min=0), default=None,
+              help="RMSprop / sgd-momentum momentum [default: 0.01; 0.9 with --model].")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
+              help="Learning-rate schedule [default: constant; cosine with --model].")
+@click.option("--augment/--no-augment", default=None,
+              help="Random 2-pixel shifts and flips of images [default: off; on with --model].")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=None,
-              help="Override the weight decay implied by --reg.")
+              help="Override the weight decay implied by --reg [5e-4 with --model].")
 @click.option("--save-rewind-step", "rewind_steps", default="", metavar="K[,K...]",
               help="Also keep the weights after K optimiser steps (for retrain --rewind K).")
 @seed_option
@@ -52,30 +70,48 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS
               help="Checkpoint to write.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def train(data_name, data_dir, spec, act, reg, batchnorm, epochs, batch_size, optimizer, lr,
-          momentum, weight_decay, rewind_steps, seed, device, output, quiet, as_json):
+def train(data_name, data_dir, spec, factory, model_kwargs, input_shape, act, reg, batchnorm,
+          epochs, batch_size, optimizer, lr, momentum, schedule, augment, weight_decay,
+          rewind_steps, seed, device, output, quiet, as_json):
     """Train a model and save a self-describing checkpoint.
 
     Defaults follow Amjad et al.: RMSprop, lr 1e-3, momentum 0.01, batch 32, weight decay 1e-4
     for l2; the epoch with the best validation accuracy is kept. `--optimizer sgd --lr 0.01`
-    gives the set-up of Clauw et al.
+    gives the set-up of Clauw et al. A --model factory trains with the usual recipe of such
+    models instead (SGD with momentum 0.9, cosine schedule, weight decay 5e-4, batch 128,
+    augmentation); every option overrides it.
 
     \b
-    Example:
+    Examples:
       prune-info train --data fashion-mnist --arch 784-100-100-10 --act relu --reg l2 \\
           --epochs 20 --seed 0 -o model.pt
+      prune-info train --data fashion-mnist --model torchvision.models:resnet18 \\
+          --model-kwargs num_classes=10 --input-shape 3,28,28 --epochs 3 -o resnet.pt
     """
     check_output(output)
+    if factory is not None and spec is not None:
+        raise PruneInfoError("give --arch or --model, not both")
+    if model_kwargs is not None and factory is None:
+        raise PruneInfoError("--model-kwargs are the arguments of --model; pass --model too")
     dev = resolve_device(device)
     steps = tuple(parse_int_list(rewind_steps, "--save-rewind-step", 0)) if rewind_steps else ()
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                         momentum=momentum, weight_decay=weight_decay, seed=seed,
-                         save_rewind_steps=steps)
+    given = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                 momentum=momentum, schedule=schedule, augment=augment,
+                 weight_decay=weight_decay)
+    changes = {k: v for k, v in given.items() if v is not None}
+    changes.update(seed=seed, save_rewind_steps=steps)
+    config = (TrainConfig.for_factory_models(**changes) if factory is not None
+              else TrainConfig(**changes))
     config.validate()
-    data = load_dataset(data_name, data_dir, seed=seed)
+    kwargs = parse_model_kwargs(model_kwargs)
+    data = load_dataset(data_name, data_dir, seed=seed, input_shape=parse_shape(input_shape))
     start = time.perf_counter()
-    ckpt = train_model(data, spec, act, reg, config, batchnorm=batchnorm, device=dev,
-                       progress=not quiet)
+    if factory is not None:
+        ckpt = train_model(data, config=config, reg=reg, device=dev, progress=not quiet,
+                           factory=factory, factory_kwargs=kwargs)
+    else:
+        ckpt = train_model(data, spec or "64-100-100-10", act, reg, config,
+                           batchnorm=batchnorm, device=dev, progress=not quiet)
     ckpt.metrics["train_seconds"] = round(time.perf_counter() - start, 2)
     save_checkpoint(ckpt, output)
     summary = _summary(ckpt)

@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from prune_info._torch import resolve_device, torch_threads
 from prune_info.checkpoint import Checkpoint, clone_model, load_checkpoint
-from prune_info.data import Dataset, Split, load_dataset
+from prune_info.data import Dataset, Split, load_dataset_like
 from prune_info.deploy.onnx import (
     OnnxModel,
     convert_checkpoint,
@@ -397,17 +397,18 @@ def eval_split_for(model: BenchModel, data: Dataset) -> Split:
 class _DataCache:
     def __init__(self, data: Dataset | None, data_dir: str | os.PathLike | None):
         self.data, self.data_dir = data, data_dir
-        self.loaded: dict[tuple[str, int], Dataset] = {}
+        self.loaded: dict[tuple[str, int, tuple[int, ...]], Dataset] = {}
 
     def for_model(self, model: BenchModel) -> Dataset:
         if self.data is not None:
             return self.data
-        name = model.dataset.get("name")
-        if not name:
+        described = model.dataset
+        if not described.get("name"):
             raise PruneInfoError(f"{model.name} records no dataset; pass `data`")
-        key = (name, int(model.dataset.get("split_seed", 0) or 0))
+        key = (described["name"], int(described.get("split_seed", 0) or 0),
+               tuple(described.get("input_shape") or ()))
         if key not in self.loaded:
-            self.loaded[key] = load_dataset(name, self.data_dir, seed=key[1])
+            self.loaded[key] = load_dataset_like(described, self.data_dir)
         return self.loaded[key]
 
 

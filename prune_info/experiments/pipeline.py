@@ -41,7 +41,7 @@ from prune_info.analysis.oinfo import layer_oinfo, results_to_dict
 from prune_info.checkpoint import load_checkpoint, save_checkpoint
 from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.report import score_report
-from prune_info.data import load_dataset
+from prune_info.data import load_dataset, load_dataset_like
 from prune_info.deploy.bench import bench_document, benchmark_models
 from prune_info.deploy.onnx import export_onnx
 from prune_info.errors import PruneInfoError
@@ -136,8 +136,12 @@ class Context:
     @property
     def data(self):
         if self._data is None:
-            self._data = load_dataset(self.options.data, self.options.data_dir,
-                                      seed=self.options.seed)
+            o = self.options
+            if o.model is not None:  # the data as the model was trained on them (input shape)
+                self._data = load_dataset_like(load_checkpoint(o.model).dataset, o.data_dir,
+                                               name=o.data)
+            else:
+                self._data = load_dataset(o.data, o.data_dir, seed=o.seed)
         return self._data
 
     def path(self, name: str) -> Path:

@@ -2,32 +2,35 @@
 
 Defaults follow Amjad et al. (Sec. V): RMSprop, learning rate 1e-3, momentum 0.01, batch 32,
 weight decay 1e-4 for ``l2``. ``optimizer="sgd", lr=0.01`` gives the set-up of Clauw et al.
-(Sec. 3.1). The model kept is the epoch with the best *validation* accuracy; the test set is only
-evaluated at the end, never used for selection.
+(Sec. 3.1). Models from a factory (torchvision, timm, your own) train by default as such models
+usually do (:meth:`TrainConfig.for_factory_models`): SGD with momentum 0.9 and a cosine schedule,
+weight decay 5e-4, batch 128, light augmentation (random 2-pixel shifts and horizontal flips).
+The model kept is the epoch with the best *validation* accuracy; the test set is only evaluated
+at the end, never used for selection.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from prune_info._torch import small_batch_threads
+from prune_info.checkpoint import Checkpoint
 from prune_info.data import Dataset
 from prune_info.errors import PruneInfoError
 from prune_info.io import cpu_state_dict
-
-if TYPE_CHECKING:
-    from prune_info.checkpoint import Checkpoint
-from prune_info._torch import small_batch_threads
-from prune_info.checkpoint import Checkpoint
 from prune_info.nn import accuracy
-from prune_info.zoo import build_model, parse_arch
+from prune_info.zoo import build_factory_model, build_model, parse_arch
 
-OPTIMIZERS = ("rmsprop", "sgd", "adam")
+#: ``sgd`` is plain SGD (Clauw et al.); ``sgd-momentum`` uses ``momentum``.
+OPTIMIZERS = ("rmsprop", "sgd", "sgd-momentum", "adam", "adamw")
+#: Learning-rate schedules: constant, or cosine decay to 0 over all steps.
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -42,6 +45,16 @@ class TrainConfig:
     weight_decay: float | None = None
     seed: int = 0
     save_rewind_steps: tuple[int, ...] = ()
+    schedule: str = "constant"
+    augment: bool = False
+
+    @classmethod
+    def for_factory_models(cls, **changes: Any) -> TrainConfig:
+        """The usual recipe for torchvision / timm classifiers, with ``changes`` applied."""
+        recipe: dict[str, Any] = dict(epochs=10, batch_size=128, optimizer="sgd-momentum",
+                                      lr=0.05, momentum=0.9, weight_decay=5e-4,
+                                      schedule="cosine", augment=True)
+        return cls(**{**recipe, **changes})
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -56,6 +69,10 @@ class TrainConfig:
             )
         if any(k < 0 for k in self.save_rewind_steps):
             raise PruneInfoError("`save_rewind_steps` must be 0 or more")
+        if self.schedule not in SCHEDULES:
+            raise PruneInfoError(
+                f"unknown `schedule` {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}"
+            )
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -87,7 +104,32 @@ def make_optimizer(params, config: TrainConfig, weight_decay: float) -> torch.op
         )
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, weight_decay=weight_decay)
+    if config.optimizer == "sgd-momentum":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                               weight_decay=weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=weight_decay)
     return torch.optim.Adam(params, lr=config.lr, weight_decay=weight_decay)
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, shift: int = 2) -> torch.Tensor:
+    """Random shifts of up to ``shift`` pixels (zero padding) and horizontal flips, per sample.
+
+    The light augmentation usual for small images; ``generator`` (on the CPU) decides everything.
+    Inputs that are not image batches ``[N, C, H, W]`` are returned as they are.
+    """
+    if x.dim() != 4:
+        return x
+    n, _, h, w = x.shape
+    offsets = torch.randint(0, 2 * shift + 1, (2, n), generator=generator).to(x.device)
+    flips = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    padded = torch.nn.functional.pad(x, (shift, shift, shift, shift))
+    rows = (offsets[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (offsets[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    index = torch.arange(n, device=x.device)[:, None, None, None]
+    channels = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    shifted = padded[index, channels, rows, cols]
+    return torch.where(flips[:, None, None, None], shifted.flip(3), shifted)
 
 
 def _state_copy(model: nn.Module) -> dict:
@@ -126,6 +168,10 @@ def fit(
         params if params is not None else model.parameters(), config,
         weight_decay_for(reg, config),
     )
+    total_steps = config.epochs * -(-len(data.train) // config.batch_size)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total_steps)
+                 if config.schedule == "cosine" else None)
+    augment = torch.Generator().manual_seed(config.seed + 1) if config.augment else None
     loss_fn = nn.CrossEntropyLoss()
     x_all, y_all = data.train.x.to(device), data.train.y.to(device)
     n, bs = len(data.train), config.batch_size
@@ -140,9 +186,14 @@ def fit(
             total = torch.zeros((), device=device)
             for start in range(0, n, bs):
                 optimiser.zero_grad(set_to_none=True)
-                loss = loss_fn(model(xs[start : start + bs]), ys[start : start + bs])
+                xb = xs[start : start + bs]
+                if augment is not None:
+                    xb = augment_batch(xb, augment)
+                loss = loss_fn(model(xb), ys[start : start + bs])
                 loss.backward()
                 optimiser.step()
+                if scheduler is not None:
+                    scheduler.step()
                 if after_step is not None:
                     after_step()
                 total += loss.detach() * min(bs, n - start)
@@ -169,15 +220,24 @@ def fit(
 
 def train_model(
     data: Dataset,
-    spec: str,
+    spec: str | None = None,
     act: str = "relu",
     reg: str = "none",
     config: TrainConfig | None = None,
     batchnorm: bool | None = None,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    *,
+    factory: str | None = None,
+    factory_kwargs: dict[str, Any] | None = None,
 ) -> Checkpoint:
-    """Build a model from ``spec``, train it on ``data`` and return a complete checkpoint.
+    """Build a model from ``spec`` (or ``factory``), train it on ``data``, return a checkpoint.
+
+    ``spec`` is prune-info's MLP/CNN spec (``784-100-100-10``); ``factory`` a model factory
+    (``torchvision.models:resnet18``, ``timm:vit_tiny_patch16_224``, ``pkg.mod:fn``) called with
+    ``factory_kwargs``, whose checkpoint records both so that it rebuilds. The seed decides the
+    initial weights, the shuffling, dropout and augmentation. Initial weights are kept, so
+    lottery-ticket rewinding works for every model.
 
     Examples
     --------
@@ -187,11 +247,20 @@ def train_model(
     >>> ckpt.spec, round(ckpt.metrics["test_acc"], 2)                    # doctest: +SKIP
     ('64-32-10', 0.93)
     """
-    config = config or TrainConfig()
+    if (spec is None) == (factory is None):
+        raise PruneInfoError("give exactly one of `spec` (an MLP/CNN spec) and `factory`")
+    config = config or (TrainConfig() if factory is None else TrainConfig.for_factory_models())
     config.validate()
-    arch = parse_arch(spec, data.input_shape, data.n_classes, act, reg, batchnorm)
-    torch.manual_seed(config.seed)
-    model = build_model(arch)
+    arch = None
+    if factory is not None:
+        torch.manual_seed(config.seed)
+        model = build_factory_model(factory, factory_kwargs)
+        check_model_takes(model, data)
+    else:
+        assert spec is not None  # exactly one of the two, checked above
+        arch = parse_arch(spec, data.input_shape, data.n_classes, act, reg, batchnorm)
+        torch.manual_seed(config.seed)
+        model = build_model(arch)
     result = fit(model, data, config, reg=reg, device=device, progress=progress)
     metrics = {
         "val_acc": result.best_val_acc,
@@ -202,6 +271,8 @@ def train_model(
     return Checkpoint(
         model=model.cpu(),
         arch=arch,
+        factory=factory,
+        factory_kwargs=dict(factory_kwargs or {}),
         dataset=data.describe(),
         train_config={**config.to_dict(), "weight_decay": weight_decay_for(reg, config)},
         metrics=metrics,
@@ -209,3 +280,29 @@ def train_model(
         init_state_dict=result.init_state_dict,
         rewind_state_dicts=result.rewind_state_dicts,
     )
+
+
+@torch.no_grad()
+def check_model_takes(model: nn.Module, data: Dataset) -> None:
+    """Refuse, with the fix, a model that cannot take the data's samples or classes."""
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(data.train.x[:2])
+    except Exception as exc:  # the user's model: any failure is a mismatch to explain
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PruneInfoError(
+            f"the model cannot take {data.name} samples of shape "
+            f"{'x'.join(map(str, data.input_shape))} ({type(exc).__name__}: {detail}); fix: "
+            "adapt the data with `input_shape` (e.g. 3,32,32: channels repeated, images "
+            "resized) or build the model for them with `factory_kwargs` (e.g. in_chans=1)"
+        ) from exc
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != data.n_classes:
+        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise PruneInfoError(
+            f"the model gives outputs {got} for a batch of 2 but {data.name} has "
+            f"{data.n_classes} classes; fix: pass num_classes={data.n_classes} in "
+            "`factory_kwargs`"
+        )
