@@ -10,12 +10,16 @@ import pytest
 import torch
 from torch import nn
 
+import prune_info.deploy.onnx as export
 from prune_info.checkpoint import Checkpoint, save_checkpoint
 from prune_info.deploy.onnx import (
     DEFAULT_OPSET,
     ExportReport,
+    check_opset,
     convert_checkpoint,
+    convert_model,
     decode_metadata,
+    export_model,
     export_onnx,
     load_onnx,
     looks_like_onnx,
@@ -59,6 +63,7 @@ def test_onnx_matches_torch_at_batch_1_and_37(fixture, request, digits, tmp_path
     path = tmp_path / "model.onnx"
     report = export_onnx(ckpt, path, sample=digits.val.x[:64])
     assert isinstance(report, ExportReport)
+    assert report.exporter == "torchscript" and report.fallback is None  # auto: the fast one
     assert report.max_abs_diff < 1e-4
     assert report.batch_sizes == [64, 1]
     assert report.opset == DEFAULT_OPSET
@@ -92,6 +97,42 @@ def test_dynamo_exporter_also_round_trips(digits_mlp, digits, tmp_path):
     assert report.exporter == "dynamo" and report.max_abs_diff < 1e-4
     got = run_onnx(ort_session(path.read_bytes()), digits.test.x[:37])
     assert np.abs(got - _torch_logits(digits_mlp, digits.test.x[:37])).max() < 1e-4
+
+
+@pytest.mark.slow  # the real dynamo exporter
+def test_auto_uses_dynamo_for_an_operator_torchscript_lacks(digits, tmp_path):
+    ckpt = Checkpoint(model=_Erfcx().eval(), factory="x:y")
+    path = tmp_path / "erfcx.onnx"
+    report = export_onnx(ckpt, path, sample=digits.val.x[:16])
+    assert report.exporter == "dynamo" and report.max_abs_diff < 1e-4
+    assert report.fallback == ("the torchscript exporter does not support operator "
+                               "aten::special_erfcx at opset 18; used the dynamo exporter")
+    got = run_onnx(ort_session(path.read_bytes()), digits.test.x[:3])
+    assert np.abs(got - _torch_logits(ckpt, digits.test.x[:3])).max() < 1e-4
+
+
+@pytest.mark.slow  # the real dynamo exporter
+def test_auto_above_torchscript_opsets_uses_dynamo(digits_mlp, tmp_path):
+    report = export_onnx(digits_mlp, tmp_path / "m.onnx", opset=21)
+    assert report.exporter == "dynamo" and report.opset == 21
+    assert report.fallback == "the torchscript exporter writes opset 9 to 20; used the dynamo " \
+                              "exporter"
+    assert load_onnx(tmp_path / "m.onnx").opset == 21
+
+
+@pytest.mark.slow  # the real dynamo exporter
+def test_explicit_dynamo_above_torchscript_opsets_is_no_fallback(digits_mlp, tmp_path):
+    report = export_onnx(digits_mlp, tmp_path / "m.onnx", opset=22, exporter="dynamo")
+    assert report.exporter == "dynamo" and report.fallback is None and report.opset == 22
+
+
+@pytest.mark.slow  # the real dynamo exporter
+def test_dynamo_that_cannot_write_the_opset_is_refused(digits_mlp, tmp_path):
+    # torch.export's exporter builds opset 18 and keeps it where it cannot convert down
+    with pytest.raises(PruneInfoError, match=r"the dynamo exporter wrote opset 18, not the 13 "
+                       r"asked; the torchscript exporter converts .* `exporter`=torchscript"):
+        export_onnx(digits_mlp, tmp_path / "m.onnx", opset=13, exporter="dynamo")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_requested_opset_is_written(digits_mlp, tmp_path):
@@ -175,14 +216,41 @@ class _Erfcx(nn.Module):
         return self.out(torch.special.erfcx(self.flatten(x)))
 
 
-def test_unsupported_operator_is_named_and_nothing_written(tmp_path):
+REAL_EXPORTER = export._run_exporter
+
+
+def _fake_exporters(monkeypatch, torchscript: str = "real", dynamo: str = "real"):
+    """Replace the exporters, fast: "real", "fail", "torchscript" (the TorchScript exporter's
+    output standing in), or "off-by-one" (TorchScript of a model with shifted logits)."""
+    def run(model, sample, opset, exporter):
+        how = torchscript if exporter == "torchscript" else dynamo
+        if how == "fail":
+            raise export._ExporterFailed(f"fails: fake {exporter} failure")
+        if how == "torchscript":
+            return REAL_EXPORTER(model, sample, opset, "torchscript")
+        if how == "off-by-one":
+            shifted = nn.Sequential(model, nn.Linear(10, 10)).eval()
+            with torch.no_grad():
+                shifted[1].weight.copy_(torch.eye(10))
+                shifted[1].bias.fill_(1.0)
+            return REAL_EXPORTER(shifted, sample, opset, "torchscript")
+        return REAL_EXPORTER(model, sample, opset, exporter)
+
+    monkeypatch.setattr(export, "_run_exporter", run)
+
+
+def test_unsupported_operator_is_named_and_nothing_written(tmp_path, monkeypatch):
+    _fake_exporters(monkeypatch, dynamo="fail")
     ckpt = Checkpoint(model=_Erfcx().eval(), factory="x:y")
-    with pytest.raises(PruneInfoError, match=r"operator aten::special_erfcx .*`exporter`=dynamo"):
+    with pytest.raises(PruneInfoError, match=r"^ONNX export failed: the torchscript exporter does "
+                       r"not support operator aten::special_erfcx at opset 18; the dynamo "
+                       r"exporter fails: fake dynamo failure; replace the operator in the model"):
         export_onnx(ckpt, tmp_path / "bad.onnx", sample=torch.randn(4, 1, 8, 8))
     assert list(tmp_path.iterdir()) == []
 
 
-def test_export_failure_is_silent(tmp_path, capfd):
+def test_export_failure_is_silent(tmp_path, capfd, monkeypatch):
+    _fake_exporters(monkeypatch, dynamo="fail")
     ckpt = Checkpoint(model=_Erfcx().eval(), factory="x:y")
     with pytest.raises(PruneInfoError):
         export_onnx(ckpt, tmp_path / "bad.onnx", sample=torch.randn(4, 1, 8, 8))
@@ -197,16 +265,18 @@ def test_successful_export_is_silent(digits_mlp, tmp_path, capfd):
 
 
 def test_difference_above_tolerance_writes_nothing(digits_mlp, tmp_path, monkeypatch):
-    import prune_info.deploy.onnx as export
-
+    _fake_exporters(monkeypatch, dynamo="torchscript")
     real = export.run_onnx
     monkeypatch.setattr(export, "run_onnx", lambda s, x: real(s, x) + 1e-3)
-    with pytest.raises(PruneInfoError, match=r"differ by up to 0\.001"):
+    with pytest.raises(PruneInfoError, match=r"torchscript exporter wrote a model whose logits "
+                       r"differ from PyTorch's by up to 0\.001 \(limit 0\.0001\); the dynamo "
+                       r"exporter wrote .* by up to 0\.001 .*a larger `tolerance`"):
         export_onnx(digits_mlp, tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_existing_file_survives_a_failed_export(tmp_path):
+def test_existing_file_survives_a_failed_export(tmp_path, monkeypatch):
+    _fake_exporters(monkeypatch, dynamo="fail")
     target = tmp_path / "keep.onnx"
     target.write_bytes(b"previous")
     with pytest.raises(PruneInfoError):
@@ -215,10 +285,95 @@ def test_existing_file_survives_a_failed_export(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["keep.onnx"]
 
 
-@pytest.mark.parametrize("opset", [5, 21, 99])
-def test_opset_out_of_range_is_refused(digits_mlp, tmp_path, opset):
-    with pytest.raises(PruneInfoError, match=r"`opset`=.* choose 9 to 20"):
-        export_onnx(digits_mlp, tmp_path / "m.onnx", opset=opset)
+@pytest.mark.parametrize("exporter, opset, message", [
+    ("auto", 5, r"`opset`=5 is outside what either exporter writes; choose 9 to 23"),
+    ("auto", 99, r"`opset`=99 .* choose 9 to 23"),
+    ("torchscript", 21, r"`opset`=21 .* torchscript exporter writes; choose 9 to 20 \(default "
+                        r"18\), or pass `exporter`=dynamo \(it writes up to 23\)$"),
+    ("dynamo", 8, r"`opset`=8 .* dynamo exporter writes; choose 9 to 23 \(default 18\)$"),
+])
+def test_opset_out_of_range_is_refused(digits_mlp, tmp_path, exporter, opset, message):
+    with pytest.raises(PruneInfoError, match=message):
+        export_onnx(digits_mlp, tmp_path / "m.onnx", opset=opset, exporter=exporter)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_opset_ranges():
+    assert check_opset(None) == check_opset(None, "torchscript") == DEFAULT_OPSET == 18
+    assert check_opset(23) == check_opset(23, "dynamo") == 23
+    with pytest.raises(PruneInfoError, match=r"unknown `exporter` 'onnx'; choose one of: auto, "
+                       r"torchscript, dynamo"):
+        check_opset(None, "onnx")
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing the exporter: auto falls back, an explicit exporter that fails names the one that
+# works. The dynamo exporter is stood in for by the TorchScript one (seconds faster).
+
+
+def test_auto_falls_back_when_torchscript_fails(digits_mlp, digits, tmp_path, monkeypatch):
+    _fake_exporters(monkeypatch, torchscript="fail", dynamo="torchscript")
+    path = tmp_path / "m.onnx"
+    report = export_onnx(digits_mlp, path, sample=digits.val.x[:32])
+    assert report.exporter == "dynamo"
+    assert report.fallback == ("the torchscript exporter fails: fake torchscript failure; used "
+                               "the dynamo exporter")
+    assert report.to_dict()["fallback"] == report.fallback
+    assert report.max_abs_diff < 1e-4 and path.stat().st_size == report.file_bytes
+
+
+def test_auto_falls_back_when_torchscript_does_not_match(digits_mlp, digits, tmp_path,
+                                                         monkeypatch):
+    _fake_exporters(monkeypatch, torchscript="off-by-one", dynamo="torchscript")
+    report = export_onnx(digits_mlp, tmp_path / "m.onnx", sample=digits.val.x[:32])
+    assert report.exporter == "dynamo" and report.max_abs_diff < 1e-4
+    assert report.fallback == ("the torchscript exporter wrote a model whose logits differ from "
+                               "PyTorch's by up to 1 (limit 0.0001); used the dynamo exporter")
+    got = run_onnx(ort_session((tmp_path / "m.onnx").read_bytes()), digits.test.x[:5])
+    assert np.abs(got - _torch_logits(digits_mlp, digits.test.x[:5])).max() < 1e-4
+
+
+def test_tolerance_decides_the_fallback(digits_mlp, tmp_path, monkeypatch):
+    _fake_exporters(monkeypatch, torchscript="off-by-one", dynamo="fail")
+    report = export_onnx(digits_mlp, tmp_path / "m.onnx", tolerance=1.5)
+    assert report.exporter == "torchscript" and report.fallback is None
+    assert report.max_abs_diff == pytest.approx(1.0)
+
+
+def test_explicit_exporter_that_fails_names_the_one_that_works(digits_mlp, tmp_path,
+                                                               monkeypatch):
+    _fake_exporters(monkeypatch, torchscript="fail", dynamo="torchscript")
+    with pytest.raises(PruneInfoError, match=r"^ONNX export failed: the torchscript exporter "
+                       r"fails: fake torchscript failure; the dynamo exporter converts this model "
+                       r"faithfully: pass `exporter`=dynamo \(or `exporter`=auto\)$"):
+        export_onnx(digits_mlp, tmp_path / "m.onnx", exporter="torchscript")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_explicit_dynamo_that_fails_names_torchscript(digits_mlp, tmp_path, monkeypatch):
+    _fake_exporters(monkeypatch, dynamo="fail")
+    with pytest.raises(PruneInfoError, match=r"the dynamo exporter fails: fake dynamo failure; "
+                       r"the torchscript exporter converts .* `exporter`=torchscript"):
+        export_onnx(digits_mlp, tmp_path / "m.onnx", exporter="dynamo")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_model_gives_checked_bytes_without_metadata(digits_cnn, digits):
+    sample = digits.val.x[:8]
+    data = export_model(digits_cnn.model, sample)
+    assert data == convert_model(digits_cnn.model, sample).data  # the tracer is deterministic
+    proto = onnx.ModelProto()
+    proto.ParseFromString(data)
+    assert not proto.metadata_props
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    got = run_onnx(ort_session(data), digits.test.x[:3])
+    assert np.abs(got - _torch_logits(digits_cnn, digits.test.x[:3])).max() < 1e-4
+
+
+def test_explicit_exporter_is_used_when_it_works(digits_mlp, tmp_path, monkeypatch):
+    _fake_exporters(monkeypatch, dynamo="torchscript")
+    report = export_onnx(digits_mlp, tmp_path / "m.onnx", exporter="dynamo")
+    assert report.exporter == "dynamo" and report.fallback is None
 
 
 def test_unknown_input_shape_is_refused():
@@ -298,6 +453,7 @@ def _factory_module(tmp_path, monkeypatch):
 
 
 def test_cli_export_failure_names_operator(run_cli, tmp_path, monkeypatch):
+    _fake_exporters(monkeypatch, dynamo="fail")
     state = _factory_module(tmp_path, monkeypatch)
     out = tmp_path / "bad.onnx"
     code, stdout, stderr = run_cli("export", str(state), "--model", "erfcx_model:build",
@@ -305,12 +461,69 @@ def test_cli_export_failure_names_operator(run_cli, tmp_path, monkeypatch):
     assert code == 2 and stdout == ""
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "aten::special_erfcx" in lines[0]
+    assert "the dynamo exporter fails" in lines[0]
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if "bad.onnx" in p.name]
 
 
+@pytest.mark.slow  # the real dynamo exporter, tried to name the exporter that works
+def test_cli_explicit_torchscript_failure_names_dynamo(run_cli, tmp_path, monkeypatch):
+    state = _factory_module(tmp_path, monkeypatch)
+    out = tmp_path / "bad.onnx"
+    code, stdout, stderr = run_cli("export", str(state), "--model", "erfcx_model:build",
+                                   "--data", "digits", "-o", str(out), "--exporter",
+                                   "torchscript")
+    assert code == 2 and stdout == ""
+    (line,) = stderr.strip().splitlines()
+    assert line == ("error: ONNX export failed: the torchscript exporter does not support "
+                    "operator aten::special_erfcx at opset 18; the dynamo exporter converts this "
+                    "model faithfully: pass --exporter dynamo (or --exporter auto)")
+    assert not [p for p in tmp_path.iterdir() if "bad.onnx" in p.name]
+
+
+@pytest.mark.slow  # the real dynamo exporter
+def test_cli_auto_falls_back_to_dynamo(run_cli, tmp_path, monkeypatch):
+    state = _factory_module(tmp_path, monkeypatch)
+    out = tmp_path / "erfcx.onnx"
+    code, stdout, stderr = run_cli("export", str(state), "--model", "erfcx_model:build",
+                                   "--data", "digits", "-o", str(out))
+    assert code == 0, stderr
+    assert "18 / dynamo" in stdout and f"saved {out}" in stdout
+    assert stderr.strip().splitlines() == [
+        "note: the torchscript exporter does not support operator aten::special_erfcx at opset "
+        "18; used the dynamo exporter"]
+    assert load_onnx(out).opset == 18
+
+
+def test_cli_export_reports_the_fallback(run_cli, mlp_path, tmp_path, monkeypatch):
+    _fake_exporters(monkeypatch, torchscript="fail", dynamo="torchscript")
+    out = tmp_path / "m.onnx"
+    code, stdout, stderr = run_cli("export", str(mlp_path), "-o", str(out))
+    assert code == 0, stderr
+    assert "18 / dynamo" in stdout
+    assert stderr.strip().splitlines() == [
+        "note: the torchscript exporter fails: fake torchscript failure; used the dynamo "
+        "exporter"]
+    code, stdout, _ = run_cli("export", str(mlp_path), "-o", str(out), "--json")
+    doc = json.loads(stdout)
+    assert doc["exporter"] == "dynamo" and doc["fallback"].startswith("the torchscript exporter")
+
+
+def test_cli_explicit_exporter_failure_is_one_line_naming_the_flag(run_cli, mlp_path, tmp_path,
+                                                                  monkeypatch):
+    _fake_exporters(monkeypatch, torchscript="fail", dynamo="torchscript")
+    out = tmp_path / "m.onnx"
+    code, stdout, stderr = run_cli("export", str(mlp_path), "-o", str(out), "--exporter",
+                                   "torchscript")
+    assert code == 2 and stdout == ""
+    (line,) = stderr.strip().splitlines()
+    assert line.endswith("pass --exporter dynamo (or --exporter auto)")
+    assert not [p for p in tmp_path.iterdir() if "m.onnx" in p.name]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--opset", "99"], "--opset 99"),
+    (["--opset", "21", "--exporter", "torchscript"], "or pass --exporter dynamo"),
     (["-o", "/no/such/dir/m.onnx"], "does not exist"),
 ])
 def test_cli_export_bad_input(run_cli, mlp_path, tmp_path, args, message):

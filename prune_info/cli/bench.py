@@ -45,7 +45,7 @@ from prune_info.viz.bench import plot_bench, plot_format
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Directory with the dataset files.")
 @click.option("--opset", type=int, default=None, help="Opset of the ONNX conversion of .pt files.")
-@click.option("--exporter", type=click.Choice(EXPORTERS), default="torchscript",
+@click.option("--exporter", type=click.Choice(EXPORTERS), default="auto",
               show_default=True, help="Exporter of the ONNX conversion of .pt files.")
 @click.option("--trust-pickle", is_flag=True,
               help="Allow checkpoints holding a pickled nn.Module (runs code from the file).")

@@ -41,10 +41,10 @@ def human_bytes(n: int | None) -> str:
               help="ONNX file to write.")
 @click.option("--opset", type=int, default=None,
               help="ONNX opset (default 18; the torchscript exporter writes 9 to 20).")
-@click.option("--exporter", type=click.Choice(EXPORTERS), default="torchscript",
+@click.option("--exporter", type=click.Choice(EXPORTERS), default="auto",
               show_default=True,
-              help="torchscript: fast tracer, exact for our models; dynamo: torch.export-based, "
-                   "more operators.")
+              help="torchscript: fast tracer; dynamo: torch.export-based, more operators; auto: "
+                   "torchscript, or dynamo when torchscript fails or does not match PyTorch.")
 @click.option("--batch", "n_samples", type=click.IntRange(min=1), default=256, show_default=True,
               help="Validation samples run through both onnxruntime and PyTorch.")
 @click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=TOLERANCE,
@@ -55,7 +55,9 @@ def export(ckpt, data_name, data_dir, output, opset, exporter, n_samples, tolera
 
     The file is checked with onnx.checker, run in onnxruntime on a validation batch and on a
     single sample, and compared with PyTorch; above the tolerance nothing is written. Its
-    metadata props record the architecture, dataset, accuracy and pruning history.
+    metadata props record the architecture, dataset, accuracy and pruning history. The default
+    exporter, auto, uses the fast TorchScript exporter and falls back to the dynamo exporter
+    (saying why) when that fails or does not match PyTorch.
 
     \b
     Example:
@@ -93,6 +95,8 @@ def export(ckpt, data_name, data_dir, output, opset, exporter, n_samples, tolera
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
+    if report.fallback:
+        click.echo(f"note: {report.fallback}", err=True)
     if note:
         click.echo(f"note: {note}", err=True)
     click.echo(f"saved {output}")

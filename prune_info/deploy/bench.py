@@ -576,7 +576,7 @@ def benchmark_models(
     warmup: int = DEFAULT_WARMUP,
     data_dir: str | os.PathLike | None = None,
     opset: int | None = None,
-    exporter: str = "torchscript",
+    exporter: str = "auto",
     runtimes: Sequence[str] = RUNTIMES,
     trust_pickle: bool = False,
     progress: bool = False,
@@ -602,7 +602,7 @@ def benchmark_models(
         Where the datasets are (see :func:`prune_info.data.load_dataset`).
     opset : int, optional
         Opset of the in-memory ONNX conversion of checkpoints.
-    exporter : {"torchscript", "dynamo"}
+    exporter : {"auto", "torchscript", "dynamo"}
     runtimes : sequence of {"torch", "onnxruntime"}
     trust_pickle : bool
         Allow checkpoint files holding a pickled ``nn.Module``.

@@ -8,20 +8,28 @@ written, atomically: nothing is left behind on failure.
 
 Which exporter
 --------------
-PyTorch ships two ONNX exporters. The default here is the TorchScript tracer
-(``torch.onnx.export(..., dynamo=False)`` with ``dynamic_axes``), for three reasons measured on
-torch 2.13 (2 shared CPU cores): it is ten to twenty times faster (0.08 s against 1.5 s for a
-64-32-24-10 MLP, 0.16 s against 2.3 s for a small CNN with BatchNorm, once warm; the first
-``torch.export`` conversion of a process takes 2 to 7 s), which matters because ``bench``
-converts every checkpoint it times; it writes the requested opset directly (up to 20) where the
-``torch.export`` exporter builds opset 18+ and converts down; and an unsupported operator raises
-a typed error that names it. Our models are static ``nn.Sequential`` graphs (the batch axis
-is the only dynamic dimension), so tracing captures them exactly; both exporters give the same
-logits to within 1e-6 on them. The ``torch.export``-based exporter (``exporter="dynamo"``,
-PyTorch's default since 2.9) is offered too: it decomposes more operators (e.g.
-``torch.special.erfcx``), handles models whose ``forward`` branches on values, and is the one to
-use once the deprecated tracer is removed. It is given ``dynamic_shapes`` and a sample of at
-least two rows (``torch.export`` would fix a batch of one as a constant).
+PyTorch ships two ONNX exporters, and ``exporter="auto"`` (the default) uses both: it converts
+with the TorchScript tracer (``torch.onnx.export(..., dynamo=False)`` with ``dynamic_axes``)
+and, when that fails or its model does not pass the checks below (checker, onnxruntime, logits
+within ``tolerance`` of PyTorch's), with the ``torch.export``-based exporter (``dynamo=True``,
+PyTorch's default since 2.9). The report says which exporter wrote the file and, after a
+fallback, why in one line (:attr:`ExportReport.fallback`).
+
+The tracer comes first because it is several times faster: on torch 2.14 (2 shared CPU cores)
+0.1 to 1 s where dynamo takes 2 to 10 s (ResNet-18 0.7 s against 3 s, MobileNetV2 0.2-2 s
+against 5-10 s, a timm ViT-Tiny 0.8-1.1 s against 5 s; the first ``torch.export`` conversion of
+a process adds about 2 s), which matters because ``bench`` converts every checkpoint it times;
+and it writes the requested opset directly (9 to 20) where dynamo builds opset 18 and keeps it
+when it cannot convert down (that is refused here: the file must have the opset asked for).
+Dynamo decomposes more operators (``torch.special.erfcx``; ``AdaptiveAvgPool2d`` to an output
+size that does not divide its input, as in torchvision's VGG on 32x32 images), handles models
+whose ``forward`` branches on values, writes opsets up to 23, and is the one to use once the
+deprecated tracer is removed. It is given ``dynamic_shapes`` and a sample of at least two rows
+(``torch.export`` would fix a batch of one as a constant). Above opset 20 ``auto`` goes straight
+to dynamo.
+
+An explicit ``exporter`` that fails is not replaced, but the other exporter is tried so that the
+error can say whether it works (and name it), in one line.
 
 The whole file is built in memory; ``external_data`` is never used (our models are far below
 protobuf's 2 GB limit), so one ``.onnx`` file is all there is to ship.
@@ -89,8 +97,9 @@ from prune_info.nn import count_parameters, total_macs
 DEFAULT_OPSET = 18
 #: Lowest opset accepted (Flatten, Gemm, BatchNormalization in their current form).
 MIN_OPSET = 9
-#: The exporters :func:`export_model` can use; the first is the default.
-EXPORTERS = ("torchscript", "dynamo")
+#: The exporter choices of :func:`export_model`; the first is the default, the others are the
+#: exporters ``auto`` tries, in order.
+EXPORTERS = ("auto", "torchscript", "dynamo")
 #: Largest max-abs difference between onnxruntime and PyTorch logits that passes.
 TOLERANCE = 1e-4
 #: Names of the graph's input and output; axis 0 of both is the dynamic ``batch`` axis.
@@ -100,7 +109,7 @@ META_PREFIX = "prune_info."
 _JSON_KEYS = ("arch", "dataset", "metrics", "pruning", "input_shape")
 _INT_KEYS = ("parameters", "macs", "pruning_steps", "format_version")
 _NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch._dynamo", "torch.fx",
-                  "onnxscript", "onnx_ir")
+                  "torch.__trace", "onnxscript", "onnx_ir")
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,6 +127,7 @@ class ExportReport:
     opset : int
         Default-domain opset of the file.
     exporter : {"torchscript", "dynamo"}
+        The exporter that wrote the file.
     max_abs_diff : float
         Largest absolute difference between onnxruntime and PyTorch logits over every batch
         compared.
@@ -135,6 +145,9 @@ class ExportReport:
         The metadata props written, as strings.
     seconds : float
         Wall time of conversion and checks.
+    fallback : str or None
+        With ``exporter="auto"``, one line saying why the TorchScript exporter was not used;
+        None when it was.
     """
 
     path: str
@@ -148,6 +161,7 @@ class ExportReport:
     macs: int | None
     metadata: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    fallback: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -366,19 +380,28 @@ def _opset_range(exporter: str) -> tuple[int, int]:
     return MIN_OPSET, (top_torchscript if exporter == "torchscript" else top)
 
 
-def check_opset(opset: int | None, exporter: str = "torchscript") -> int:
-    """Validate an opset for an exporter; None gives :data:`DEFAULT_OPSET`."""
+def check_opset(opset: int | None, exporter: str = "auto") -> int:
+    """Validate an opset for an exporter; None gives :data:`DEFAULT_OPSET`.
+
+    ``auto`` accepts what either exporter writes (above the TorchScript exporter's range it
+    uses the dynamo exporter alone).
+    """
     if exporter not in EXPORTERS:
         raise PruneInfoError(
-            f"unknown exporter {exporter!r}; choose one of: {', '.join(EXPORTERS)}"
+            f"unknown `exporter` {exporter!r}; choose one of: {', '.join(EXPORTERS)}"
         )
     if opset is None:
         return DEFAULT_OPSET
     low, high = _opset_range(exporter)
     if not low <= opset <= high:
+        which = "either exporter writes" if exporter == "auto" else \
+            f"the {exporter} exporter writes"
+        hint = ""
+        if exporter == "torchscript" and low <= opset <= _opset_range("dynamo")[1]:
+            hint = f", or pass `exporter`=dynamo (it writes up to {_opset_range('dynamo')[1]})"
         raise PruneInfoError(
-            f"`opset`={opset} is outside what the {exporter} exporter writes; choose {low} to "
-            f"{high} (default {DEFAULT_OPSET})"
+            f"`opset`={opset} is outside what {which}; choose {low} to {high} "
+            f"(default {DEFAULT_OPSET}){hint}"
         )
     return opset
 
@@ -397,49 +420,27 @@ def _operator_named(exc: BaseException | None) -> str | None:
     return None
 
 
-def _export_failed(exc: BaseException, exporter: str, opset: int) -> PruneInfoError:
-    op = _operator_named(exc)
-    other = "dynamo" if exporter == "torchscript" else "torchscript"
-    if op is not None:
-        return PruneInfoError(
-            f"ONNX export failed: operator {op} is not supported by the {exporter} exporter at "
-            f"opset {opset}; try `exporter`={other}, another `opset`, or replace the operator "
-            "in the model"
-        )
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return PruneInfoError(f"ONNX export failed ({exporter} exporter, opset {opset}): {first}")
+def _first_line(exc: BaseException, limit: int = 240) -> str:
+    """The first line of an error, without PyTorch's boilerplate, at most ``limit`` chars."""
+    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    line = re.split(r"\s*(?:Please feel free to request support|\[Caused by)", line)[0]
+    line = line.strip().rstrip(".") or type(exc).__name__
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
-def export_model(model: nn.Module, sample: torch.Tensor, opset: int | None = None,
-                 exporter: str = "torchscript") -> bytes:
-    """Convert a model to a serialised ONNX model with a dynamic batch axis, quietly.
+class _ExporterFailed(Exception):
+    """One exporter did not give a faithful model; ``reason`` completes "the X exporter ..."."""
 
-    Parameters
-    ----------
-    model : nn.Module
-        Exported in eval mode on the CPU (a copy; the model is not changed).
-    sample : Tensor
-        Example input ``[N, ...]``; only its shape after the batch axis is fixed in the graph.
-    opset : int, optional
-        Default :data:`DEFAULT_OPSET`.
-    exporter : {"torchscript", "dynamo"}
-        See the module documentation for the choice.
+    def __init__(self, reason: str, operator: str | None = None):
+        super().__init__(reason)
+        self.reason, self.operator = reason, operator
 
-    Returns
-    -------
-    bytes
-        The ``ModelProto``, not yet checked and without metadata.
 
-    Raises
-    ------
-    PruneInfoError
-        When the exporter fails; the message names the unsupported operator when there is one.
+def _run_exporter(model: nn.Module, sample: torch.Tensor, opset: int, exporter: str) -> bytes:
+    """One exporter's serialised model (eval-mode CPU ``model``, float32 ``sample``, N >= 2).
+
+    Raises :class:`_ExporterFailed` when the exporter fails.
     """
-    opset = check_opset(opset, exporter)
-    model = clone_model(model).cpu().eval()
-    sample = sample.detach().to("cpu", torch.float32)
-    if sample.shape[0] < 2:  # torch.export specialises a batch of 1 to a constant
-        sample = torch.cat([sample, sample])
     try:
         with quiet_export(), torch.no_grad():
             if exporter == "torchscript":
@@ -459,16 +460,205 @@ def export_model(model: nn.Module, sample: torch.Tensor, opset: int | None = Non
             )
             assert program is not None  # dynamo=True always returns an ONNXProgram
             return program.model_proto.SerializeToString()
-    except PruneInfoError:
-        raise
     except Exception as exc:  # noqa: BLE001 - every exporter failure is the model's, reported
-        raise _export_failed(exc, exporter, opset) from exc
+        op = _operator_named(exc)
+        if op is not None:
+            raise _ExporterFailed(f"does not support operator {op} at opset {opset}",
+                                  operator=op) from exc
+        raise _ExporterFailed(f"fails: {_first_line(exc)}") from exc
 
 
-def _with_metadata(data: bytes, metadata: dict[str, str], doc: str) -> bytes:
+@dataclass
+class Conversion:
+    """A model converted by :func:`convert_model`, checked and compared with PyTorch.
+
+    Attributes
+    ----------
+    data : bytes
+        The serialised ``ModelProto`` (with the metadata asked for).
+    exporter : {"torchscript", "dynamo"}
+        The exporter that wrote it.
+    max_abs_diff : float
+        Largest absolute logit difference from PyTorch over the batches compared.
+    batch_sizes : list of int
+        The sample's batch size, and 1.
+    fallback : str or None
+        With ``exporter="auto"``, why the TorchScript exporter was not used (one line); None
+        when it was.
+    """
+
+    data: bytes
+    exporter: str
+    max_abs_diff: float
+    batch_sizes: list[int]
+    fallback: str | None = None
+
+
+def _attempt(model: nn.Module, sample: torch.Tensor, expected: list[np.ndarray], opset: int,
+             exporter: str, tolerance: float, metadata: dict[str, str] | None,
+             doc: str) -> tuple[bytes, float]:
+    """Convert with one exporter and verify; raises :class:`_ExporterFailed`."""
+    export_sample = sample if sample.shape[0] >= 2 else torch.cat([sample, sample])
+    # torch.export specialises a batch of 1 to a constant, hence at least two rows
     import onnx
     proto = onnx.ModelProto()
-    proto.ParseFromString(data)
+    proto.ParseFromString(_run_exporter(model, export_sample, opset, exporter))
+    written = _default_opset(proto)
+    if written != opset:  # the dynamo exporter keeps 18 where it cannot convert down
+        raise _ExporterFailed(f"wrote opset {written}, not the {opset} asked")
+    if metadata is not None or doc:
+        _set_metadata(proto, metadata or {}, doc)
+    data = proto.SerializeToString()  # once: a VGG-11 is 490 MiB, each pass takes a second
+    try:
+        check_onnx(data, "the exported model")
+    except PruneInfoError as exc:
+        raise _ExporterFailed("wrote a model that fails the ONNX checker: "
+                              f"{_first_line(exc.__cause__ or exc)}") from exc
+    try:
+        session = ort_session(data, what="the exported model")
+    except PruneInfoError as exc:
+        raise _ExporterFailed("wrote a model onnxruntime cannot load: "
+                              f"{_first_line(exc.__cause__ or exc)}") from exc
+    try:
+        got = [run_onnx(session, sample), run_onnx(session, sample[:1])]
+    except ort_errors() as exc:
+        raise _ExporterFailed(f"wrote a model onnxruntime cannot run: {_first_line(exc)}") \
+            from exc
+    diff = max(max_abs_diff(e, g) for e, g in zip(expected, got))
+    if not diff <= tolerance:
+        raise _ExporterFailed(f"wrote a model whose logits differ from PyTorch's by up to "
+                              f"{diff:.3g} (limit {tolerance:g})")
+    return data, diff
+
+
+def convert_model(model: nn.Module, sample: torch.Tensor, opset: int | None = None,
+                  exporter: str = "auto", tolerance: float = TOLERANCE,
+                  metadata: dict[str, str] | None = None, doc: str = "") -> Conversion:
+    """Convert a model to ONNX with a dynamic batch axis, check it, compare it with PyTorch.
+
+    Every conversion is checked with ``onnx.checker``, run in onnxruntime on ``sample`` and on
+    its first row, and compared with PyTorch's logits.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Exported in eval mode on the CPU (a copy; the model is not changed).
+    sample : Tensor
+        Example input ``[N, ...]``; only its shape after the batch axis is fixed in the graph.
+    opset : int, optional
+        Default :data:`DEFAULT_OPSET`.
+    exporter : {"auto", "torchscript", "dynamo"}
+        ``auto`` tries the TorchScript exporter (fast) and, when it fails or its model does not
+        match PyTorch within ``tolerance``, the dynamo exporter; the result says which was used
+        and why it fell back. An explicit exporter that fails is reported with what the other
+        one does (it is tried), so the error can name the exporter that works.
+    tolerance : float
+        Largest max-abs difference of the logits that passes.
+    metadata : dict, optional
+        Metadata props to write into the file (see :func:`onnx_metadata`).
+    doc : str
+        The model's ``doc_string``.
+
+    Raises
+    ------
+    PruneInfoError
+        The model does not run on ``sample``, or no exporter tried gives a faithful model.
+    """
+    opset = check_opset(opset, exporter)
+    if not tolerance > 0:
+        raise PruneInfoError(f"`tolerance` must be positive, got {tolerance}")
+    if sample.ndim < 2 or sample.shape[0] < 1:
+        raise PruneInfoError(f"the sample must be a batch [N, ...] with N >= 1, got "
+                             f"{tuple(sample.shape)}")
+    model = clone_model(model).cpu().eval()
+    sample = sample.detach().to("cpu", torch.float32)
+    try:
+        with torch.no_grad():
+            expected = [model(sample).numpy(), model(sample[:1]).numpy()]
+    except RuntimeError as exc:
+        raise PruneInfoError(
+            f"the model does not accept inputs of shape {list(sample.shape[1:])}: "
+            f"{str(exc).splitlines()[0]}; check that `sample` is from the model's dataset"
+        ) from exc
+
+    def fits(name: str) -> bool:
+        low, high = _opset_range(name)
+        return low <= opset <= high
+
+    if exporter == "auto":
+        order = [name for name in EXPORTERS[1:] if fits(name)]
+    else:
+        order = [exporter, *(n for n in EXPORTERS[1:] if n != exporter and fits(n))]
+    skipped = ["the {} exporter writes opset {} to {}".format(n, *_opset_range(n))
+               for n in EXPORTERS[1:] if n not in order]
+    failures: list[tuple[str, _ExporterFailed]] = []
+    for name in order:
+        try:
+            data, diff = _attempt(model, sample, expected, opset, name, tolerance, metadata, doc)
+        except _ExporterFailed as exc:
+            failures.append((name, exc))
+            continue
+        told = [f"the {n} exporter {e.reason}" for n, e in failures] + skipped
+        if exporter == name:
+            return Conversion(data, name, diff, [int(sample.shape[0]), 1])
+        if exporter == "auto":
+            fallback = f"{'; '.join(told)}; used the {name} exporter" if told else None
+            return Conversion(data, name, diff, [int(sample.shape[0]), 1], fallback)
+        raise PruneInfoError(
+            f"ONNX export failed: {'; '.join(told)}; the {name} exporter converts this model "
+            f"faithfully: pass `exporter`={name} (or `exporter`=auto)"
+        )
+    told = [f"the {n} exporter {e.reason}" for n, e in failures] + skipped
+    hints = []
+    if any(e.operator for _, e in failures):
+        hints.append("replace the operator in the model")
+    hints.append("try another `opset`")
+    if any("differ from PyTorch" in e.reason for _, e in failures):
+        hints.append("a larger `tolerance`")
+    raise PruneInfoError(f"ONNX export failed: {'; '.join(told)}; {', or '.join(hints)}") \
+        from failures[-1][1]
+
+
+def export_model(model: nn.Module, sample: torch.Tensor, opset: int | None = None,
+                 exporter: str = "auto", tolerance: float = TOLERANCE) -> bytes:
+    """Convert a model to a serialised ONNX model with a dynamic batch axis, quietly.
+
+    The model is checked and compared with PyTorch as :func:`convert_model` does (which also
+    says which exporter was used); this returns the bytes alone, without metadata.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Exported in eval mode on the CPU (a copy; the model is not changed).
+    sample : Tensor
+        Example input ``[N, ...]``; only its shape after the batch axis is fixed in the graph.
+    opset : int, optional
+        Default :data:`DEFAULT_OPSET`.
+    exporter : {"auto", "torchscript", "dynamo"}
+        See the module documentation for the choice.
+    tolerance : float
+        Largest max-abs difference of the logits that passes.
+
+    Returns
+    -------
+    bytes
+        The checked ``ModelProto``, without metadata.
+
+    Raises
+    ------
+    PruneInfoError
+        When no exporter gives a faithful model; the message names the unsupported operator
+        when there is one, and the exporter that works when the one asked for does not.
+    """
+    return convert_model(model, sample, opset, exporter, tolerance).data
+
+
+def _default_opset(proto) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _set_metadata(proto, metadata: dict[str, str], doc: str) -> None:
+    """Replace a ``ModelProto``'s prune-info metadata props and set its doc string, in place."""
     kept = [p for p in proto.metadata_props if not p.key.startswith(META_PREFIX)]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
@@ -476,16 +666,13 @@ def _with_metadata(data: bytes, metadata: dict[str, str], doc: str) -> bytes:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.doc_string = doc
-    return proto.SerializeToString()
 
 
 def check_onnx(data: bytes, what: str) -> None:
     """Run ``onnx.checker`` (full check, with shape inference) on a serialised model."""
     import onnx
-    try:
-        proto = onnx.ModelProto()
-        proto.ParseFromString(data)
-        onnx.checker.check_model(proto, full_check=True)
+    try:  # from the bytes: a ModelProto would be serialised again
+        onnx.checker.check_model(data, full_check=True)
     except Exception as exc:  # noqa: BLE001 - ValidationError, DecodeError, InferenceError
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise PruneInfoError(f"{what} fails the ONNX checker: {first}") from exc
@@ -572,7 +759,7 @@ def default_sample(input_shape: tuple[int, ...], n: int = 16, seed: int = 0) -> 
 
 
 def convert_checkpoint(ckpt: Checkpoint, sample: torch.Tensor | None = None,
-                       opset: int | None = None, exporter: str = "torchscript",
+                       opset: int | None = None, exporter: str = "auto",
                        tolerance: float = TOLERANCE) -> tuple[bytes, ExportReport]:
     """Convert and verify a checkpoint in memory: the work of :func:`export_onnx` but the write.
 
@@ -586,7 +773,7 @@ def convert_checkpoint(ckpt: Checkpoint, sample: torch.Tensor | None = None,
     start = time.perf_counter()
     opset = check_opset(opset, exporter)
     if not tolerance > 0:
-        raise PruneInfoError(f"tolerance must be positive, got {tolerance}")
+        raise PruneInfoError(f"`tolerance` must be positive, got {tolerance}")
     if sample is None:
         shape = model_input_shape(ckpt)
         if shape is None:
@@ -597,44 +784,23 @@ def convert_checkpoint(ckpt: Checkpoint, sample: torch.Tensor | None = None,
     if sample.ndim < 2 or sample.shape[0] < 1:
         raise PruneInfoError(f"the sample must be a batch [N, ...] with N >= 1, got "
                              f"{tuple(sample.shape)}")
-    sample = sample.detach().to("cpu", torch.float32)
-    model = clone_model(ckpt.model).cpu().eval()
     input_shape = tuple(sample.shape[1:])
-    try:
-        with torch.no_grad():
-            expected = [model(sample).numpy(), model(sample[:1]).numpy()]
-    except RuntimeError as exc:
-        raise PruneInfoError(
-            f"the model does not accept inputs of shape {list(input_shape)}: "
-            f"{str(exc).splitlines()[0]}; check that `sample` is from the model's dataset"
-        ) from exc
-    macs = count_macs(model, input_shape)
+    macs = count_macs(ckpt.model, input_shape)
     metadata = onnx_metadata(ckpt, input_shape, macs)
-    raw = export_model(model, sample, opset, exporter)
     doc = f"prune-info {__version__}: {ckpt.spec}" + (
         f" on {ckpt.dataset_name}" if ckpt.dataset_name else "")
-    data = _with_metadata(raw, metadata, doc)
-    check_onnx(data, "the exported model")
-    session = ort_session(data, what="the exported model")
-    got = [run_onnx(session, sample), run_onnx(session, sample[:1])]
-    diff = max(max_abs_diff(e, g) for e, g in zip(expected, got))
-    if not diff <= tolerance:
-        raise PruneInfoError(
-            f"onnxruntime and PyTorch logits differ by up to {diff:.3g} (limit {tolerance:g}); "
-            f"the export is not faithful, so nothing was written; try another `opset` or "
-            f"`exporter`"
-        )
+    done = convert_model(ckpt.model, sample, opset, exporter, tolerance, metadata, doc)
     report = ExportReport(
-        path="", opset=opset, exporter=exporter, max_abs_diff=diff, tolerance=tolerance,
-        batch_sizes=[int(sample.shape[0]), 1], file_bytes=len(data),
-        parameters=count_parameters(model), macs=macs, metadata=metadata,
-        seconds=time.perf_counter() - start,
+        path="", opset=opset, exporter=done.exporter, max_abs_diff=done.max_abs_diff,
+        tolerance=tolerance, batch_sizes=done.batch_sizes, file_bytes=len(done.data),
+        parameters=count_parameters(ckpt.model), macs=macs, metadata=metadata,
+        seconds=time.perf_counter() - start, fallback=done.fallback,
     )
-    return data, report
+    return done.data, report
 
 
 def export_onnx(ckpt: Checkpoint, path: str | os.PathLike, opset: int | None = None,
-                sample: torch.Tensor | None = None, exporter: str = "torchscript",
+                sample: torch.Tensor | None = None, exporter: str = "auto",
                 tolerance: float = TOLERANCE) -> ExportReport:
     """Export a checkpoint to ONNX, check it, compare it with PyTorch, then write it.
 
@@ -649,7 +815,10 @@ def export_onnx(ckpt: Checkpoint, path: str | os.PathLike, opset: int | None = N
     sample : Tensor, optional
         Batch ``[N, ...]`` compared between onnxruntime and PyTorch (the command line passes a
         validation batch). Default: 16 seeded standard-normal inputs of the model's shape.
-    exporter : {"torchscript", "dynamo"}
+    exporter : {"auto", "torchscript", "dynamo"}
+        ``auto`` (default): TorchScript, or dynamo when TorchScript fails or does not match
+        PyTorch (``report.exporter`` and ``report.fallback`` say which and why). An explicit
+        exporter that fails names the other when that one works (see :func:`convert_model`).
     tolerance : float
         Largest max-abs difference of the logits that passes.
 
@@ -660,8 +829,9 @@ def export_onnx(ckpt: Checkpoint, path: str | os.PathLike, opset: int | None = N
     Raises
     ------
     PruneInfoError
-        Unknown input shape, export failure (naming the operator), checker failure,
-        onnxruntime failure, or a difference above ``tolerance``.
+        Unknown input shape, or no exporter tried gives a model that passes the checker, runs
+        in onnxruntime and matches PyTorch within ``tolerance`` (the message says why for each,
+        naming an unsupported operator).
 
     Examples
     --------
@@ -737,7 +907,7 @@ def load_onnx(path: str | os.PathLike) -> OnnxModel:
         raise PruneInfoError(f"{path} is not an ONNX model (no graph); give a file written by "
                              "prune-info export")
     check_onnx(data, str(path))
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    opset = _default_opset(proto)
     parameters = sum(
         int(np.prod(t.dims)) for t in proto.graph.initializer
         if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
