@@ -201,6 +201,82 @@ class _Graph:
         return self.dg.is_out_channel_pruning_fn(handler)
 
 
+@dataclass(frozen=True)
+class UnitGroup:
+    """Prunable layers whose outputs lose a channel together: one torch-pruning dependency group.
+
+    Residual additions (ResNet), depthwise convolutions (MobileNet) and concatenations tie the
+    outputs of several layers: channel ``i`` of one cannot go without channel ``i`` of the
+    others. Such layers form one group, whose *group channels* are the units that criteria score
+    and plans remove. A layer tied to no other is a group of one.
+
+    Attributes
+    ----------
+    root : str
+        The first member in the model's order; group channels are named ``root:index``.
+    members : tuple of str
+        Every member, in model order, the root first.
+    n_units : int
+        Channels of each member.
+    """
+
+    root: str
+    members: tuple[str, ...]
+    n_units: int
+
+
+def unit_groups(model: nn.Module, example_input: torch.Tensor,
+                layers: Sequence[str] | None = None) -> list[UnitGroup]:
+    """The coupled groups of the prunable layers of ``model`` (all of them, or ``layers``).
+
+    Read off torch-pruning's dependency graph, traced once on ``example_input``; the groups come
+    in the model order of their roots. Layers outside ``layers`` that are coupled to one inside
+    still join its group (they must lose the same channels).
+
+    Examples
+    --------
+    >>> import torchvision
+    >>> model = torchvision.models.resnet18(num_classes=10)
+    >>> groups = unit_groups(model, torch.zeros(1, 3, 32, 32))
+    >>> [(g.root, len(g.members)) for g in groups][:3]
+    [('conv1', 3), ('layer1.0.conv1', 1), ('layer1.1.conv1', 1)]
+    """
+    found = prunable_layers(model)
+    order = {layer.name: i for i, layer in enumerate(found)}
+    width = {layer.name: layer.n_units for layer in found}
+    wanted = list(order) if layers is None else [name for name in layers if name in order]
+    parent = {name: name for name in order}
+
+    def find(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    with torch_threads(1), torch.inference_mode(False), torch.enable_grad():
+        graph = _Graph(model, example_input.clone())
+        for name in wanted:
+            for other in graph.coupled(name, graph.group(name, [0])):
+                if other in parent:
+                    a, b = sorted((find(name), find(other)), key=order.__getitem__)
+                    parent[b] = a
+    members: dict[str, list[str]] = {}
+    for name in order:
+        members.setdefault(find(name), []).append(name)
+    groups = []
+    for root, names in members.items():
+        if not any(name in wanted for name in names):
+            continue
+        widths = {width[name] for name in names}
+        if len(widths) != 1:
+            raise PruneInfoError(
+                f"layers {', '.join(names)} are coupled but have different widths "
+                f"({sorted(widths)}); torch-pruning's dependency graph cannot prune them together"
+            )
+        groups.append(UnitGroup(root, tuple(names), width[root]))
+    return sorted(groups, key=lambda g: order[g.root])
+
+
 def _check_layers(model: nn.Module, plan: PrunePlan) -> None:
     prunable = {layer.name: layer for layer in prunable_layers(model)}
     for layer in plan.remove:

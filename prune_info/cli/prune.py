@@ -21,7 +21,12 @@ from prune_info.cli.common import (
 )
 from prune_info.criteria.options import BINNINGS, ScoreOptions
 from prune_info.pruning.allocation import ORDERS
-from prune_info.pruning.workflow import PruneConfig, PruneSummary, prune_checkpoint
+from prune_info.pruning.workflow import (
+    GROUP_REDUCTIONS,
+    PruneConfig,
+    PruneSummary,
+    prune_checkpoint,
+)
 
 
 @cli.command()
@@ -42,8 +47,12 @@ from prune_info.pruning.workflow import PruneConfig, PruneSummary, prune_checkpo
 @click.option("--order", type=click.Choice(ORDERS), default="low", show_default=True,
               help="low: remove the lowest-ranked first; high / random: for experiments.")
 @click.option("--mask", is_flag=True, help="Zero the units but keep every shape (no speed-up).")
-@click.option("--ignore", multiple=True, metavar="LAYER",
-              help="Leave this layer untouched (repeatable).")
+@click.option("--ignore", multiple=True, metavar="LAYER|GLOB",
+              help="Leave these layers untouched: a name or a glob such as 'layer4.*' "
+                   "(repeatable); layers coupled to them are kept whole too.")
+@click.option("--group-reduce", type=click.Choice(GROUP_REDUCTIONS), default="mean",
+              show_default=True,
+              help="How the scores of coupled layers (residual, depthwise) combine per channel.")
 @click.option("--bins", type=int, default=None,
               help="Quantisation bins of the information criteria (default: 2).")
 @click.option("--binning", type=click.Choice(BINNINGS), default=None,
@@ -54,12 +63,14 @@ from prune_info.pruning.workflow import PruneConfig, PruneSummary, prune_checkpo
               help="Pruned checkpoint to write.")
 @json_option
 def prune(ckpt, data_name, data_dir, criterion, layerwise, amount, keep, max_drop, min_units,
-          order, mask, ignore, bins, binning, seed, device, output, as_json):
+          order, mask, ignore, group_reduce, bins, binning, seed, device, output, as_json):
     """Remove the least important units of a model and save a smaller checkpoint.
 
     Units are ranked by CRITERION on the validation set; the pruned model has smaller weight
     matrices (784-100-100-10 at --amount 0.5 becomes 784-50-50-10) and reloads like any
-    checkpoint.
+    checkpoint. Layers whose outputs are tied (residual additions, depthwise convolutions)
+    form one group and lose the same channels; a group is scored per channel by combining its
+    members' scores (--group-reduce).
 
     \b
     Examples:
@@ -77,6 +88,7 @@ def prune(ckpt, data_name, data_dir, criterion, layerwise, amount, keep, max_dro
         amount=tuple(parse_float_list(amount, "--amount")) if amount is not None else None,
         keep=tuple(parse_int_list(keep, "--keep")) if keep is not None else None,
         max_drop=max_drop, min_units=min_units, order=order, mask=mask, ignore=tuple(ignore),
+        group_reduce=group_reduce,
         score_options=_score_options(score_kwargs, seed, dev), seed=seed, device=dev,
     )
     config.validate()
@@ -124,6 +136,8 @@ def _print(s: PruneSummary) -> None:
     for label, before, after in (("validation accuracy", s.val_acc_before, s.val_acc_after),
                                  ("test accuracy", s.test_acc_before, s.test_acc_after)):
         click.echo(f"{label:<20} {_pct(before)} -> {_pct(after)}")
+    for members in s.groups:
+        click.echo(f"coupled, pruned together: {' + '.join(members)}")
     if s.max_drop is not None:
         md = s.max_drop
         counts = ", ".join(f"{k} {v}" for k, v in md["counts"].items())

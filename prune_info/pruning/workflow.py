@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
+import fnmatch
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +40,13 @@ from prune_info.pruning.allocation import (
     plan_max_drop,
     removal_counts,
 )
-from prune_info.surgery import PrunePlan, apply_plan, history_entry, mask_plan
+from prune_info.surgery import (
+    PrunePlan,
+    apply_plan,
+    history_entry,
+    mask_plan,
+    unit_groups,
+)
 
 # --------------------------------------------------------------------------------------------
 # Whole checkpoints
@@ -64,6 +73,11 @@ class PruneConfig:
     mask : bool
         Zero the units instead of removing them.
     ignore : tuple of str
+        Layer names or glob patterns (``"layer4.*"``) to leave as they are; a layer coupled to
+        an ignored one is kept whole too.
+    group_reduce : {"mean", "max", "first"}
+        How the scores of a group's members combine into the score of a group channel
+        (``first``: the root's alone).
         Layers left untouched (neither scored nor pruned).
     score_options : prune_info.criteria.options.ScoreOptions, optional
     seed : int
@@ -79,6 +93,7 @@ class PruneConfig:
     order: str = "low"
     mask: bool = False
     ignore: tuple[str, ...] = ()
+    group_reduce: str = "mean"
     score_options: Any = None
     seed: int = 0
     device: str = "cpu"
@@ -92,6 +107,11 @@ class PruneConfig:
         if self.order not in ORDERS:
             raise PruneInfoError(
                 f"unknown `order` {self.order!r}; choose one of: {', '.join(ORDERS)}"
+            )
+        if self.group_reduce not in GROUP_REDUCTIONS:
+            raise PruneInfoError(
+                f"unknown `group_reduce` {self.group_reduce!r}; choose one of: "
+                f"{', '.join(GROUP_REDUCTIONS)}"
             )
         if self.min_units < 1:
             raise PruneInfoError(
@@ -226,6 +246,7 @@ class PruneSummary:
     warnings: tuple[str, ...] = ()
     layers_at_min_units: tuple[str, ...] = ()
     max_drop: dict | None = None
+    groups: tuple[tuple[str, ...], ...] = ()
 
     @property
     def macs_ratio(self) -> float | None:
@@ -261,6 +282,8 @@ class PruneSummary:
         }
         if self.max_drop is not None:
             out["max_drop"] = self.max_drop
+        if self.groups:
+            out["groups"] = [list(members) for members in self.groups]
         return out
 
 
@@ -319,6 +342,51 @@ def _transform_state(model: nn.Module, state: dict, plan: PrunePlan, example: to
     return cpu_state_dict(other.state_dict())
 
 
+#: How the scores of a group's members combine into one score per group channel.
+GROUP_REDUCTIONS = ("mean", "max", "first")
+
+
+def reduce_group(scores: Mapping[str, torch.Tensor], members: Sequence[str],
+                 how: str = "mean") -> torch.Tensor:
+    """One score per group channel from its members' scores (``first``: the root's).
+
+    The members' channels are the same units (they are removed together), so a group channel is
+    scored where the group produces it: at every member's output after its norm and activation,
+    combined by ``how``.
+
+    Examples
+    --------
+    >>> scores = {"a": torch.tensor([1.0, 4.0]), "b": torch.tensor([3.0, 0.0])}
+    >>> reduce_group(scores, ["a", "b"]).tolist(), reduce_group(scores, ["a", "b"], "max").tolist()
+    ([2.0, 2.0], [3.0, 4.0])
+    """
+    stack = torch.stack([scores[m].double() for m in members])
+    if how == "first":
+        return stack[0]
+    return stack.amax(0) if how == "max" else stack.mean(0)
+
+
+def match_layers(patterns: Sequence[str], names: Sequence[str], what: str) -> set[str]:
+    """The layer names matched by names or glob patterns (``"layer4.*"``); each must match.
+
+    Raises
+    ------
+    PruneInfoError
+        If a pattern matches no layer; the message lists the nearest names.
+    """
+    matched: set[str] = set()
+    for pattern in patterns:
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            near = difflib.get_close_matches(pattern, names, n=3, cutoff=0.4) or list(names)[:3]
+            raise PruneInfoError(
+                f"`{what}`={pattern}: not a prunable layer and no glob match; near names: "
+                f"{', '.join(near)}"
+            )
+        matched.update(hits)
+    return matched
+
+
 def _score_options(config: PruneConfig):
     return config.score_options or ScoreOptions(seed=config.seed, device=config.device)
 
@@ -362,32 +430,42 @@ def prune_checkpoint(
             "`factory`=package.module:factory"
         )
     criterion = get_criterion(config.criterion)
-    all_layers = ckpt.layers
-    names = [layer.name for layer in all_layers]
-    unknown = [name for name in config.ignore if name not in names]
-    if unknown:
-        raise PruneInfoError(
-            f"`ignore`={unknown[0]}: not a prunable layer; prunable: {', '.join(names)}"
-        )
-    layers = [layer for layer in all_layers if layer.name not in config.ignore]
-    if not layers:
-        raise PruneInfoError("every prunable layer is ignored; nothing to prune")
-    widths = {layer.name: layer.n_units for layer in layers}
+    names = [layer.name for layer in ckpt.layers]
+    ignored = match_layers(config.ignore, names, "ignore")
     needs_data = criterion.needs_data or config.allocation == "max-drop"
     if data is None and needs_data:
         what = "`max_drop`" if config.allocation == "max-drop" else f"criterion {criterion.name}"
         raise PruneInfoError(
             f"{what} needs data, and the model does not record its dataset; pass `data`"
         )
-    if config.allocation == "layerwise":
-        removal_counts(widths, amounts=config.amounts(), keep=config.keep)  # fail early
     input_shape = _input_shape(ckpt, data)
     model = ckpt.model.eval()
     example = example_input(model, input_shape)
+    all_groups = unit_groups(model, example, [n for n in names if n not in ignored])
+    groups = [g for g in all_groups if not set(g.members) & ignored]
+    # a layer coupled to an ignored one cannot lose channels either
+    ignored |= {m for g in all_groups if set(g.members) & ignored for m in g.members}
+    if not groups:
+        raise PruneInfoError("every prunable layer is ignored; nothing to prune")
+    if config.allocation == "max-drop" and any(len(g.members) > 1 for g in groups):
+        coupled = next(g for g in groups if len(g.members) > 1)
+        raise PruneInfoError(
+            f"`max_drop` reads each layer's own ablation curve, but {', '.join(coupled.members)} "
+            "are coupled and lose channels together; use `amount`, or leave the coupled "
+            "layers out with `ignore`"
+        )
+    # Plans are made on the groups' roots, then every member loses the same channels.
+    widths = {g.root: g.n_units for g in groups}
+    members = {g.root: g.members for g in groups}
+    if config.allocation == "layerwise":
+        removal_counts(widths, amounts=config.amounts(), keep=config.keep)  # fail early
 
     # scoring and max-drop run on config.device, on a copy so the input model stays on the CPU
     work = model if config.device == "cpu" else copy.deepcopy(model).to(config.device)
-    scores = _compute_scores(work, data, criterion.name, list(widths), config)
+    member_scores = _compute_scores(work, data, criterion.name,
+                                    [m for g in groups for m in g.members], config)
+    scores = {root: reduce_group(member_scores, names, config.group_reduce)
+              for root, names in members.items()}
     warnings: list[str] = []
     at_minimum: list[str] = []
     max_drop_report = None
@@ -409,6 +487,9 @@ def prune_checkpoint(
             device=config.device,
         )
     del work
+    plan = PrunePlan.from_indices(
+        {m: plan.remove[root] for root in plan.remove for m in members[root]},
+        {m: widths[root] for root in plan.remove for m in members[root]})
 
     mode = "mask" if config.mask else "remove"
     transform = mask_plan if config.mask else apply_plan
@@ -445,14 +526,17 @@ def prune_checkpoint(
     )
     summary = _summary(ckpt, new_ckpt, plan, input_shape, before, after, config, entry,
                        warnings=tuple(warnings), at_minimum=tuple(at_minimum),
-                       max_drop_report=max_drop_report)
+                       max_drop_report=max_drop_report,
+                       groups=tuple(g.members for g in groups if len(g.members) > 1),
+                       ignored=frozenset(ignored))
     return PruneResult(new_ckpt, plan, summary)
 
 
 def _summary(old: Checkpoint, new: Checkpoint, plan: PrunePlan, input_shape, before: dict,
              after: dict, config: PruneConfig, entry: dict, *, warnings: tuple[str, ...] = (),
-             at_minimum: tuple[str, ...] = (), max_drop_report: dict | None = None
-             ) -> PruneSummary:
+             at_minimum: tuple[str, ...] = (), max_drop_report: dict | None = None,
+             groups: tuple[tuple[str, ...], ...] = (),
+             ignored: frozenset[str] = frozenset()) -> PruneSummary:
     cost_before = layer_costs(old.model, input_shape)
     cost_after = layer_costs(new.model, input_shape)
     if entry["mode"] == "mask":
@@ -467,7 +551,7 @@ def _summary(old: Checkpoint, new: Checkpoint, plan: PrunePlan, input_shape, bef
             units_before=layer.n_units,
             units_after=widths_after.get(name, layer.n_units),
             removed=len(plan.remove.get(name, ())),
-            ignored=name in config.ignore,
+            ignored=name in ignored,
             params_before=cost_before[name]["params"],
             params_after=cost_after[name]["params"],
             macs_before=cost_before[name]["macs"],
@@ -493,4 +577,5 @@ def _summary(old: Checkpoint, new: Checkpoint, plan: PrunePlan, input_shape, bef
         warnings=warnings,
         layers_at_min_units=at_minimum,
         max_drop=max_drop_report,
+        groups=groups,
     )

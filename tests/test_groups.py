@@ -1,0 +1,132 @@
+"""Group-aware pruning: residual and depthwise couplings prune together, checked against masks."""
+
+import json
+
+import pytest
+import torch
+import torchvision
+
+from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from prune_info.data import load_dataset
+from prune_info.errors import PruneInfoError
+from prune_info.nn import count_parameters, prunable_layers
+from prune_info.pruning.workflow import PruneConfig, match_layers, prune_checkpoint, reduce_group
+from prune_info.surgery import unit_groups
+
+SHAPE = (3, 32, 32)
+
+
+def _ckpt(factory: str) -> Checkpoint:
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, factory)(num_classes=10).eval()
+    return Checkpoint(model=model, factory=f"torchvision.models:{factory}",
+                      factory_kwargs={"num_classes": 10},
+                      dataset=load_dataset("digits", input_shape=SHAPE).describe())
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    return _ckpt("resnet18")
+
+
+@pytest.fixture(scope="module")
+def mobilenet():
+    return _ckpt("mobilenet_v2")
+
+
+def test_resnet_groups_are_the_residual_streams_of_its_stages(resnet):
+    groups = {g.root: g.members for g in unit_groups(resnet.model, torch.zeros(2, *SHAPE))}
+    assert groups["conv1"] == ("conv1", "layer1.0.conv2", "layer1.1.conv2")
+    assert groups["layer2.0.conv2"] == ("layer2.0.conv2", "layer2.0.downsample.0",
+                                        "layer2.1.conv2")
+    assert groups["layer1.0.conv1"] == ("layer1.0.conv1",)
+    covered = sorted(m for members in groups.values() for m in members)
+    assert covered == sorted(layer.name for layer in prunable_layers(resnet.model))
+
+
+def test_mobilenet_depthwise_convs_join_the_conv_that_feeds_them(mobilenet):
+    groups = unit_groups(mobilenet.model, torch.zeros(2, *SHAPE))
+    by_member = {m: g for g in groups for m in g.members}
+    expand, depthwise = "features.2.conv.0.0", "features.2.conv.1.0"
+    assert by_member[expand] is by_member[depthwise]
+    assert mobilenet.model.get_submodule(depthwise).groups > 1
+
+
+def _outputs(model, seed=1):
+    x = torch.randn(6, *SHAPE, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return model.eval()(x)
+
+
+@pytest.mark.parametrize("which", ["resnet", "mobilenet"])
+def test_pruned_equals_masked_with_no_ignore(which, request, tmp_path):
+    ckpt = request.getfixturevalue(which)
+    config = PruneConfig(criterion="magnitude", amount=0.5)
+    pruned = prune_checkpoint(ckpt, None, config)
+    masked = prune_checkpoint(ckpt, None, PruneConfig(criterion="magnitude", amount=0.5,
+                                                      mask=True))
+    assert pruned.plan.remove == masked.plan.remove
+    want, got = _outputs(masked.checkpoint.model), _outputs(pruned.checkpoint.model)
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+    # every group, coupled or not, loses half of its channels
+    for group in unit_groups(ckpt.model, torch.zeros(2, *SHAPE)):
+        removed = {len(pruned.plan.remove[m]) for m in group.members}
+        assert removed == {group.n_units // 2}
+        assert len({pruned.plan.remove[m] for m in group.members}) == 1
+    before, after = count_parameters(ckpt.model), count_parameters(pruned.checkpoint.model)
+    assert after < 0.35 * before
+    # the pruned factory model reloads safely by replaying its history
+    path = tmp_path / "pruned.pt"
+    save_checkpoint(pruned.checkpoint, path)
+    torch.load(path, weights_only=True)
+    again = load_checkpoint(path)
+    assert torch.equal(_outputs(again.model), got)
+    summary = pruned.summary.to_dict()
+    assert ["conv1", "layer1.0.conv2", "layer1.1.conv2"] in summary["groups"] or which != "resnet"
+
+
+def test_a_glob_ignore_keeps_the_matched_layers_and_their_group_whole(resnet):
+    result = prune_checkpoint(resnet, None, PruneConfig(criterion="magnitude", amount=0.5,
+                                                        ignore=("layer4.*", "layer1.0.conv2")))
+    widths = {layer.name: layer.n_units for layer in prunable_layers(result.checkpoint.model)}
+    assert all(widths[n] == 512 for n in widths if n.startswith("layer4."))
+    # layer1.0.conv2 is coupled to conv1 and layer1.1.conv2: the whole stream keeps 64 channels
+    assert widths["conv1"] == widths["layer1.1.conv2"] == 64
+    assert widths["layer1.0.conv1"] == 32
+    rows = {r.name: r for r in result.summary.layers}
+    assert rows["conv1"].ignored and rows["layer4.0.conv1"].ignored
+
+
+def test_an_ignore_that_matches_nothing_names_near_layers():
+    with pytest.raises(PruneInfoError, match=r"`ignore`=layer9\.\*: .*no glob match; near"):
+        match_layers(["layer9.*"], ["layer1.0.conv1", "layer4.0.conv1"], "ignore")
+    assert match_layers(["layer?.0.*"], ["layer1.0.conv1", "layer1.1.conv1"], "ignore") == {
+        "layer1.0.conv1"}
+
+
+def test_group_scores_combine_members_by_mean_max_or_first():
+    scores = {"a": torch.tensor([1.0, 4.0, 2.0]), "b": torch.tensor([3.0, 0.0, 2.0])}
+    assert reduce_group(scores, ["a", "b"], "mean").tolist() == [2.0, 2.0, 2.0]
+    assert reduce_group(scores, ["a", "b"], "max").tolist() == [3.0, 4.0, 2.0]
+    assert reduce_group(scores, ["b", "a"], "first").tolist() == [3.0, 0.0, 2.0]
+    with pytest.raises(PruneInfoError, match="unknown `group_reduce`"):
+        PruneConfig(amount=0.5, group_reduce="median").validate()
+
+
+def test_max_drop_on_coupled_layers_is_refused_with_the_way_out(resnet):
+    data = load_dataset("digits", input_shape=SHAPE)
+    with pytest.raises(PruneInfoError, match="`max_drop` reads each layer's own ablation curve"):
+        prune_checkpoint(resnet, data, PruneConfig(allocation="max-drop", max_drop=1.0))
+
+
+def test_cli_prunes_a_resnet_and_lists_its_groups(run_cli, resnet, tmp_path):
+    path, out = tmp_path / "r.pt", tmp_path / "p.pt"
+    save_checkpoint(resnet, path)
+    code, stdout, stderr = run_cli("prune", str(path), "--criterion", "magnitude", "--amount",
+                                   "0.5", "-o", str(out), "--json")
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert ["conv1", "layer1.0.conv2", "layer1.1.conv2"] in doc["groups"]
+    code, _, stderr = run_cli("prune", str(path), "--criterion", "magnitude", "--amount", "0.5",
+                              "--ignore", "layer9.*", "-o", str(tmp_path / "q.pt"))
+    assert code == 2 and "--ignore layer9.*" in stderr and stderr.count("\n") == 1
