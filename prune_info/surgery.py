@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from prune_info._torch import torch_threads
-from prune_info.capture import unit_hooks
+from prune_info.capture import unit_hooks, units_last
 from prune_info.errors import PruneInfoError
 from prune_info.nn import WEIGHT_TYPES, LayerInfo, example_input, prunable_layers
 
@@ -127,6 +127,21 @@ class PrunePlan:
 
 # --------------------------------------------------------------------------------------------
 # Removal and masking through the dependency graph
+
+
+class LayerPruneError(PruneInfoError):
+    """torch-pruning could not remove the units of one layer correctly (its group is named).
+
+    Attributes
+    ----------
+    layer : str
+        The layer whose removal failed, fell out of shape, or did not equal the ablated
+        original; :func:`prune_info.pruning.workflow.prune_checkpoint` leaves its group out.
+    """
+
+    def __init__(self, layer: str, message: str):
+        super().__init__(message)
+        self.layer = layer
 
 
 def _first_line(exc: BaseException) -> str:
@@ -316,6 +331,11 @@ class _AblationCheck:
     negative value (right for ReLU and sigmoid) makes the activation output zero. This catches
     the cases where torch-pruning runs but removes the wrong inputs downstream (e.g. after a
     ``torch.roll`` or a permutation it does not model).
+
+    A LayerNorm over a layer's units renormalises the units that survive, so removing units is
+    *not* zeroing them. There the reference normalises over the kept units only (what the
+    pruned model computes), and the difference to plain zeroing is measured and reported in
+    :attr:`renormalised` instead of raising a false alarm.
     """
 
     FILLS = (0.0, -1e4)
@@ -328,6 +348,34 @@ class _AblationCheck:
         self.info = {layer.name: layer for layer in prunable_layers(self.ref)}
         self.fill: dict[str, tuple[torch.Tensor, float]] = {}
         self.layers: dict[str, LayerInfo] = {}
+        #: ``{layer: max |pruned - plainly zeroed|}`` for layers followed by a LayerNorm.
+        self.renormalised: dict[str, float] = {}
+        self._kept_only = True  # LayerNorm references normalise over the kept units
+
+    def _layer_norm_over_kept(self, layer: str, removed: Sequence[int]) -> None:
+        """Make the reference's LayerNorm after ``layer`` normalise over the kept units only."""
+        info = self.info.get(layer)
+        if info is None or info.norm_module is None:
+            return
+        norm = self.ref.get_submodule(info.norm_module)
+        if not isinstance(norm, nn.LayerNorm) or tuple(norm.normalized_shape) != (info.n_units,):
+            return
+        gone = set(int(i) for i in removed)
+        keep = torch.tensor([i for i in range(info.n_units) if i not in gone], dtype=torch.long)
+
+        def kept_only(module: nn.LayerNorm, args: tuple, out: torch.Tensor) -> torch.Tensor | None:
+            if not self._kept_only:
+                return None
+            k = keep.to(out.device)
+            weight = None if module.weight is None else module.weight[k]
+            bias = None if module.bias is None else module.bias[k]
+            y = torch.zeros_like(out)
+            y[..., k] = torch.nn.functional.layer_norm(args[0][..., k], (len(k),), weight,
+                                                       bias, module.eps)
+            return y
+
+        norm.register_forward_hook(kept_only)
+        self.renormalised[layer] = float("nan")  # measured in check()
 
     def _layer(self, layer: str) -> LayerInfo:
         """The layer's read point; a layer that is not prunable is masked at its own output."""
@@ -338,13 +386,15 @@ class _AblationCheck:
 
     def _mask(self, info: LayerInfo, output: torch.Tensor) -> torch.Tensor:
         idxs, value = self.fill[info.name]
-        return output.index_fill(1, idxs.to(output.device), value)
+        axis = -1 if units_last(info, output) else 1  # token units: the last axis
+        return output.index_fill(axis, idxs.to(output.device), value)
 
     @torch.no_grad()
     def check(self, model: nn.Module, removed: Mapping[str, Sequence[int]], root: str) -> None:
         pending = {k: v for k, v in removed.items() if k not in self.fill}
         for layer in pending:
             self.layers.setdefault(layer, self._layer(layer))
+            self._layer_norm_over_kept(layer, pending[layer])
         was_training = model.training
         model.eval()
         try:
@@ -362,17 +412,33 @@ class _AblationCheck:
                 want = self.ref(self.x)
                 diff = float((got - want).abs().max())
                 if diff <= 1e-4 * max(1.0, float(want.abs().max())):
+                    self._measure_renormalisation(got, pending)
                     return
                 worst = min(worst, diff)
-        raise PruneInfoError(
+        raise LayerPruneError(
+            root,
             f"torch-pruning removed the wrong inputs downstream of layer {root}: the pruned "
             f"model differs from the original with those units ablated by {worst:.3g}; leave "
             f"it out with `ignore`={root}"
         )
 
 
+    def _measure_renormalisation(self, got: torch.Tensor, pending: Mapping) -> None:
+        """How far the pruned model is from plain zeroing where a LayerNorm renormalises."""
+        if not any(layer in self.renormalised for layer in pending):
+            return
+        self._kept_only = False
+        try:
+            with unit_hooks(self.ref, list(self.layers.values()), self._mask):
+                plain = float((got - self.ref(self.x)).abs().max())
+        finally:
+            self._kept_only = True
+        for layer in pending:
+            if layer in self.renormalised:
+                self.renormalised[layer] = plain
+
 def apply_plan(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor, *,
-               verify: bool = True) -> nn.Module:
+               verify: bool = True, report: dict | None = None) -> nn.Module:
     """Remove the planned units from ``model`` for real (in place) and return it.
 
     Every layer is pruned through a torch-pruning dependency group, so the layers reading its
@@ -392,6 +458,10 @@ def apply_plan(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor, *
     verify : bool
         Compare with the ablated original after each layer (costs a copy of the model and a few
         forward passes of 8 random inputs).
+    report : dict, optional
+        Filled with ``renormalised``: ``{layer: max difference to plain zeroing}`` for layers
+        followed by a LayerNorm over their units, which the check compares against a reference
+        that normalises over the kept units (see :class:`_AblationCheck`).
 
     Returns
     -------
@@ -407,7 +477,7 @@ def apply_plan(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor, *
     >>> apply_plan(model, plan, torch.zeros(2, 1, 8, 8)).fc2.weight.shape
     torch.Size([50, 50])
     """
-    return _transform(model, plan, example_input, verify, remove=True)
+    return _transform(model, plan, example_input, verify, remove=True, report=report)
 
 
 @torch.no_grad()
@@ -429,17 +499,17 @@ def _zero_group(graph: _Graph, group) -> None:
 
 
 def _transform(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor, verify: bool,
-               remove: bool) -> nn.Module:
+               remove: bool, report: dict | None = None) -> nn.Module:
     _check_layers(model, plan)
     if plan.is_empty():
         return model
     # torch-pruning traces autograd's graph: leave no_grad / inference_mode for the whole step
     with torch_threads(1), torch.inference_mode(False), torch.enable_grad():
-        return _transform_layers(model, plan, example_input.clone(), verify, remove)
+        return _transform_layers(model, plan, example_input.clone(), verify, remove, report)
 
 
 def _transform_layers(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor,
-                      verify: bool, remove: bool) -> nn.Module:
+                      verify: bool, remove: bool, report: dict | None = None) -> nn.Module:
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -458,7 +528,8 @@ def _transform_layers(model: nn.Module, plan: PrunePlan, example_input: torch.Te
             except PruneInfoError:
                 raise
             except Exception as exc:  # noqa: BLE001
-                raise PruneInfoError(
+                raise LayerPruneError(
+                    layer,
                     f"torch-pruning failed on layer {layer} ({_first_line(exc)}); leave it out "
                     f"with `ignore`={layer}"
                 ) from exc
@@ -470,6 +541,8 @@ def _transform_layers(model: nn.Module, plan: PrunePlan, example_input: torch.Te
                 checker.check(model, done, layer)
     finally:
         model.train(was_training)
+    if report is not None and checker is not None:
+        report["renormalised"] = dict(checker.renormalised)
     return model
 
 
@@ -491,14 +564,15 @@ def _verify_layer(model: nn.Module, layer: str, plan: PrunePlan, example_input: 
         except Exception as exc:  # noqa: BLE001
             problem = f"the pruned model no longer runs: {_first_line(exc)}"
     if problem:
-        raise PruneInfoError(
+        raise LayerPruneError(
+            layer,
             f"torch-pruning could not follow where the outputs of layer {layer} go ({problem}); "
             f"leave it out with `ignore`={layer}"
         )
 
 
 def mask_plan(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor, *,
-              verify: bool = True) -> nn.Module:
+              verify: bool = True, report: dict | None = None) -> nn.Module:
     """Zero the planned units of ``model`` (in place), keeping every shape.
 
     The masked model computes exactly what the pruned model of :func:`apply_plan` computes: the
@@ -522,7 +596,7 @@ def mask_plan(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor, *,
     nn.Module
         ``model``.
     """
-    return _transform(model, plan, example_input, verify, remove=False)
+    return _transform(model, plan, example_input, verify, remove=False, report=report)
 
 
 def _zero_outputs(module: nn.Module, index: torch.Tensor) -> None:

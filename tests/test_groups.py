@@ -130,3 +130,46 @@ def test_cli_prunes_a_resnet_and_lists_its_groups(run_cli, resnet, tmp_path):
     code, _, stderr = run_cli("prune", str(path), "--criterion", "magnitude", "--amount", "0.5",
                               "--ignore", "layer9.*", "-o", str(tmp_path / "q.pt"))
     assert code == 2 and "--ignore layer9.*" in stderr and stderr.count("\n") == 1
+
+
+def _ln_mlp_ckpt() -> Checkpoint:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16),
+                                torch.nn.LayerNorm(16), torch.nn.GELU(), torch.nn.Linear(16, 10))
+    return Checkpoint(model=model.eval(), factory="tests_ln:mlp",
+                      dataset=load_dataset("digits").describe())
+
+
+def test_a_layernorm_mlp_reports_its_renormalisation_instead_of_failing():
+    ckpt = _ln_mlp_ckpt()
+    result = prune_checkpoint(ckpt, None, PruneConfig(criterion="magnitude", amount=0.5))
+    (note,) = [w for w in result.summary.warnings if "LayerNorm" in w]
+    assert note.startswith("note: 1 is followed by a LayerNorm over its units")
+    diff = float(note.rsplit(" ", 1)[1])
+    # the pruned model equals the original normalised over the kept units ...
+    kept = torch.tensor(sorted(set(range(16)) - set(result.plan.remove["1"])))
+    x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    m = ckpt.model
+    with torch.no_grad():
+        h = m[1](m[0](x))[:, kept]
+        h = torch.nn.functional.layer_norm(h, (len(kept),), m[2].weight[kept], m[2].bias[kept])
+        want = torch.nn.functional.linear(m[3](h), m[4].weight[:, kept], m[4].bias)
+        assert torch.allclose(result.checkpoint.model(x), want, atol=1e-5)
+        # ... and differs from plain zeroing by the reported amount (8 random inputs there)
+        zeroed = m[3](m[2](m[1](m[0](x)))).index_fill(1, torch.tensor(result.plan.remove["1"]), 0)
+        plain = float((m[4](zeroed) - want).abs().max())
+    assert diff > 1e-3 and plain > 1e-3
+
+
+def test_round_to_keeps_multiples_and_no_verify_is_said(mobilenet):
+    result = prune_checkpoint(mobilenet, None, PruneConfig(criterion="magnitude", amount=0.5,
+                                                           round_to=8, verify=False))
+    widths = [layer.n_units for layer in prunable_layers(result.checkpoint.model)]
+    assert all(w % 8 == 0 for w in widths)
+    plain = prune_checkpoint(mobilenet, None, PruneConfig(criterion="magnitude", amount=0.5))
+    plain_widths = [layer.n_units for layer in prunable_layers(plain.checkpoint.model)]
+    assert any(w % 8 for w in plain_widths)  # 24 -> 12 channels, say
+    assert all(w >= p for w, p in zip(widths, plain_widths))  # rounding only spares units
+    assert any("not verified" in w for w in result.summary.warnings)
+    with pytest.raises(PruneInfoError, match="`round_to`=0 must be an integer of at least 1"):
+        PruneConfig(amount=0.5, round_to=0).validate()
