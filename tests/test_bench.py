@@ -332,3 +332,23 @@ def test_cuda_bench_times_on_the_gpu(mlp_path):
     keys = {(e["runtime"], e["device"]) for e in row["latency"]}
     assert {("torch", "cuda"), ("onnxruntime", "cpu")} <= keys
     assert all(e["median_ms"] > 0 for e in row["latency"])
+
+
+def test_a_pruned_model_slower_than_its_parent_is_flagged():
+    from prune_info.deploy.bench import BenchResult, LatencyEntry, slower_than_parent
+
+    def result(name, steps, ratio, speedup):
+        entry = LatencyEntry(runtime="onnxruntime", device="cpu", threads=1, batch=64, repeat=5,
+                             median_ms=1.0, p90_ms=1.0, min_ms=1.0, samples_per_s=64.0,
+                             speedup=speedup)
+        return BenchResult(name=name, path=None, format="checkpoint", arch=None,
+                           dataset="digits", pruning_steps=steps, file_bytes=None, test_acc=0.9,
+                           recorded_test_acc=None, parameters=10, macs=10, onnx_bytes=None,
+                           latency=(entry,), mac_ratio=ratio)
+
+    dense = result("dense.pt", 0, 1.0, 1.0)
+    fast, slow = result("fast.pt", 1, 2.0, 1.5), result("slow.pt", 1, 2.0, 0.68)
+    (note,) = slower_than_parent([dense, fast, slow])
+    assert note.startswith("warning: slow.pt is slower than dense.pt in onnxruntime cpu at batch "
+                           "64 (x0.68) although it has fewer MACs")
+    assert slower_than_parent([dense, fast]) == []

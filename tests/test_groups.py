@@ -173,3 +173,35 @@ def test_round_to_keeps_multiples_and_no_verify_is_said(mobilenet):
     assert any("not verified" in w for w in result.summary.warnings)
     with pytest.raises(PruneInfoError, match="`round_to`=0 must be an integer of at least 1"):
         PruneConfig(amount=0.5, round_to=0).validate()
+
+
+def test_prune_retrain_takes_ignore_globs(run_cli, mlp_path, tmp_path):
+    out = tmp_path / "rounds"
+    code, stdout, stderr = run_cli("prune-retrain", str(mlp_path), "--rounds", "1",
+                                   "--amount-per-round", "0.5", "--epochs", "1", "--ignore",
+                                   "fc[2-9]", "-o", str(out), "--json", "--quiet")
+    assert code == 0, stderr
+    first, last = json.loads(stdout)["rounds"][0]["arch"], json.loads(stdout)["rounds"][-1]["arch"]
+    widths0, widths1 = first.split("-"), last.split("-")
+    assert widths1[1] == str(int(widths0[1]) // 2) and widths1[2] == widths0[2]
+
+
+def test_the_importance_adapter_serves_every_mobilenet_group_at_the_ratio(mobilenet):
+    import copy
+
+    import torch_pruning as tp
+
+    from prune_info.pruning.importance import CriterionImportance
+
+    model = copy.deepcopy(mobilenet.model)
+    scores = {layer.name: torch.linspace(0, 1, layer.n_units) for layer in
+              prunable_layers(model)}
+    importance = CriterionImportance(model, scores=scores)
+    before = {layer.name: layer.n_units for layer in prunable_layers(model)}
+    pruner = tp.pruner.BasePruner(model, torch.zeros(1, *SHAPE), importance, pruning_ratio=0.5,
+                                  ignored_layers=[model.classifier])
+    pruner.step()
+    after = {layer.name: layer.n_units for layer in prunable_layers(model)}
+    halved = [name for name in before if after[name] == before[name] // 2]
+    assert len(halved) == len(before), sorted(set(before) - set(halved))
+    assert before["features.2.conv.1.0"] == 96 and after["features.2.conv.1.0"] == 48

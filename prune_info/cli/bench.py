@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from prune_info._torch import resolve_device
-from prune_info.cli.app import cli
+from prune_info.cli.app import cli, flag_message
 from prune_info.cli.common import DEVICES, check_output, echo_json, parse_int_list
 from prune_info.cli.export import human_bytes
 from prune_info.data import DATASETS, load_dataset
@@ -17,6 +17,7 @@ from prune_info.deploy.bench import (
     LatencyEntry,
     bench_document,
     benchmark_models,
+    slower_than_parent,
     write_csv,
 )
 from prune_info.deploy.onnx import EXPORTERS
@@ -95,6 +96,8 @@ def bench(models, device, batch_text, threads, repeat, warmup, runtime, data_nam
         echo_json(bench_document(results, **settings), "prune-info-bench")
         return
     _print_tables(results, batches, settings)
+    for note in slower_than_parent(results):
+        click.echo(flag_message(note, click.get_current_context().command), err=True)
     for path in (csv_path, plot_path):
         if path is not None:
             click.echo(f"saved {path}")

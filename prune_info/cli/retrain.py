@@ -132,6 +132,8 @@ def retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, rewind
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--amount-per-round", type=float, default=0.2, show_default=True,
               help="Fraction of the remaining units of every layer removed per round.")
+@click.option("--ignore", multiple=True, metavar="LAYER|GLOB",
+              help="Leave these layers untouched (names or globs, repeatable).")
 @seed_option
 @device_option
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
@@ -139,7 +141,7 @@ def retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, rewind
 @click.option("--quiet", is_flag=True)
 @json_option
 def prune_retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, criterion,
-                  rounds, amount_per_round, seed, device, out_dir, quiet, as_json):
+                  rounds, amount_per_round, ignore, seed, device, out_dir, quiet, as_json):
     """Iterative pruning: prune then retrain, several rounds, keeping every round.
 
     \b
@@ -153,7 +155,7 @@ def prune_retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, 
         raise PruneInfoError(f"--epochs must be at least 1, got {epochs}")
     dev = str(resolve_device(device))
     prune_config = PruneConfig(criterion=criterion, amount=amount_per_round, seed=seed,
-                               device=dev)
+                               device=dev, ignore=tuple(ignore))
     prune_config.validate()
     retrain_config = RetrainConfig(epochs=epochs, optimizer=optimizer, lr=lr,
                                    batch_size=batch_size, seed=seed, device=dev)

@@ -29,6 +29,8 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS
 @click.option("--criterion", default="mi", show_default=True, help="Pruning criterion.")
 @click.option("--amount", type=click.FloatRange(0, 1, max_open=True), default=0.5,
               show_default=True, help="Fraction of units removed in each layer.")
+@click.option("--ignore", multiple=True, metavar="LAYER|GLOB",
+              help="Layers the prune stage leaves untouched (names or globs, repeatable).")
 @click.option("--random", "n_random", type=click.IntRange(min=0), default=10, show_default=True,
               help="Random orderings in the ablation curves.")
 @click.option("--max-exhaustive", type=click.IntRange(min=1), default=3, show_default=True,
@@ -43,7 +45,8 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS
 @click.option("--out", "out_dir", required=True, type=click.Path(),
               help="Directory of the run's artefacts and report.html (resumed when rerun).")
 @click.option("--quiet", is_flag=True, help="No progress bars (stage lines still shown).")
-def run(data_name, data_dir, spec, model_path, act, reg, epochs, criterion, amount, n_random,
+def run(data_name, data_dir, spec, model_path, act, reg, epochs, criterion, amount, ignore,
+        n_random,
         max_exhaustive, max_size, retrain_epochs, bench_repeat, bench_batch, seed, out_dir,
         quiet):
     """Train, score, ablate, O-information, prune, retrain, export, bench and report.
@@ -61,6 +64,7 @@ def run(data_name, data_dir, spec, model_path, act, reg, epochs, criterion, amou
     options = RunOptions(
         data=data_name, data_dir=data_dir, arch=None if model_path else spec, model=model_path,
         act=act, reg=reg, epochs=epochs, seed=seed, criterion=criterion, amount=amount,
+        ignore=tuple(ignore),
         random=n_random, max_exhaustive=max_exhaustive, max_size=max_size,
         retrain_epochs=retrain_epochs, bench_repeat=bench_repeat,
         bench_batches=tuple(parse_int_list(bench_batch, "--bench-batch", 1)),

@@ -768,13 +768,41 @@ def write_csv(results: Sequence[BenchResult | dict], path: str | os.PathLike) ->
         tmp.write_text(buffer.getvalue())
 
 
+def slower_than_parent(results: Sequence[BenchResult]) -> list[str]:
+    """Notes on models that do less work than the first model but run slower than it.
+
+    A pruned model with fewer MACs can still be slower: odd channel counts miss the vectorised
+    kernels (measured on MobileNetV2 in onnxruntime, benchmarks/RESULTS.md). One note per model,
+    naming its slowest runtime and batch.
+    """
+    notes = []
+    for result in results[1:]:
+        fewer_macs = result.mac_ratio is not None and result.mac_ratio > 1.0
+        if not (fewer_macs or result.pruning_steps > results[0].pruning_steps):
+            continue
+        slow = [e for e in result.latency if e.speedup is not None and e.speedup < 1.0]
+        if slow:
+            worst = min(slow, key=lambda e: e.speedup or 0.0)
+            notes.append(
+                f"warning: {result.name} is slower than {results[0].name} in {worst.runtime} "
+                f"{worst.device} at batch {worst.batch} (x{worst.speedup:.2f}) although it has "
+                f"{'fewer MACs' if fewer_macs else 'been pruned'}; widths that are multiples of "
+                "8 usually run faster (prune with `round_to`=8)"
+            )
+    return notes
+
+
 def bench_document(results: Sequence[BenchResult | dict], **settings) -> dict:
     """The JSON document of a benchmark (``format`` key added by the writer): settings and
     results (each :meth:`BenchResult.to_dict`; dicts are taken as they are)."""
     import onnxruntime as ort
 
-    return {
+    document = {
         "settings": settings,
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__},
         "models": [r.to_dict() if isinstance(r, BenchResult) else r for r in results],
     }
+    notes = slower_than_parent([r for r in results if isinstance(r, BenchResult)])
+    if notes:
+        document["notes"] = notes
+    return document

@@ -78,6 +78,7 @@ class RunOptions:
     seed: int = 0
     criterion: str = "mi"
     amount: float = 0.5
+    ignore: tuple[str, ...] = ()
     random: int = 10
     max_exhaustive: int = 3
     max_size: int = 10
@@ -104,7 +105,9 @@ class RunOptions:
             args += ["--arch", str(self.arch), "--act", self.act, "--reg", self.reg,
                      "--epochs", str(self.epochs)]
         args += ["--seed", str(self.seed), "--criterion", self.criterion,
-                 "--amount", f"{self.amount:g}", "--random", str(self.random),
+                 "--amount", f"{self.amount:g}",
+                 *[a for pattern in self.ignore for a in ("--ignore", pattern)],
+                 "--random", str(self.random),
                  "--max-exhaustive", str(self.max_exhaustive), "--max-size", str(self.max_size),
                  "--retrain-epochs", str(self.retrain_epochs),
                  "--bench-repeat", str(self.bench_repeat),
@@ -233,7 +236,7 @@ def _stage_oinfo(ctx: Context) -> dict:
 
 def _stage_prune(ctx: Context) -> dict:
     o = ctx.options
-    config = PruneConfig(criterion=o.criterion, amount=o.amount, seed=o.seed)
+    config = PruneConfig(criterion=o.criterion, amount=o.amount, seed=o.seed, ignore=o.ignore)
     config.validate()
     result = prune_checkpoint(ctx.load("model.pt"), ctx.data, config)
     save_checkpoint(result.checkpoint, ctx.path("pruned.pt"))
@@ -290,7 +293,8 @@ STAGES: list[Stage] = [
           "cumulative ablation curves"),
     Stage("oinfo", lambda o: {"max_exhaustive": o.max_exhaustive, "max_size": o.max_size},
           ("train",), ("oinfo.json", "oinfo.png"), _stage_oinfo, "synergy / redundancy"),
-    Stage("prune", lambda o: {"criterion": o.criterion, "amount": o.amount}, ("train",),
+    Stage("prune", lambda o: {"criterion": o.criterion, "amount": o.amount,
+                              **({"ignore": list(o.ignore)} if o.ignore else {})}, ("train",),
           ("pruned.pt",), _stage_prune, "remove units"),
     Stage("retrain", lambda o: {"epochs": o.retrain_epochs}, ("prune",), ("retrained.pt",),
           _stage_retrain, "fine-tune the pruned model"),

@@ -37,7 +37,8 @@ from prune_info.errors import PruneInfoError
 
 __all__ = ['CriterionImportance']
 
-_OUT_CHANNEL_FNS = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
+_OUT_CHANNEL_FNS = (tp.prune_conv_out_channels, tp.prune_linear_out_channels,
+                    tp.prune_depthwise_conv_out_channels)
 
 
 class CriterionImportance(tp.importance.Importance):
@@ -63,8 +64,10 @@ class CriterionImportance(tp.importance.Importance):
 
     Notes
     -----
-    Groups whose root is not a scored layer (the classifier, an ignored layer) get ``None``,
-    which torch-pruning's pruners skip.
+    Every group torch-pruning yields is served, depthwise-rooted ones included: a group channel
+    scores the mean of its scored members' scores (the layers whose outputs the group prunes,
+    as :func:`prune_info.pruning.workflow.reduce_group` does). A group with no scored member
+    (only the classifier, or ignored layers) gets ``None``, which torch-pruning's pruners skip.
 
     Examples
     --------
@@ -143,13 +146,18 @@ class CriterionImportance(tp.importance.Importance):
 
     @torch.no_grad()
     def __call__(self, group) -> torch.Tensor | None:
-        """Scores of the group's root channels, in the order of the group's indices."""
-        root = group[0]
-        if root.dep.handler not in _OUT_CHANNEL_FNS:
-            return None
-        module = root.dep.target.module
-        name = next((n for n, m in self.model.named_modules() if m is module), None)
+        """Scores of the group's channels, in the order of the root's indices."""
+        names = {m: n for n, m in self.model.named_modules()}
         scores = self.scores()
-        if name is None or name not in scores:
+        n_channels = len(group[0].idxs)
+        found = []
+        for dep, idxs in group:
+            name = names.get(dep.target.module)
+            if dep.handler not in _OUT_CHANNEL_FNS or name not in scores:
+                continue
+            values = scores[name][torch.as_tensor(list(idxs), dtype=torch.long)]
+            if len(values) == n_channels:
+                found.append(values)
+        if not found:
             return None
-        return scores[name][torch.as_tensor(root.idxs, dtype=torch.long)]
+        return torch.stack(found).mean(0)
