@@ -39,6 +39,15 @@ exactly when the channel fires somewhere in the image, so bin 1 still means "act
 also reflects how much of the image activates the channel, which matters for finer binning;
 ``max`` follows the usual "does the feature occur" reading of a channel.
 
+Token units
+-----------
+A Linear layer applied to a sequence of tokens (a transformer's MLP ``fc1`` on
+``[batch, tokens, dim]``) outputs ``[batch, tokens, units]``: its units are on the *last*
+dimension, one value per token. prune-info reduces a token unit to one value per sample over the
+tokens, with ``token_reduce="mean"`` (default), ``"max"``, or ``"cls"`` (token 0, the class token
+of a ViT), read at the same place as a dense unit (after the activation). Ablation masks and the
+verification of a pruned model zero such a unit on every token (the last axis).
+
 Examples
 --------
 >>> import torch
@@ -67,11 +76,13 @@ from prune_info._torch import resolve_device
 from prune_info.errors import PruneInfoError
 from prune_info.nn import ACTIVATION_TYPES, LayerInfo, get_module
 
-__all__ = ['CHANNEL_REDUCTIONS', 'CaptureOptions', 'iter_unit_outputs', 'unit_hooks',
-           'unit_outputs']
+__all__ = ['CHANNEL_REDUCTIONS', 'TOKEN_REDUCTIONS', 'CaptureOptions', 'iter_unit_outputs',
+           'unit_hooks', 'unit_outputs', 'units_last']
 
 #: Accepted values of :attr:`CaptureOptions.channel_reduce`.
 CHANNEL_REDUCTIONS = ("mean", "max")
+#: Accepted values of :attr:`CaptureOptions.token_reduce`.
+TOKEN_REDUCTIONS = ("mean", "max", "cls")
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,9 @@ class CaptureOptions:
         Read the input of the activation function instead of its output.
     channel_reduce : {"mean", "max"}, default "mean"
         How a convolutional channel's spatial map becomes one value per sample.
+    token_reduce : {"mean", "max", "cls"}, default "mean"
+        How a token unit (a Linear layer's output ``[batch, tokens, units]``) becomes one value
+        per sample: mean or max over the tokens, or token 0 (``cls``).
     batch_size : int, default 4096
         Samples per forward pass; memory of the capture is proportional to it.
     device : str, default "cpu"
@@ -95,12 +109,18 @@ class CaptureOptions:
     channel_reduce: str = "mean"
     batch_size: int = 4096
     device: str = "cpu"
+    token_reduce: str = "mean"
 
     def __post_init__(self) -> None:
         if self.channel_reduce not in CHANNEL_REDUCTIONS:
             raise PruneInfoError(
                 f"unknown channel reduction {self.channel_reduce!r}; fix: use one of "
                 f"{', '.join(CHANNEL_REDUCTIONS)} (`channel_reduce`)"
+            )
+        if self.token_reduce not in TOKEN_REDUCTIONS:
+            raise PruneInfoError(
+                f"unknown token reduction {self.token_reduce!r}; fix: use one of "
+                f"{', '.join(TOKEN_REDUCTIONS)} (`token_reduce`)"
             )
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or (
             self.batch_size < 1
@@ -327,8 +347,19 @@ def unit_hooks(
             tap.pending = None
 
 
-def _to_units(value: torch.Tensor, layer: LayerInfo, reduce: str) -> torch.Tensor:
-    """One row per sample, one column per unit: reduce conv maps, copy dense outputs.
+def units_last(layer: LayerInfo, value: torch.Tensor) -> bool:
+    """Whether ``value`` holds the units of ``layer`` on its last axis (token units).
+
+    True for a Linear layer's output with more than two dimensions (``[batch, tokens, units]``);
+    dense outputs ``[batch, units]`` and conv maps ``[batch, channels, H, W]`` have their units
+    on axis 1.
+    """
+    return layer.kind == "linear" and value.ndim > 2
+
+
+def _to_units(value: torch.Tensor, layer: LayerInfo, reduce: str,
+              token_reduce: str = "mean") -> torch.Tensor:
+    """One row per sample, one column per unit: reduce conv maps and tokens, copy dense outputs.
 
     The result is always a new tensor, so an in-place operation later in the forward pass (an
     in-place activation, a residual ``+=``) cannot alter it.
@@ -342,10 +373,16 @@ def _to_units(value: torch.Tensor, layer: LayerInfo, reduce: str) -> torch.Tenso
         value = value.float()
         # Reductions allocate a new tensor.
         return value.mean(dim=(2, 3)) if reduce == "mean" else value.amax(dim=(2, 3))
+    if value.ndim == 3 and value.shape[2] == layer.n_units:  # [batch, tokens, units]
+        value = value.float()
+        if token_reduce == "cls":
+            return value[:, 0].clone()
+        return value.mean(dim=1) if token_reduce == "mean" else value.amax(dim=1)
     if value.ndim != 2 or value.shape[1] != layer.n_units:
         raise PruneInfoError(
-            f"{layer.name}: expected outputs of shape [batch, {layer.n_units}], got "
-            f"{list(value.shape)}; fix: prune-info reads Linear layers applied to flat inputs"
+            f"{layer.name}: expected outputs of shape [batch, {layer.n_units}] or [batch, "
+            f"tokens, {layer.n_units}], got {list(value.shape)}; fix: prune-info reads Linear "
+            "layers applied to flat inputs or to token sequences"
         )
     out = value.float()
     return out.clone() if out is value else out
@@ -360,7 +397,8 @@ def _hooks(model: nn.Module, layers: list[LayerInfo], options: CaptureOptions, s
                 "pass (a layer or normalisation module called twice?); fix: give each "
                 "call its own module"
             )
-        store[layer.name] = _to_units(value, layer, options.channel_reduce)
+        store[layer.name] = _to_units(value, layer, options.channel_reduce,
+                                      options.token_reduce)
 
     with unit_hooks(model, layers, record, pre_activation=options.pre_activation):
         yield

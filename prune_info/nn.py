@@ -89,7 +89,10 @@ def prunable_layers(model: nn.Module) -> list[LayerInfo]:
 
     The last Linear layer is the classifier and is not prunable. For each layer, the activation
     is the first activation module registered after it (skipping one BatchNorm / LayerNorm)
-    before the next weight layer; models that call activations functionally get ``None`` and
+    before the next weight layer, among the layer's *siblings* (children of the same parent
+    module: ``conv1, bn1, relu`` of a ResNet block, ``fc1, act`` of a timm ``Mlp``), so that a
+    norm of another module (a ViT block's ``norm1``, after the residual addition) is never
+    taken for the layer's own; models that call activations functionally get ``None`` and
     their units are read at the layer's output.
     """
     modules = [(n, m) for n, m in model.named_modules() if n]
@@ -103,8 +106,11 @@ def prunable_layers(model: nn.Module) -> list[LayerInfo]:
             continue
         name, module = modules[i]
         stop = weights[pos + 1] if pos + 1 < len(weights) else len(modules)
+        parent = name.rpartition(".")[0]
         act_name = act = norm_name = None
         for n, m in modules[i + 1 : stop]:
+            if n.rpartition(".")[0] != parent:
+                continue  # not a sibling: another module's norm (a ViT block's norm1)
             if isinstance(m, _NORM_TYPES) and norm_name is None and act_name is None:
                 norm_name = n
             elif isinstance(m, _ACT_TYPES):

@@ -75,7 +75,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from prune_info.capture import unit_hooks
+from prune_info.capture import unit_hooks, units_last
 from prune_info.criteria.ranking import RANK_ORDERS, rank_units
 from prune_info.data import Split, as_split
 from prune_info.errors import PruneInfoError
@@ -193,7 +193,9 @@ def unit_means(
     dict of str to Tensor
         ``{layer: float32 tensor}`` of shape ``[units]`` for Linear layers and
         ``[channels, H, W]`` for Conv2d layers: a channel is replaced by its mean *map*, every
-        position by its own mean, so the ablated channel looks like an average input.
+        position by its own mean, so the ablated channel looks like an average input. Token
+        units (a Linear layer on ``[batch, tokens, dim]``) get ``[units, tokens]``: one mean per
+        token.
     """
     infos = resolve_layers(model, layers, order="model")
     if len(split) == 0:
@@ -201,6 +203,8 @@ def unit_means(
     sums: dict[str, Tensor] = {}
 
     def accumulate(info: LayerInfo, value: Tensor) -> None:
+        if units_last(info, value):  # token units: [batch, tokens, units] -> [units, tokens]
+            value = value.movedim(-1, 1)
         total = value.double().sum(0)
         sums[info.name] = sums[info.name] + total if info.name in sums else total
 
@@ -248,19 +252,27 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _apply_mask(h: Tensor, ablated: Tensor, fill: Tensor | None) -> Tensor:
+def _apply_mask(h: Tensor, ablated: Tensor, fill: Tensor | None, last: bool = False) -> Tensor:
     """Replace ablated units of ``h`` by zero or by ``fill``.
 
-    ``h``: ``[rows, batch, units, *spatial]``; ``ablated``: bool ``[rows, units]``; ``fill``: None
-    or ``[units, *spatial]`` (or ``[units]``). The batched path and the naive reference both go
-    through this function, so both see bit-identical values.
+    ``h``: ``[rows, batch, units, *spatial]``, or with ``last`` (token units, see
+    :func:`prune_info.capture.units_last`) ``[rows, batch, *tokens, units]``; ``ablated``: bool
+    ``[rows, units]``; ``fill``: None or ``[units, *spatial]`` / ``[units, *tokens]`` (or
+    ``[units]``). The batched path and the naive reference both go through this function, so
+    both see bit-identical values.
     """
     extra = h.dim() - 3
-    mask = ablated.view(ablated.shape[0], 1, ablated.shape[1], *([1] * extra))
+    if last:
+        mask = ablated.view(ablated.shape[0], 1, *([1] * extra), ablated.shape[1])
+    else:
+        mask = ablated.view(ablated.shape[0], 1, ablated.shape[1], *([1] * extra))
     if fill is None:
         return torch.where(mask, torch.zeros((), dtype=h.dtype, device=h.device), h)
     fill = fill.to(h.device, h.dtype)
-    fill = fill.view(fill.shape[0], *([1] * (extra - (fill.dim() - 1))), *fill.shape[1:])
+    if last:
+        fill = fill.movedim(0, -1)  # [*tokens, units], broadcast over rows and batch
+    else:
+        fill = fill.view(fill.shape[0], *([1] * (extra - (fill.dim() - 1))), *fill.shape[1:])
     return torch.where(mask, fill, h)
 
 
@@ -354,7 +366,8 @@ def _masked_counts(
                 rows = unique[r0 : r0 + chunk].to(device)
                 h = cached.unsqueeze(0).expand(rows.shape[0], *cached.shape)
                 for j, segment in enumerate(segments[1:]):
-                    h = _apply_mask(h, rows[:, offsets[j] : offsets[j + 1]], fills[j])
+                    h = _apply_mask(h, rows[:, offsets[j] : offsets[j + 1]], fills[j],
+                                    units_last(infos[j], h[0]))
                     out = segment(h.reshape(-1, *h.shape[2:]))
                     h = out.view(rows.shape[0], -1, *out.shape[1:])
                 correct = (h.argmax(-1) == yb).sum(1)
@@ -382,7 +395,8 @@ def _naive_counts(
     def mask(info: LayerInfo, value: Tensor) -> Tensor:
         j = position[info.name]
         rows = current["rows"][:, offsets[j] : offsets[j + 1]]
-        return _apply_mask(value.unsqueeze(0), rows, fills[j]).squeeze(0)
+        return _apply_mask(value.unsqueeze(0), rows, fills[j],
+                           units_last(info, value)).squeeze(0)
 
     counts = torch.zeros(ablated.shape[0], dtype=torch.int64)
     model.to(device)
@@ -417,12 +431,23 @@ class _PrefixPlan:
     rest: list[nn.Module]
 
 
-def _prefix_plan(model: nn.Module, info: LayerInfo) -> _PrefixPlan | None:
-    """Where the cut is followed by a Linear layer (MLP layers), the prefix-sum path applies."""
+def _prefix_plan(model: nn.Module, info: LayerInfo,
+                 x1: Tensor | None = None) -> _PrefixPlan | None:
+    """Where the cut is followed by a Linear layer (MLP layers), the prefix-sum path applies.
+
+    Not to token units: with a sample ``x1``, a cut whose output is not ``[batch, units]`` is
+    refused.
+    """
     segments = _segments(model, [info.output_module])
     if segments is None or info.kind != "linear":
         return None
     prefix, suffix = segments
+    if x1 is not None:
+        param = next(model.parameters(), None)
+        with _eval_mode(model), torch.no_grad():
+            shape = prefix(x1.to(param.device if param is not None else "cpu")).shape
+        if len(shape) != 2:
+            return None
     modules = list(suffix)
     while modules and isinstance(modules[0], (nn.Dropout, nn.Identity, nn.Flatten)):
         modules.pop(0)
@@ -665,11 +690,12 @@ def layerwise_curves(
     fill = _fill_for(layer_info, ablate_to, means)
     if method not in METHODS:
         raise PruneInfoError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
-    plan = _prefix_plan(model, layer_info) if method in ("auto", "prefix") else None
+    plan = (_prefix_plan(model, layer_info, split.x[:1]) if method in ("auto", "prefix")
+            else None)
     if method == "prefix" and plan is None:
         raise PruneInfoError(
             f"the prefix-sum path needs a Linear layer right after {layer}'s activation in a "
-            "Sequential model; use method='batched'")
+            "Sequential model, on flat outputs (not tokens); use method='batched'")
     if plan is not None:
         device = torch.device(device)
         model.to(device)

@@ -57,6 +57,10 @@ def _csv_path(out: str) -> str:
               show_default=True,
               help="How a conv channel becomes one value per sample: over its map after the "
                    "activation, before pooling.")
+@click.option("--token-reduce", type=click.Choice(["mean", "max", "cls"]), default="mean",
+              show_default=True,
+              help="How a token unit (a Linear layer on [batch, tokens, dim], as in a ViT) "
+                   "becomes one value per sample: over its tokens, or token 0 (cls).")
 @click.option("--batch-size", type=int, default=4096, show_default=True,
               help="Samples per forward pass.")
 @seed_option
@@ -67,7 +71,7 @@ def _csv_path(out: str) -> str:
               help="Draw per-layer violin plots of each measure (as Fig. 1 of the paper).")
 @json_option
 def score(ckpt, data_name, data_dir, split, criteria, bins, binning, pre_activation,
-          channel_reduce, batch_size, seed, device, out, plot, as_json):
+          channel_reduce, token_reduce, batch_size, seed, device, out, plot, as_json):
     """Score every unit by entropy, mutual information and KL selectivity.
 
     Prints, per layer, min / median / mean / max of each measure (bits) and how many units have
@@ -83,7 +87,8 @@ def score(ckpt, data_name, data_dir, split, criteria, bins, binning, pre_activat
     """
     names = parse_criteria(criteria)
     options = ScoreOptions(bins=bins, binning=binning, pre_activation=pre_activation,
-                           channel_reduce=channel_reduce, seed=seed, batch_size=batch_size,
+                           channel_reduce=channel_reduce, token_reduce=token_reduce, seed=seed,
+                           batch_size=batch_size,
                            device=str(resolve_device(device)))
     inputs = [ckpt.source] if ckpt.source else []
     outputs = []

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from prune_info.capture import resolve_device, unit_hooks
+from prune_info.capture import resolve_device, unit_hooks, units_last
 from prune_info.criteria.context import ScoringContext
 from prune_info.criteria.registry import register_criterion
 from prune_info.data import Split
@@ -131,12 +131,15 @@ def taylor_scores(
                     )
                 grads = torch.autograd.grad(loss, [store[name] for name in names],
                                             allow_unused=True)
-                for name, grad in zip(names, grads):
+                for layer, grad in zip(layers, grads):
+                    name = layer.name
                     act = store[name].detach()
                     if grad is None:  # the unit does not reach the loss
                         continue
                     prod = act * grad
-                    if prod.ndim > 2:  # conv channel: sum over the spatial positions
+                    if units_last(layer, prod):  # token unit: sum over the tokens
+                        prod = prod.flatten(1, -2).sum(dim=1)
+                    elif prod.ndim > 2:  # conv channel: sum over the spatial positions
                         prod = prod.flatten(2).sum(dim=2)
                     totals[name] += prod.abs().sum(dim=0).to("cpu", torch.float64)
     finally:

@@ -87,6 +87,7 @@ def layer_outputs_float64(
     channel_reduce: str = "mean",
     batch_size: int = 4096,
     device: str = "cpu",
+    token_reduce: str = "mean",
 ) -> dict[str, np.ndarray]:
     """All unit outputs of ``layers`` on ``split`` as float64 numpy arrays ``[n_samples, units]``.
 
@@ -100,7 +101,7 @@ def layer_outputs_float64(
         Inputs (labels are not used here).
     post_activation : bool, default False
         Read after the activation function instead of before it.
-    channel_reduce, batch_size, device
+    channel_reduce, batch_size, device, token_reduce
         As in :class:`prune_info.capture.CaptureOptions`.
 
     Returns
@@ -108,7 +109,7 @@ def layer_outputs_float64(
     dict of str to ndarray
     """
     options = CaptureOptions(pre_activation=not post_activation, channel_reduce=channel_reduce,
-                             batch_size=batch_size, device=device)
+                             batch_size=batch_size, device=device, token_reduce=token_reduce)
     outputs = unit_outputs(model, layers, split.x, options)
     return {name: value.detach().to("cpu", torch.float64).numpy()
             for name, value in outputs.items()}
@@ -121,7 +122,8 @@ def _context_outputs(ctx: ScoringContext) -> dict[str, np.ndarray]:
         opts = ctx.options
         ctx.cache["gaussian_outputs"] = layer_outputs_float64(
             ctx.model, ctx.layers, ctx.split, post_activation=False,
-            channel_reduce=opts.channel_reduce, batch_size=opts.batch_size, device=opts.device)
+            channel_reduce=opts.channel_reduce, batch_size=opts.batch_size, device=opts.device,
+            token_reduce=opts.token_reduce)
     return ctx.cache["gaussian_outputs"]
 
 

@@ -32,6 +32,9 @@ class ScoreOptions:
         Read units before the activation function.
     channel_reduce : {"mean", "max"}, default "mean"
         Spatial reduction of a convolutional channel (see :mod:`prune_info.capture`).
+    token_reduce : {"mean", "max", "cls"}, default "mean"
+        Reduction over the tokens of a token unit (a Linear layer on ``[batch, tokens, dim]``,
+        as in a ViT; ``cls``: token 0), see :mod:`prune_info.capture`.
     seed : int, default 0
         Seed of random criteria.
     device : str, default "cpu"
@@ -47,6 +50,7 @@ class ScoreOptions:
     seed: int = 0
     device: str = "cpu"
     batch_size: int = 4096
+    token_reduce: str = "mean"
 
     def __post_init__(self) -> None:
         if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 2:
@@ -61,14 +65,15 @@ class ScoreOptions:
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise PruneInfoError(f"seed must be a non-negative integer, got {self.seed!r}")
-        _ = self.capture  # CaptureOptions validates channel_reduce and batch_size
+        _ = self.capture  # CaptureOptions validates channel_reduce, token_reduce, batch_size
 
     @property
     def capture(self) -> CaptureOptions:
         """The matching :class:`~prune_info.capture.CaptureOptions`."""
         return CaptureOptions(pre_activation=self.pre_activation,
                               channel_reduce=self.channel_reduce,
-                              batch_size=self.batch_size, device=self.device)
+                              batch_size=self.batch_size, device=self.device,
+                              token_reduce=self.token_reduce)
 
     @property
     def quantiser(self) -> str:
