@@ -7,10 +7,11 @@ import torch
 import torchvision
 
 from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from prune_info.criteria.ranking import reduce_group
 from prune_info.data import load_dataset
 from prune_info.errors import PruneInfoError
 from prune_info.nn import count_parameters, prunable_layers
-from prune_info.pruning.workflow import PruneConfig, match_layers, prune_checkpoint, reduce_group
+from prune_info.pruning.workflow import PruneConfig, match_layers, prune_checkpoint
 from prune_info.surgery import unit_groups
 
 SHAPE = (3, 32, 32)
@@ -205,3 +206,17 @@ def test_the_importance_adapter_serves_every_mobilenet_group_at_the_ratio(mobile
     halved = [name for name in before if after[name] == before[name] // 2]
     assert len(halved) == len(before), sorted(set(before) - set(halved))
     assert before["features.2.conv.1.0"] == 96 and after["features.2.conv.1.0"] == 48
+
+
+def test_score_reports_each_coupled_group_beside_its_members(run_cli, resnet, tmp_path):
+    path = tmp_path / "r.pt"
+    save_checkpoint(resnet, path)
+    code, stdout, stderr = run_cli("score", str(path), "--criteria", "entropy,magnitude",
+                                   "--group-reduce", "max", "--json")
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    (stem,) = [g for g in doc["groups"] if g["root"] == "conv1"]
+    assert stem["members"] == ["conv1", "layer1.0.conv2", "layer1.1.conv2"]
+    by_layer = {layer["name"]: layer["scores"]["magnitude"] for layer in doc["layers"]}
+    want = [max(by_layer[m][i] for m in stem["members"]) for i in range(64)]
+    assert stem["scores"]["magnitude"] == pytest.approx(want)

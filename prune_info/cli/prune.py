@@ -20,13 +20,9 @@ from prune_info.cli.common import (
     seed_option,
 )
 from prune_info.criteria.options import BINNINGS, ScoreOptions
+from prune_info.criteria.ranking import GROUP_REDUCTIONS
 from prune_info.pruning.allocation import ORDERS
-from prune_info.pruning.workflow import (
-    GROUP_REDUCTIONS,
-    PruneConfig,
-    PruneSummary,
-    prune_checkpoint,
-)
+from prune_info.pruning.workflow import PruneConfig, PruneSummary, prune_checkpoint
 
 
 @cli.command()

@@ -19,10 +19,13 @@ from prune_info.cli.common import (
     seed_option,
 )
 from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.ranking import GROUP_REDUCTIONS, reduce_group
 from prune_info.criteria.registry import parse_criteria
 from prune_info.criteria.report import score_report
 from prune_info.errors import PruneInfoError
 from prune_info.io import write_json
+from prune_info.nn import example_input
+from prune_info.surgery import unit_groups
 from prune_info.viz.figures import check_image_path, violin_plot
 
 SCORES_FORMAT = "prune-info-scores"
@@ -61,6 +64,10 @@ def _csv_path(out: str) -> str:
               show_default=True,
               help="How a token unit (a Linear layer on [batch, tokens, dim], as in a ViT) "
                    "becomes one value per sample: over its tokens, or token 0 (cls).")
+@click.option("--group-reduce", type=click.Choice(GROUP_REDUCTIONS), default="mean",
+              show_default=True,
+              help="How coupled layers (residual, depthwise) combine into one score per group "
+                   "channel, reported beside the per-layer scores.")
 @click.option("--batch-size", type=int, default=4096, show_default=True,
               help="Samples per forward pass.")
 @seed_option
@@ -71,7 +78,8 @@ def _csv_path(out: str) -> str:
               help="Draw per-layer violin plots of each measure (as Fig. 1 of the paper).")
 @json_option
 def score(ckpt, data_name, data_dir, split, criteria, bins, binning, pre_activation,
-          channel_reduce, token_reduce, batch_size, seed, device, out, plot, as_json):
+          channel_reduce, token_reduce, group_reduce, batch_size, seed, device, out, plot,
+          as_json):
     """Score every unit by entropy, mutual information and KL selectivity.
 
     Prints, per layer, min / median / mean / max of each measure (bits) and how many units have
@@ -108,6 +116,9 @@ def score(ckpt, data_name, data_dir, split, criteria, bins, binning, pre_activat
                           options=options)
     meta = {"model": ckpt.source, "arch": ckpt.spec, "dataset": data.name, "split": split}
     document = {**meta, **report.to_dict()}
+    groups = group_scores(model, data.input_shape, report, group_reduce)
+    if groups:
+        document["groups"] = groups
 
     if plot is not None:
         values = {c: report.scores[c] for c in report.criteria}
@@ -121,8 +132,31 @@ def score(ckpt, data_name, data_dir, split, criteria, bins, binning, pre_activat
         echo_json(document, SCORES_FORMAT)
         return
     _print_summary(report, meta)
+    for group in groups:
+        click.echo(f"coupled, scored together ({group_reduce} over members): "
+                   f"{' + '.join(group['members'])}")
     for path in outputs:
         click.echo(f"wrote {path}")
+
+
+def group_scores(model, input_shape, report, how: str) -> list[dict]:
+    """Per coupled group: its members and each criterion's score per group channel.
+
+    A model torch-pruning cannot trace has no groups to report (its layers are scored alone).
+    """
+    try:
+        groups = unit_groups(model, example_input(model, input_shape))
+    except PruneInfoError:
+        return []
+    out = []
+    for group in groups:
+        if len(group.members) < 2 or not all(m in report.scores[report.criteria[0]]
+                                              for m in group.members):
+            continue
+        out.append({"root": group.root, "members": list(group.members), "reduce": how,
+                    "scores": {c: reduce_group(report.scores[c], group.members, how)
+                               for c in report.criteria}})
+    return out
 
 
 def _print_summary(report, meta: dict) -> None:

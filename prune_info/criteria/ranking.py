@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 
 from prune_info.errors import PruneInfoError
 
-__all__ = ['RANK_ORDERS', 'rank_units']
+__all__ = ['GROUP_REDUCTIONS', 'RANK_ORDERS', 'rank_units', 'reduce_group']
 #: Accepted values of ``order`` in :func:`rank_units`.
 RANK_ORDERS = ("low", "high", "random")
 
@@ -51,3 +53,27 @@ def rank_units(scores: torch.Tensor, order: str = "low", seed: int = 0) -> torch
     if scores.is_floating_point() and not torch.isfinite(scores).all():
         raise PruneInfoError("scores contain NaN/Inf; fix: recompute them on finite outputs")
     return torch.sort(scores.cpu(), descending=(order == "high"), stable=True).indices
+
+
+#: How the scores of a group's members combine into one score per group channel.
+GROUP_REDUCTIONS = ("mean", "max", "first")
+
+
+def reduce_group(scores: Mapping[str, torch.Tensor], members: Sequence[str],
+                 how: str = "mean") -> torch.Tensor:
+    """One score per group channel from its members' scores (``first``: the root's).
+
+    The members' channels are the same units (they are removed together), so a group channel is
+    scored where the group produces it: at every member's output after its norm and activation,
+    combined by ``how``.
+
+    Examples
+    --------
+    >>> scores = {"a": torch.tensor([1.0, 4.0]), "b": torch.tensor([3.0, 0.0])}
+    >>> reduce_group(scores, ["a", "b"]).tolist(), reduce_group(scores, ["a", "b"], "max").tolist()
+    ([2.0, 2.0], [3.0, 4.0])
+    """
+    stack = torch.stack([scores[m].double() for m in members])
+    if how == "first":
+        return stack[0]
+    return stack.amax(0) if how == "max" else stack.mean(0)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from prune_info.data import Dataset
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
-from prune_info.criteria.ranking import rank_units
+from prune_info.criteria.ranking import GROUP_REDUCTIONS, rank_units, reduce_group
 from prune_info.criteria.registry import get_criterion
 from prune_info.nn import count_correct, example_input, layer_costs
 from prune_info.pruning.allocation import (
@@ -418,30 +418,6 @@ def _transform_leaving_out(transform, model: nn.Module, plan: PrunePlan, example
                     f"no planned layer can be pruned: {'; '.join(left_out.values())}"
                 ) from exc
             plan = PrunePlan.from_indices(remove, {k: plan.widths[k] for k in remove})
-
-
-#: How the scores of a group's members combine into one score per group channel.
-GROUP_REDUCTIONS = ("mean", "max", "first")
-
-
-def reduce_group(scores: Mapping[str, torch.Tensor], members: Sequence[str],
-                 how: str = "mean") -> torch.Tensor:
-    """One score per group channel from its members' scores (``first``: the root's).
-
-    The members' channels are the same units (they are removed together), so a group channel is
-    scored where the group produces it: at every member's output after its norm and activation,
-    combined by ``how``.
-
-    Examples
-    --------
-    >>> scores = {"a": torch.tensor([1.0, 4.0]), "b": torch.tensor([3.0, 0.0])}
-    >>> reduce_group(scores, ["a", "b"]).tolist(), reduce_group(scores, ["a", "b"], "max").tolist()
-    ([2.0, 2.0], [3.0, 4.0])
-    """
-    stack = torch.stack([scores[m].double() for m in members])
-    if how == "first":
-        return stack[0]
-    return stack.amax(0) if how == "max" else stack.mean(0)
 
 
 def match_layers(patterns: Sequence[str], names: Sequence[str], what: str) -> set[str]:
