@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prune_info.errors import PruneInfoError
+from prune_info.errors import PruneInfoError, malformed
 from prune_info.io import atomic_write, cpu_state_dict
 from prune_info.nn import LayerInfo, prunable_layers
 from prune_info.surgery import replay_history
@@ -129,10 +129,27 @@ def _read(path: Path, trust_pickle: bool) -> Any:
                 "arbitrary code, so it is refused. If you trust the file, pass `trust_pickle`; "
                 "better, save model.state_dict() and pass `arch` or `factory`"
             ) from exc
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return _trusted_load(path)
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise PruneInfoError(f"{path} is truncated or corrupt ({reason}); re-create it") from exc
+        raise malformed(path, f"truncated or corrupt: {_first_line(exc)}", RECREATE) from exc
+
+
+#: The fix every malformed checkpoint names.
+RECREATE = ("re-create it with prune-info train, or save torch.save(model.state_dict(), ...) "
+            "and pass `arch` or `factory`")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _trusted_load(path: Path) -> Any:
+    """Unpickle a whole file (``trust_pickle``): any failure is the file's, not a bug."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - unpickling runs the file's code; it may raise anything
+        raise malformed(path, f"it does not unpickle: {type(exc).__name__}: {_first_line(exc)}",
+                        RECREATE) from exc
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -158,6 +175,7 @@ def load_checkpoint(
     factory: str | None = None,
     factory_kwargs: dict | None = None,
     trust_pickle: bool = False,
+    allow_nonfinite: bool = False,
 ) -> Checkpoint:
     """Load a prune-info checkpoint, a plain state_dict, or (opt-in) a pickled module.
 
@@ -174,8 +192,41 @@ def load_checkpoint(
         Keyword arguments of ``factory``.
     trust_pickle : bool
         Allow unpickling a whole ``nn.Module`` (runs arbitrary code from the file).
+    allow_nonfinite : bool
+        Load weights holding NaN or infinity; by default such a file is refused (see
+        :func:`check_finite`).
     """
-    path = Path(path)
+    ckpt = _load(Path(path), arch, factory, factory_kwargs, trust_pickle)
+    if not allow_nonfinite:
+        check_finite(ckpt.model, str(path))
+    return ckpt
+
+
+def nonfinite_tensors(model: nn.Module) -> list[str]:
+    """Names of the parameters and buffers of ``model`` holding NaN or infinity."""
+    named = [*model.named_parameters(), *model.named_buffers()]
+    return [name for name, t in named
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
+def check_finite(model: nn.Module, what: str, fix: str | None = None) -> None:
+    """Refuse a model whose weights hold NaN or infinity (a diverged training, a broken file).
+
+    ``what`` names the model in the message; ``fix`` replaces the default advice. Every place
+    that takes weights in (checkpoint loading, each training epoch) calls this; the escape is
+    ``allow_nonfinite``.
+    """
+    bad = nonfinite_tensors(model)
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise PruneInfoError(
+            f"{what} holds non-finite weights (NaN or inf in {shown}); "
+            + (fix or "re-create it, or pass `allow_nonfinite` to use it anyway")
+        )
+
+
+def _load(path: Path, arch: dict | None, factory: str | None, factory_kwargs: dict | None,
+          trust_pickle: bool) -> Checkpoint:
     obj = _read(path, trust_pickle)
     if isinstance(obj, nn.Module):
         obj.eval()
@@ -211,10 +262,28 @@ def _from_dict(obj: dict, path: Path) -> Checkpoint:
             f"{path} has checkpoint format version {version}; this prune-info reads version "
             f"{CHECKPOINT_VERSION}; upgrade prune-info"
         )
+    if not _is_state_dict(obj.get("state_dict")):
+        raise malformed(path, "no `state_dict` of tensors", RECREATE)
+    try:
+        return _decode(obj, path)
+    except PruneInfoError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # a dict that claims the format but lacks or mistypes a field (e.g. an arch of only
+        # {"kind": "mlp"}): the file's fault, reported as such
+        what = f"missing field {exc}" if isinstance(exc, KeyError) else _first_line(exc)
+        raise malformed(path, f"checkpoint fields: {what}", RECREATE) from exc
+
+
+def _decode(obj: dict, path: Path) -> Checkpoint:
     history = list(obj.get("pruning_history") or [])
     model: nn.Module
     if obj.get("arch") is not None:
-        model = build_model(obj["arch"])
+        try:
+            model = build_model(obj["arch"])
+        except PruneInfoError as exc:  # the record, not the user's spec: name the file
+            raise malformed(path, f"its arch record: {str(exc).split(';')[0]}",
+                            RECREATE) from exc
     elif obj.get("factory"):
         model = build_factory_model(obj["factory"], obj.get("factory_kwargs"))
         if history:

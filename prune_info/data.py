@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prune_info.errors import PruneInfoError
+from prune_info.errors import PruneInfoError, malformed
 
 #: Names accepted by :func:`load_dataset`.
 DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10")
@@ -153,8 +153,17 @@ def _load_digits(seed: int) -> Dataset:
 # IDX files (MNIST, FashionMNIST)
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) into a numpy array of unsigned bytes."""
+#: The fix every malformed IDX file names.
+_REDOWNLOAD = "re-download it (or reinstall the dataset package)"
+
+
+def read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) into a numpy array of unsigned bytes.
+
+    ``ndim``: the number of dimensions the file must have (3 for images, 1 for labels). A file
+    that is not IDX, whose header is cut short, claims other dimensions or whose body does not
+    match its header raises :class:`PruneInfoError` naming the file.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
@@ -162,16 +171,20 @@ def read_idx(path: Path) -> np.ndarray:
     except (OSError, EOFError) as exc:
         raise PruneInfoError(f"cannot read {path}: {exc}; re-download or reinstall it") from exc
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise PruneInfoError(f"{path} is not an IDX file of unsigned bytes; check the download")
-    ndim = data[3]
-    dims = np.frombuffer(data, dtype=">u4", count=ndim, offset=4).astype(np.int64)
+        raise malformed(path, "not an IDX file of unsigned bytes", _REDOWNLOAD)
+    n_dims = data[3]
+    if n_dims < 1 or (ndim is not None and n_dims != ndim):
+        raise malformed(path, f"its header claims {n_dims} dimensions"
+                        + (f", not {ndim}" if ndim is not None else ""), _REDOWNLOAD)
+    if len(data) < 4 + 4 * n_dims:
+        raise malformed(path, f"header cut short: {n_dims} dimensions need "
+                        f"{4 + 4 * n_dims} bytes, the file has {len(data)}", _REDOWNLOAD)
+    dims = np.frombuffer(data, dtype=">u4", count=n_dims, offset=4).astype(np.int64)
     expected = int(np.prod(dims))
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * n_dims)
     if body.size != expected:
-        raise PruneInfoError(
-            f"{path} is truncated: header says {expected} values, file has {body.size}; "
-            "re-download it"
-        )
+        raise malformed(path, f"truncated: header says {expected} values, file has "
+                        f"{body.size}", _REDOWNLOAD)
     return body.reshape(tuple(dims)).copy()  # frombuffer is read-only
 
 
@@ -240,7 +253,12 @@ def _locate(name: str, data_dir: str | os.PathLike | None):
 
 def _load_idx_dataset(name: str, data_dir, seed: int) -> Dataset:
     files = _locate(name, data_dir)
-    arrays = {key: read_idx(path) for key, path in files.items()}
+    arrays = {key: read_idx(path, 1 if key.endswith("_y") else 3) for key, path in files.items()}
+    for key in ("train_y", "test_y"):
+        labels = arrays[key]
+        if labels.size and int(labels.max()) >= 10:
+            raise malformed(files[key], f"it holds label {int(labels.max())}, outside 0..9 of "
+                            f"the 10 classes of {name}", _REDOWNLOAD)
     train_x, test_x = arrays["train_x"][:, None], arrays["test_x"][:, None]
     train_y, test_y = arrays["train_y"].astype(np.int64), arrays["test_y"].astype(np.int64)
     if train_x.shape[0] != train_y.shape[0] or test_x.shape[0] != test_y.shape[0]:

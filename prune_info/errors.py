@@ -7,3 +7,12 @@ exception is a bug and keeps its traceback.
 
 class PruneInfoError(Exception):
     """A problem with the user's input: the message names the problem and the fix."""
+
+
+def malformed(path: object, problem: str, fix: str) -> PruneInfoError:
+    """The one error of a loader given a file it cannot use: ``PATH is malformed (...); FIX``.
+
+    Every file reader (checkpoints, IDX and ONNX files) reports a structurally broken file with
+    this, naming the file, what is wrong with it and what to do.
+    """
+    return PruneInfoError(f"{path} is malformed ({problem}); {fix}")

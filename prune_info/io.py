@@ -1,17 +1,25 @@
-"""Atomic file output and JSON with a format key.
+"""Atomic file output, run locks and JSON with a format key.
 
 Every file prune-info writes goes through :func:`atomic_write`: the content lands in a temporary
 file beside the target and is renamed over it only once complete, so an interrupted command never
-leaves a half-written checkpoint, table or figure behind.
+leaves a half-written checkpoint, table or figure behind. The file gets the mode the umask gives
+(as ``open`` would), its directory is checked for writability before any work
+(:func:`check_writable`), and temporaries a killed run left behind are removed at the next start
+of the same output (:func:`remove_stale_temporaries`). Commands that write a whole directory
+hold :func:`run_lock` on it, so two of them never write into one directory at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import math
 import os
-import tempfile
+import re
+import secrets
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +30,105 @@ from prune_info.errors import PruneInfoError
 JSON_FORMAT_VERSION = 1
 
 
+#: Name of the advisory lock file :func:`run_lock` keeps in an output directory.
+LOCK_NAME = ".prune-info.lock"
+
+
+def _parent(target: Path) -> Path:
+    return target.parent if str(target.parent) else Path(".")
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Refuse, before any work, a file that cannot be written; returns its directory.
+
+    The directory must exist and be writable (the file is created there and renamed over the
+    target), and an existing target must not be a directory.
+    """
+    target = Path(path)
+    parent = _parent(target)
+    if not parent.is_dir():
+        raise PruneInfoError(
+            f"cannot write {target}: directory {parent} does not exist; create it first"
+        )
+    if target.is_dir():
+        raise PruneInfoError(f"cannot write {target}: it is a directory; give a file name")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PruneInfoError(
+            f"cannot write {target}: directory {parent} is not writable; choose another "
+            "output or fix its permissions"
+        )
+    return parent
+
+
+def check_writable_dir(directory: str | os.PathLike) -> Path:
+    """Refuse, before any work, an output directory that cannot be created or written."""
+    out = Path(directory)
+    if out.exists():
+        if not out.is_dir():
+            raise PruneInfoError(f"output {out} is a file; give a directory")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise PruneInfoError(f"output directory {out} is not writable; choose another or "
+                                 "fix its permissions")
+        return out
+    parent = _parent(out)
+    if not parent.is_dir():
+        raise PruneInfoError(f"cannot create {out}: directory {parent} does not exist; create "
+                             "it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PruneInfoError(f"cannot create {out}: directory {parent} is not writable; choose "
+                             "another output or fix its permissions")
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries of ``path`` that a killed run left behind; returns them.
+
+    :func:`atomic_write` names them ``.NAME.PID.RANDOM.tmp``; one whose process is gone is stale
+    (as is one without a pid, from an older prune-info). Those of a live process are kept.
+    """
+    target = Path(path)
+    parent = _parent(target)
+    removed: list[Path] = []
+    if not parent.is_dir():
+        return removed
+    pattern = re.compile(re.escape(f".{target.name}.")
+                         + r"(?:(\d+)\.[0-9a-f]{8}|[a-z0-9_]{8})\.tmp")
+    for leftover in parent.glob(f".{glob_escape(target.name)}.*.tmp"):
+        match = pattern.fullmatch(leftover.name)
+        if match is None:  # another file's temporary (e.g. of NAME.x)
+            continue
+        pid = int(match.group(1)) if match.group(1) else None
+        if pid is not None and (pid == os.getpid() or _pid_alive(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+            removed.append(leftover)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with the glob metacharacters ``*?[`` made literal."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path; on success rename it to ``path``, on failure delete it.
 
-    The temporary file sits in the target's directory so the final ``os.replace`` is atomic.
+    The temporary file sits in the target's directory so the final ``os.replace`` is atomic; it
+    is created with the mode the umask gives (``0o666 & ~umask``, as ``open`` does) and named
+    ``.NAME.PID.RANDOM.tmp``, so that a later run can tell a killed run's leftovers from the
+    files of a live one (see :func:`remove_stale_temporaries`).
 
     Examples
     --------
@@ -34,20 +136,98 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     ...     tmp.write_text("done")
     """
     target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise PruneInfoError(
-            f"cannot write {target}: directory {parent} does not exist; create it first"
-        )
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    parent = check_writable(target)
+    remove_stale_temporaries(target)
+    while True:
+        tmp = parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise PruneInfoError(
+                f"cannot write {target}: {exc.strerror}; choose another output or fix the "
+                "permissions of its directory"
+            ) from exc
+        os.close(fd)
+        break
     try:
         yield tmp
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+#: Lock files this process holds (resolved paths), for re-entrant :func:`run_lock`.
+_HELD: set[str] = set()
+
+
+def _read_pid(lock: Path) -> int | None:
+    try:
+        text = lock.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+@contextlib.contextmanager
+def run_lock(directory: str | os.PathLike) -> Iterator[Path]:
+    """Hold the advisory lock of an output directory while a command writes into it.
+
+    The lock is ``DIRECTORY/.prune-info.lock``, locked with ``fcntl.flock`` and holding the
+    holder's pid. A second writer is refused with the holder's pid; the lock file of a process
+    that died is taken over, with a note on stderr (the kernel drops a dead holder's ``flock``,
+    so a stale file never blocks). The directory must exist.
+
+    Re-entrant within a process: a command may hold the lock around a library call that takes
+    it too.
+
+    Raises
+    ------
+    PruneInfoError
+        Another live process holds the lock.
+    """
+    lock = Path(directory) / LOCK_NAME
+    key = str(lock.resolve())
+    if key in _HELD:
+        yield lock
+        return
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise PruneInfoError(
+            f"cannot lock {directory}: {exc.strerror}; choose another output directory or fix "
+            "its permissions"
+        ) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            holder = _read_pid(lock)
+            raise PruneInfoError(
+                f"{directory} is in use by another prune-info process (pid "
+                f"{holder if holder is not None else 'unknown'}); wait for it to finish or "
+                "choose another output directory"
+            ) from None
+        previous = _read_pid(lock)
+        if previous is not None and previous != os.getpid() and not _pid_alive(previous):
+            print(f"note: taking over the stale lock of {directory} left by process {previous}, "
+                  "which is no longer running", file=sys.stderr, flush=True)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.fsync(fd)
+        _HELD.add(key)
+        try:
+            yield lock
+        finally:
+            _HELD.discard(key)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def _jsonable(obj: Any) -> Any:

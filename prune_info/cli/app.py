@@ -24,6 +24,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 #: a flag is used as is when the command has that flag (the --global of --layerwise/--global).
 PARAM_ALIASES: dict[str, tuple[str, ...]] = {
     "amounts": ("amount",),
+    "batch": ("batch_text", "n_samples"),
     "data": ("data_name",),
     "sample": ("data_name",),
     "spec": ("arch_spec",),

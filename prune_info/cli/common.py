@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import click
 from prune_info.checkpoint import Checkpoint, load_checkpoint
 from prune_info.data import DATASETS, Dataset, load_dataset, load_dataset_like
 from prune_info.errors import PruneInfoError
-from prune_info.io import to_json_text
+from prune_info.io import check_writable, remove_stale_temporaries, to_json_text
 from prune_info.zoo import ACTIVATIONS, REGULARISERS, parse_arch, parse_model_kwargs
 
 DEVICES = click.Choice(["cpu", "cuda", "auto"])
@@ -46,6 +47,7 @@ def model_options(f: Callable) -> Callable:
     """How to read a model file that is not a prune-info checkpoint."""
     f = click.option("--trust-pickle", is_flag=True,
                      help="Allow loading a whole pickled nn.Module (runs code from the file).")(f)
+    f = allow_nonfinite_option(f)
     f = click.option("--input-shape", "input_shape", default=None, metavar="C,H,W",
                      help="Input shape the model expects; the data are adapted to it (channel "
                           "repeat, bilinear resize).")(f)
@@ -61,6 +63,12 @@ def model_options(f: Callable) -> Callable:
     f = click.option("--reg", type=click.Choice(REGULARISERS), default="none",
                      show_default=True, help="Regularisation of a plain state_dict's --arch.")(f)
     return f
+
+
+def allow_nonfinite_option(f: Callable) -> Callable:
+    return click.option("--allow-nonfinite", is_flag=True,
+                        help="Use weights holding NaN or inf (refused by default), and keep "
+                             "training when an epoch produces them.")(f)
 
 
 def get_dataset(name: str | None, data_dir: str | None, ckpt: Checkpoint | None = None,
@@ -80,7 +88,8 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
 
 def open_model(path: str, arch_spec: str | None, act: str, reg: str, factory: str | None,
                trust_pickle: bool, data_name: str | None, data_dir: str | None,
-               model_kwargs: str | None = None, input_shape: str | None = None) -> Checkpoint:
+               model_kwargs: str | None = None, input_shape: str | None = None,
+               allow_nonfinite: bool = False) -> Checkpoint:
     """Load a checkpoint, a state_dict with --arch / --model, or a trusted pickle."""
     arch = None
     shape = parse_shape(input_shape)
@@ -93,7 +102,7 @@ def open_model(path: str, arch_spec: str | None, act: str, reg: str, factory: st
         arch = parse_arch(arch_spec, ds.input_shape, ds.n_classes, act, reg)
     ckpt = load_checkpoint(path, arch=arch, factory=factory,
                            factory_kwargs=parse_model_kwargs(model_kwargs),
-                           trust_pickle=trust_pickle)
+                           trust_pickle=trust_pickle, allow_nonfinite=allow_nonfinite)
     if not ckpt.dataset and data_name is not None:
         ckpt.dataset = load_dataset(data_name, data_dir, input_shape=shape).describe()
     elif shape is not None:
@@ -103,13 +112,21 @@ def open_model(path: str, arch_spec: str | None, act: str, reg: str, factory: st
 
 
 def model_command_args(f: Callable) -> Callable:
-    """Decorator bundling the model argument with its options into ``ckpt``."""
+    """Decorator bundling the model argument with its options into ``ckpt``.
+
+    ``--allow-nonfinite`` is passed on to ``f`` too when it takes ``allow_nonfinite`` (a command
+    that trains the model further).
+    """
+    takes_allow = "allow_nonfinite" in inspect.signature(f).parameters
+
     @functools.wraps(f)
     def wrapper(model_path, arch_spec, act, reg, factory, model_kwargs, input_shape,
-                trust_pickle, **kwargs):
+                trust_pickle, allow_nonfinite, **kwargs):
         ckpt = open_model(model_path, arch_spec, act, reg, factory, trust_pickle,
                           kwargs.get("data_name"), kwargs.get("data_dir"), model_kwargs,
-                          input_shape)
+                          input_shape, allow_nonfinite)
+        if takes_allow:
+            kwargs["allow_nonfinite"] = allow_nonfinite
         return f(ckpt=ckpt, **kwargs)
 
     with_options = model_options(wrapper)
@@ -145,7 +162,8 @@ def parse_float_list(text: str, what: str) -> list[float]:
 def check_output(path: str, *inputs: str) -> None:
     """Refuse an output path that cannot be written, is a directory, or is one of the inputs.
 
-    Checked before any work starts, so a long command never fails at the very end.
+    Checked before any work starts, so a long command never fails at the very end; the
+    temporaries a killed earlier run left beside it are removed here.
     """
     out = Path(path)
     if out.is_dir():
@@ -156,3 +174,5 @@ def check_output(path: str, *inputs: str) -> None:
     for given in inputs:
         if Path(given).exists() and out.exists() and out.resolve() == Path(given).resolve():
             raise PruneInfoError(f"output {path} is the input file; choose another output path")
+    check_writable(out)
+    remove_stale_temporaries(out)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -31,7 +30,7 @@ from prune_info.experiments.subnetworks import (
     run_comparison,
     summarise,
 )
-from prune_info.io import atomic_write, write_json
+from prune_info.io import atomic_write, check_writable_dir, run_lock, write_json
 from prune_info.pruning.retrain import RetrainConfig, iterative_prune, retrain_checkpoint
 from prune_info.pruning.workflow import PruneConfig
 from prune_info.training.loop import OPTIMIZERS
@@ -78,7 +77,7 @@ def _retrain_options(f):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @json_option
 def retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, rewind, freeze_others,
-            compare_finetune, seed, device, output, quiet, as_json):
+            compare_finetune, seed, device, output, quiet, as_json, allow_nonfinite=False):
     """Retrain a pruned model: fine-tune, or rewind to initialisation (lottery ticket).
 
     The epoch with the best validation accuracy is kept. Optimiser settings default to those the
@@ -96,14 +95,15 @@ def retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, rewind
     dev = str(resolve_device(device))
     config = RetrainConfig(epochs=epochs, rewind=_rewind(rewind), freeze_others=freeze_others,
                            optimizer=optimizer, lr=lr, batch_size=batch_size, seed=seed,
-                           device=dev)
+                           device=dev, allow_nonfinite=allow_nonfinite)
     data = get_dataset(data_name, data_dir, ckpt)
     new, summary = retrain_checkpoint(ckpt, data, config, progress=not quiet)
     runs = [summary]
     if compare_finetune and config.rewind is not None:
         runs.append(retrain_checkpoint(ckpt, data, RetrainConfig(
             epochs=epochs, freeze_others=freeze_others, optimizer=optimizer, lr=lr,
-            batch_size=batch_size, seed=seed, device=dev), progress=not quiet)[1])
+            batch_size=batch_size, seed=seed, device=dev, allow_nonfinite=allow_nonfinite),
+            progress=not quiet)[1])
     save_checkpoint(new, output)
     if as_json:
         echo_json({"runs": runs, "output": output}, "prune-info-retrain")
@@ -141,7 +141,8 @@ def retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, rewind
 @click.option("--quiet", is_flag=True)
 @json_option
 def prune_retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, criterion,
-                  rounds, amount_per_round, ignore, seed, device, out_dir, quiet, as_json):
+                  rounds, amount_per_round, ignore, seed, device, out_dir, quiet, as_json,
+                  allow_nonfinite=False):
     """Iterative pruning: prune then retrain, several rounds, keeping every round.
 
     \b
@@ -158,19 +159,22 @@ def prune_retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, 
                                device=dev, ignore=tuple(ignore))
     prune_config.validate()
     retrain_config = RetrainConfig(epochs=epochs, optimizer=optimizer, lr=lr,
-                                   batch_size=batch_size, seed=seed, device=dev)
+                                   batch_size=batch_size, seed=seed, device=dev,
+                                   allow_nonfinite=allow_nonfinite)
+    check_writable_dir(out)
     data = get_dataset(data_name, data_dir, ckpt)
-    os.makedirs(out, exist_ok=True)
+    out.mkdir(exist_ok=True)
 
     def save(r, checkpoint, row):
         path = out / f"round{r}.pt"
         save_checkpoint(checkpoint, path)
         row["checkpoint"] = str(path)
 
-    rows = iterative_prune(ckpt, data, prune_config, retrain_config, rounds, on_round=save,
-                           progress=not quiet)
-    write_json({"criterion": criterion, "amount_per_round": amount_per_round, "rounds": rows},
-               out / "rounds.json", "prune-info-prune-retrain")
+    with run_lock(out):
+        rows = iterative_prune(ckpt, data, prune_config, retrain_config, rounds, on_round=save,
+                               progress=not quiet)
+        write_json({"criterion": criterion, "amount_per_round": amount_per_round,
+                    "rounds": rows}, out / "rounds.json", "prune-info-prune-retrain")
     if as_json:
         echo_json({"rounds": rows}, "prune-info-prune-retrain")
         return
@@ -241,14 +245,17 @@ def subnetworks(data_name, data_dir, spec, act, reg, criteria, keep, amounts, se
         rewind=None if rewind == "none" else rewind,
     )
     config.validate()
+    check_writable_dir(out)
     data = load_dataset(data_name, data_dir)
-    comparison = run_comparison(data, config, out, progress=not quiet)
-    table = summarise(comparison)
-    text = format_table(table)
-    with atomic_write(out / "table.txt") as tmp:
-        tmp.write_text(text + "\n")
-    plot_comparison(table, out / "subnetworks.png",
-                    title=f"{data_name} {spec}: sub-networks retrained ({rewind})")
+    out.mkdir(exist_ok=True)
+    with run_lock(out):
+        comparison = run_comparison(data, config, out, progress=not quiet)
+        table = summarise(comparison)
+        text = format_table(table)
+        with atomic_write(out / "table.txt") as tmp:
+            tmp.write_text(text + "\n")
+        plot_comparison(table, out / "subnetworks.png",
+                        title=f"{data_name} {spec}: sub-networks retrained ({rewind})")
     if as_json:
         echo_json({"table": table, "out": out_dir}, "prune-info-subnetworks")
         return

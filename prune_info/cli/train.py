@@ -11,6 +11,7 @@ from prune_info.checkpoint import Checkpoint, save_checkpoint
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
     DEVICES,
+    allow_nonfinite_option,
     check_output,
     echo_json,
     model_command_args,
@@ -69,10 +70,11 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS, parse_model_kwargs
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Checkpoint to write.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@allow_nonfinite_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def train(data_name, data_dir, spec, factory, model_kwargs, input_shape, act, reg, batchnorm,
           epochs, batch_size, optimizer, lr, momentum, schedule, augment, weight_decay,
-          rewind_steps, seed, device, output, quiet, as_json):
+          rewind_steps, seed, device, output, quiet, allow_nonfinite, as_json):
     """Train a model and save a self-describing checkpoint.
 
     Defaults follow Amjad et al.: RMSprop, lr 1e-3, momentum 0.01, batch 32, weight decay 1e-4
@@ -108,10 +110,12 @@ def train(data_name, data_dir, spec, factory, model_kwargs, input_shape, act, re
     start = time.perf_counter()
     if factory is not None:
         ckpt = train_model(data, config=config, reg=reg, device=dev, progress=not quiet,
-                           factory=factory, factory_kwargs=kwargs)
+                           factory=factory, factory_kwargs=kwargs,
+                           allow_nonfinite=allow_nonfinite)
     else:
         ckpt = train_model(data, spec or "64-100-100-10", act, reg, config,
-                           batchnorm=batchnorm, device=dev, progress=not quiet)
+                           batchnorm=batchnorm, device=dev, progress=not quiet,
+                           allow_nonfinite=allow_nonfinite)
     ckpt.metrics["train_seconds"] = round(time.perf_counter() - start, 2)
     save_checkpoint(ckpt, output)
     summary = _summary(ckpt)

@@ -412,14 +412,24 @@ class _DataCache:
         return self.loaded[key]
 
 
-def onnx_accuracy(session, split: Split, batch_size: int = 4096) -> float:
-    """Fraction of a split an onnxruntime session classifies correctly."""
+def onnx_accuracy(session, split: Split, batch_size: int = 4096,
+                  fixed_batch: int | None = None) -> float:
+    """Fraction of a split an onnxruntime session classifies correctly.
+
+    ``fixed_batch``: the batch size a graph without a dynamic batch axis takes; the split is fed
+    in batches of exactly that size (the last one padded, its padding ignored).
+    """
     if len(split) == 0:
         raise PruneInfoError("cannot compute accuracy on an empty split")
+    size = fixed_batch or batch_size
     correct = 0
-    for start in range(0, len(split), batch_size):
-        logits = run_onnx(session, split.x[start:start + batch_size])
-        correct += int((logits.argmax(1) == split.y[start:start + batch_size].numpy()).sum())
+    for start in range(0, len(split), size):
+        x = split.x[start:start + size]
+        n = len(x)
+        if fixed_batch is not None and n < size:
+            x = torch.cat([x, x[:1].expand(size - n, *x.shape[1:])])
+        logits = run_onnx(session, x)[:n]
+        correct += int((logits.argmax(1) == split.y[start:start + n].numpy()).sum())
     return correct / len(split)
 
 
@@ -625,6 +635,9 @@ def benchmark_models(
     if not loaded:
         raise PruneInfoError("give at least one model to benchmark")
     _unique_names(loaded)
+    for model in loaded:
+        if model.onnx is not None and "onnxruntime" in runtimes:
+            model.onnx.check_batches(batches)
     n_threads = int(threads) if threads is not None else torch.get_num_threads()
     targets = []  # (runtime, device) pairs timed
     if "torch" in runtimes:
@@ -687,7 +700,7 @@ def _prepare(model: BenchModel, data: Dataset, dev: torch.device, threads: int,
         meta = model.onnx.metadata
         onnx_data = model.onnx.data
         session = ort_session(onnx_data, threads=threads, what=model.name)
-        row["test_acc"] = onnx_accuracy(session, split)
+        row["test_acc"] = onnx_accuracy(session, split, fixed_batch=model.onnx.fixed_batch)
         row["recorded_test_acc"] = (meta.get("metrics") or {}).get("test_acc")
         row["parameters"] = int(meta.get("parameters", model.onnx.parameters))
         row["macs"] = meta.get("macs")

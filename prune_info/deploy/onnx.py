@@ -78,7 +78,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -183,6 +183,9 @@ class OnnxModel:
     opset : int
     parameters : int
         Elements of the floating-point initializers (weights).
+    fixed_batch : int or None
+        The batch size the graph's input fixes (a foreign file exported without a dynamic batch
+        axis); None when the batch axis is dynamic.
     """
 
     path: str
@@ -191,6 +194,18 @@ class OnnxModel:
     input_shape: tuple[int, ...] | None
     opset: int
     parameters: int
+    fixed_batch: int | None = None
+
+    def check_batches(self, batches: Sequence[int]) -> None:
+        """Refuse batch sizes a graph with a fixed batch axis cannot run."""
+        wrong = [b for b in batches if self.fixed_batch is not None and b != self.fixed_batch]
+        if wrong:
+            raise PruneInfoError(
+                f"{self.path} fixes the batch size to {self.fixed_batch} in its graph, so "
+                f"`batch` {','.join(map(str, wrong))} cannot run on it; pass `batch` "
+                f"{self.fixed_batch}, or re-export the model with a dynamic batch axis "
+                "(prune-info export writes one)"
+            )
 
     @property
     def file_bytes(self) -> int:
@@ -580,6 +595,12 @@ def convert_model(model: nn.Module, sample: torch.Tensor, opset: int | None = No
             f"the model does not accept inputs of shape {list(sample.shape[1:])}: "
             f"{str(exc).splitlines()[0]}; check that `sample` is from the model's dataset"
         ) from exc
+    if not all(np.isfinite(e).all() for e in expected):
+        raise PruneInfoError(
+            "the model's logits on the sample are not finite (NaN or inf), so the conversion "
+            "cannot be checked against PyTorch and nothing is written; check the weights for "
+            "NaN (re-create the model) or the sample"
+        )
 
     def fits(name: str) -> bool:
         low, high = _opset_range(name)
@@ -730,13 +751,17 @@ def run_onnx(session, x: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
-    """Largest absolute difference; NaN in the same place in both counts as equal."""
+    """Largest absolute difference; any NaN or infinity counts as an infinite difference.
+
+    NaN compares unequal to everything, itself included: two NaN logits prove nothing about
+    the conversion, so they never pass a tolerance.
+    """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         return math.inf
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return math.inf
     diff = np.abs(a - b)
-    diff[np.isnan(a) & np.isnan(b)] = 0.0
-    diff[np.isnan(diff)] = np.inf
     return float(diff.max()) if diff.size else 0.0
 
 
@@ -874,6 +899,13 @@ def looks_like_onnx(path: str | os.PathLike) -> bool:
     return proto.ir_version > 0 and len(proto.graph.node) > 0
 
 
+def _fixed_batch(proto) -> int | None:
+    dims = list(proto.graph.input[0].type.tensor_type.shape.dim) if proto.graph.input else []
+    if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+        return int(dims[0].dim_value)
+    return None
+
+
 def _static_input_shape(proto) -> tuple[int, ...] | None:
     dims = proto.graph.input[0].type.tensor_type.shape.dim if proto.graph.input else []
     shape = [d.dim_value if d.HasField("dim_value") else None for d in list(dims)[1:]]
@@ -915,4 +947,4 @@ def load_onnx(path: str | os.PathLike) -> OnnxModel:
     )
     props = {p.key: p.value for p in proto.metadata_props}
     return OnnxModel(str(path), data, decode_metadata(props), _static_input_shape(proto),
-                     int(opset), parameters)
+                     int(opset), parameters, _fixed_batch(proto))

@@ -40,12 +40,13 @@ from prune_info.analysis.curves import compute_curves
 from prune_info.analysis.oinfo import layer_oinfo, results_to_dict
 from prune_info.checkpoint import load_checkpoint, save_checkpoint
 from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.registry import get_criterion
 from prune_info.criteria.report import score_report
-from prune_info.data import load_dataset, load_dataset_like
+from prune_info.data import DATASETS, load_dataset, load_dataset_like
 from prune_info.deploy.bench import bench_document, benchmark_models
 from prune_info.deploy.onnx import export_onnx
 from prune_info.errors import PruneInfoError
-from prune_info.io import write_json
+from prune_info.io import LOCK_NAME, check_writable_dir, run_lock, write_json
 from prune_info.nn import count_parameters
 from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
 from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
@@ -55,6 +56,7 @@ from prune_info.viz.bench import plot_bench
 from prune_info.viz.figures import violin_plot
 from prune_info.viz.html import write_report
 from prune_info.viz.oinfo import plot_oinfo
+from prune_info.zoo import parse_arch
 
 __all__ = [
     "MANIFEST", "RUN_FORMAT", "RunOptions", "STAGES", "Stage", "check_out_dir", "run_pipeline",
@@ -93,6 +95,36 @@ class RunOptions:
             digest = hashlib.sha256(Path(self.model).read_bytes()).hexdigest()
             return {"data": self.data, "model_sha256": digest}
         return {"data": self.data, "arch": self.arch, "act": self.act, "reg": self.reg}
+
+    def validate(self) -> None:
+        """Check every option before the first stage runs (nothing is trained or written)."""
+        if self.data not in DATASETS:
+            raise PruneInfoError(f"unknown dataset {self.data!r}; choose one of: "
+                                 f"{', '.join(DATASETS)}")
+        if (self.arch is None) == (self.model is None):
+            raise PruneInfoError("give exactly one of `arch` and `model`")
+        if self.model is not None and not Path(self.model).is_file():
+            raise PruneInfoError(f"`model`={self.model} does not exist")
+        TrainConfig(epochs=self.epochs, seed=self.seed).validate()
+        get_criterion(self.criterion)
+        PruneConfig(criterion=self.criterion, amount=self.amount, seed=self.seed,
+                    ignore=self.ignore).validate()
+        for name, value, least in (("random", self.random, 0),
+                                   ("max_exhaustive", self.max_exhaustive, 2),
+                                   ("max_size", self.max_size, 2),
+                                   ("retrain_epochs", self.retrain_epochs, 1),
+                                   ("bench_repeat", self.bench_repeat, 1)):
+            if value < least:
+                raise PruneInfoError(f"`{name}` must be at least {least}, got {value}"
+                                     + (" (a multiplet holds 2+ units)" if least == 2 else ""))
+        if self.max_exhaustive > self.max_size:
+            raise PruneInfoError(
+                f"`max_exhaustive`={self.max_exhaustive} exceeds `max_size`={self.max_size}; "
+                "the exhaustive search covers sizes up to `max_exhaustive` of at most "
+                "`max_size`: lower `max_exhaustive` or raise `max_size`")
+        if not self.bench_batches or any(b < 1 for b in self.bench_batches):
+            raise PruneInfoError(f"`bench_batches` must be at least 1, got "
+                                 f"{list(self.bench_batches)}")
 
     def cli_args(self) -> list[str]:
         """The ``prune-info run`` arguments reproducing these options."""
@@ -351,8 +383,10 @@ def check_out_dir(out: str | Path, options: RunOptions) -> dict | None:
             raise PruneInfoError(f"`out`={out}: parent directory {out.parent} does not exist")
         return None
     manifest = read_manifest(out)
+    if manifest is not None and not manifest.get("stages"):
+        return None  # a run that failed before finishing a stage: nothing to protect
     if manifest is None:
-        if any(out.iterdir()):
+        if any(p.name != LOCK_NAME for p in out.iterdir()):
             raise PruneInfoError(f"`out`={out} is a non-empty directory that holds no "
                                  f"{MANIFEST}; choose an empty or new directory")
         return None
@@ -384,16 +418,42 @@ def run_pipeline(out: str | Path, options: RunOptions, *, command: str | None = 
     """
     stages = STAGES if stages is None else stages
     out = Path(out)
-    old = check_out_dir(out, options) or {}
-    old_stages = old.get("stages", {})
+    options.validate()
+    check_out_dir(out, options)
+    check_writable_dir(out)
+    ctx = Context(options, out)
+    if options.arch is not None:  # the spec against the data, before training starts
+        data = ctx.data
+        parse_arch(options.arch, data.input_shape, data.n_classes, options.act, options.reg)
+    created = not out.exists()
     out.mkdir(exist_ok=True)
+    try:
+        with run_lock(out):
+            return _run_locked(ctx, command, stages)
+    except BaseException:
+        if created and all(p.name == LOCK_NAME for p in out.iterdir()):
+            # failed before it wrote anything: leave no trace (and nothing to refuse a rerun)
+            (out / LOCK_NAME).unlink(missing_ok=True)
+            out.rmdir()
+        raise
+
+
+def _save_failed(out: Path, manifest: dict) -> None:
+    """After a failed stage: record the stages still valid (no manifest if there are none)."""
+    if manifest["stages"] or (out / MANIFEST).exists():
+        _write_manifest(out, manifest)
+
+
+def _run_locked(ctx: Context, command: str | None, stages: list[Stage]) -> dict:
+    out, options = ctx.out, ctx.options
+    old = check_out_dir(out, options) or {}  # again, now that no other run can write here
+    old_stages = old.get("stages", {})
     manifest: dict[str, Any] = {
         "identity": options.identity(),
         "options": {**asdict(options), "bench_batches": list(options.bench_batches)},
         "command": command or "prune-info run " + shlex.join(
             options.cli_args() + ["--out", str(out)]),
         "stages": dict(old_stages)}
-    ctx = Context(options, out)
     fingerprints: dict[str, str] = {}
     rerun: set[str] = set()
     for index, stage in enumerate(stages, 1):
@@ -422,10 +482,10 @@ def run_pipeline(out: str | Path, options: RunOptions, *, command: str | None = 
         try:
             summary = stage.fn(ctx)
         except PruneInfoError as exc:
-            _write_manifest(out, manifest)
+            _save_failed(out, manifest)
             raise PruneInfoError(f"stage {stage.name} failed: {exc}") from exc
         except Exception as exc:  # noqa: BLE001  a bug or a library error: still name the stage
-            _write_manifest(out, manifest)
+            _save_failed(out, manifest)
             raise PruneInfoError(
                 f"stage {stage.name} failed: {type(exc).__name__}: {exc} (the traceback "
                 "is its __cause__; earlier stages' artefacts are kept)"

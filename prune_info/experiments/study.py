@@ -62,7 +62,7 @@ from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import parse_criteria
 from prune_info.data import DATASETS, Dataset, load_dataset
 from prune_info.errors import PruneInfoError
-from prune_info.io import atomic_write, write_json
+from prune_info.io import LOCK_NAME, atomic_write, check_writable_dir, run_lock, write_json
 from prune_info.training.batched import batchable, train_seeds
 from prune_info.training.loop import OPTIMIZERS, TrainConfig
 from prune_info.viz.ablation import plot_ablation
@@ -266,7 +266,7 @@ def prepare_directory(config: StudyConfig, root: str | os.PathLike) -> StudyPath
                 f"study directory {root} holds another configuration ({'; '.join(diffs[:3])}); "
                 "use another `out_dir` directory, or delete it to start over")
         return paths
-    if paths.root.is_dir() and any(paths.root.iterdir()):
+    if paths.root.is_dir() and any(p.name != LOCK_NAME for p in paths.root.iterdir()):
         raise PruneInfoError(f"`out_dir`={root} is a non-empty directory without a study "
                              "configuration; give a new or empty directory")
     parent = paths.root.parent
@@ -442,7 +442,17 @@ def run_study(
     data = load_dataset(config.data, data_dir, seed=config.split_seed)
     layer_units = _layer_units(config, data)
     at = _check_at(config, layer_units, at)
+    check_writable_dir(out_dir)
     paths = prepare_directory(config, out_dir)
+    with run_lock(paths.root):
+        return _run_locked(config, paths, data, at, wilcoxon, device, batched, seed_batch,
+                           progress, on_event)
+
+
+def _run_locked(config: StudyConfig, paths: StudyPaths, data: Dataset, at: list[int],
+                wilcoxon: str, device: torch.device | str, batched: bool,
+                seed_batch: int | None, progress: bool,
+                on_event: Callable[[str, dict], None] | None) -> dict:
     seeds = list(config.seeds)
     for act, reg in config.scenarios():
         name = scenario_name(act, reg)

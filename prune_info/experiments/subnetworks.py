@@ -29,7 +29,7 @@ from prune_info.analysis.stats import mean_gap
 from prune_info.criteria.registry import get_criterion
 from prune_info.data import Dataset
 from prune_info.errors import PruneInfoError
-from prune_info.io import write_json
+from prune_info.io import check_writable_dir, run_lock, write_json
 from prune_info.nn import count_parameters, total_macs
 from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
 from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
@@ -154,10 +154,18 @@ def run_comparison(
     config.validate()
     for name in config.criteria:
         get_criterion(name)
+    if out_dir is None:
+        return _compare(data, config, None, progress)
+    check_writable_dir(out_dir)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with run_lock(out_dir):
+        return _compare(data, config, Path(out_dir) / "results.json", progress)
+
+
+def _compare(data: Dataset, config: CompareConfig, path: Path | None,
+             progress: bool) -> Comparison:
     result = Comparison(config, data.name)
-    path = Path(out_dir) / "results.json" if out_dir is not None else None
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         result.rows = _load_previous(path, config, data.name)
     for seed in config.seeds:
         if seed in result.done_seeds():

@@ -229,6 +229,12 @@ def plan_global(
     cap = (sizes - min_units).clamp_min(0)
     allowed = within < cap[owner_r]
     budget = removal_count(int(sizes.sum()), amount)
+    if budget and not bool((cap > 0).any()):
+        raise PruneInfoError(
+            f"`min_units`={min_units} keeps every unit of every layer (the widest has "
+            f"{int(sizes.max())}), so `amount`={amount:g} would remove nothing; lower "
+            "`min_units` below the layer widths"
+        )
     allowed_pos = allowed.nonzero().flatten()[:budget]
     chosen = ranking[allowed_pos]
     cut = int(allowed_pos[-1]) + 1 if budget and len(allowed_pos) == budget else len(ranking)

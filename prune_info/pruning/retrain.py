@@ -49,6 +49,7 @@ class RetrainConfig:
     batch_size: int | None = None
     seed: int = 0
     device: str = "cpu"
+    allow_nonfinite: bool = False
 
     def train_config(self, ckpt: Checkpoint) -> TrainConfig:
         if self.epochs < 1:
@@ -202,7 +203,8 @@ def retrain_checkpoint(
         p.requires_grad_(id(p) not in frozen)
     reg = (ckpt.arch or {}).get("reg", "none")
     result = fit(model, data, train_config, reg=reg, device=config.device, progress=progress,
-                 params=optimised, after_step=held.restore)
+                 params=optimised, after_step=held.restore,
+                 allow_nonfinite=config.allow_nonfinite)
     for p in model.parameters():
         p.requires_grad_(True)
     model.cpu().eval()

@@ -11,6 +11,7 @@ at the end, never used for selection.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from prune_info._torch import small_batch_threads
-from prune_info.checkpoint import Checkpoint
+from prune_info.checkpoint import Checkpoint, check_finite
 from prune_info.data import Dataset
 from prune_info.errors import PruneInfoError
 from prune_info.io import cpu_state_dict
@@ -61,8 +62,8 @@ class TrainConfig:
             raise PruneInfoError(f"`epochs` must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise PruneInfoError(f"`batch_size` must be at least 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise PruneInfoError(f"`lr` must be positive, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise PruneInfoError(f"`lr` must be a positive finite number, got {self.lr}")
         if self.optimizer not in OPTIMIZERS:
             raise PruneInfoError(
                 f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}"
@@ -145,13 +146,16 @@ def fit(
     progress: bool = True,
     params: list[nn.Parameter] | None = None,
     after_step: Callable[[], None] | None = None,
+    allow_nonfinite: bool = False,
 ) -> TrainResult:
     """Train ``model`` on ``data.train``, keep the epoch with the best validation accuracy.
 
     The model is left holding the best weights. ``params`` restricts which parameters the
     optimiser updates; ``after_step`` runs after every optimiser step (e.g. to re-apply masks).
     Determinism: initialisation is the caller's; shuffling and dropout are seeded from
-    ``config.seed``, so the same seed on the same machine gives the same weights.
+    ``config.seed``, so the same seed on the same machine gives the same weights. After every
+    epoch the weights are checked for NaN and infinity (a diverged run stops there, naming the
+    epoch) unless ``allow_nonfinite``.
     """
     config.validate()
     if len(data.train) == 0 or len(data.val) == 0:
@@ -200,6 +204,9 @@ def fit(
                 step += 1
                 if step in rewind_at:
                     result.rewind_state_dicts[step] = _state_copy(model)
+            if not allow_nonfinite:
+                check_finite(model, f"training diverged: the model after epoch {epoch}",
+                             "lower `lr`, or pass `allow_nonfinite` to keep going")
             val_acc = accuracy(model, data.val, device)
             train_loss = float(total) / n
             result.history.append({"epoch": epoch, "train_loss": train_loss, "val_acc": val_acc})
@@ -230,6 +237,7 @@ def train_model(
     *,
     factory: str | None = None,
     factory_kwargs: dict[str, Any] | None = None,
+    allow_nonfinite: bool = False,
 ) -> Checkpoint:
     """Build a model from ``spec`` (or ``factory``), train it on ``data``, return a checkpoint.
 
@@ -261,7 +269,8 @@ def train_model(
         arch = parse_arch(spec, data.input_shape, data.n_classes, act, reg, batchnorm)
         torch.manual_seed(config.seed)
         model = build_model(arch)
-    result = fit(model, data, config, reg=reg, device=device, progress=progress)
+    result = fit(model, data, config, reg=reg, device=device, progress=progress,
+                 allow_nonfinite=allow_nonfinite)
     metrics = {
         "val_acc": result.best_val_acc,
         "test_acc": accuracy(model, data.test, device),
