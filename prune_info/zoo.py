@@ -28,6 +28,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -394,6 +395,20 @@ def build_factory_model(factory: str, kwargs: Mapping[str, Any] | None = None) -
             f"`factory`={factory} returned {type(model).__name__}, not an nn.Module"
         )
     return model
+
+
+def is_factory_spec(text: str) -> bool:
+    """Whether ``text`` names a factory (``pkg.mod:fn``, ``timm:NAME``) rather than a file.
+
+    An existing file always wins; otherwise a ``:`` between two non-empty parts marks a factory.
+
+    Examples
+    --------
+    >>> is_factory_spec("torchvision.models:resnet18"), is_factory_spec("model.pt")
+    (True, False)
+    """
+    module, sep, attr = text.partition(":")
+    return bool(sep and module and attr and "/" not in module) and not Path(text).is_file()
 
 
 def factory_spec(factory: str, kwargs: Mapping[str, Any] | None = None) -> str:

@@ -98,3 +98,25 @@ def xor_task(n: int = 4000, n_noise: int = 2, noise: float = 0.1, seed: int = 0)
     parts = [perm[:a], perm[a:b], perm[b:]]
     s = [Split(x[idx].contiguous(), y[idx]) for idx in parts]
     return Dataset("xor", s[0], s[1], s[2], 2, {"scale": 1.0, "mean": [0.0], "std": [1.0]}, seed)
+
+
+def tiny_resnet(n_classes: int = 10, width: int = 8) -> torch.nn.Module:
+    """A two-block residual CNN in torchvision's style (one ReLU module used twice per block)."""
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, c: int):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+            self.relu = nn.ReLU(inplace=True)  # registered where torchvision's BasicBlock has it
+            self.conv2, self.bn2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+
+        def forward(self, x):
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            out += x
+            return self.relu(out)
+
+    return nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+                         Block(width), Block(width), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(width, n_classes))

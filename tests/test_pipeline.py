@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.pipeline import MANIFEST, STAGES, RunOptions, run_pipeline
@@ -186,3 +187,26 @@ def test_report_renders_in_headless_chromium(base_run, tmp_path):
     assert pixels.std() > 20  # text and figures, not a blank page
     # the figures render: many rows deep into the page are not plain white
     assert (pixels[1500:] < 200).mean() > 0.01
+
+
+def test_run_trains_a_factory_model_and_prunes_its_groups(run_cli, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, stderr = run_cli(
+        "run", "--data", "digits", "--model", "helpers:tiny_resnet", "--model-kwargs",
+        "width=8", "--epochs", "1", "--random", "1", "--max-exhaustive", "2", "--max-size", "3",
+        "--retrain-epochs", "1", "--bench-repeat", "1", "--bench-batch", "1", "--out", str(out),
+        "--quiet")
+    assert code == 0, stderr
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["options"]["factory"] == "helpers:tiny_resnet"
+    pruned = torch.load(out / "pruned.pt", weights_only=True)
+    assert pruned["factory"] == "helpers:tiny_resnet" and pruned["factory_kwargs"] == {"width": 8}
+    groups = manifest["stages"]["prune"]["summary"]["groups"]
+    assert ["0", "3.conv2", "4.conv2"] in groups  # the stem and both blocks' residual outputs
+    # the same command again reuses every stage
+    code, stdout, _ = run_cli(
+        "run", "--data", "digits", "--model", "helpers:tiny_resnet", "--model-kwargs",
+        "width=8", "--epochs", "1", "--random", "1", "--max-exhaustive", "2", "--max-size", "3",
+        "--retrain-epochs", "1", "--bench-repeat", "1", "--bench-batch", "1", "--out", str(out),
+        "--quiet")
+    assert code == 0 and "none (all reused)" in stdout

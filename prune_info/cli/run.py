@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 
 from prune_info.cli.app import cli
-from prune_info.cli.common import parse_int_list, seed_option
+from prune_info.cli.common import parse_int_list, parse_shape, seed_option
 from prune_info.data import DATASETS
+from prune_info.errors import PruneInfoError
 from prune_info.experiments.pipeline import RunOptions, run_pipeline
-from prune_info.zoo import ACTIVATIONS, REGULARISERS
+from prune_info.zoo import ACTIVATIONS, REGULARISERS, is_factory_spec, parse_model_kwargs
 
 
 @cli.command()
@@ -20,8 +21,14 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS
               help="Directory with the dataset files.")
 @click.option("--arch", "spec", default="64-100-100-10", show_default=True,
               help="Architecture to train (ignored with --model).")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
-              help="Start from this trained prune-info checkpoint instead of training.")
+@click.option("--model", "model_path", default=None, metavar="FILE|PKG.MOD:FN|timm:NAME",
+              help="Start from this trained prune-info checkpoint instead of training, or "
+                   "train a model from this factory (torchvision.models:resnet18, timm:NAME).")
+@click.option("--model-kwargs", "model_kwargs", default=None, metavar="K=V,...",
+              help="Keyword arguments of a --model factory, e.g. num_classes=10.")
+@click.option("--input-shape", "input_shape", default=None, metavar="C,H,W",
+              help="Adapt the data to the factory model's input shape (channel repeat, "
+                   "resize).")
 @click.option("--act", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True)
 @click.option("--reg", type=click.Choice(REGULARISERS), default="l2", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True,
@@ -45,7 +52,8 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS
 @click.option("--out", "out_dir", required=True, type=click.Path(),
               help="Directory of the run's artefacts and report.html (resumed when rerun).")
 @click.option("--quiet", is_flag=True, help="No progress bars (stage lines still shown).")
-def run(data_name, data_dir, spec, model_path, act, reg, epochs, criterion, amount, ignore,
+def run(data_name, data_dir, spec, model_path, model_kwargs, input_shape, act, reg, epochs,
+        criterion, amount, ignore,
         n_random,
         max_exhaustive, max_size, retrain_epochs, bench_repeat, bench_batch, seed, out_dir,
         quiet):
@@ -61,8 +69,13 @@ def run(data_name, data_dir, spec, model_path, act, reg, epochs, criterion, amou
       prune-info run --data fashion-mnist --arch 784-100-100-10 --criterion mi \\
           --amount 0.5 --out results/
     """
+    factory = model_path if model_path and is_factory_spec(model_path) else None
+    if model_kwargs is not None and factory is None:
+        raise PruneInfoError("--model-kwargs are the arguments of a --model factory")
     options = RunOptions(
-        data=data_name, data_dir=data_dir, arch=None if model_path else spec, model=model_path,
+        data=data_name, data_dir=data_dir, arch=None if model_path else spec,
+        model=None if factory else model_path, factory=factory,
+        factory_kwargs=parse_model_kwargs(model_kwargs), input_shape=parse_shape(input_shape),
         act=act, reg=reg, epochs=epochs, seed=seed, criterion=criterion, amount=amount,
         ignore=tuple(ignore),
         random=n_random, max_exhaustive=max_exhaustive, max_size=max_size,

@@ -50,13 +50,13 @@ from prune_info.io import LOCK_NAME, check_writable_dir, run_lock, write_json
 from prune_info.nn import count_parameters
 from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
 from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
-from prune_info.training.loop import TrainConfig, train_model
+from prune_info.training.loop import TrainConfig, check_model_takes, train_model
 from prune_info.viz.ablation import plot_curves
 from prune_info.viz.bench import plot_bench
 from prune_info.viz.figures import violin_plot
 from prune_info.viz.html import write_report
 from prune_info.viz.oinfo import plot_oinfo
-from prune_info.zoo import parse_arch
+from prune_info.zoo import build_factory_model, parse_arch
 
 __all__ = [
     "MANIFEST", "RUN_FORMAT", "RunOptions", "STAGES", "Stage", "check_out_dir", "run_pipeline",
@@ -74,6 +74,9 @@ class RunOptions:
     data_dir: str | None = None
     arch: str | None = "64-100-100-10"
     model: str | None = None
+    factory: str | None = None
+    factory_kwargs: dict = field(default_factory=dict)
+    input_shape: tuple[int, ...] | None = None
     act: str = "relu"
     reg: str = "l2"
     epochs: int = 10
@@ -94,6 +97,10 @@ class RunOptions:
         if self.model is not None:
             digest = hashlib.sha256(Path(self.model).read_bytes()).hexdigest()
             return {"data": self.data, "model_sha256": digest}
+        if self.factory is not None:
+            return {"data": self.data, "factory": self.factory,
+                    "factory_kwargs": dict(self.factory_kwargs),
+                    "input_shape": list(self.input_shape) if self.input_shape else None}
         return {"data": self.data, "arch": self.arch, "act": self.act, "reg": self.reg}
 
     def validate(self) -> None:
@@ -101,8 +108,12 @@ class RunOptions:
         if self.data not in DATASETS:
             raise PruneInfoError(f"unknown dataset {self.data!r}; choose one of: "
                                  f"{', '.join(DATASETS)}")
-        if (self.arch is None) == (self.model is None):
-            raise PruneInfoError("give exactly one of `arch` and `model`")
+        if sum(x is not None for x in (self.arch, self.model, self.factory)) != 1:
+            raise PruneInfoError("give exactly one of `arch`, `model` (a checkpoint) and "
+                                 "`factory`")
+        if self.input_shape is not None and self.model is not None:
+            raise PruneInfoError("`input_shape` is for a model to train; the checkpoint `model` "
+                                 "records the shape it was trained on")
         if self.model is not None and not Path(self.model).is_file():
             raise PruneInfoError(f"`model`={self.model} does not exist")
         TrainConfig(epochs=self.epochs, seed=self.seed).validate()
@@ -133,6 +144,13 @@ class RunOptions:
             args += ["--data-dir", self.data_dir]
         if self.model is not None:
             args += ["--model", self.model]
+        elif self.factory is not None:
+            args += ["--model", self.factory, "--epochs", str(self.epochs)]
+            if self.factory_kwargs:
+                args += ["--model-kwargs",
+                         ",".join(f"{k}={v!r}" for k, v in self.factory_kwargs.items())]
+            if self.input_shape:
+                args += ["--input-shape", ",".join(map(str, self.input_shape))]
         else:
             args += ["--arch", str(self.arch), "--act", self.act, "--reg", self.reg,
                      "--epochs", str(self.epochs)]
@@ -176,7 +194,8 @@ class Context:
                 self._data = load_dataset_like(load_checkpoint(o.model).dataset, o.data_dir,
                                                name=o.data)
             else:
-                self._data = load_dataset(o.data, o.data_dir, seed=o.seed)
+                self._data = load_dataset(o.data, o.data_dir, seed=o.seed,
+                                          input_shape=o.input_shape)
         return self._data
 
     def path(self, name: str) -> Path:
@@ -197,6 +216,10 @@ def _stage_train(ctx: Context) -> dict:
         if ckpt.arch is None and ckpt.factory is None:
             raise PruneInfoError(f"`model`={o.model} records no architecture; save it with "
                                  "prune-info train or give a prune-info checkpoint")
+    elif o.factory is not None:
+        config = TrainConfig.for_factory_models(epochs=o.epochs, seed=o.seed)
+        ckpt = train_model(ctx.data, config=config, progress=o.progress, factory=o.factory,
+                           factory_kwargs=o.factory_kwargs)
     else:
         if o.arch is None:
             raise PruneInfoError("no model to train: give `arch` or `model`")
@@ -425,6 +448,9 @@ def run_pipeline(out: str | Path, options: RunOptions, *, command: str | None = 
     if options.arch is not None:  # the spec against the data, before training starts
         data = ctx.data
         parse_arch(options.arch, data.input_shape, data.n_classes, options.act, options.reg)
+    elif options.factory is not None:  # the model against the data, likewise
+        check_model_takes(build_factory_model(options.factory, options.factory_kwargs),
+                          ctx.data)
     created = not out.exists()
     out.mkdir(exist_ok=True)
     try:
