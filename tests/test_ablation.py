@@ -318,3 +318,166 @@ def test_bad_inputs_are_refused_with_a_clear_message(mlp, digits, mlp_means, dig
         mean_gap([0.1, 0.2], [0.1], 3)
     assert layerwise_curves(mlp, "fc1", order, digits.test, max_k=5,
                             means=mlp_means).shape == (1, 6)
+
+
+# --------------------------------------------------------------------------------------------
+# Points of a curve (at_k)
+
+
+def test_spaced_ks_and_the_default_points():
+    from prune_info.analysis.curves import DEFAULT_STEPS, default_at_k, spaced_ks
+
+    assert spaced_ks(128, 33) == list(range(0, 129, 4))
+    assert spaced_ks(24, 25) == list(range(25)) and spaced_ks(24, 2) == [0, 24]
+    for n in (7, 64, 65, 100, 128, 512):
+        for steps in [s for s in (2, 3, 17, DEFAULT_STEPS, n + 1) if s <= n + 1]:
+            ks = spaced_ks(n, steps)
+            assert len(ks) == steps and ks[0] == 0 and ks[-1] == n
+            assert ks == sorted(set(ks))
+    assert default_at_k(64) is None and default_at_k(32) is None
+    assert default_at_k(65) == spaced_ks(65, 33) and len(default_at_k(512)) == 33
+    with pytest.raises(PruneInfoError, match="choose 2 to 25 points for the 24 units of fc2"):
+        spaced_ks(24, 26, "fc2")
+    with pytest.raises(PruneInfoError, match="choose 2 to"):
+        spaced_ks(24, 1)
+
+
+def test_bad_at_k_is_refused_with_a_clear_message(mlp, digits):
+    order = torch.arange(32)
+    for at_k, message in (([0, 40], "k = 40 is outside 0..32"), ([-1, 3], "k = -1"),
+                          ([5, 3], "sorted and without repeats"),
+                          ([3, 3, 5], "sorted and without repeats"), ([4], "at least 2"),
+                          ([0.0, 2.0], "integer k values"), ("0,4", "sequence of integers"),
+                          (torch.tensor([0.0, 1.0]), "integer k values")):
+        with pytest.raises(PruneInfoError, match=message):
+            layerwise_curves(mlp, "fc1", order, digits.test, at_k=at_k)
+    with pytest.raises(PruneInfoError, match="either `max_k` or `at_k`"):
+        layerwise_curves(mlp, "fc1", order, digits.test, at_k=[0, 4], max_k=8)
+    with pytest.raises(PruneInfoError, match="k = 57 is outside"):
+        network_curves(mlp, torch.arange(56), digits.test, at_k=[0, 57])
+    with pytest.raises(PruneInfoError, match="'fc7', which is not a scope"):
+        compute_curves(mlp, digits.test, {}, random=1, at_k={"fc7": [0, 1]})
+
+
+@pytest.mark.parametrize("method", ["prefix", "batched"])
+def test_sparse_mlp_curves_are_the_full_curves_at_those_k(mlp, digits, mlp_scores, method):
+    orders = _orders(mlp_scores, "fc1", repeats=2, seed=4)
+    at_k = [0, 1, 5, 16, 31, 32]
+    full = layerwise_curves(mlp, "fc1", orders, digits.test, method=method)
+    sparse = layerwise_curves(mlp, "fc1", orders, digits.test, at_k=at_k, method=method)
+    assert sparse.shape == (orders.shape[0], len(at_k))
+    assert torch.equal(sparse, full[:, at_k])
+    naive = naive_curves(mlp, orders, digits.test, layers="fc1", at_k=at_k)
+    assert torch.equal(sparse, naive)
+    # a top k below n: the prefix path sums up to it only, same counts
+    assert torch.equal(layerwise_curves(mlp, "fc1", orders, digits.test, at_k=[2, 7],
+                                        method=method), full[:, [2, 7]])
+    # every k listed is the full curve
+    assert torch.equal(layerwise_curves(mlp, "fc1", orders, digits.test,
+                                        at_k=list(range(33))), full)
+
+
+@pytest.mark.parametrize("ablate_to", ["zero", "mean"])
+def test_sparse_cnn_curves_equal_the_naive_loop_at_those_k(digits_cnn, digits, ablate_to):
+    from prune_info.analysis import curves as curves_module
+
+    model = digits_cnn.model.eval()
+    means = unit_means(model, digits.train)
+    orders = random_orders(8, 3, seed=8)
+    at_k = [0, 3, 5, 8]
+    built = []
+    real = curves_module._prefix_masks
+
+    def spy(orders_, ks):
+        built.append(int(ks.numel()))
+        return real(orders_, ks)
+
+    curves_module._prefix_masks = spy
+    try:
+        sparse = layerwise_curves(model, "conv2", orders, digits.test, ablate_to=ablate_to,
+                                  means=means, at_k=at_k)
+    finally:
+        curves_module._prefix_masks = real
+    assert built == [len(at_k)]  # masks for the requested k only
+    full = layerwise_curves(model, "conv2", orders, digits.test, ablate_to=ablate_to,
+                            means=means)
+    naive = naive_curves(model, orders, digits.test, layers="conv2", ablate_to=ablate_to,
+                         means=means, at_k=at_k)
+    assert torch.equal(sparse, naive) and torch.equal(sparse, full[:, at_k])
+    net_orders = random_orders(30, 2, seed=1)
+    net_k = [0, 7, 15, 29, 30]
+    sparse_net = network_curves(model, net_orders, digits.test, ablate_to=ablate_to,
+                                means=means, at_k=net_k)
+    assert torch.equal(sparse_net, naive_curves(model, net_orders, digits.test,
+                                                ablate_to=ablate_to, means=means, at_k=net_k))
+    assert torch.equal(sparse_net, network_curves(model, net_orders, digits.test,
+                                                  ablate_to=ablate_to, means=means)[:, net_k])
+
+
+def test_sparse_curves_of_a_non_sequential_model(mlp, digits):
+    class Wrapped(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x)
+
+    orders = random_orders(24, 2, seed=2)
+    sparse = layerwise_curves(Wrapped(mlp).eval(), "inner.fc2", orders, digits.test,
+                              at_k=[0, 12, 24])
+    assert torch.equal(sparse, layerwise_curves(mlp, "fc2", orders, digits.test)[:, [0, 12, 24]])
+
+
+def test_compute_curves_at_some_k_records_them_and_reads_the_nearest(mlp, digits, mlp_scores):
+    full = compute_curves(mlp, digits.test, mlp_scores, random=3, seed=2)
+    sparse = compute_curves(mlp, digits.test, mlp_scores, random=3, seed=2,
+                            at_k={"fc1": [0, 8, 16, 24, 32]})
+    assert sparse.at_k == {"fc1": [0, 8, 16, 24, 32]} and full.at_k == {}
+    for label, counts in full.counts["fc1"].items():
+        assert torch.equal(sparse.counts["fc1"][label], counts[:, [0, 8, 16, 24, 32]])
+        assert torch.equal(sparse.counts["fc2"][label], full.counts["fc2"][label])
+        assert torch.equal(sparse.counts_at("fc1", label, 17), counts[:, 16])
+        assert torch.equal(full.counts_at("fc1", label, 17), counts[:, 17])
+    assert sparse.ks("fc1") == [0, 8, 16, 24, 32] and sparse.ks("fc2") == list(range(25))
+    assert sparse.nearest("fc1", 12) == 8 and sparse.nearest("fc1", 13) == 16
+    # full curves: the JSON is what it was (no at_k key); sparse ones round-trip
+    assert "at_k" not in full.to_dict()
+    assert list(full.to_dict()) == ["mode", "ablate_to", "n_samples", "units", "counts"]
+    doc = sparse.to_dict()
+    assert doc["at_k"] == {"fc1": [0, 8, 16, 24, 32]}
+    again = CurveSet.from_dict(doc)
+    assert again.at_k == sparse.at_k and again.to_dict() == doc
+    # one list for every scope, and the network scope
+    both = compute_curves(mlp, digits.test, {}, random=2, at_k=[0, 12, 24])
+    assert both.at_k == {"fc1": [0, 12, 24], "fc2": [0, 12, 24]}
+    net = compute_curves(mlp, digits.test, {}, random=2, mode="network",
+                         at_k={"network": [0, 28, 56]})
+    assert net.counts["network"]["random"].shape == (2, 3)
+
+
+def test_progress_bar_over_the_masked_passes(mlp, digits, digits_cnn, capsys):
+    orders = random_orders(8, 2, seed=0)
+    layerwise_curves(digits_cnn.model.eval(), "conv2", orders, digits.test, at_k=[0, 4, 8],
+                     progress=True)
+    err = capsys.readouterr().err
+    assert "ablate conv2" in err and "pass" in err
+    layerwise_curves(mlp, "fc1", random_orders(32, 2, seed=0), digits.test, progress=True)
+    assert "ablate fc1" in capsys.readouterr().err
+    layerwise_curves(digits_cnn.model.eval(), "conv2", orders, digits.test, at_k=[0, 4, 8])
+    assert capsys.readouterr().err == ""
+
+
+def test_sparse_curves_plot_against_their_k(mlp, digits, tmp_path):
+    from prune_info.viz.ablation import plot_ablation, plot_curves
+
+    sparse = compute_curves(mlp, digits.test, {}, random=2, at_k={"fc1": [0, 16, 32]})
+    path = plot_curves(sparse.to_dict(), tmp_path / "curves.png")
+    assert path.stat().st_size > 5_000
+    acc = sparse.accuracy("fc1", "random").numpy()
+    plot_ablation({"fc1": {"random": (acc.mean(0), acc.std(0))}}, tmp_path / "a.png",
+                  ks={"fc1": [0, 16, 32]})
+    assert (tmp_path / "a.png").stat().st_size > 5_000
+    with pytest.raises(PruneInfoError, match="2 k values for curves of 3 points"):
+        plot_ablation({"fc1": {"random": (acc.mean(0), None)}}, tmp_path / "b.png",
+                      ks={"fc1": [0, 32]})

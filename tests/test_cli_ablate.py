@@ -128,3 +128,75 @@ def test_study_killed_with_sigkill_resumes_to_the_same_results(run_cli, tmp_path
     a = json.loads((clean / "results.json").read_text())
     b = json.loads((killed / "results.json").read_text())
     assert a["per_seed"] == b["per_seed"] and a["scenarios"] == b["scenarios"]
+
+
+def test_ablate_at_some_k_steps_and_max_samples(run_cli, mlp_path, tmp_path, digits):
+    out, plot = tmp_path / "curves.json", tmp_path / "curves.png"
+    code, stdout, stderr = run_cli("ablate", str(mlp_path), "--criteria", "mi", "--random", "3",
+                                   "--steps", "5", "--at", "13", "--max-samples", "150",
+                                   "--out", str(out), "--plot", str(plot), "--quiet")
+    assert code == 0, stderr
+    assert "(first 150 samples)" in stdout and "fc1 (32 units, ablation to zero, 5 points)" in \
+        stdout
+    assert "gap@12 = " in stdout and "nearest 13" in stdout
+    assert plot.stat().st_size > 10_000
+    doc = json.loads(out.read_text())
+    assert doc["max_samples"] == 150
+    fc1, fc2 = (doc["modes"]["layerwise"]["scopes"][s] for s in ("fc1", "fc2"))
+    assert fc1["at_k"] == [0, 8, 16, 24, 32] and fc2["at_k"] == [0, 6, 12, 18, 24]
+    assert fc1["gaps"][0]["k"] == 16 and fc1["gaps"][0]["requested_k"] == 13
+    assert fc2["gaps"][0]["k"] == 12 and fc2["gaps"][0]["requested_k"] == 13
+    assert doc["modes"]["layerwise"]["n_samples"] == 150
+    ckpt = load_checkpoint(mlp_path)
+    scores = compute_scores(ckpt.model, digits.val, ["mi"], n_classes=10)
+    from prune_info.data import Split
+    test = Split(digits.test.x[:150], digits.test.y[:150])
+    full = compute_curves(ckpt.model, test, scores, random=3, seed=0)
+    for label, counts in full.counts["fc1"].items():
+        assert fc1["counts"][label] == counts[:, [0, 8, 16, 24, 32]].tolist()
+    # --at-k: the same list on every scope
+    code, stdout, stderr = run_cli("ablate", str(mlp_path), "--criteria", "", "--random", "2",
+                                   "--at-k", "0,3,24", "--json", "--quiet")
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert doc["modes"]["layerwise"]["scopes"]["fc2"]["at_k"] == [0, 3, 24]
+    assert "max_samples" not in doc
+
+
+def test_ablate_defaults_to_33_points_on_wide_layers_only(run_cli, digits, tmp_path):
+    from prune_info.checkpoint import save_checkpoint
+    from prune_info.training import TrainConfig, train_model
+
+    ckpt = train_model(digits, "64-80-20-10", "relu", "none", TrainConfig(epochs=1, seed=0),
+                       progress=False)
+    path = tmp_path / "wide.pt"
+    save_checkpoint(ckpt, path)
+    code, stdout, stderr = run_cli("ablate", str(path), "--criteria", "", "--random", "2",
+                                   "--whole-network", "--layerwise", "--json", "--quiet")
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    fc1 = doc["modes"]["layerwise"]["scopes"]["fc1"]
+    assert len(fc1["at_k"]) == 33 and fc1["at_k"][-1] == 80
+    assert len(fc1["counts"]["random"][0]) == 33
+    fc2 = doc["modes"]["layerwise"]["scopes"]["fc2"]
+    assert "at_k" not in fc2 and len(fc2["counts"]["random"][0]) == 21
+    net = doc["modes"]["network"]["scopes"]["network"]
+    assert len(net["at_k"]) == 33 and net["at_k"][-1] == 100
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "1"], "--steps = 1: choose 2 to 33 points for the 32 units of fc1"),
+    (["--steps", "30"], "--steps = 30: choose 2 to 25 points for the 24 units of fc2"),
+    (["--at-k", "0,30"], "--at-k: k = 30 is outside 0..24"),
+    (["--at-k", "4,2"], "--at-k must be sorted and without repeats"),
+    (["--at-k", "4"], "--at-k needs at least 2 values of k"),
+    (["--at-k", "0,x"], "--at-k must be comma-separated integers"),
+    (["--steps", "5", "--at-k", "0,4"], "give one of them"),
+    (["--max-samples", "0"], "--max-samples must be at least 1"),
+])
+def test_ablate_bad_points_are_one_line_exit_2(run_cli, mlp_path, tmp_path, args, message):
+    out = tmp_path / "curves.json"
+    code, _, stderr = run_cli("ablate", str(mlp_path), "--out", str(out), *args)
+    assert code == 2
+    assert message in stderr and len(stderr.strip().splitlines()) == 1
+    assert not out.exists()

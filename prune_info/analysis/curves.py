@@ -34,6 +34,19 @@ reference for tests and benchmarks. (Row results of CPU matrix products do not d
 rows are computed together once there are more than a dozen; below that BLAS switches kernels, so
 small recomputations are padded.)
 
+Points of a curve
+-----------------
+Every ``k`` is cheap on an MLP layer (the prefix path), but on a convolutional layer each
+distinct ``(ordering, k)`` is one pass of the rest of the network over the test set: a 512-channel
+ResNet layer with 3 orderings is 1,500 of them. ``at_k`` (in every curve function) computes the
+curves at some ``k`` only, e.g. ``spaced_ks(n, 33)``; the batched path then builds masks for those
+``k`` only, the prefix path still runs its one running sum and keeps those columns. The counts at
+those ``k`` are exactly the full curve's. :class:`CurveSet` records the ``k`` of such scopes in
+``at_k`` (absent for full curves, so their JSON is unchanged), and :meth:`CurveSet.counts_at` reads
+a curve at the computed ``k`` nearest to a given one. ``prune-info ablate`` computes
+:data:`DEFAULT_STEPS` points on scopes wider than :data:`SPARSE_ABOVE` units (:func:`default_at_k`)
+and every ``k`` on smaller ones; the library computes every ``k`` unless asked.
+
 Whole-network curves (:func:`network_curves`) rank the units of several layers together; the
 network is cut at every one of those layers and each chunk of masks is applied layer after layer
 (the ``batched`` path).
@@ -67,6 +80,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -82,9 +96,10 @@ from prune_info.errors import PruneInfoError
 from prune_info.nn import LayerInfo, count_correct, resolve_layers
 
 __all__ = [
-    "ABLATE_TO", "CurveSet", "METHODS", "ORDERS", "check_order", "compute_curves",
-    "layerwise_curve", "layerwise_curves", "naive_curves", "network_curves", "network_orders",
-    "random_orders", "unit_means",
+    "ABLATE_TO", "CurveSet", "DEFAULT_STEPS", "METHODS", "ORDERS", "SPARSE_ABOVE", "check_at_k",
+    "check_order", "compute_curves", "default_at_k", "layerwise_curve", "layerwise_curves",
+    "naive_curves", "nearest_k", "network_curves", "network_orders", "random_orders",
+    "spaced_ks", "unit_means",
 ]
 
 #: What an ablated unit's output is replaced by.
@@ -104,6 +119,11 @@ _MIN_ROWS = 16
 _PREFIX_CHUNK_BYTES = 4 << 20
 #: Size of the batched path's chunks of masked activations.
 _BATCHED_CHUNK_BYTES = 16 << 20
+#: Points of a curve computed by default for scopes wider than :data:`SPARSE_ABOVE` units
+#: (``prune-info ablate``; see :func:`default_at_k`).
+DEFAULT_STEPS = 33
+#: Scopes of at most this many units get every ``k`` by default.
+SPARSE_ABOVE = 64
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,6 +181,107 @@ def _check_max_k(max_k: int | None, n_units: int, scope: str) -> int:
             f"k = {max_k} is beyond the {n_units} units of {scope}; choose k <= {n_units}"
         )
     return int(max_k)
+
+
+def spaced_ks(n_units: int, steps: int, scope: str | None = None,
+              what: str = "steps") -> list[int]:
+    """``steps`` evenly spaced ``k`` from 0 to ``n_units`` inclusive, rounded to unique ints.
+
+    ``steps`` must be 2 to ``n_units + 1`` (the spacing is then at least one unit, and rounding
+    half up keeps the points distinct).
+
+    Examples
+    --------
+    >>> spaced_ks(128, 5)
+    [0, 32, 64, 96, 128]
+    >>> spaced_ks(10, 4)
+    [0, 3, 7, 10]
+    """
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise PruneInfoError(f"{what} must be an integer, got {steps!r}")
+    of = f" of {scope}" if scope else ""
+    if steps < 2 or steps > n_units + 1:
+        raise PruneInfoError(
+            f"{what} = {steps}: choose 2 to {n_units + 1} points for the {n_units} units{of}")
+    ks = {int(math.floor(i * n_units / (steps - 1) + 0.5)) for i in range(int(steps))}
+    return sorted(ks)
+
+
+def default_at_k(n_units: int) -> list[int] | None:
+    """The points computed by default: every ``k`` (None) up to :data:`SPARSE_ABOVE` units,
+    else :data:`DEFAULT_STEPS` evenly spaced ones.
+
+    Examples
+    --------
+    >>> default_at_k(32) is None, len(default_at_k(512))
+    (True, 33)
+    """
+    return spaced_ks(n_units, DEFAULT_STEPS) if n_units > SPARSE_ABOVE else None
+
+
+def check_at_k(at_k: Sequence[int] | Tensor | None, n_units: int, scope: str = "the layer",
+               what: str = "at_k") -> list[int] | None:
+    """Validate the points of a curve: ints in ``0..n_units``, sorted, unique, at least 2.
+
+    Returns them as a list, or None (every ``k``) when ``at_k`` is None or lists every ``k``.
+    """
+    if at_k is None:
+        return None
+    if isinstance(at_k, Tensor):
+        if at_k.dtype.is_floating_point or at_k.dtype == torch.bool:
+            raise PruneInfoError(f"{what} must hold integer k values, got {at_k.dtype}")
+        values = [int(v) for v in at_k.flatten().tolist()]
+    else:
+        if isinstance(at_k, (str, bytes)):
+            raise PruneInfoError(f"{what} must be a sequence of integers, got {at_k!r}")
+        values = []
+        for v in at_k:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise PruneInfoError(f"{what} must hold integer k values, got {v!r}")
+            values.append(int(v))
+    if len(values) < 2:
+        raise PruneInfoError(f"{what} needs at least 2 values of k, got {len(values)}")
+    bad = [v for v in values if v < 0 or v > n_units]
+    if bad:
+        raise PruneInfoError(f"{what}: k = {bad[0]} is outside 0..{n_units} (the units of "
+                             f"{scope})")
+    if any(b <= a for a, b in zip(values[:-1], values[1:])):
+        raise PruneInfoError(f"{what} must be sorted and without repeats, got {values}")
+    if values == list(range(n_units + 1)):
+        return None
+    return values
+
+
+def nearest_k(ks: Sequence[int], k: int) -> int:
+    """Index in ``ks`` (the computed points, sorted) of the one nearest ``k``; ties: the lower.
+
+    Examples
+    --------
+    >>> nearest_k([0, 4, 8, 12], 6), nearest_k([0, 4, 8, 12], 7), nearest_k(range(9), 5)
+    (1, 2, 5)
+    """
+    values = list(ks)
+    if not values:
+        raise PruneInfoError("no computed k to choose from")
+    return min(range(len(values)), key=lambda i: (abs(values[i] - k), values[i]))
+
+
+def _points(at_k: Sequence[int] | Tensor | None, max_k: int | None, n_units: int,
+            scope: str) -> tuple[Tensor, bool]:
+    """The k values to compute (int64) and whether they are sparse (not every k)."""
+    if at_k is not None and max_k is not None:
+        raise PruneInfoError("give either `max_k` or `at_k`, not both")
+    ks = check_at_k(at_k, n_units, scope)
+    if ks is None:
+        top = _check_max_k(max_k, n_units, scope)
+        return torch.arange(top + 1), False
+    return torch.tensor(ks, dtype=torch.int64), True
+
+
+def _bar(total: int, desc: str, progress: bool, unit: str = "pass"):
+    """A tqdm bar with an ETA on stderr (a no-op when ``progress`` is false)."""
+    return tqdm(total=total, desc=desc, unit=unit, disable=not progress, leave=False,
+                file=sys.stderr, dynamic_ncols=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,10 +459,14 @@ def _masked_counts(
     device: torch.device | str = "cpu",
     batch_size: int = DEFAULT_BATCH_SIZE,
     memory_mb: float = DEFAULT_MEMORY_MB,
+    progress: bool = False,
+    desc: str = "ablate",
 ) -> Tensor:
     """Correct test samples for every row of ``ablated`` (bool ``[M, sum of units]``), int64 [M].
 
-    Columns of ``ablated`` are the units of ``infos`` concatenated in model order.
+    Columns of ``ablated`` are the units of ``infos`` concatenated in model order. Only the
+    distinct rows are computed; ``progress`` shows a bar over their masked forward passes (one
+    per distinct row and batch of test samples).
     """
     device = torch.device(device)
     points = [info.output_module for info in infos]
@@ -349,7 +474,7 @@ def _masked_counts(
     segments = _segments(model, points)
     if segments is None:
         counts = _naive_counts(model, split, infos, unique, fills, device=device,
-                               batch_size=batch_size)
+                               batch_size=batch_size, progress=progress, desc=desc)
         return counts[inverse]
     offsets = np.cumsum([0, *[info.n_units for info in infos]]).tolist()
     counts = torch.zeros(unique.shape[0], dtype=torch.int64)
@@ -358,6 +483,8 @@ def _masked_counts(
         batch = min(batch_size, len(split))
         chunk = _rows_per_chunk(model, split.x[:1].to(device), points[0], batch, memory_mb)
         chunk = max(chunk, math.ceil(_MIN_ROWS / max(batch, 1)))
+        n_batches = math.ceil(len(split) / batch_size)
+        bar = _bar(unique.shape[0] * n_batches, desc, progress)
         for start in range(0, len(split), batch_size):
             xb = split.x[start : start + batch_size].to(device)
             yb = split.y[start : start + batch_size].to(device)
@@ -372,6 +499,8 @@ def _masked_counts(
                     h = out.view(rows.shape[0], -1, *out.shape[1:])
                 correct = (h.argmax(-1) == yb).sum(1)
                 counts[r0 : r0 + rows.shape[0]] += correct.cpu()
+                bar.update(rows.shape[0])
+        bar.close()
     return counts[inverse]
 
 
@@ -385,6 +514,8 @@ def _naive_counts(
     *,
     device: torch.device | str = "cpu",
     batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = False,
+    desc: str = "ablate",
 ) -> Tensor:
     """The reference: one full masked forward pass over the test set per row of ``ablated``."""
     device = torch.device(device)
@@ -400,10 +531,11 @@ def _naive_counts(
 
     counts = torch.zeros(ablated.shape[0], dtype=torch.int64)
     model.to(device)
-    with unit_hooks(model, infos, mask):
+    with unit_hooks(model, infos, mask), _bar(ablated.shape[0], desc, progress) as bar:
         for i in range(ablated.shape[0]):
             current["rows"] = ablated[i : i + 1].to(device)
             counts[i] = count_correct(model, split, batch_size=batch_size, device=device)
+            bar.update(1)
     return counts
 
 
@@ -511,6 +643,8 @@ def _prefix_sum_counts(
     device: torch.device,
     batch_size: int,
     memory_mb: float,
+    progress: bool = False,
+    desc: str = "ablate",
 ) -> tuple[Tensor, int]:
     """Layer-wise counts by prefix sums of outgoing contributions, verified per prediction.
 
@@ -546,6 +680,7 @@ def _prefix_sum_counts(
     sub = int(min(_PREFIX_CHUNK_BYTES, memory_mb * 2**20 / 8) // per_sample)
     sub = max(1, min(batch_size, sub))
     orders_dev = orders[:, :max_k].to(device)
+    bar = _bar(n_orders * len(split), desc, progress, unit="curve-sample")
     for start in range(0, len(split), batch_size):
         xb = split.x[start : start + batch_size].to(device)
         yb = split.y[start : start + batch_size].to(device)
@@ -580,6 +715,8 @@ def _prefix_sum_counts(
                     rechecked += int(where.numel())
                 hits = (pred.view(rows, max_k + 1) == yb[s0:s1, None]).sum(0)
                 counts[r] += hits.cpu()
+                bar.update(rows)
+    bar.close()
     return counts, rechecked
 
 
@@ -612,13 +749,13 @@ def _exact_rows(plan: _PrefixPlan, h: Tensor, where: Tensor, order: Tensor, max_
     return out
 
 
-def _prefix_masks(orders: Tensor, max_k: int) -> Tensor:
-    """Bool ``[R * (max_k + 1), n]``: row ``r * (max_k + 1) + k`` ablates ``orders[r, :k]``."""
+def _prefix_masks(orders: Tensor, ks: Tensor) -> Tensor:
+    """Bool ``[R * K, n]`` for the ``K`` values ``ks``: row ``r * K + i`` ablates
+    ``orders[r, :ks[i]]``. Only the requested ``k`` are built."""
     n_orders, n = orders.shape
     position = torch.empty_like(orders)
     position.scatter_(1, orders, torch.arange(n).expand(n_orders, n).contiguous())
-    ks = torch.arange(max_k + 1)
-    return (position[:, None, :] < ks[None, :, None]).reshape(n_orders * (max_k + 1), n)
+    return (position[:, None, :] < ks[None, :, None]).reshape(n_orders * ks.numel(), n)
 
 
 def _check_split(split: Split) -> Split:
@@ -643,6 +780,8 @@ def layerwise_curves(
     memory_mb: float = DEFAULT_MEMORY_MB,
     method: str = "auto",
     info: dict | None = None,
+    at_k: Sequence[int] | Tensor | None = None,
+    progress: bool = False,
 ) -> Tensor:
     """Cumulative ablation curves of one layer for several orderings at once.
 
@@ -661,7 +800,7 @@ def layerwise_curves(
     means : Tensor or dict, optional
         Training-set means (from :func:`unit_means`); needed for ``ablate_to="mean"``.
     max_k : int, optional
-        Largest number of ablated units (default ``n``).
+        Largest number of ablated units (default ``n``); every ``k`` up to it is computed.
     device : str or torch.device
     batch_size : int
         Test samples per forward pass.
@@ -677,16 +816,26 @@ def layerwise_curves(
     info : dict, optional
         Filled with ``method`` (the one used) and ``rechecked`` (predictions recomputed by the
         prefix path).
+    at_k : sequence of int, optional
+        Compute only these points of the curves: ``k`` values in ``0..n``, sorted, unique, at
+        least 2 (e.g. :func:`spaced_ks`); not with ``max_k``. The batched path builds masks for
+        these ``k`` only; the prefix path computes every ``k`` up to the largest (one running
+        sum) and keeps these. The counts are those of the full curves at these ``k``.
+    progress : bool
+        A tqdm bar with an ETA over the masked forward passes, on stderr.
 
     Returns
     -------
     Tensor
-        int64 ``[R, max_k + 1]``: correct samples after ablating the first ``k`` units.
+        int64 ``[R, max_k + 1]`` (or ``[R, len(at_k)]``): correct samples after ablating the
+        first ``k`` units.
     """
     (layer_info,) = resolve_layers(model, [layer])
     split = _check_split(split)
     orders = check_order(orders, layer_info.n_units)
-    max_k = _check_max_k(max_k, layer_info.n_units, layer_info.name)
+    ks, _ = _points(at_k, max_k, layer_info.n_units, layer_info.name)
+    max_k = int(ks[-1])
+    desc = f"ablate {layer_info.name}"
     fill = _fill_for(layer_info, ablate_to, means)
     if method not in METHODS:
         raise PruneInfoError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -702,16 +851,18 @@ def layerwise_curves(
         with _eval_mode(model):
             counts, rechecked = _prefix_sum_counts(plan, split, orders, max_k, fill,
                                                    device=device, batch_size=batch_size,
-                                                   memory_mb=memory_mb)
+                                                   memory_mb=memory_mb, progress=progress,
+                                                   desc=desc)
         if info is not None:
             info.update(method="prefix", rechecked=rechecked)
-        return counts
-    masks = _prefix_masks(orders, max_k)
+        return counts if ks.numel() == max_k + 1 else counts[:, ks].contiguous()
+    masks = _prefix_masks(orders, ks)
     counts = _masked_counts(model, split, [layer_info], masks, [fill], device=device,
-                            batch_size=batch_size, memory_mb=memory_mb)
+                            batch_size=batch_size, memory_mb=memory_mb, progress=progress,
+                            desc=desc)
     if info is not None:
         info.update(method="batched", rechecked=0)
-    return counts.view(orders.shape[0], max_k + 1)
+    return counts.view(orders.shape[0], ks.numel())
 
 
 def layerwise_curve(
@@ -764,6 +915,8 @@ def network_curves(
     device: torch.device | str = "cpu",
     batch_size: int = DEFAULT_BATCH_SIZE,
     memory_mb: float = DEFAULT_MEMORY_MB,
+    at_k: Sequence[int] | Tensor | None = None,
+    progress: bool = False,
 ) -> Tensor:
     """Whole-network cumulative ablation: units of several layers ranked together.
 
@@ -777,24 +930,26 @@ def network_curves(
     split : Split
     layers : list of str, optional
         Layers taking part (all prunable layers by default).
-    ablate_to, means, max_k, device, batch_size, memory_mb
-        As in :func:`layerwise_curves`; ``means`` is a dict ``{layer: tensor}``.
+    ablate_to, means, max_k, device, batch_size, memory_mb, at_k, progress
+        As in :func:`layerwise_curves`; ``means`` is a dict ``{layer: tensor}``; ``at_k``
+        counts global units (``0..n_total``), masks are built for those ``k`` only.
 
     Returns
     -------
     Tensor
-        int64 ``[R, max_k + 1]``.
+        int64 ``[R, max_k + 1]`` (or ``[R, len(at_k)]``).
     """
     infos = resolve_layers(model, layers, order="model")
     split = _check_split(split)
     total = sum(info.n_units for info in infos)
     orders = check_order(orders, total)
-    max_k = _check_max_k(max_k, total, "the network's " + "+".join(i.name for i in infos))
+    ks, _ = _points(at_k, max_k, total, "the network's " + "+".join(i.name for i in infos))
     fills = [_fill_for(info, ablate_to, means) for info in infos]
-    masks = _prefix_masks(orders, max_k)
+    masks = _prefix_masks(orders, ks)
     counts = _masked_counts(model, split, infos, masks, fills, device=device,
-                            batch_size=batch_size, memory_mb=memory_mb)
-    return counts.view(orders.shape[0], max_k + 1)
+                            batch_size=batch_size, memory_mb=memory_mb, progress=progress,
+                            desc="ablate network")
+    return counts.view(orders.shape[0], ks.numel())
 
 
 def naive_curves(
@@ -808,25 +963,28 @@ def naive_curves(
     max_k: int | None = None,
     device: torch.device | str = "cpu",
     batch_size: int = DEFAULT_BATCH_SIZE,
+    at_k: Sequence[int] | Tensor | None = None,
+    progress: bool = False,
 ) -> Tensor:
     """The reference loop: for every ordering and every ``k``, mask and run the whole network.
 
     ``layers`` is one layer (layer-wise) or several (whole-network, global unit indices as in
-    :func:`network_curves`). Slow by design: use it to check the batched functions.
+    :func:`network_curves`). ``at_k``: only these ``k`` (as in :func:`layerwise_curves`). Slow
+    by design: use it to check the batched functions. Returns int64 ``[R, K]``.
     """
     infos = resolve_layers(model, layers, order="model")
     split = _check_split(split)
     total = sum(info.n_units for info in infos)
     orders = check_order(orders, total)
-    max_k = _check_max_k(max_k, total, "+".join(i.name for i in infos))
+    ks, _ = _points(at_k, max_k, total, "+".join(i.name for i in infos))
     if len(infos) == 1 and not isinstance(means, Mapping) and means is not None:
         means = {infos[0].name: means}
     fills = [_fill_for(info, ablate_to, means) for info in infos]
-    masks = _prefix_masks(orders, max_k)
+    masks = _prefix_masks(orders, ks)
     with _eval_mode(model):
         counts = _naive_counts(model, split, infos, masks, fills, device=device,
-                               batch_size=batch_size)
-    return counts.view(orders.shape[0], max_k + 1)
+                               batch_size=batch_size, progress=progress, desc="naive ablation")
+    return counts.view(orders.shape[0], ks.numel())
 
 
 def network_orders(
@@ -862,8 +1020,12 @@ class CurveSet:
     units : dict of str to int
         Number of units of each scope (a layer name, or ``"network"``).
     counts : dict of str to dict of str to Tensor
-        ``counts[scope][label]`` is int64 ``[R, K + 1]``; labels are ``"<criterion>:<order>"``
-        (one row) or ``"random"`` (``R`` rows, one per repeat).
+        ``counts[scope][label]`` is int64 ``[R, K]``; labels are ``"<criterion>:<order>"``
+        (one row) or ``"random"`` (``R`` rows, one per repeat). Column ``i`` is ``k = i``
+        (every ``k``), or ``k = at_k[scope][i]`` for a scope computed at some points only.
+    at_k : dict of str to list of int
+        The ``k`` values of the scopes computed at some points only (none for full curves; the
+        JSON of full curves has no ``at_k``). :meth:`ks` gives every scope's ``k`` values.
     """
 
     mode: str
@@ -871,14 +1033,33 @@ class CurveSet:
     n_samples: int
     units: dict[str, int] = field(default_factory=dict)
     counts: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+    at_k: dict[str, list[int]] = field(default_factory=dict)
 
     def accuracy(self, scope: str, label: str) -> Tensor:
-        """Accuracy (fraction) ``[R, K + 1]`` of one curve family."""
+        """Accuracy (fraction) ``[R, K]`` of one curve family."""
         return self.counts[scope][label].double() / self.n_samples
 
+    def ks(self, scope: str) -> list[int]:
+        """The ``k`` of each column of the counts of ``scope``."""
+        if scope in self.at_k:
+            return list(self.at_k[scope])
+        first = next(iter(self.counts[scope].values()), None)
+        width = int(first.shape[1]) if first is not None else self.units[scope] + 1
+        return list(range(width))
+
+    def nearest(self, scope: str, k: int) -> int:
+        """The computed ``k`` of ``scope`` nearest to ``k`` (ties: the lower)."""
+        ks = self.ks(scope)
+        return ks[nearest_k(ks, k)]
+
+    def counts_at(self, scope: str, label: str, k: int) -> Tensor:
+        """Correct counts ``[R]`` at the computed ``k`` nearest to ``k`` (see :meth:`nearest`);
+        e.g. "accuracy at half the units" is ``counts_at(scope, label, units // 2)``."""
+        return self.counts[scope][label][:, nearest_k(self.ks(scope), k)]
+
     def to_dict(self) -> dict:
-        """Plain lists (JSON-ready)."""
-        return {
+        """Plain lists (JSON-ready); ``at_k`` only when some scope has it."""
+        out = {
             "mode": self.mode,
             "ablate_to": self.ablate_to,
             "n_samples": self.n_samples,
@@ -886,6 +1067,9 @@ class CurveSet:
             "counts": {scope: {label: c.tolist() for label, c in by_label.items()}
                        for scope, by_label in self.counts.items()},
         }
+        if self.at_k:
+            out["at_k"] = {scope: [int(k) for k in ks] for scope, ks in self.at_k.items()}
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping) -> CurveSet:
@@ -895,6 +1079,7 @@ class CurveSet:
             counts={scope: {label: torch.tensor(c, dtype=torch.int64)
                             for label, c in by_label.items()}
                     for scope, by_label in data["counts"].items()},
+            at_k={scope: [int(k) for k in ks] for scope, ks in data.get("at_k", {}).items()},
         )
 
 
@@ -914,6 +1099,7 @@ def compute_curves(
     device: torch.device | str = "cpu",
     memory_mb: float = DEFAULT_MEMORY_MB,
     progress: bool = False,
+    at_k: Sequence[int] | Mapping[str, Sequence[int] | None] | None = None,
 ) -> CurveSet:
     """Every curve of one model: each criterion in each order, plus seeded random orderings.
 
@@ -938,7 +1124,13 @@ def compute_curves(
     ablate_to, means, max_k, device, memory_mb
         See :func:`layerwise_curves`.
     progress : bool
-        A tqdm bar over the layers on stderr.
+        tqdm bars on stderr: over the layers, and with an ETA over each scope's masked forward
+        passes.
+    at_k : sequence of int, or dict of str to sequence of int, optional
+        Compute the curves at these ``k`` only (see :func:`layerwise_curves`): one list for
+        every scope, or ``{scope: list or None}`` (a scope absent or None: every ``k``; scopes
+        are layer names, or ``"network"``). :func:`default_at_k` and :func:`spaced_ks` build
+        them. Sparse scopes are listed in :attr:`CurveSet.at_k`.
 
     Returns
     -------
@@ -963,6 +1155,18 @@ def compute_curves(
         scopes = [(info.name, [info]) for info in infos]
     else:
         scopes = [("network", infos)]
+    points: dict[str, list[int] | None] = {}
+    for scope, members in scopes:  # all checked before any curve is computed
+        wanted = at_k.get(scope) if isinstance(at_k, Mapping) else at_k
+        n = sum(info.n_units for info in members)
+        points[scope] = check_at_k(wanted, n, scope)
+        if points[scope] is not None and max_k is not None:
+            raise PruneInfoError("give either `max_k` or `at_k`, not both")
+    if isinstance(at_k, Mapping):
+        unknown = [scope for scope in at_k if scope not in points]
+        if unknown:
+            raise PruneInfoError(f"`at_k` names {unknown[0]!r}, which is not a scope of these "
+                                 f"curves ({', '.join(points)})")
 
     bar = tqdm(scopes, desc=f"ablate ({mode})", unit="layer" if mode == "layerwise" else "net",
                disable=not progress, leave=False)
@@ -986,12 +1190,15 @@ def compute_curves(
         if mode == "layerwise":
             curves = layerwise_curves(model, scope, all_orders, split, ablate_to=ablate_to,
                                       means=means, max_k=max_k, device=device,
-                                      memory_mb=memory_mb)
+                                      memory_mb=memory_mb, at_k=points[scope],
+                                      progress=progress)
         else:
             curves = network_curves(model, all_orders, split, layers=[i.name for i in members],
                                     ablate_to=ablate_to, means=means, max_k=max_k, device=device,
-                                    memory_mb=memory_mb)
+                                    memory_mb=memory_mb, at_k=points[scope], progress=progress)
         result.units[scope] = n
+        if points[scope] is not None:
+            result.at_k[scope] = list(points[scope] or ())
         result.counts[scope] = {label: curves[i : i + 1] for i, label in enumerate(labels)}
         if random:
             result.counts[scope]["random"] = curves[len(labels):]

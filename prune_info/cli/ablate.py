@@ -7,7 +7,17 @@ from pathlib import Path
 import click
 
 from prune_info._torch import resolve_device
-from prune_info.analysis.curves import ORDERS, compute_curves, unit_means
+from prune_info.analysis.curves import (
+    DEFAULT_STEPS,
+    ORDERS,
+    SPARSE_ABOVE,
+    check_at_k,
+    compute_curves,
+    default_at_k,
+    nearest_k,
+    spaced_ks,
+    unit_means,
+)
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
     check_output,
@@ -23,6 +33,7 @@ from prune_info.cli.common import (
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import parse_criteria
+from prune_info.data import Split
 from prune_info.errors import PruneInfoError
 from prune_info.io import write_json
 from prune_info.nn import resolve_layers
@@ -74,6 +85,14 @@ def modes_from_flags(layerwise: bool, whole_network: bool) -> list[str]:
                                       "training-set mean.")
 @click.option("--at", "at_text", default=None, metavar="K[,K...]",
               help="Report the gap to random ablation at K ablated units.")
+@click.option("--steps", type=int, default=None, metavar="N",
+              help=f"Compute each curve at N evenly spaced k from 0 to n (default: "
+                   f"{DEFAULT_STEPS} on scopes wider than {SPARSE_ABOVE} units, every k "
+                   "otherwise).")
+@click.option("--at-k", "at_k_text", default=None, metavar="K,K[,K...]",
+              help="Compute each curve at these k only (sorted, at least two).")
+@click.option("--max-samples", type=int, default=None, metavar="M",
+              help="Count correct predictions on the first M test samples only.")
 @click.option("--bins", type=int, default=2, show_default=True,
               help="Quantisation bins of the information criteria.")
 @seed_option
@@ -85,18 +104,22 @@ def modes_from_flags(layerwise: bool, whole_network: bool) -> list[str]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @json_option
 def ablate(ckpt, data_name, data_dir, criteria, orders, n_random, layerwise, whole_network,
-           layers, ablate_to, at_text, bins, seed, device, out, plot, quiet, as_json):
+           layers, ablate_to, at_text, steps, at_k_text, max_samples, bins, seed, device, out,
+           plot, quiet, as_json):
     """Accuracy after cumulatively ablating units ranked by information measures.
 
     Units are ranked on the validation set; the accuracy on the test set is measured after
     ablating the k lowest- (or highest-) ranked units, for every k, within each layer or
-    across the whole network, next to random orderings.
+    across the whole network, next to random orderings. On scopes wider than 64 units (a
+    convolutional layer: one pass of the rest of the network per ordering and k) the curves are
+    computed at 33 evenly spaced k by default; --steps and --at-k choose the points.
 
     \b
     Examples:
       prune-info ablate model.pt --criteria mi,kl,entropy --order low,high --random 20 \\
           --out curves.json --plot curves.png
       prune-info ablate model.pt --whole-network --ablate-to mean --at 80
+      prune-info ablate resnet.pt --layers layer2.1.conv1 --steps 17 --max-samples 2000
     """
     names = parse_criteria(criteria) if criteria.strip() else []
     order_list = parse_names(orders, "--order", ORDERS)
@@ -107,6 +130,11 @@ def ablate(ckpt, data_name, data_dir, criteria, orders, n_random, layerwise, who
                              "--random R")
     if not names and n_random == 0:
         raise PruneInfoError("nothing to ablate: give --criteria or --random R")
+    if steps is not None and at_k_text is not None:
+        raise PruneInfoError("--steps and --at-k both choose the points; give one of them")
+    at_k_list = parse_int_list(at_k_text, "--at-k", 0) if at_k_text is not None else None
+    if max_samples is not None and max_samples < 1:
+        raise PruneInfoError(f"--max-samples must be at least 1, got {max_samples}")
     inputs = [ckpt.source] if ckpt.source else []
     outputs = [p for p in (out, plot) if p is not None]
     if plot is not None:
@@ -128,8 +156,12 @@ def ablate(ckpt, data_name, data_dir, criteria, orders, n_random, layerwise, who
             if k > n:
                 raise PruneInfoError(f"--at {k} is beyond the {n} units of {scope}; choose "
                                      f"k <= {n}")
+    points = {scope: _points(n, scope, steps, at_k_list) for scope, n in scopes.items()}
 
     data = get_dataset(data_name, data_dir, ckpt)
+    test = data.test
+    if max_samples is not None and max_samples < len(test):
+        test = Split(test.x[:max_samples], test.y[:max_samples])
     scores = {}
     if names:
         scores = compute_scores(model, data.val, names, n_classes=data.n_classes,
@@ -139,11 +171,16 @@ def ablate(ckpt, data_name, data_dir, criteria, orders, n_random, layerwise, who
         if ablate_to == "mean" else None
     results = {}
     for mode in modes:
-        results[mode] = compute_curves(model, data.test, scores, orders=order_list,
+        mode_points = {scope: ks for scope, ks in points.items()
+                       if (scope == "network") == (mode == "network")}
+        results[mode] = compute_curves(model, test, scores, orders=order_list,
                                        random=n_random, seed=seed, mode=mode,
                                        layers=[i.name for i in infos], ablate_to=ablate_to,
-                                       means=means, device=dev, progress=not quiet)
+                                       means=means, device=dev, progress=not quiet,
+                                       at_k=mode_points)
     document = _document(ckpt, data, results, at, seed)
+    if test is not data.test:
+        document["max_samples"] = len(test)
     if plot is not None:
         _plot(results, plot, f"{ckpt.spec} on {data.name} test set, ablation to {ablate_to}")
     if out is not None:
@@ -156,6 +193,16 @@ def ablate(ckpt, data_name, data_dir, criteria, orders, n_random, layerwise, who
         click.echo(f"wrote {path}")
 
 
+def _points(n: int, scope: str, steps: int | None,
+            at_k: list[int] | None) -> list[int] | None:
+    """The k computed on one scope (None: every k): --at-k, --steps, or the default."""
+    if at_k is not None:
+        return check_at_k(at_k, n, scope, what="--at-k")
+    if steps is not None:
+        return check_at_k(spaced_ks(n, steps, scope, what="--steps"), n, scope)
+    return default_at_k(n)
+
+
 def _document(ckpt, data, results, at, seed) -> dict:
     doc = {"model": ckpt.source, "arch": ckpt.spec, "dataset": data.name, "split": "test",
            "seed": seed, "modes": {}}
@@ -163,6 +210,9 @@ def _document(ckpt, data, results, at, seed) -> dict:
         scopes = {}
         for scope, by_label in curves.counts.items():
             entry = {"units": curves.units[scope], "counts": {}, "accuracy": {}, "gaps": []}
+            ks = curves.ks(scope)
+            if scope in curves.at_k:
+                entry["at_k"] = ks
             for label, counts in by_label.items():
                 acc = counts.double() / curves.n_samples
                 entry["counts"][label] = counts.tolist()
@@ -174,12 +224,17 @@ def _document(ckpt, data, results, at, seed) -> dict:
                 for label in by_label:
                     if label == "random":
                         continue
-                    for k in at:
-                        gap = 100.0 * (entry["accuracy"][label]["mean"][k] - rnd[k])
-                        entry["gaps"].append({
-                            "label": label, "k": k, "gap": gap,
-                            "text": f"gap@{k} = {gap:.1f} points (one model: no p-value; "
-                                    "use prune-info study)"})
+                    for wanted in at:
+                        i = nearest_k(ks, wanted)
+                        k = ks[i]
+                        gap = 100.0 * (entry["accuracy"][label]["mean"][i] - rnd[i])
+                        near = "" if k == wanted else f", the computed k nearest {wanted}"
+                        row = {"label": label, "k": k, "gap": gap,
+                               "text": f"gap@{k} = {gap:.1f} points (one model: no p-value; "
+                                       f"use prune-info study{near})"}
+                        if k != wanted:
+                            row["requested_k"] = wanted
+                        entry["gaps"].append(row)
             scopes[scope] = entry
         doc["modes"][mode] = {"ablate_to": curves.ablate_to, "n_samples": curves.n_samples,
                               "scopes": scopes}
@@ -188,6 +243,7 @@ def _document(ckpt, data, results, at, seed) -> dict:
 
 def _plot(results, path, title) -> None:
     panels = {}
+    ks: dict[str, list[int] | None] = {}
     for mode, curves in results.items():
         for scope, by_label in curves.counts.items():
             name = f"{scope} ({curves.units[scope]} units)" if mode == "layerwise" else \
@@ -198,23 +254,27 @@ def _plot(results, path, title) -> None:
                 std = acc.std(0, ddof=1) if (label == "random" and acc.shape[0] > 1) else None
                 panel[label] = (acc.mean(0), std)
             panels[name] = panel
-    plot_ablation(panels, path, title=title)
+            ks[name] = curves.at_k.get(scope)
+    plot_ablation(panels, path, title=title, ks=ks)
 
 
 def _print_table(doc: dict) -> None:
-    click.echo(f"{doc['arch']} on {doc['dataset']} test set: accuracy [%] after ablating k "
-               "units")
+    first = f" (first {doc['max_samples']} samples)" if "max_samples" in doc else ""
+    click.echo(f"{doc['arch']} on {doc['dataset']} test set{first}: accuracy [%] after "
+               "ablating k units")
     for mode, block in doc["modes"].items():
         for scope, entry in block["scopes"].items():
             n = entry["units"]
-            ks = sorted({0, n // 4, n // 2, (3 * n) // 4, n} |
-                        {g["k"] for g in entry["gaps"]})
+            computed = entry.get("at_k", list(range(n + 1)))
+            wanted = {0, n // 4, n // 2, (3 * n) // 4, n} | {g["k"] for g in entry["gaps"]}
+            columns = sorted({nearest_k(computed, k) for k in wanted})
             name = scope if mode == "layerwise" else "whole network"
-            click.echo(f"{name} ({n} units, ablation to {block['ablate_to']})")
+            points = f", {len(computed)} points" if "at_k" in entry else ""
+            click.echo(f"{name} ({n} units, ablation to {block['ablate_to']}{points})")
             width = max(len(label) for label in entry["accuracy"])
-            click.echo("  " + "k".ljust(width) + "".join(f"{k:>8}" for k in ks))
+            click.echo("  " + "k".ljust(width) + "".join(f"{computed[i]:>8}" for i in columns))
             for label, acc in entry["accuracy"].items():
-                cells = "".join(f"{100 * acc['mean'][k]:8.1f}" for k in ks)
+                cells = "".join(f"{100 * acc['mean'][i]:8.1f}" for i in columns)
                 click.echo(f"  {label:<{width}}{cells}")
             for gap in entry["gaps"]:
                 click.echo(f"  {gap['label']}: {gap['text']}")
