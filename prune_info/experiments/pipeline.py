@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prune_info.analysis.curves import compute_curves
+from prune_info.analysis.curves import compute_curves, default_at_k
 from prune_info.analysis.oinfo import layer_oinfo, results_to_dict
 from prune_info.checkpoint import load_checkpoint, save_checkpoint
 from prune_info.criteria.options import ScoreOptions
@@ -261,16 +261,19 @@ def _stage_ablate(ctx: Context) -> dict:
     o = ctx.options
     ckpt = ctx.load("model.pt")
     scores = {o.criterion: _read_scores(ctx.path("scores.json"), o.criterion)}
-    curves = compute_curves(ckpt.model, ctx.data.test, scores, random=o.random, seed=o.seed)
+    # wide layers (CNN channels) get evenly spaced points, as `prune-info ablate` does
+    at_k = {layer.name: default_at_k(layer.n_units) for layer in ckpt.layers}
+    curves = compute_curves(ckpt.model, ctx.data.test, scores, random=o.random, seed=o.seed,
+                            at_k=at_k, progress=o.progress)
     document = curves.to_dict()
     plot_curves(document, ctx.path("curves.png"),
                 title=f"cumulative ablation by {o.criterion} ({ctx.data.name}, test)")
     write_json(document, ctx.path("curves.json"), "prune-info-curves")
     summary = {}
-    for scope, by_label in document["counts"].items():
-        half = document["units"][scope] // 2
-        summary[scope] = {label: float(np.mean([r[half] for r in rows])) / curves.n_samples
-                          for label, rows in by_label.items()}
+    for scope, by_label in curves.counts.items():
+        half = curves.units[scope] // 2  # the nearest computed point on a sparse curve
+        summary[scope] = {label: float(np.mean(curves.counts_at(scope, label, half).tolist()))
+                          / curves.n_samples for label in by_label}
     return {"accuracy_at_half": summary}
 
 
