@@ -33,6 +33,18 @@ def json_option(f: Callable) -> Callable:
                         help="Print machine-readable JSON instead of the table.")(f)
 
 
+def model_kwargs_option(f: Callable) -> Callable:
+    return click.option("--model-kwargs", "model_kwargs", default=None, metavar="K=V,...",
+                        help="Keyword arguments of the --model factory, e.g. "
+                             "num_classes=10,in_chans=1.")(f)
+
+
+def input_shape_option(f: Callable) -> Callable:
+    return click.option("--input-shape", "input_shape", default=None, metavar="C,H,W",
+                        help="Input shape the model expects; the data are adapted to it "
+                             "(channel repeat, bilinear resize), e.g. 3,32,32.")(f)
+
+
 def data_options(f: Callable) -> Callable:
     """``--data`` (default: the checkpoint's dataset) and ``--data-dir``."""
     f = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
@@ -48,11 +60,8 @@ def model_options(f: Callable) -> Callable:
     f = click.option("--trust-pickle", is_flag=True,
                      help="Allow loading a whole pickled nn.Module (runs code from the file).")(f)
     f = allow_nonfinite_option(f)
-    f = click.option("--input-shape", "input_shape", default=None, metavar="C,H,W",
-                     help="Input shape the model expects; the data are adapted to it (channel "
-                          "repeat, bilinear resize).")(f)
-    f = click.option("--model-kwargs", "model_kwargs", default=None, metavar="K=V,...",
-                     help="Keyword arguments of the --model factory, e.g. num_classes=10.")(f)
+    f = input_shape_option(f)
+    f = model_kwargs_option(f)
     f = click.option("--model", "factory", default=None, metavar="PKG.MODULE:FN|timm:NAME",
                      help="Function building your nn.Module (torchvision.models:resnet18, "
                           "timm:vit_tiny_patch16_224), for a plain state_dict.")(f)

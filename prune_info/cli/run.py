@@ -7,7 +7,13 @@ from pathlib import Path
 import click
 
 from prune_info.cli.app import cli
-from prune_info.cli.common import parse_int_list, parse_shape, seed_option
+from prune_info.cli.common import (
+    input_shape_option,
+    model_kwargs_option,
+    parse_int_list,
+    parse_shape,
+    seed_option,
+)
 from prune_info.data import DATASETS
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.pipeline import RunOptions, run_pipeline
@@ -24,11 +30,8 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS, is_factory_spec, parse_mod
 @click.option("--model", "model_path", default=None, metavar="FILE|PKG.MOD:FN|timm:NAME",
               help="Start from this trained prune-info checkpoint instead of training, or "
                    "train a model from this factory (torchvision.models:resnet18, timm:NAME).")
-@click.option("--model-kwargs", "model_kwargs", default=None, metavar="K=V,...",
-              help="Keyword arguments of a --model factory, e.g. num_classes=10.")
-@click.option("--input-shape", "input_shape", default=None, metavar="C,H,W",
-              help="Adapt the data to the factory model's input shape (channel repeat, "
-                   "resize).")
+@model_kwargs_option
+@input_shape_option
 @click.option("--act", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True)
 @click.option("--reg", type=click.Choice(REGULARISERS), default="l2", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True,

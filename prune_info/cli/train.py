@@ -14,7 +14,9 @@ from prune_info.cli.common import (
     allow_nonfinite_option,
     check_output,
     echo_json,
+    input_shape_option,
     model_command_args,
+    model_kwargs_option,
     parse_int_list,
     parse_shape,
     seed_option,
@@ -37,11 +39,8 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS, parse_model_kwargs
 @click.option("--model", "factory", default=None, metavar="PKG.MODULE:FN|timm:NAME",
               help="Train a model from a factory instead: torchvision.models:resnet18, "
                    "timm:vit_tiny_patch16_224, your_package.module:function.")
-@click.option("--model-kwargs", "model_kwargs", default=None, metavar="K=V,...",
-              help="Keyword arguments of --model, e.g. num_classes=10,in_chans=1.")
-@click.option("--input-shape", "input_shape", default=None, metavar="C,H,W",
-              help="Adapt the data to a model that expects this input shape (channel repeat, "
-                   "bilinear resize), e.g. 3,32,32.")
+@model_kwargs_option
+@input_shape_option
 @click.option("--act", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True)
 @click.option("--reg", type=click.Choice(REGULARISERS), default="l2", show_default=True,
               help="l2: weight decay 1e-4; dropout: rates of the first paper; bn-dropout: + BN.")
