@@ -43,7 +43,6 @@ weights load.
 from __future__ import annotations
 
 import copy
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -401,11 +400,17 @@ class _AblationCheck:
             got = model(self.x)
         finally:
             model.train(was_training)
-        options = [self.FILLS[:1] if self.layers[layer].act_module is not None else self.FILLS
-                   for layer in pending]
+        # A layer with an activation module is masked after it (0); one without is masked at
+        # its output, where 0 or a large negative value zeroes what follows. The members of a
+        # group share that, so two assignments are tried, not every combination (2**members
+        # forward passes on a ViT's residual stream).
+        free = any(self.layers[layer].act_module is None for layer in pending)
+        choices = self.FILLS if free else self.FILLS[:1]
         worst = float("inf")
         with unit_hooks(self.ref, list(self.layers.values()), self._mask):
-            for values in itertools.product(*options):
+            for fill in choices:
+                values = [0.0 if self.layers[layer].act_module is not None else fill
+                          for layer in pending]
                 for layer, value in zip(pending, values):
                     self.fill[layer] = (torch.as_tensor(list(pending[layer]), dtype=torch.long),
                                         value)

@@ -150,11 +150,12 @@ def test_prune_a_vit_removes_mlp_units_and_leaves_out_the_rest(vit, digits, tmp_
         assert pruned.get_submodule(f"blocks.{block}.mlp.fc1").out_features == 24
         assert pruned.get_submodule(f"blocks.{block}.mlp.fc2").in_features == 24
         assert pruned.get_submodule(f"blocks.{block}.attn.qkv").out_features == 144
-    # the residual stream and the attention qkv are left out, each with a note
+    # the attention qkv (heads) and the residual stream are left out, with a note each
     notes = [w for w in summary.warnings if w.startswith("left out")]
-    assert len(notes) == 3
-    assert notes[0].startswith("left out patch_embed.proj, blocks.0.attn.proj, blocks.0.mlp.fc2")
-    assert any("blocks.0.attn.qkv" in n for n in notes)
+    assert len(notes) == 2
+    assert notes[0].startswith("left out the attention projections blocks.0.attn.qkv, "
+                               "blocks.1.attn.qkv: their units are attention heads")
+    assert notes[1].startswith("left out patch_embed.proj, blocks.0.attn.proj, blocks.0.mlp.fc2")
     assert {row.name for row in summary.layers if row.ignored} == {
         "patch_embed.proj", "blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.0.mlp.fc2",
         "blocks.1.attn.qkv", "blocks.1.attn.proj", "blocks.1.mlp.fc2"}
@@ -212,5 +213,5 @@ def test_cli_scores_with_token_reduce_and_prunes_a_vit(run_cli, vit, tmp_path):
     assert code == 0, stderr
     doc = json.loads(stdout)
     assert doc["removed"].keys() == {"blocks.0.mlp.fc1", "blocks.1.mlp.fc1"}
-    assert sum(w.startswith("left out") for w in doc["warnings"]) == 3
+    assert sum(w.startswith("left out") for w in doc["warnings"]) == 2
     assert load_checkpoint(out).model.blocks[0].mlp.fc1.out_features == 24

@@ -420,6 +420,19 @@ def _transform_leaving_out(transform, model: nn.Module, plan: PrunePlan, example
             plan = PrunePlan.from_indices(remove, {k: plan.widths[k] for k in remove})
 
 
+def attention_projections(model: nn.Module, names: Sequence[str]) -> set[str]:
+    """Layers of ``names`` that sit directly in an attention module (one with ``num_heads``),
+    other than its output projection: their outputs are split into heads (``qkv``), which
+    torch-pruning removes only with the attention module's attributes updated."""
+    found = set()
+    for name in names:
+        parent_name, _, leaf = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        if isinstance(getattr(parent, "num_heads", None), int) and leaf != "proj":
+            found.add(name)
+    return found
+
+
 def match_layers(patterns: Sequence[str], names: Sequence[str], what: str) -> set[str]:
     """The layer names matched by names or glob patterns (``"layer4.*"``); each must match.
 
@@ -495,6 +508,8 @@ def prune_checkpoint(
     input_shape = _input_shape(ckpt, data)
     model = ckpt.model.eval()
     example = example_input(model, input_shape)
+    heads = attention_projections(model, [n for n in names if n not in ignored])
+    ignored |= heads
     all_groups = unit_groups(model, example, [n for n in names if n not in ignored])
     groups = [g for g in all_groups if not set(g.members) & ignored]
     # a layer coupled to an ignored one cannot lose channels either
@@ -521,6 +536,9 @@ def prune_checkpoint(
     scores = {root: reduce_group(member_scores, names, config.group_reduce)
               for root, names in members.items()}
     warnings: list[str] = []
+    if heads:
+        warnings.append(f"left out the attention projections {', '.join(sorted(heads))}: their "
+                        "units are attention heads, which are not removable yet")
     at_minimum: list[str] = []
     max_drop_report = None
     if config.allocation == "layerwise":
