@@ -336,6 +336,9 @@ def test_spaced_ks_and_the_default_points():
             assert ks == sorted(set(ks))
     assert default_at_k(64) is None and default_at_k(32) is None
     assert default_at_k(65) == spaced_ks(65, 33) and len(default_at_k(512)) == 33
+    # linear layers keep every k up to 256 units (the paper's MLPs), then 33 points too
+    assert default_at_k(100, "linear") is None and default_at_k(256, "linear") is None
+    assert len(default_at_k(768, "linear")) == 33
     with pytest.raises(PruneInfoError, match="choose 2 to 25 points for the 24 units of fc2"):
         spaced_ks(24, 26, "fc2")
     with pytest.raises(PruneInfoError, match="choose 2 to"):

@@ -163,11 +163,11 @@ def test_ablate_at_some_k_steps_and_max_samples(run_cli, mlp_path, tmp_path, dig
     assert "max_samples" not in doc
 
 
-def test_ablate_defaults_to_33_points_on_wide_layers_only(run_cli, digits, tmp_path):
+def test_ablate_defaults_to_33_points_on_wide_conv_layers_only(run_cli, digits, tmp_path):
     from prune_info.checkpoint import save_checkpoint
     from prune_info.training import TrainConfig, train_model
 
-    ckpt = train_model(digits, "64-80-20-10", "relu", "none", TrainConfig(epochs=1, seed=0),
+    ckpt = train_model(digits, "c80-f20", "relu", "none", TrainConfig(epochs=1, seed=0),
                        progress=False)
     path = tmp_path / "wide.pt"
     save_checkpoint(ckpt, path)
@@ -175,11 +175,11 @@ def test_ablate_defaults_to_33_points_on_wide_layers_only(run_cli, digits, tmp_p
                                    "--whole-network", "--layerwise", "--json", "--quiet")
     assert code == 0, stderr
     doc = json.loads(stdout)
+    conv1 = doc["modes"]["layerwise"]["scopes"]["conv1"]
+    assert len(conv1["at_k"]) == 33 and conv1["at_k"][-1] == 80
+    assert len(conv1["counts"]["random"][0]) == 33
     fc1 = doc["modes"]["layerwise"]["scopes"]["fc1"]
-    assert len(fc1["at_k"]) == 33 and fc1["at_k"][-1] == 80
-    assert len(fc1["counts"]["random"][0]) == 33
-    fc2 = doc["modes"]["layerwise"]["scopes"]["fc2"]
-    assert "at_k" not in fc2 and len(fc2["counts"]["random"][0]) == 21
+    assert "at_k" not in fc1 and len(fc1["counts"]["random"][0]) == 21
     net = doc["modes"]["network"]["scopes"]["network"]
     assert len(net["at_k"]) == 33 and net["at_k"][-1] == 100
 

@@ -44,8 +44,10 @@ curves at some ``k`` only, e.g. ``spaced_ks(n, 33)``; the batched path then buil
 those ``k`` are exactly the full curve's. :class:`CurveSet` records the ``k`` of such scopes in
 ``at_k`` (absent for full curves, so their JSON is unchanged), and :meth:`CurveSet.counts_at` reads
 a curve at the computed ``k`` nearest to a given one. ``prune-info ablate`` computes
-:data:`DEFAULT_STEPS` points on scopes wider than :data:`SPARSE_ABOVE` units (:func:`default_at_k`)
-and every ``k`` on smaller ones; the library computes every ``k`` unless asked.
+:data:`DEFAULT_STEPS` points on convolutional scopes wider than :data:`SPARSE_ABOVE` channels and
+on linear ones wider than :data:`LINEAR_SPARSE_ABOVE` units (:func:`default_at_k`), and every ``k``
+elsewhere, so the papers' 100-unit MLP layers keep their full curves; the library computes every
+``k`` unless asked.
 
 Whole-network curves (:func:`network_curves`) rank the units of several layers together; the
 network is cut at every one of those layers and each chunk of masks is applied layer after layer
@@ -96,7 +98,7 @@ from prune_info.errors import PruneInfoError
 from prune_info.nn import LayerInfo, count_correct, resolve_layers
 
 __all__ = [
-    "ABLATE_TO", "CurveSet", "DEFAULT_STEPS", "METHODS", "ORDERS", "SPARSE_ABOVE", "check_at_k",
+    "ABLATE_TO", "CurveSet", "DEFAULT_STEPS", "METHODS", "LINEAR_SPARSE_ABOVE", "ORDERS", "SPARSE_ABOVE", "check_at_k",
     "check_order", "compute_curves", "default_at_k", "layerwise_curve", "layerwise_curves",
     "naive_curves", "nearest_k", "network_curves", "network_orders", "random_orders",
     "spaced_ks", "unit_means",
@@ -122,8 +124,11 @@ _BATCHED_CHUNK_BYTES = 16 << 20
 #: Points of a curve computed by default for scopes wider than :data:`SPARSE_ABOVE` units
 #: (``prune-info ablate``; see :func:`default_at_k`).
 DEFAULT_STEPS = 33
-#: Scopes of at most this many units get every ``k`` by default.
+#: Convolutional scopes of at most this many channels get every ``k`` by default.
 SPARSE_ABOVE = 64
+#: Linear scopes of at most this many units get every ``k`` by default (the prefix path makes
+#: an MLP layer's full curve cheap; a transformer's 4x-wide token MLP is not).
+LINEAR_SPARSE_ABOVE = 256
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,16 +212,18 @@ def spaced_ks(n_units: int, steps: int, scope: str | None = None,
     return sorted(ks)
 
 
-def default_at_k(n_units: int) -> list[int] | None:
-    """The points computed by default: every ``k`` (None) up to :data:`SPARSE_ABOVE` units,
-    else :data:`DEFAULT_STEPS` evenly spaced ones.
+def default_at_k(n_units: int, kind: str = "conv") -> list[int] | None:
+    """The points computed by default: every ``k`` (None) up to :data:`SPARSE_ABOVE` channels
+    (``kind="conv"``) or :data:`LINEAR_SPARSE_ABOVE` units (``kind="linear"``), else
+    :data:`DEFAULT_STEPS` evenly spaced ones.
 
     Examples
     --------
-    >>> default_at_k(32) is None, len(default_at_k(512))
-    (True, 33)
+    >>> default_at_k(32) is None, len(default_at_k(512)), default_at_k(100, "linear") is None
+    (True, 33, True)
     """
-    return spaced_ks(n_units, DEFAULT_STEPS) if n_units > SPARSE_ABOVE else None
+    limit = LINEAR_SPARSE_ABOVE if kind == "linear" else SPARSE_ABOVE
+    return spaced_ks(n_units, DEFAULT_STEPS) if n_units > limit else None
 
 
 def check_at_k(at_k: Sequence[int] | Tensor | None, n_units: int, scope: str = "the layer",

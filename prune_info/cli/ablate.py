@@ -147,16 +147,20 @@ def ablate(ckpt, data_name, data_dir, criteria, orders, n_random, layerwise, who
     model = ckpt.model.to(dev).eval()
     infos = resolve_layers(model, parse_names(layers, "--layers") if layers else None)
     scopes = {}
+    kinds = {info.name: info.kind for info in infos}
     if "layerwise" in modes:
         scopes.update({info.name: info.n_units for info in infos})
     if "network" in modes:
         scopes["network"] = sum(info.n_units for info in infos)
+        kinds["network"] = ("linear" if all(k == "linear" for k in kinds.values())
+                            else "conv")
     for k in at:
         for scope, n in scopes.items():
             if k > n:
                 raise PruneInfoError(f"--at {k} is beyond the {n} units of {scope}; choose "
                                      f"k <= {n}")
-    points = {scope: _points(n, scope, steps, at_k_list) for scope, n in scopes.items()}
+    points = {scope: _points(n, scope, steps, at_k_list, kinds[scope])
+              for scope, n in scopes.items()}
 
     data = get_dataset(data_name, data_dir, ckpt)
     test = data.test
@@ -193,14 +197,14 @@ def ablate(ckpt, data_name, data_dir, criteria, orders, n_random, layerwise, who
         click.echo(f"wrote {path}")
 
 
-def _points(n: int, scope: str, steps: int | None,
-            at_k: list[int] | None) -> list[int] | None:
+def _points(n: int, scope: str, steps: int | None, at_k: list[int] | None,
+            kind: str) -> list[int] | None:
     """The k computed on one scope (None: every k): --at-k, --steps, or the default."""
     if at_k is not None:
         return check_at_k(at_k, n, scope, what="--at-k")
     if steps is not None:
         return check_at_k(spaced_ks(n, steps, scope, what="--steps"), n, scope)
-    return default_at_k(n)
+    return default_at_k(n, kind)
 
 
 def _document(ckpt, data, results, at, seed) -> dict:

@@ -262,7 +262,7 @@ def _stage_ablate(ctx: Context) -> dict:
     ckpt = ctx.load("model.pt")
     scores = {o.criterion: _read_scores(ctx.path("scores.json"), o.criterion)}
     # wide layers (CNN channels) get evenly spaced points, as `prune-info ablate` does
-    at_k = {layer.name: default_at_k(layer.n_units) for layer in ckpt.layers}
+    at_k = {layer.name: default_at_k(layer.n_units, layer.kind) for layer in ckpt.layers}
     curves = compute_curves(ckpt.model, ctx.data.test, scores, random=o.random, seed=o.seed,
                             at_k=at_k, progress=o.progress)
     document = curves.to_dict()
