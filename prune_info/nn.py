@@ -80,7 +80,6 @@ class LayerInfo:
 #: Activation modules :func:`prunable_layers` recognises after a layer.
 ACTIVATION_TYPES = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU,
                     nn.ReLU6)
-_ACT_TYPES = ACTIVATION_TYPES
 _NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
 
 
@@ -113,7 +112,7 @@ def prunable_layers(model: nn.Module) -> list[LayerInfo]:
                 continue  # not a sibling: another module's norm (a ViT block's norm1)
             if isinstance(m, _NORM_TYPES) and norm_name is None and act_name is None:
                 norm_name = n
-            elif isinstance(m, _ACT_TYPES):
+            elif isinstance(m, ACTIVATION_TYPES):
                 act_name, act = n, type(m).__name__.lower()
                 break
         is_conv = isinstance(module, nn.Conv2d)

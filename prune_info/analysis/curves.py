@@ -98,7 +98,8 @@ from prune_info.errors import PruneInfoError
 from prune_info.nn import LayerInfo, count_correct, resolve_layers
 
 __all__ = [
-    "ABLATE_TO", "CurveSet", "DEFAULT_STEPS", "METHODS", "LINEAR_SPARSE_ABOVE", "ORDERS", "SPARSE_ABOVE", "check_at_k",
+    "ABLATE_TO", "CurveSet", "DEFAULT_STEPS", "LINEAR_SPARSE_ABOVE", "METHODS", "ORDERS",
+    "SPARSE_ABOVE", "check_at_k",
     "check_order", "compute_curves", "default_at_k", "layerwise_curve", "layerwise_curves",
     "naive_curves", "nearest_k", "network_curves", "network_orders", "random_orders",
     "spaced_ks", "unit_means",
