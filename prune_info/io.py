@@ -132,8 +132,10 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
 
     Examples
     --------
-    >>> with atomic_write("out.txt") as tmp:          # doctest: +SKIP
-    ...     tmp.write_text("done")
+    >>> with atomic_write("out.txt") as tmp:
+    ...     _ = tmp.write_text("done")
+    >>> Path("out.txt").read_text(), [p.name for p in Path(".").iterdir()]
+    ('done', ['out.txt'])
     """
     target = Path(path)
     parent = check_writable(target)

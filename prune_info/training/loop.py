@@ -251,9 +251,9 @@ def train_model(
     --------
     >>> from prune_info.data import load_dataset
     >>> cfg = TrainConfig(epochs=2)
-    >>> ckpt = train_model(load_dataset("digits"), "64-32-10", config=cfg)  # doctest: +SKIP
-    >>> ckpt.spec, round(ckpt.metrics["test_acc"], 2)                    # doctest: +SKIP
-    ('64-32-10', 0.93)
+    >>> ckpt = train_model(load_dataset("digits"), "64-32-10", config=cfg, progress=False)
+    >>> ckpt.spec, ckpt.metrics["test_acc"] > 0.5, ckpt.init_state_dict is not None
+    ('64-32-10', True, True)
     """
     if (spec is None) == (factory is None):
         raise PruneInfoError("give exactly one of `spec` (an MLP/CNN spec) and `factory`")

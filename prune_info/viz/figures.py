@@ -128,7 +128,7 @@ def violin_plot(
     Examples
     --------
     >>> violin_plot({"mi": {"fc1": [0.1, 0.3, 0.2], "fc2": [0.5, 0.7, 0.9]}},
-    ...             "scores.png")  # doctest: +SKIP
+    ...             "scores.png")
     PosixPath('scores.png')
     """
     if not values or not any(values.values()):
