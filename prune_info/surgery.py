@@ -339,8 +339,9 @@ class _AblationCheck:
 
     FILLS = (0.0, -1e4)
 
-    def __init__(self, model: nn.Module, example_input: torch.Tensor):
+    def __init__(self, model: nn.Module, example_input: torch.Tensor, remove: bool = True):
         self.ref = copy.deepcopy(model).eval()
+        self.remove = remove
         gen = torch.Generator().manual_seed(0)
         shape = (8, *example_input.shape[1:])
         self.x = torch.randn(shape, generator=gen).to(example_input.device)
@@ -352,7 +353,9 @@ class _AblationCheck:
         self._kept_only = True  # LayerNorm references normalise over the kept units
 
     def _layer_norm_over_kept(self, layer: str, removed: Sequence[int]) -> None:
-        """Make the reference's LayerNorm after ``layer`` normalise over the kept units only."""
+        """Make the reference's LayerNorm after ``layer`` normalise over the kept units only
+        (removal), or over all units with the masked ones at zero (masking: the masked model's
+        LayerNorm still counts them)."""
         info = self.info.get(layer)
         if info is None or info.norm_module is None:
             return
@@ -361,10 +364,15 @@ class _AblationCheck:
             return
         gone = set(int(i) for i in removed)
         keep = torch.tensor([i for i in range(info.n_units) if i not in gone], dtype=torch.long)
+        gone_index = torch.tensor(sorted(gone), dtype=torch.long)
 
         def kept_only(module: nn.LayerNorm, args: tuple, out: torch.Tensor) -> torch.Tensor | None:
             if not self._kept_only:
                 return None
+            if not self.remove:  # masked units enter the statistics as zeros
+                x = args[0].index_fill(-1, gone_index.to(out.device), 0.0)
+                return torch.nn.functional.layer_norm(x, module.normalized_shape, module.weight,
+                                                      module.bias, module.eps)
             k = keep.to(out.device)
             weight = None if module.weight is None else module.weight[k]
             bias = None if module.bias is None else module.bias[k]
@@ -519,7 +527,7 @@ def _transform_layers(model: nn.Module, plan: PrunePlan, example_input: torch.Te
     model.eval()
     with torch.no_grad():
         reference_shape = model(example_input).shape
-    checker = _AblationCheck(model, example_input) if verify else None
+    checker = _AblationCheck(model, example_input, remove) if verify else None
     graph = _Graph(model, example_input)
     done: dict[str, list[int]] = {}
     try:
@@ -580,7 +588,8 @@ def mask_plan(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor, *,
               verify: bool = True, report: dict | None = None) -> nn.Module:
     """Zero the planned units of ``model`` (in place), keeping every shape.
 
-    The masked model computes exactly what the pruned model of :func:`apply_plan` computes: the
+    The masked model computes exactly what the pruned model of :func:`apply_plan` computes
+    (except after a LayerNorm over the units, which still counts the zeroed ones): the
     units' incoming weights, biases and BatchNorm scale and shift are zeroed, and so are the
     weights with which the next layers read them (for a CNN, the ``H × W`` inputs of the first
     fully-connected layer fed by a channel). There is no speed-up; retraining must re-apply the

@@ -157,3 +157,32 @@ def test_cli_trains_a_factory_model_and_refuses_a_misfit_in_one_line(run_cli, tm
     code, _, stderr = run_cli("train", "--data", "digits", "--model-kwargs", "num_classes=10",
                               "-o", str(out))
     assert code == 2 and "pass --model too" in stderr and not out.exists()
+
+
+def test_a_rewind_step_beyond_training_is_refused_before_training():
+    data = load_dataset("digits")
+    config = pi.TrainConfig(epochs=1, save_rewind_steps=(10**6,))
+    with pytest.raises(PruneInfoError, match="is beyond the 34 steps of training"):
+        pi.train_model(data, "64-8-10", config=config, progress=False)
+
+
+def test_run_identity_of_factory_kwargs_survives_json():
+    import json
+
+    from prune_info.experiments.pipeline import RunOptions
+
+    options = RunOptions(arch=None, factory="timm:vit_tiny_patch16_224",
+                         factory_kwargs={"patch_size": (4, 4)})
+    identity = options.identity()
+    assert json.loads(json.dumps(identity)) == identity
+
+
+def test_input_shape_for_a_factory_state_dict_without_data(run_cli, tmp_path):
+    model = build_factory_model("torchvision.models:resnet18", {"num_classes": 10})
+    path, out = tmp_path / "sd.pt", tmp_path / "p.pt"
+    torch.save(model.state_dict(), path)
+    code, _, stderr = run_cli("prune", str(path), "--model", "torchvision.models:resnet18",
+                              "--model-kwargs", "num_classes=10", "--input-shape", "3,32,32",
+                              "--criterion", "magnitude", "--amount", "0.5", "-o", str(out))
+    assert code == 0, stderr
+    assert out.exists()

@@ -220,3 +220,36 @@ def test_score_reports_each_coupled_group_beside_its_members(run_cli, resnet, tm
     by_layer = {layer["name"]: layer["scores"]["magnitude"] for layer in doc["layers"]}
     want = [max(by_layer[m][i] for m in stem["members"]) for i in range(64)]
     assert stem["scores"]["magnitude"] == pytest.approx(want)
+
+
+def test_per_layer_amounts_map_onto_groups_and_keep_is_not_rounded(resnet):
+    n_layers = len(prunable_layers(resnet.model))
+    result = prune_checkpoint(resnet, None, PruneConfig(criterion="magnitude",
+                                                        amount=(0.25,) * n_layers))
+    assert {len(v) for k, v in result.plan.remove.items() if k == "conv1"} == {16}
+    with pytest.raises(PruneInfoError, match=r"`amounts` gives 7 values; give one, one per layer "
+                                             r"pruned \(20\), or one per coupled group \(12"):
+        prune_checkpoint(resnet, None, PruneConfig(criterion="magnitude", amount=(0.25,) * 7))
+    uneven = [0.25] * n_layers
+    uneven[2] = 0.5  # layer1.0.conv2, coupled to conv1
+    with pytest.raises(PruneInfoError, match="gives different values to conv1, layer1.0.conv2"):
+        prune_checkpoint(resnet, None, PruneConfig(criterion="magnitude", amount=tuple(uneven)))
+    kept = prune_checkpoint(resnet, None, PruneConfig(criterion="magnitude", keep=(5,) * 12))
+    assert {layer.n_units for layer in prunable_layers(kept.checkpoint.model)} == {5}
+
+
+def test_masking_before_a_layernorm_is_checked_against_zeros_in_its_statistics():
+    ckpt = _ln_mlp_ckpt()
+    result = prune_checkpoint(ckpt, None, PruneConfig(criterion="magnitude", amount=0.5,
+                                                      mask=True))
+    assert not [w for w in result.summary.warnings if w.startswith("left out")]
+    (note,) = [w for w in result.summary.warnings if "LayerNorm" in w]
+    assert "still count the masked units (as zeros)" in note
+    m, kept = ckpt.model, torch.tensor(sorted(set(range(16)) - set(result.plan.remove["1"])))
+    gone = torch.tensor(result.plan.remove["1"])
+    x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        h = torch.nn.functional.layer_norm(m[1](m[0](x)).index_fill(1, gone, 0.0), (16,),
+                                           m[2].weight, m[2].bias)
+        want = torch.nn.functional.linear(m[3](h)[:, kept], m[4].weight[:, kept], m[4].bias)
+        assert torch.allclose(result.checkpoint.model(x), want, atol=1e-5)

@@ -114,6 +114,8 @@ def open_model(path: str, arch_spec: str | None, act: str, reg: str, factory: st
                            trust_pickle=trust_pickle, allow_nonfinite=allow_nonfinite)
     if not ckpt.dataset and data_name is not None:
         ckpt.dataset = load_dataset(data_name, data_dir, input_shape=shape).describe()
+    elif not ckpt.dataset and shape is not None:  # data-free criteria need the shape only
+        ckpt.dataset = {"input_shape": list(shape)}
     elif shape is not None:
         raise PruneInfoError("--input-shape is for a plain state_dict; the checkpoint records "
                              "the input shape it was trained on")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from prune_info.checkpoint import load_checkpoint
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
     input_shape_option,
@@ -21,8 +22,8 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS, is_factory_spec, parse_mod
 
 
 @cli.command()
-@click.option("--data", "data_name", type=click.Choice(DATASETS), default="digits",
-              show_default=True, help="Dataset.")
+@click.option("--data", "data_name", type=click.Choice(DATASETS), default=None,
+              help="Dataset [default: the --model checkpoint's, else digits].")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Directory with the dataset files.")
 @click.option("--arch", "spec", default="64-100-100-10", show_default=True,
@@ -73,6 +74,10 @@ def run(data_name, data_dir, spec, model_path, model_kwargs, input_shape, act, r
           --amount 0.5 --out results/
     """
     factory = model_path if model_path and is_factory_spec(model_path) else None
+    if data_name is None:
+        recorded = (load_checkpoint(model_path).dataset_name
+                    if model_path and not factory and Path(model_path).is_file() else None)
+        data_name = recorded or "digits"
     if model_kwargs is not None and factory is None:
         raise PruneInfoError("--model-kwargs are the arguments of a --model factory")
     options = RunOptions(

@@ -99,7 +99,8 @@ class RunOptions:
             return {"data": self.data, "model_sha256": digest}
         if self.factory is not None:
             return {"data": self.data, "factory": self.factory,
-                    "factory_kwargs": dict(self.factory_kwargs),
+                    # as the manifest's JSON holds them (tuples become lists)
+                    "factory_kwargs": json.loads(json.dumps(self.factory_kwargs)),
                     "input_shape": list(self.input_shape) if self.input_shape else None}
         return {"data": self.data, "arch": self.arch, "act": self.act, "reg": self.reg}
 

@@ -44,6 +44,7 @@ from prune_info.pruning.allocation import (
 from prune_info.surgery import (
     LayerPruneError,
     PrunePlan,
+    UnitGroup,
     apply_plan,
     history_entry,
     mask_plan,
@@ -375,6 +376,8 @@ def _round_widths(plan: PrunePlan, scores: Mapping[str, torch.Tensor], config: P
     for layer, idxs in plan.remove.items():
         n = plan.widths[layer]
         step = config.round_to
+        if step is None and config.keep is not None:
+            step = 1  # an explicit count is kept as asked
         if step is None:
             step = 8 if kinds.get(layer) == "conv" and n >= AUTO_ROUND_MIN_WIDTH else 1
         keep = min(n, -(-(n - len(idxs)) // step) * step)
@@ -418,6 +421,35 @@ def _transform_leaving_out(transform, model: nn.Module, plan: PrunePlan, example
                     f"no planned layer can be pruned: {'; '.join(left_out.values())}"
                 ) from exc
             plan = PrunePlan.from_indices(remove, {k: plan.widths[k] for k in remove})
+
+
+def _per_root(values: Sequence | None, groups: Sequence[UnitGroup], what: str):
+    """Per-layer ``values`` (one per layer that is pruned) as one per group root.
+
+    One value, or one per group, is passed on as it is. Coupled layers lose the same channels,
+    so their values must agree.
+    """
+    layers = [m for g in groups for m in g.members]
+    if values is None or len(values) <= 1 or len(values) == len(groups) \
+            or len(layers) == len(groups):
+        return values  # nothing to map (no coupled layers: removal_counts checks the length)
+    if len(values) != len(layers):
+        roots = ", ".join(g.root for g in groups)
+        raise PruneInfoError(
+            f"`{what}` gives {len(values)} values; give one, one per layer pruned "
+            f"({len(layers)}), or one per coupled group ({len(groups)}: {roots})"
+        )
+    by_layer = dict(zip(layers, values))
+    out = {}
+    for g in groups:
+        given = {by_layer[m] for m in g.members}
+        if len(given) > 1:
+            raise PruneInfoError(
+                f"`{what}` gives different values to {', '.join(g.members)}, which are coupled "
+                "and lose the same channels; give them one value"
+            )
+        out[g.root] = given.pop()
+    return out
 
 
 def attention_projections(model: nn.Module, names: Sequence[str]) -> set[str]:
@@ -526,8 +558,10 @@ def prune_checkpoint(
     # Plans are made on the groups' roots, then every member loses the same channels.
     widths = {g.root: g.n_units for g in groups}
     members = {g.root: g.members for g in groups}
+    per_group = {"amounts": _per_root(config.amounts(), groups, "amounts"),
+                 "keep": _per_root(config.keep, groups, "keep")}
     if config.allocation == "layerwise":
-        removal_counts(widths, amounts=config.amounts(), keep=config.keep)  # fail early
+        removal_counts(widths, **per_group)  # fail early
 
     # scoring and max-drop run on config.device, on a copy so the input model stays on the CPU
     work = model if config.device == "cpu" else copy.deepcopy(model).to(config.device)
@@ -542,8 +576,7 @@ def prune_checkpoint(
     at_minimum: list[str] = []
     max_drop_report = None
     if config.allocation == "layerwise":
-        plan = plan_layerwise(scores, amounts=config.amounts(), keep=config.keep,
-                              order=config.order, seed=config.seed)
+        plan = plan_layerwise(scores, **per_group, order=config.order, seed=config.seed)
     elif config.allocation == "global":
         warnings.append(GLOBAL_RANKING_WARNING)
         amounts = config.amounts()
@@ -577,6 +610,15 @@ def prune_checkpoint(
         warnings.append("not verified: the pruned model was not compared with the original "
                         "with those units ablated (`verify` is off)")
     for layer, diff in report.get("renormalised", {}).items():
+        if config.mask:
+            warnings.append(
+                f"note: {layer} is followed by a LayerNorm over its units, whose statistics "
+                "still count the masked units (as zeros): the masked model is not the pruned "
+                "one, which renormalises over the survivors. Checked against the original with "
+                f"those units zeroed before the LayerNorm (equal); against zeroing them after "
+                f"it, the outputs differ by up to {diff:.3g}"
+            )
+            continue
         warnings.append(
             f"note: {layer} is followed by a LayerNorm over its units, which renormalises the "
             "units that survive, so removing units is not zeroing them; checked instead against "

@@ -173,6 +173,12 @@ def fit(
         weight_decay_for(reg, config),
     )
     total_steps = config.epochs * -(-len(data.train) // config.batch_size)
+    beyond = [k for k in config.save_rewind_steps if k > total_steps]
+    if beyond:  # refused before training, not after it
+        raise PruneInfoError(
+            f"`save_rewind_steps`={min(beyond)} is beyond the {total_steps} steps of training; "
+            "choose a smaller step"
+        )
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total_steps)
                  if config.schedule == "cosine" else None)
     augment = torch.Generator().manual_seed(config.seed + 1) if config.augment else None
