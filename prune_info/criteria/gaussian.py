@@ -242,30 +242,18 @@ def _score_from_outputs(criterion: str, outputs: dict[str, np.ndarray], labels: 
     return _gcmi(outputs, labels, criterion.split("-")[1], seed)
 
 
-@register_criterion("gcmi-model",
-                    description="Gaussian-copula MI I(X;Y) of the pre-activation, ANOVA form, bits",
-                    needs_data=True, needs_labels=True)
-def _gcmi_model_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
-    assert ctx.split is not None  # needs_data=True: ScoringContext.scores checked it
-    return _score_from_outputs("gcmi-model", _context_outputs(ctx), _labels(ctx.split),
-                               ctx.options.seed)
+def _register(name: str, description: str) -> None:
+    """Register the criterion ``name`` of :func:`_score_from_outputs` on a context's outputs."""
+
+    def criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
+        assert ctx.split is not None  # needs_data=True: ScoringContext.scores checked it
+        return _score_from_outputs(name, _context_outputs(ctx), _labels(ctx.split),
+                                   ctx.options.seed)
+
+    register_criterion(name, description=description, needs_data=True,
+                       needs_labels=True)(criterion)
 
 
-@register_criterion("gcmi-mixture",
-                    description="Gaussian-copula MI I(X;Y) of the pre-activation, mixture form, "
-                                "bits",
-                    needs_data=True, needs_labels=True)
-def _gcmi_mixture_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
-    assert ctx.split is not None  # needs_data=True: ScoringContext.scores checked it
-    return _score_from_outputs("gcmi-mixture", _context_outputs(ctx), _labels(ctx.split),
-                               ctx.options.seed)
-
-
-@register_criterion("synergy",
-                    description="order of the greedy O-information synergy search (first added "
-                                "= highest)",
-                    needs_data=True, needs_labels=True)
-def _synergy_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
-    assert ctx.split is not None  # needs_data=True: ScoringContext.scores checked it
-    return _score_from_outputs("synergy", _context_outputs(ctx), _labels(ctx.split),
-                               ctx.options.seed)
+_register("gcmi-model", "Gaussian-copula MI I(X;Y) of the pre-activation, ANOVA form, bits")
+_register("gcmi-mixture", "Gaussian-copula MI I(X;Y) of the pre-activation, mixture form, bits")
+_register("synergy", "order of the greedy O-information synergy search (first added = highest)")
