@@ -12,6 +12,7 @@ import click
 from prune_info.checkpoint import Checkpoint, load_checkpoint
 from prune_info.data import DATASETS, Dataset, load_dataset, load_dataset_like
 from prune_info.errors import PruneInfoError
+from prune_info.experiments.executor import EXECUTORS
 from prune_info.io import check_writable, remove_stale_temporaries, to_json_text
 from prune_info.zoo import ACTIVATIONS, REGULARISERS, parse_arch, parse_model_kwargs
 
@@ -43,6 +44,17 @@ def input_shape_option(f: Callable) -> Callable:
     return click.option("--input-shape", "input_shape", default=None, metavar="C,H,W",
                         help="Input shape the model expects; the data are adapted to it "
                              "(channel repeat, bilinear resize), e.g. 3,32,32.")(f)
+
+
+def executor_options(f: Callable) -> Callable:
+    """``--executor local|ray`` and ``--ray-address`` of the multi-run commands."""
+    f = click.option("--ray-address", default=None, metavar="ADDR",
+                     help="Address of a running Ray cluster (e.g. 10.0.0.1:6379); default: "
+                          "start a local one.")(f)
+    return click.option("--executor", type=click.Choice(EXECUTORS), default="local",
+                        show_default=True,
+                        help="Where the units of work run: in this process, or as Ray tasks "
+                             "(needs the extra: pip install 'prune-info[ray]').")(f)
 
 
 def data_options(f: Callable) -> Callable:
