@@ -1,18 +1,21 @@
 """Group-aware pruning: residual and depthwise couplings prune together, checked against masks."""
 
+import copy
 import json
 
 import pytest
 import torch
 import torchvision
 
+from prune_info.analysis.curves import group_curves
 from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from prune_info.criteria.ranking import reduce_group
 from prune_info.data import load_dataset
 from prune_info.errors import PruneInfoError
-from prune_info.nn import count_parameters, prunable_layers
+from prune_info.nn import count_correct, count_parameters, prunable_layers
 from prune_info.pruning.workflow import PruneConfig, match_layers, prune_checkpoint
-from prune_info.surgery import unit_groups
+from prune_info.surgery import PrunePlan, apply_plan, unit_groups
+from prune_info.training import TrainConfig, train_model
 
 SHAPE = (3, 32, 32)
 
@@ -114,10 +117,55 @@ def test_group_scores_combine_members_by_mean_max_or_first():
         PruneConfig(amount=0.5, group_reduce="median").validate()
 
 
-def test_max_drop_on_coupled_layers_is_refused_with_the_way_out(resnet):
-    data = load_dataset("digits", input_shape=SHAPE)
-    with pytest.raises(PruneInfoError, match="`max_drop` reads each layer's own ablation curve"):
-        prune_checkpoint(resnet, data, PruneConfig(allocation="max-drop", max_drop=1.0))
+@pytest.fixture(scope="module")
+def small_resnet():
+    """helpers.tiny_resnet trained for 2 epochs on digits: its groups are the residual stream
+    (``0``, ``3.conv2``, ``4.conv2``) and each block's first conv."""
+    data = load_dataset("digits")
+    ckpt = train_model(data, factory="helpers:tiny_resnet", factory_kwargs={"width": 8},
+                       config=TrainConfig(epochs=2, lr=1e-2), progress=False)
+    return ckpt, data
+
+
+def test_group_curves_count_what_pruning_the_group_channels_leaves(small_resnet):
+    ckpt, data = small_resnet
+    model = ckpt.model.eval()
+    example = torch.zeros(2, *data.input_shape)
+    (stream,) = [g for g in unit_groups(model, example) if len(g.members) > 1]
+    assert stream.members == ("0", "3.conv2", "4.conv2")
+    order = torch.tensor([5, 2, 7, 0, 1, 3, 6, 4])
+    counts = group_curves(model, stream.members, order, data.test)[0]
+    for k in range(8):
+        plan = PrunePlan.from_indices({m: order[:k].tolist() for m in stream.members},
+                                      {m: 8 for m in stream.members})
+        pruned = apply_plan(copy.deepcopy(model), plan, example) if k else model
+        assert int(counts[k]) == count_correct(pruned, data.test), k
+    # with the whole stream ablated the head sees zeros and always answers argmax(bias)
+    assert int(counts[8]) == int((data.test.y == model[-1].bias.argmax()).sum())
+    sparse = group_curves(model, stream.members, order, data.test, at_k=[0, 3, 8])[0]
+    assert sparse.tolist() == counts[[0, 3, 8]].tolist()
+    with pytest.raises(PruneInfoError, match="same number of units"):
+        mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(),
+                                  torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 10))
+        group_curves(mlp, ["1", "3"], order, data.test)
+
+
+def test_max_drop_reads_coupled_groups_off_their_joint_curves(small_resnet):
+    ckpt, data = small_resnet
+    result = prune_checkpoint(ckpt, data, PruneConfig(criterion="magnitude",
+                                                      allocation="max-drop", max_drop=3.0))
+    report = result.summary.max_drop
+    assert report["joint_drop_pp"] <= 3.0
+    stream = report["alone"]["0"]
+    assert stream["members"] == ["0", "3.conv2", "4.conv2"] and stream["at_k"] == list(range(9))
+    assert "members" not in report["alone"]["3.conv1"]
+    removed = {layer.name: layer.removed for layer in result.summary.layers}
+    assert removed["0"] == removed["3.conv2"] == removed["4.conv2"] == report["counts"]["0"]
+    assert sum(report["counts"].values()) > 0
+    # the joint drop was measured on the masked model; the pruned one agrees
+    before = count_correct(ckpt.model, data.val)
+    after = count_correct(result.checkpoint.model, data.val)
+    assert 100.0 * (before - after) / len(data.val) == pytest.approx(report["joint_drop_pp"])
 
 
 def test_cli_prunes_a_resnet_and_lists_its_groups(run_cli, resnet, tmp_path):

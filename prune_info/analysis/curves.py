@@ -100,7 +100,8 @@ from prune_info.nn import LayerInfo, count_correct, resolve_layers
 __all__ = [
     "ABLATE_TO", "CurveSet", "DEFAULT_STEPS", "LINEAR_SPARSE_ABOVE", "METHODS", "ORDERS",
     "SPARSE_ABOVE", "check_at_k",
-    "check_order", "compute_curves", "default_at_k", "layerwise_curve", "layerwise_curves",
+    "check_order", "compute_curves", "default_at_k", "group_curves", "layerwise_curve",
+    "layerwise_curves",
     "naive_curves", "nearest_k", "network_curves", "network_orders", "random_orders",
     "spaced_ks", "unit_means",
 ]
@@ -909,6 +910,64 @@ def layerwise_curve(
         raise PruneInfoError(f"order must be one permutation (1-D), got shape {list(order.shape)}")
     return layerwise_curves(model, layer, order, split, ablate_to=ablate_to, means=means,
                             device=device)[0]
+
+
+def group_curves(
+    model: nn.Module,
+    members: Sequence[str],
+    orders: Tensor,
+    split: Split,
+    *,
+    ablate_to: str = "zero",
+    means: Mapping[str, Tensor] | None = None,
+    device: torch.device | str = "cpu",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    memory_mb: float = DEFAULT_MEMORY_MB,
+    at_k: Sequence[int] | Tensor | None = None,
+    progress: bool = False,
+) -> Tensor:
+    """Cumulative ablation curves of a group of coupled layers, which lose channels together.
+
+    A group's layers lose the same channels together (a residual stream, a depthwise conv and
+    the conv feeding it), so ablating its channel ``j`` ablates unit ``j`` of *every* member at
+    its read point: the masked model that removing the channel is equivalent to (the groups are
+    :func:`prune_info.surgery.unit_groups`). A one-layer group is :func:`layerwise_curves`, with
+    its fast paths.
+
+    Parameters
+    ----------
+    model : nn.Module
+    members : sequence of str
+        The group's layers, all with the same number ``n`` of units.
+    orders : Tensor
+        int64 ``[R, n]``: permutations of the group's channels, first to ablate first.
+    split, ablate_to, means, device, batch_size, memory_mb, at_k, progress
+        As in :func:`network_curves` (``means`` per member).
+
+    Returns
+    -------
+    Tensor
+        int64 ``[R, n + 1]`` (or ``[R, len(at_k)]``).
+    """
+    if len(members) == 1:
+        return layerwise_curves(model, members[0], orders, split, ablate_to=ablate_to,
+                                means=means, device=device, batch_size=batch_size,
+                                memory_mb=memory_mb, at_k=at_k, progress=progress)
+    infos = resolve_layers(model, list(members), order="model")
+    widths = {info.n_units for info in infos}
+    if len(widths) != 1:
+        raise PruneInfoError("the layers of a group must have the same number of units, got "
+                             + ", ".join(f"{i.name}: {i.n_units}" for i in infos))
+    (n,) = widths
+    split = _check_split(split)
+    orders = check_order(orders, n)
+    ks, _ = _points(at_k, None, n, "the group of " + ", ".join(members))
+    fills = [_fill_for(info, ablate_to, means) for info in infos]
+    masks = _prefix_masks(orders, ks).repeat(1, len(infos))
+    counts = _masked_counts(model, split, infos, masks, fills, device=device,
+                            batch_size=batch_size, memory_mb=memory_mb, progress=progress,
+                            desc=f"ablate group {members[0]}")
+    return counts.view(orders.shape[0], ks.numel())
 
 
 def network_curves(

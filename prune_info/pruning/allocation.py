@@ -24,7 +24,7 @@ from prune_info.errors import PruneInfoError
 
 if TYPE_CHECKING:
     from prune_info.data import Split
-from prune_info.analysis.curves import layerwise_curve
+from prune_info.analysis.curves import group_curves, spaced_ks
 from prune_info.criteria.ranking import RANK_ORDERS, rank_units
 from prune_info.nn import count_correct, example_input
 from prune_info.surgery import PrunePlan, mask_plan
@@ -248,8 +248,16 @@ def plan_global(
 # Automatic allocation from the data
 
 
+#: Points of a coupled group's ablation curve read by :func:`plan_max_drop`: each is a
+#: whole-network pass over the validation set, where a single layer's full curve is cheap.
+GROUP_CURVE_STEPS = 17
+
+
 def _masked_correct(model: nn.Module, plan: PrunePlan, split: Split, example: torch.Tensor,
-                    device: str) -> int:
+                    device: str, groups: Mapping[str, Sequence[str]]) -> int:
+    plan = PrunePlan.from_indices(
+        {m: plan.remove[root] for root in plan.remove for m in groups.get(root, (root,))},
+        {m: plan.widths[root] for root in plan.remove for m in groups.get(root, (root,))})
     masked = mask_plan(copy.deepcopy(model), plan, example)
     return count_correct(masked.to(device), split, device=device)
 
@@ -265,6 +273,7 @@ def plan_max_drop(
     seed: int = 0,
     min_units: int = 1,
     backoff_steps: int = 20,
+    groups: Mapping[str, Sequence[str]] | None = None,
     device: str = "cpu",
 ) -> tuple[PrunePlan, dict]:
     """Per-layer counts within an accuracy budget, read off information-ordered ablation curves.
@@ -277,6 +286,13 @@ def plan_max_drop(
     then combined and the joint drop is measured on ``split`` with the units removed; while it
     exceeds the budget, every layer's ``k`` is scaled down by ``1 - t / backoff_steps``
     (t = 1, 2, ...), which ends at removing nothing.
+
+    A key of ``scores`` may stand for a group of coupled layers (``groups``: the root's name ->
+    its members), which lose the same channels: its curve ablates every member together
+    (:func:`prune_info.analysis.curves.group_curves`). Each point of such a curve is a
+    whole-network pass, so it is read at :data:`GROUP_CURVE_STEPS` evenly spaced ``k`` (every
+    ``k`` when narrower) and the group gets the largest of those within the budget; a single
+    layer's curve is read at every ``k``.
 
     Parameters
     ----------
@@ -295,13 +311,17 @@ def plan_max_drop(
         Units every layer keeps.
     backoff_steps : int
         Granularity of the joint back-off.
+    groups : dict, optional
+        ``{root: member layers}`` for the keys of ``scores`` that are coupled groups; the plan
+        returned is on the roots.
     device : str
 
     Returns
     -------
     plan : PrunePlan
     report : dict
-        ``budget_pp``, ``base_correct``, ``n``, per-layer ``alone`` (``k`` and its drop alone),
+        ``budget_pp``, ``base_correct``, ``n``, per-layer ``alone`` (``k`` and its drop alone;
+        for a group also its ``members`` and the ``at_k`` read),
         ``rounds`` (``[{"scale", "counts", "drop_pp"}]``), ``counts`` (chosen), ``joint_drop_pp``.
     """
     if not 0.0 <= max_drop < 100.0:
@@ -317,17 +337,24 @@ def plan_max_drop(
     layers = list(scores)
     widths = {layer: int(scores[layer].numel()) for layer in layers}
     rankings = {layer: _rank(scores[layer], order, seed) for layer in layers}
+    groups = {root: tuple(groups[root]) for root in layers if groups and root in groups}
     alone: dict[str, dict] = {}
     for layer in layers:
-        curve = layerwise_curve(model, layer, rankings[layer], split, ablate_to="zero",
-                                device=device).to(torch.long)
-        drops = 100.0 * (curve[0] - curve).double() / n
+        members = groups.get(layer, (layer,))
         cap = max(0, widths[layer] - min_units)
-        ok = (drops[: cap + 1] <= max_drop + 1e-9).nonzero().flatten()
-        k = int(ok.max()) if len(ok) else 0
-        alone[layer] = {"k": k, "drop_pp": float(drops[k])}
+        at_k = (spaced_ks(cap, GROUP_CURVE_STEPS)
+                if len(members) > 1 and cap + 1 > GROUP_CURVE_STEPS else None)
+        curve = group_curves(model, members, rankings[layer], split, ablate_to="zero",
+                             at_k=at_k, device=device)[0].to(torch.long)
+        ks = at_k if at_k is not None else list(range(widths[layer] + 1))
+        drops = 100.0 * (curve[0] - curve).double() / n
+        ok = [i for i, k in enumerate(ks) if k <= cap and drops[i] <= max_drop + 1e-9]
+        best = max(ok) if ok else 0
+        alone[layer] = {"k": int(ks[best]), "drop_pp": float(drops[best])}
+        if len(members) > 1:
+            alone[layer].update(members=list(members), at_k=list(ks))
     example = example_input(model, input_shape)
-    base = _masked_correct(model, PrunePlan({}, {}), split, example, device)
+    base = _masked_correct(model, PrunePlan({}, {}), split, example, device, groups)
     rounds = []
     chosen = {layer: alone[layer]["k"] for layer in layers}
     for t in range(backoff_steps + 1):
@@ -336,7 +363,8 @@ def plan_max_drop(
         plan = PrunePlan.from_indices(
             {layer: rankings[layer][: counts[layer]] for layer in layers}, widths
         )
-        correct = base if plan.is_empty() else _masked_correct(model, plan, split, example, device)
+        correct = (base if plan.is_empty()
+                   else _masked_correct(model, plan, split, example, device, groups))
         drop = 100.0 * (base - correct) / n
         rounds.append({"scale": scale, "counts": counts, "drop_pp": drop})
         chosen = counts

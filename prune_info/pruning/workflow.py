@@ -548,13 +548,6 @@ def prune_checkpoint(
     ignored |= {m for g in all_groups if set(g.members) & ignored for m in g.members}
     if not groups:
         raise PruneInfoError("every prunable layer is ignored; nothing to prune")
-    if config.allocation == "max-drop" and any(len(g.members) > 1 for g in groups):
-        coupled = next(g for g in groups if len(g.members) > 1)
-        raise PruneInfoError(
-            f"`max_drop` reads each layer's own ablation curve, but {', '.join(coupled.members)} "
-            "are coupled and lose channels together; use `amount`, or leave the coupled "
-            "layers out with `ignore`"
-        )
     # Plans are made on the groups' roots, then every member loses the same channels.
     widths = {g.root: g.n_units for g in groups}
     members = {g.root: g.members for g in groups}
@@ -589,7 +582,7 @@ def prune_checkpoint(
         plan, max_drop_report = plan_max_drop(
             work, data.val, scores, config.max_drop, input_shape=input_shape,
             order=config.order, seed=config.seed, min_units=config.min_units,
-            device=config.device,
+            groups=members, device=config.device,
         )
     del work
     kinds = {layer.name: layer.kind for layer in ckpt.layers}
