@@ -48,6 +48,18 @@ tokens, with ``token_reduce="mean"`` (default), ``"max"``, or ``"cls"`` (token 0
 of a ViT), read at the same place as a dense unit (after the activation). Ablation masks and the
 verification of a pruned model zero such a unit on every token (the last axis).
 
+Attention heads
+---------------
+The heads of a multi-head attention module (:func:`prune_info.nn.attention_heads`) are units of
+kind ``heads``. A head's output is a ``head_dim`` vector per token, read where the output
+projection takes it in (the input of ``proj``, before heads are mixed). :func:`unit_hooks` hands
+it over as ``[batch, heads, *tokens, head_dim]`` (units on axis 1, as channels), so masks zero a
+head on every token and every dimension. As one value per sample, a head's *activity* is the
+Euclidean norm of its output vector on each token, reduced over the tokens by ``token_reduce``:
+the size of what the head adds to the residual stream before projection, zero exactly when the
+head is ablated. It has no "inactive" value, so the 1-bit quantiser of the information criteria
+splits its range (see :mod:`prune_info.criteria.information`).
+
 Examples
 --------
 >>> import torch
@@ -220,10 +232,11 @@ def unit_hooks(
     fn : callable
         ``fn(layer, value)``, called once per layer per forward pass with the value holding the
         layer's units: the activation's output (its input with ``pre_activation``), or the
-        source's output for a layer without an activation. A returned tensor replaces that value
-        in the forward pass (an ablation mask); None leaves it as it is. ``value`` may be
-        modified in place later in the pass (an in-place activation, a residual ``+=``): copy
-        what is kept.
+        source's output for a layer without an activation (attention heads: the input of the
+        output projection, as ``[batch, heads, *tokens, head_dim]``). A returned tensor
+        replaces that value in the forward pass (an ablation mask); None leaves it as it is.
+        ``value`` may be modified in place later in the pass (an in-place activation, a
+        residual ``+=``): copy what is kept.
     pre_activation : bool, default False
         Give ``fn`` the input of the activation call instead of its output.
 
@@ -309,6 +322,13 @@ def unit_hooks(
             return None
         return hook
 
+    def heads_hook(layer: LayerInfo):
+        def hook(_module: nn.Module, args: tuple) -> tuple | None:
+            heads = args[0].unflatten(-1, (layer.n_units, -1)).movedim(-2, 1)
+            new = fn(layer, heads)
+            return None if new is None else (new.movedim(1, -2).flatten(-2), *args[1:])
+        return hook
+
     def act_hook(key: int):
         def hook(_module: nn.Module, _args: Any, out: torch.Tensor) -> torch.Tensor | None:
             for tap in by_act.get(key, ()):
@@ -323,6 +343,10 @@ def unit_hooks(
             if isinstance(module, ACTIVATION_TYPES):
                 acts.setdefault(id(module), (name, module))
         for layer in layers:
+            if layer.kind == "heads":  # read at the input of the output projection
+                handles.append(get_module(model, layer.output_module).register_forward_pre_hook(
+                    heads_hook(layer)))
+                continue
             tap = _Tap(layer)
             handles.append(get_module(model, _source_name(layer)).register_forward_hook(
                 source_hook(tap)))
@@ -364,6 +388,14 @@ def _to_units(value: torch.Tensor, layer: LayerInfo, reduce: str,
     The result is always a new tensor, so an in-place operation later in the forward pass (an
     in-place activation, a residual ``+=``) cannot alter it.
     """
+    if layer.kind == "heads":  # [batch, heads, *tokens, head_dim]: the norm per token
+        norms = torch.linalg.vector_norm(value.float(), dim=-1)
+        if norms.ndim == 2:
+            return norms
+        norms = norms.flatten(2)
+        if token_reduce == "cls":
+            return norms[:, :, 0].clone()
+        return norms.mean(dim=2) if token_reduce == "mean" else norms.amax(dim=2)
     if layer.kind == "conv":
         if value.ndim != 4 or value.shape[1] != layer.n_units:
             raise PruneInfoError(

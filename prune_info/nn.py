@@ -35,10 +35,11 @@ class LayerInfo:
     Attributes
     ----------
     name : str
-        Qualified module name of the Linear / Conv2d layer (``fc1``, ``conv2``).
-    kind : {"linear", "conv"}
+        Qualified module name of the Linear / Conv2d layer (``fc1``, ``conv2``), or of the
+        attention module whose heads are the units (``blocks.0.attn``, kind ``heads``).
+    kind : {"linear", "conv", "heads"}
     n_units : int
-        Output features or channels.
+        Output features or channels; heads for kind ``heads``.
     activation : str or None
         ``relu`` / ``sigmoid`` / ``tanh`` / other lower-case class name, None if not found.
     act_module : str or None
@@ -60,7 +61,11 @@ class LayerInfo:
 
         The activation after the layer when there is one, else the normalisation, else the layer
         itself. Ablation masks are applied there, and the information measures quantise it.
+        Attention heads are read at the *input* of the output projection (see
+        :func:`attention_heads`), which is the module named here.
         """
+        if self.kind == "heads":
+            return f"{self.name}.proj"
         return self.act_module or self.norm_module or self.name
 
     def read_point(self, pre_activation: bool = False) -> tuple[str, str]:
@@ -69,6 +74,8 @@ class LayerInfo:
         Post-activation (default) reads :attr:`output_module`; ``pre_activation`` reads the input
         of the activation (after the normalisation, if any).
         """
+        if self.kind == "heads":
+            return self.output_module, "input"
         if self.act_module is not None:
             return self.act_module, "input" if pre_activation else "output"
         return self.output_module, "output"
@@ -83,6 +90,30 @@ ACTIVATION_TYPES = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU,
 _NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
 
 
+def attention_heads(module: nn.Module) -> tuple[int, int] | None:
+    """``(num_heads, head_dim)`` of a multi-head attention module whose heads can be units.
+
+    Recognised: a module with integer ``num_heads`` and ``head_dim``, a fused ``qkv`` Linear
+    producing ``3 x num_heads x head_dim`` features (queries, keys, values, each head's
+    ``head_dim`` consecutive) and a ``proj`` Linear reading the heads' concatenated outputs,
+    with nothing between them that mixes heads (no normalisation over the concatenation, no
+    gate) — timm's ``Attention`` of its ViTs. A head's output (``softmax(q k^T) v``, for every
+    token) is what ``proj`` reads from it; removing the head drops its ``q``, ``k`` and ``v``
+    rows of ``qkv`` and its columns of ``proj``. Anything else gives None.
+    """
+    heads, head_dim = getattr(module, "num_heads", None), getattr(module, "head_dim", None)
+    qkv, proj = getattr(module, "qkv", None), getattr(module, "proj", None)
+    if not (isinstance(heads, int) and isinstance(head_dim, int) and heads > 0 and head_dim > 0
+            and isinstance(qkv, nn.Linear) and isinstance(proj, nn.Linear)):
+        return None
+    if qkv.out_features != 3 * heads * head_dim or proj.in_features != heads * head_dim:
+        return None
+    norm, gate = getattr(module, "norm", None), getattr(module, "gate", None)
+    if (norm is not None and not isinstance(norm, nn.Identity)) or gate is not None:
+        return None
+    return heads, head_dim
+
+
 def prunable_layers(model: nn.Module) -> list[LayerInfo]:
     """The hidden Linear and Conv2d layers of a model, in registration order.
 
@@ -93,6 +124,9 @@ def prunable_layers(model: nn.Module) -> list[LayerInfo]:
     norm of another module (a ViT block's ``norm1``, after the residual addition) is never
     taken for the layer's own; models that call activations functionally get ``None`` and
     their units are read at the layer's output.
+
+    The fused ``qkv`` projection of an attention module :func:`attention_heads` recognises is
+    replaced by the module itself, kind ``heads``: its units are the attention heads.
     """
     modules = [(n, m) for n, m in model.named_modules() if n]
     weights = [i for i, (_, m) in enumerate(modules) if isinstance(m, (nn.Linear, nn.Conv2d))]
@@ -104,8 +138,13 @@ def prunable_layers(model: nn.Module) -> list[LayerInfo]:
         if i == last_linear:
             continue
         name, module = modules[i]
+        parent, _, leaf = name.rpartition(".")
+        if leaf == "qkv":
+            heads = attention_heads(model.get_submodule(parent) if parent else model)
+            if heads is not None:
+                layers.append(LayerInfo(parent, "heads", heads[0], None, None, None))
+                continue
         stop = weights[pos + 1] if pos + 1 < len(weights) else len(modules)
-        parent = name.rpartition(".")[0]
         act_name = act = norm_name = None
         for n, m in modules[i + 1 : stop]:
             if n.rpartition(".")[0] != parent:
@@ -223,6 +262,10 @@ def layer_costs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, dict[
     output element. Activations, pooling and BatchNorm (foldable into the previous layer) are not
     counted.
 
+    The attention of a module :func:`attention_heads` recognises is counted under the module's
+    own name (its parameters live in ``qkv`` and ``proj``, so ``params`` is 0 there): ``q k^T``
+    and the weighted sum of the values, ``2 x tokens^2 x heads x head_dim``.
+
     Returns
     -------
     dict
@@ -248,11 +291,20 @@ def layer_costs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, dict[
             costs[name]["macs"] += int(macs)  # batch of one
         return record
 
+    def attention_hook(name, heads: int, head_dim: int):
+        def record(module, inputs, output):
+            tokens = inputs[0].shape[1] if inputs and inputs[0].dim() == 3 else 1
+            costs[name]["macs"] += 2 * tokens * tokens * heads * head_dim
+        return record
+
     for name, module in model.named_modules():
         if isinstance(module, WEIGHT_TYPES):
             costs[name] = {"params": sum(p.numel() for p in module.parameters(recurse=False)),
                            "macs": 0}
             handles.append(module.register_forward_hook(hook(name)))
+        elif (heads := attention_heads(module)) is not None:
+            costs[name] = {"params": 0, "macs": 0}
+            handles.append(module.register_forward_hook(attention_hook(name, *heads)))
     was_training = model.training
     model.eval()
     try:

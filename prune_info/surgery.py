@@ -32,6 +32,16 @@ torch-pruning traps avoided here
   parameter temporarily requiring gradients, and in eval mode, so that tracing does not update
   BatchNorm running statistics.
 
+Attention heads
+---------------
+The heads of an attention module (:func:`prune_info.nn.attention_heads`, kind ``heads``) are not
+removed through torch-pruning, whose graph does not follow the reshape of ``qkv`` into heads:
+removing head ``h`` deletes its ``head_dim`` rows of the queries, keys and values in ``qkv`` and
+its columns of ``proj``, and lowers the module's ``num_heads`` (and ``attn_dim``), so the pruned
+module runs, exports and reloads. Its other outputs are untouched, so this equals the original
+with the head's output (the input of ``proj``) zeroed, which the verification checks; masking
+zeroes the same rows and columns.
+
 Pruning history
 ---------------
 Each pruning step appends one plain-data entry to ``Checkpoint.pruning_history`` (see
@@ -45,7 +55,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -53,13 +63,13 @@ from torch import nn
 from prune_info._torch import torch_threads
 from prune_info.capture import unit_hooks, units_last
 from prune_info.errors import PruneInfoError
-from prune_info.nn import WEIGHT_TYPES, LayerInfo, example_input, prunable_layers
-
-if TYPE_CHECKING:
-    pass
-
-
-
+from prune_info.nn import (
+    WEIGHT_TYPES,
+    LayerInfo,
+    attention_heads,
+    example_input,
+    prunable_layers,
+)
 
 # --------------------------------------------------------------------------------------------
 # Plans
@@ -258,6 +268,7 @@ def unit_groups(model: nn.Module, example_input: torch.Tensor,
     found = prunable_layers(model)
     order = {layer.name: i for i, layer in enumerate(found)}
     width = {layer.name: layer.n_units for layer in found}
+    kind = {layer.name: layer.kind for layer in found}
     wanted = list(order) if layers is None else [name for name in layers if name in order]
     parent = {name: name for name in order}
 
@@ -270,6 +281,8 @@ def unit_groups(model: nn.Module, example_input: torch.Tensor,
     with torch_threads(1), torch.inference_mode(False), torch.enable_grad():
         graph = _Graph(model, example_input.clone())
         for name in wanted:
+            if kind[name] == "heads":  # outside torch-pruning's graph: a group of its own
+                continue
             for other in graph.coupled(name, graph.group(name, [0])):
                 if other in parent:
                     a, b = sorted((find(name), find(other)), key=order.__getitem__)
@@ -529,10 +542,19 @@ def _transform_layers(model: nn.Module, plan: PrunePlan, example_input: torch.Te
         reference_shape = model(example_input).shape
     checker = _AblationCheck(model, example_input, remove) if verify else None
     graph = _Graph(model, example_input)
+    heads = {layer.name for layer in prunable_layers(model) if layer.kind == "heads"}
     done: dict[str, list[int]] = {}
     try:
         for layer, idxs in plan.remove.items():
             if not idxs or layer in done:
+                continue
+            if layer in heads:
+                _cut_heads(model.get_submodule(layer), idxs, remove)
+                done[layer] = list(idxs)
+                if remove:
+                    _verify_layer(model, layer, plan, example_input, reference_shape)
+                if checker is not None:
+                    checker.check(model, done, layer)
                 continue
             group = graph.group(layer, idxs)
             coupled = _coupled_in_group(graph, layer, group, plan)
@@ -559,10 +581,43 @@ def _transform_layers(model: nn.Module, plan: PrunePlan, example_input: torch.Te
     return model
 
 
+@torch.no_grad()
+def _cut_heads(attn: nn.Module, idxs: Sequence[int], remove: bool) -> None:
+    """Remove (or zero) heads ``idxs`` of an attention module: their q, k, v rows of ``qkv``
+    and their columns of ``proj`` (see the module docstring)."""
+    found = attention_heads(attn)
+    assert found is not None  # a `heads` layer of prunable_layers
+    n_heads, head_dim = found
+    qkv, proj = cast(nn.Linear, attn.qkv), cast(nn.Linear, attn.proj)
+    gone = set(int(i) for i in idxs)
+    chosen = [h for h in range(n_heads) if (h in gone) != remove]  # removed: the kept ones
+    cols = torch.tensor([h * head_dim + d for h in chosen for d in range(head_dim)],
+                        dtype=torch.long, device=qkv.weight.device)
+    rows = torch.cat([cols + part * n_heads * head_dim for part in range(3)])
+    if not remove:
+        qkv.weight.index_fill_(0, rows, 0.0)
+        if qkv.bias is not None:
+            qkv.bias.index_fill_(0, rows, 0.0)
+        proj.weight.index_fill_(1, cols, 0.0)
+        return
+    qkv.weight = nn.Parameter(qkv.weight[rows].clone(), qkv.weight.requires_grad)
+    if qkv.bias is not None:
+        qkv.bias = nn.Parameter(qkv.bias[rows].clone(), qkv.bias.requires_grad)
+    qkv.out_features = len(rows)
+    proj.weight = nn.Parameter(proj.weight[:, cols].clone(), proj.weight.requires_grad)
+    proj.in_features = len(cols)
+    setattr(attn, "num_heads", len(chosen))  # noqa: B010  (a plain int attribute)
+    if hasattr(attn, "attn_dim"):
+        setattr(attn, "attn_dim", len(chosen) * head_dim)  # noqa: B010
+
+
 def _verify_layer(model: nn.Module, layer: str, plan: PrunePlan, example_input: torch.Tensor,
                   reference_shape: torch.Size) -> None:
     module = model.get_submodule(layer)
-    width = module.out_features if isinstance(module, nn.Linear) else module.out_channels
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        width = module.out_features if isinstance(module, nn.Linear) else module.out_channels
+    else:  # attention heads
+        width = int(cast(int, module.num_heads))
     expected = plan.widths[layer] - len(plan.remove[layer])
     problem = None
     if width != expected:

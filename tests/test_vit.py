@@ -1,4 +1,4 @@
-"""A timm ViT: read points, token units, ablation curves, pruning its MLP hidden units, export.
+"""A timm ViT: read points, token units, attention heads, ablation curves, pruning, export.
 
 The model is a two-block ViT (``embed_dim=48``, three heads, 48 MLP hidden units) on the 1x8x8
 digits, trained for a
@@ -54,9 +54,9 @@ def test_read_points_of_a_vit_are_its_own_siblings():
     layers = {layer.name: layer for layer in prunable_layers(_vit())}
     assert list(layers) == [
         "patch_embed.proj",
-        "blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.0.mlp.fc1", "blocks.0.mlp.fc2",
-        "blocks.1.attn.qkv", "blocks.1.attn.proj", "blocks.1.mlp.fc1", "blocks.1.mlp.fc2",
-    ]  # head is the classifier
+        "blocks.0.attn", "blocks.0.attn.proj", "blocks.0.mlp.fc1", "blocks.0.mlp.fc2",
+        "blocks.1.attn", "blocks.1.attn.proj", "blocks.1.mlp.fc1", "blocks.1.mlp.fc2",
+    ]  # head is the classifier; an attention module's units are its heads (not qkv's features)
     # not blocks.0.norm1, a LayerNorm of another module after the residual addition
     assert layers["patch_embed.proj"].read_point() == ("patch_embed.proj", "output")
     assert layers["patch_embed.proj"].norm_module is None
@@ -64,7 +64,9 @@ def test_read_points_of_a_vit_are_its_own_siblings():
     assert (fc1.kind, fc1.n_units, fc1.activation) == ("linear", 48, "gelu")
     assert fc1.read_point() == ("blocks.0.mlp.act", "output")
     assert fc1.read_point(pre_activation=True) == ("blocks.0.mlp.act", "input")
-    assert layers["blocks.1.attn.qkv"].n_units == 144
+    heads = layers["blocks.1.attn"]
+    assert (heads.kind, heads.n_units) == ("heads", 3)
+    assert heads.read_point() == heads.read_point(True) == ("blocks.1.attn.proj", "input")
     assert layers["blocks.1.mlp.fc2"].output_module == "blocks.1.mlp.fc2"
 
 
@@ -131,36 +133,50 @@ def test_token_units_in_a_sequential_model_take_the_batched_path(digits):
 
 
 def _masked_reference(model: nn.Module, removed: dict[str, list[int]]) -> nn.Module:
-    """The original with the removed units' GELU outputs zeroed on every token."""
+    """The original with the removed units' GELU outputs zeroed on every token, and the removed
+    heads' outputs (their 16 columns of the input of ``proj``) zeroed."""
     ref = copy.deepcopy(model).eval()
     for layer, idxs in removed.items():
+        if layer.endswith(".attn"):
+            cols = torch.tensor([h * 16 + d for h in idxs for d in range(16)])
+            ref.get_submodule(f"{layer}.proj").register_forward_pre_hook(
+                lambda m, args, cols=cols: (args[0].index_fill(-1, cols, 0.0),))
+            continue
         act = ref.get_submodule(layer.replace(".fc1", ".act"))
         act.register_forward_hook(
             lambda m, i, o, idxs=idxs: o.index_fill(-1, torch.tensor(idxs), 0.0))
     return ref
 
 
-def test_prune_a_vit_removes_mlp_units_and_leaves_out_the_rest(vit, digits, tmp_path):
+def test_prune_a_vit_removes_mlp_units_and_heads_and_leaves_out_the_rest(vit, digits, tmp_path):
     ckpt = Checkpoint(vit, factory=FACTORY, factory_kwargs=dict(KWARGS),
                       dataset={"name": "digits", "input_shape": [1, 8, 8]})
     result = prune_checkpoint(ckpt, digits, PruneConfig(criterion="mi", amount=0.5))
     pruned, summary = result.checkpoint.model.eval(), result.summary
-    assert sorted(result.plan.remove) == ["blocks.0.mlp.fc1", "blocks.1.mlp.fc1"]
+    assert sorted(result.plan.remove) == ["blocks.0.attn", "blocks.0.mlp.fc1",
+                                          "blocks.1.attn", "blocks.1.mlp.fc1"]
     for block in (0, 1):
         assert pruned.get_submodule(f"blocks.{block}.mlp.fc1").out_features == 24
         assert pruned.get_submodule(f"blocks.{block}.mlp.fc2").in_features == 24
-        assert pruned.get_submodule(f"blocks.{block}.attn.qkv").out_features == 144
-    # the attention qkv (heads) and the residual stream are left out, with a note each
+        attn = pruned.get_submodule(f"blocks.{block}.attn")
+        assert (attn.num_heads, attn.attn_dim) == (2, 32)  # floor(0.5 * 3) = 1 head removed
+        assert attn.qkv.out_features == 96 and attn.proj.in_features == 32
+    # the residual stream is left out, with a note
     notes = [w for w in summary.warnings if w.startswith("left out")]
-    assert len(notes) == 2
-    assert notes[0].startswith("left out the attention projections blocks.0.attn.qkv, "
-                               "blocks.1.attn.qkv: their units are attention heads")
-    assert notes[1].startswith("left out patch_embed.proj, blocks.0.attn.proj, blocks.0.mlp.fc2")
+    assert len(notes) == 1
+    assert notes[0].startswith("left out patch_embed.proj, blocks.0.attn.proj, blocks.0.mlp.fc2")
     assert {row.name for row in summary.layers if row.ignored} == {
-        "patch_embed.proj", "blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.0.mlp.fc2",
-        "blocks.1.attn.qkv", "blocks.1.attn.proj", "blocks.1.mlp.fc2"}
-    # parameters drop by the two halves of fc1 (weights and biases) and of fc2's inputs
-    assert count_parameters(vit) - count_parameters(pruned) == 2 * (24 * 48 + 24 + 48 * 24)
+        "patch_embed.proj", "blocks.0.attn.proj", "blocks.0.mlp.fc2",
+        "blocks.1.attn.proj", "blocks.1.mlp.fc2"}
+    heads_row = next(row for row in summary.layers if row.name == "blocks.0.attn")
+    assert (heads_row.units_before, heads_row.units_after, heads_row.removed) == (3, 2, 1)
+    # qkv's 48 x 144 weights and 144 biases lose a third, and attention 2 * 17^2 * 16 MACs
+    assert heads_row.params_before - heads_row.params_after == 48 * 48 + 48
+    assert heads_row.macs_before - heads_row.macs_after == 17 * 48 * 48 + 2 * 17 * 17 * 16
+    # parameters drop by the two halves of fc1 (weights and biases) and of fc2's inputs, and by
+    # one head's q, k, v rows and proj columns per block
+    assert count_parameters(vit) - count_parameters(pruned) == 2 * (
+        24 * 48 + 24 + 48 * 24 + 48 * 48 + 48 + 48 * 16)
     assert summary.params_after == count_parameters(pruned) < summary.params_before
     # pruned == masked
     ref = _masked_reference(vit, result.plan.remove)
@@ -174,7 +190,7 @@ def test_prune_a_vit_removes_mlp_units_and_leaves_out_the_rest(vit, digits, tmp_
     path = tmp_path / "vit.pt"
     save_checkpoint(result.checkpoint, path)
     loaded = load_checkpoint(path).model.eval()
-    assert loaded.blocks[1].mlp.fc1.out_features == 24
+    assert loaded.blocks[1].mlp.fc1.out_features == 24 and loaded.blocks[1].attn.num_heads == 2
     with torch.no_grad():
         assert torch.equal(loaded(x), got)
 
@@ -184,9 +200,9 @@ def test_a_pruned_vit_exports_to_onnx_and_matches_pytorch(vit, digits):
 
     ckpt = Checkpoint(vit, factory=FACTORY, factory_kwargs=dict(KWARGS),
                       dataset={"name": "digits", "input_shape": [1, 8, 8]})
-    pruned = prune_checkpoint(ckpt, None, PruneConfig(criterion="magnitude", amount=0.25))
+    pruned = prune_checkpoint(ckpt, None, PruneConfig(criterion="magnitude", amount=0.5))
     model = pruned.checkpoint.model.eval()
-    assert model.blocks[0].mlp.fc1.out_features == 36
+    assert model.blocks[0].mlp.fc1.out_features == 24 and model.blocks[0].attn.num_heads == 2
     data = export_model(model, digits.test.x[:4])
     x = digits.test.x[:32]
     got = run_onnx(ort_session(data), x.numpy())
@@ -194,6 +210,78 @@ def test_a_pruned_vit_exports_to_onnx_and_matches_pytorch(vit, digits):
         want = model(x).numpy()
     assert got.shape == (32, 10)
     assert float(np.abs(got - want).max()) < 1e-4
+
+
+def _proj_inputs(model: nn.Module, block: int, x: torch.Tensor) -> torch.Tensor:
+    seen = []
+    handle = model.get_submodule(f"blocks.{block}.attn.proj").register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].detach().clone()))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize("reduce", ["mean", "max", "cls"])
+def test_head_activity_is_the_norm_of_each_heads_output(vit, digits, reduce):
+    x = digits.val.x[:40]
+    heads = [layer for layer in prunable_layers(vit) if layer.kind == "heads"]
+    got = unit_outputs(vit, heads, x, CaptureOptions(token_reduce=reduce, batch_size=16))
+    for block in (0, 1):
+        per_head = _proj_inputs(vit, block, x).view(40, 17, 3, 16)  # [batch, tokens, heads, 16]
+        norms = per_head.norm(dim=-1)  # [batch, tokens, heads]
+        want = {"mean": norms.mean(1), "max": norms.amax(1), "cls": norms[:, 0]}[reduce]
+        torch.testing.assert_close(got[f"blocks.{block}.attn"], want, rtol=1e-5, atol=1e-6)
+
+
+def test_head_curves_count_what_removing_the_heads_leaves(vit, digits):
+    from prune_info.nn import count_correct
+    from prune_info.surgery import PrunePlan, apply_plan, mask_plan
+
+    layer, order = "blocks.1.attn", torch.tensor([2, 0, 1])
+    curve = layerwise_curves(vit, layer, order, digits.test)[0]
+    example = torch.zeros(2, 1, 8, 8)
+    assert int(curve[0]) == count_correct(vit, digits.test)
+    for k in (1, 2):
+        plan = PrunePlan.from_indices({layer: order[:k].tolist()}, {layer: 3})
+        pruned = apply_plan(copy.deepcopy(vit), plan, example)
+        masked = mask_plan(copy.deepcopy(vit), plan, example)
+        assert pruned.blocks[1].attn.num_heads == 3 - k
+        assert masked.blocks[1].attn.qkv.weight.shape == (144, 48)
+        with torch.no_grad():
+            torch.testing.assert_close(pruned(digits.test.x), masked(digits.test.x),
+                                       rtol=0, atol=1e-5)
+        assert int(curve[k]) == count_correct(pruned, digits.test)
+    ref = _masked_reference(vit, {layer: [0, 1, 2]})
+    assert int(curve[3]) == count_correct(ref, digits.test)
+    assert len(set(curve.tolist())) > 1
+
+
+def test_magnitude_of_a_head_is_the_norm_of_its_q_k_v_rows(vit):
+    from prune_info.criteria.context import compute_scores
+
+    scores = compute_scores(vit, None, ["magnitude"], n_classes=10,
+                            layers=["blocks.0.attn"])["magnitude"]["blocks.0.attn"]
+    weight = vit.blocks[0].attn.qkv.weight.detach().double()
+    want = [torch.cat([weight[part * 48 + h * 16 : part * 48 + (h + 1) * 16]
+                       for part in range(3)]).norm() for h in range(3)]
+    torch.testing.assert_close(scores, torch.stack(want))
+
+
+def test_one_bit_entropy_of_a_head_splits_its_range(vit, digits):
+    """A head's activity is never below 0, so 2 bins split its range (from the first batch)."""
+    from prune_info.criteria.context import compute_scores
+    from prune_info.measures.discrete import bin_edges, digitize
+
+    layer = [info for info in prunable_layers(vit) if info.name == "blocks.0.attn"]
+    split = digits.val
+    scores = compute_scores(vit, split, ["entropy"], n_classes=10, layers=layer,
+                            options=ScoreOptions(bins=2, batch_size=4096))
+    acts = unit_outputs(vit, layer, split.x)["blocks.0.attn"]
+    on = digitize(acts, bin_edges(acts, 2)).double().mean(0)  # one batch: the edges of all
+    want = -(on * on.log2() + (1 - on) * (1 - on).log2())
+    torch.testing.assert_close(scores["entropy"]["blocks.0.attn"], want)
+    assert float(want.min()) > 0.1  # not "always on", as the 1-bit threshold at 0 would say
 
 
 def test_cli_scores_with_token_reduce_and_prunes_a_vit(run_cli, vit, tmp_path):
@@ -212,6 +300,7 @@ def test_cli_scores_with_token_reduce_and_prunes_a_vit(run_cli, vit, tmp_path):
                                    "-o", str(out), "--json")
     assert code == 0, stderr
     doc = json.loads(stdout)
-    assert doc["removed"].keys() == {"blocks.0.mlp.fc1", "blocks.1.mlp.fc1"}
-    assert sum(w.startswith("left out") for w in doc["warnings"]) == 2
+    assert doc["removed"].keys() == {"blocks.0.attn", "blocks.0.mlp.fc1", "blocks.1.attn",
+                                     "blocks.1.mlp.fc1"}
+    assert sum(w.startswith("left out") for w in doc["warnings"]) == 1
     assert load_checkpoint(out).model.blocks[0].mlp.fc1.out_features == 24

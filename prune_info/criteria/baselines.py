@@ -44,6 +44,11 @@ def _incoming_weight_norm(ctx: ScoringContext, p: int) -> dict[str, torch.Tensor
     # needs a dependency graph, i.e. a traced forward pass, while this criterion needs no data.
     out = {}
     for layer in ctx.layers:
+        if layer.kind == "heads":  # a head's incoming weights: its q, k and v rows of qkv
+            qkv = cast(torch.Tensor, get_module(ctx.model, f"{layer.name}.qkv").weight).detach()
+            rows = qkv.to(torch.float64).unflatten(0, (3, layer.n_units, -1)).transpose(0, 1)
+            out[layer.name] = torch.linalg.vector_norm(rows.flatten(1), ord=p, dim=1)
+            continue
         # a prunable layer (Linear or Conv): its weight is a Tensor, not a submodule
         weight = cast(torch.Tensor, get_module(ctx.model, layer.name).weight).detach()
         out[layer.name] = torch.linalg.vector_norm(weight.to(torch.float64).flatten(1),

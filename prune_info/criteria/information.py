@@ -3,6 +3,11 @@
 One streaming pass over the data fills, per layer, count tables of each unit's quantised output
 against the class (:mod:`prune_info.measures.discrete`); the three measures are read off those
 tables, so memory is ``O(units x bins x classes)`` whatever the number of samples.
+
+The paper's 1-bit quantiser asks "is the unit active?" (above :func:`layer_threshold`). An
+attention head's activity (the norm of its output, :mod:`prune_info.capture`) is never below
+zero, so for heads the 2 bins split each head's range instead, with edges from the first batch
+as for more bins (``binning``); ``dead`` / ``always_active`` still compare with 0.
 """
 
 from __future__ import annotations
@@ -129,7 +134,7 @@ class _LayerCounter:
         (for error messages)."""
         _check_finite(acts, self.layer.name, start)
         counts = self.table.counts
-        if self.options.bins == 2:
+        if self.options.bins == 2 and self.layer.kind != "heads":
             on = _count_where(torch.gt, acts, self.threshold, onehot)
             counts[:, 1, :] += on
             counts[:, 0, :] += per_class[None, :] - on

@@ -30,7 +30,7 @@ from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.ranking import GROUP_REDUCTIONS, rank_units, reduce_group
 from prune_info.criteria.registry import get_criterion
-from prune_info.nn import count_correct, example_input, layer_costs
+from prune_info.nn import LayerInfo, count_correct, example_input, layer_costs
 from prune_info.pruning.allocation import (
     ALLOCATIONS,
     GLOBAL_RANKING_WARNING,
@@ -453,9 +453,10 @@ def _per_root(values: Sequence | None, groups: Sequence[UnitGroup], what: str):
 
 
 def attention_projections(model: nn.Module, names: Sequence[str]) -> set[str]:
-    """Layers of ``names`` that sit directly in an attention module (one with ``num_heads``),
-    other than its output projection: their outputs are split into heads (``qkv``), which
-    torch-pruning removes only with the attention module's attributes updated."""
+    """Layers of ``names`` that sit directly in an attention module (one with ``num_heads``)
+    that :func:`prune_info.nn.attention_heads` does not recognise, other than its output
+    projection: their outputs are split into heads, and removing single features would break
+    the module. (A recognised module's heads are units themselves, kind ``heads``.)"""
     found = set()
     for name in names:
         parent_name, _, leaf = name.rpartition(".")
@@ -565,7 +566,8 @@ def prune_checkpoint(
     warnings: list[str] = []
     if heads:
         warnings.append(f"left out the attention projections {', '.join(sorted(heads))}: their "
-                        "units are attention heads, which are not removable yet")
+                        "outputs are split into heads by an attention module prune-info does "
+                        "not recognise (see prune_info.nn.attention_heads)")
     at_minimum: list[str] = []
     max_drop_report = None
     if config.allocation == "layerwise":
@@ -666,6 +668,11 @@ def _summary(old: Checkpoint, new: Checkpoint, plan: PrunePlan, input_shape, bef
         widths_after = plan.widths_after()
     else:
         widths_after = {layer.name: layer.n_units for layer in prunable_layers(new.model)}
+    def cost(costs: dict, layer: LayerInfo, key: str) -> int:
+        # heads: the attention's own MACs and the qkv projection holding their weights
+        parts = [layer.name, f"{layer.name}.qkv"] if layer.kind == "heads" else [layer.name]
+        return sum(costs[part][key] for part in parts)
+
     rows = []
     for layer in prunable_layers(old.model):
         name = layer.name
@@ -675,10 +682,10 @@ def _summary(old: Checkpoint, new: Checkpoint, plan: PrunePlan, input_shape, bef
             units_after=widths_after.get(name, layer.n_units),
             removed=len(plan.remove.get(name, ())),
             ignored=name in ignored,
-            params_before=cost_before[name]["params"],
-            params_after=cost_after[name]["params"],
-            macs_before=cost_before[name]["macs"],
-            macs_after=cost_after[name]["macs"],
+            params_before=cost(cost_before, layer, "params"),
+            params_after=cost(cost_after, layer, "params"),
+            macs_before=cost(cost_before, layer, "macs"),
+            macs_after=cost(cost_after, layer, "macs"),
         ))
     return PruneSummary(
         criterion=config.criterion,
