@@ -168,6 +168,21 @@ def test_max_drop_reads_coupled_groups_off_their_joint_curves(small_resnet):
     assert 100.0 * (before - after) / len(data.val) == pytest.approx(report["joint_drop_pp"])
 
 
+def test_synergy_on_a_group_searches_each_members_channels(small_resnet):
+    from prune_info.criteria.context import compute_scores
+
+    ckpt, data = small_resnet
+    members = ["0", "3.conv2", "4.conv2"]
+    synergy = compute_scores(ckpt.model, data.val, ["synergy"], layers=members)["synergy"]
+    for how, want in (("first", synergy["0"]),
+                      ("mean", torch.stack([synergy[m] for m in members]).mean(0))):
+        result = prune_checkpoint(ckpt, data, PruneConfig(criterion="synergy", amount=0.5,
+                                                          group_reduce=how, round_to=1))
+        removed = set(result.plan.remove["0"])
+        assert removed == set(result.plan.remove["4.conv2"])
+        assert removed == set(torch.argsort(want.double(), stable=True)[:4].tolist()), how
+
+
 def test_cli_prunes_a_resnet_and_lists_its_groups(run_cli, resnet, tmp_path):
     path, out = tmp_path / "r.pt", tmp_path / "p.pt"
     save_checkpoint(resnet, path)

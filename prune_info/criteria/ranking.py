@@ -65,7 +65,9 @@ def reduce_group(scores: Mapping[str, torch.Tensor], members: Sequence[str],
 
     The members' channels are the same units (they are removed together), so a group channel is
     scored where the group produces it: at every member's output after its norm and activation,
-    combined by ``how``.
+    combined by ``how``. For ``synergy`` this makes the O-information search run over the group's
+    channels as each member produces them, and the members' greedy orders combine like any
+    other score: ``mean`` is a Borda count of the orders, ``first`` the root's search alone.
 
     Examples
     --------
