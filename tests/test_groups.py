@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchvision
 
-from prune_info.analysis.curves import group_curves
+from prune_info.analysis.curves import ablated_correct, group_curves
 from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from prune_info.criteria.ranking import reduce_group
 from prune_info.data import load_dataset
@@ -142,6 +142,11 @@ def test_group_curves_count_what_pruning_the_group_channels_leaves(small_resnet)
         assert int(counts[k]) == count_correct(pruned, data.test), k
     # with the whole stream ablated the head sees zeros and always answers argmax(bias)
     assert int(counts[8]) == int((data.test.y == model[-1].bias.argmax()).sum())
+    # several groups at once: what the joint check of max-drop counts
+    removed = {**{m: [1, 6] for m in stream.members}, "3.conv1": [0, 2, 5]}
+    plan = PrunePlan.from_indices(removed, {m: 8 for m in removed})
+    assert ablated_correct(model, data.test, removed) == count_correct(
+        apply_plan(copy.deepcopy(model), plan, example), data.test)
     sparse = group_curves(model, stream.members, order, data.test, at_k=[0, 3, 8])[0]
     assert sparse.tolist() == counts[[0, 3, 8]].tolist()
     with pytest.raises(PruneInfoError, match="same number of units"):

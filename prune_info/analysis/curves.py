@@ -99,7 +99,7 @@ from prune_info.nn import LayerInfo, count_correct, resolve_layers
 
 __all__ = [
     "ABLATE_TO", "CurveSet", "DEFAULT_STEPS", "LINEAR_SPARSE_ABOVE", "METHODS", "ORDERS",
-    "SPARSE_ABOVE", "check_at_k",
+    "SPARSE_ABOVE", "ablated_correct", "check_at_k",
     "check_order", "compute_curves", "default_at_k", "group_curves", "layerwise_curve",
     "layerwise_curves",
     "naive_curves", "nearest_k", "network_curves", "network_orders", "random_orders",
@@ -968,6 +968,31 @@ def group_curves(
                             batch_size=batch_size, memory_mb=memory_mb, progress=progress,
                             desc=f"ablate group {members[0]}")
     return counts.view(orders.shape[0], ks.numel())
+
+
+def ablated_correct(
+    model: nn.Module,
+    split: Split,
+    ablated: Mapping[str, Sequence[int]],
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> int:
+    """Correct samples of ``split`` with the units ``ablated`` (``{layer: indices}``) zeroed.
+
+    The units are zeroed where they are read (as by every curve here), which is what removing
+    them computes; no copy of the model is made and nothing is traced.
+    """
+    names = [name for name, idxs in ablated.items() if len(idxs)]
+    if not names:
+        return count_correct(model, _check_split(split), batch_size=batch_size, device=device)
+    infos = resolve_layers(model, names, order="model")
+    row = torch.cat([torch.zeros(info.n_units, dtype=torch.bool).index_fill_(
+        0, torch.as_tensor(list(ablated[info.name]), dtype=torch.long), True) for info in infos])
+    with _eval_mode(model):
+        counts = _masked_counts(model, _check_split(split), infos, row[None],
+                                [None] * len(infos), device=device, batch_size=batch_size)
+    return int(counts[0])
 
 
 def network_curves(

@@ -12,7 +12,6 @@ Allocations
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -24,10 +23,9 @@ from prune_info.errors import PruneInfoError
 
 if TYPE_CHECKING:
     from prune_info.data import Split
-from prune_info.analysis.curves import group_curves, spaced_ks
+from prune_info.analysis.curves import ablated_correct, group_curves, spaced_ks
 from prune_info.criteria.ranking import RANK_ORDERS, rank_units
-from prune_info.nn import count_correct, example_input
-from prune_info.surgery import PrunePlan, mask_plan
+from prune_info.surgery import PrunePlan
 
 #: Printed (on stderr by the CLI) whenever units are ranked across layers.
 GLOBAL_RANKING_WARNING = (
@@ -253,13 +251,11 @@ def plan_global(
 GROUP_CURVE_STEPS = 17
 
 
-def _masked_correct(model: nn.Module, plan: PrunePlan, split: Split, example: torch.Tensor,
-                    device: str, groups: Mapping[str, Sequence[str]]) -> int:
-    plan = PrunePlan.from_indices(
-        {m: plan.remove[root] for root in plan.remove for m in groups.get(root, (root,))},
-        {m: plan.widths[root] for root in plan.remove for m in groups.get(root, (root,))})
-    masked = mask_plan(copy.deepcopy(model), plan, example)
-    return count_correct(masked.to(device), split, device=device)
+def _masked_correct(model: nn.Module, plan: PrunePlan, split: Split, device: str,
+                    groups: Mapping[str, Sequence[str]]) -> int:
+    """Correct samples with the plan's units ablated in every member of their group."""
+    return ablated_correct(model, split, {m: plan.remove[root] for root in plan.remove
+                                          for m in groups.get(root, (root,))}, device=device)
 
 
 def plan_max_drop(
@@ -268,7 +264,6 @@ def plan_max_drop(
     scores: Mapping[str, torch.Tensor],
     max_drop: float,
     *,
-    input_shape: Sequence[int],
     order: str = "low",
     seed: int = 0,
     min_units: int = 1,
@@ -303,8 +298,6 @@ def plan_max_drop(
         ``{layer: float tensor [n_units]}``, higher = more important.
     max_drop : float
         Allowed accuracy drop in percentage points (``1.0`` = one point), at least 0.
-    input_shape : sequence of int
-        Shape of one input, for tracing.
     order, seed
         As in :func:`plan_layerwise`.
     min_units : int
@@ -353,8 +346,7 @@ def plan_max_drop(
         alone[layer] = {"k": int(ks[best]), "drop_pp": float(drops[best])}
         if len(members) > 1:
             alone[layer].update(members=list(members), at_k=list(ks))
-    example = example_input(model, input_shape)
-    base = _masked_correct(model, PrunePlan({}, {}), split, example, device, groups)
+    base = _masked_correct(model, PrunePlan({}, {}), split, device, groups)
     rounds = []
     chosen = {layer: alone[layer]["k"] for layer in layers}
     for t in range(backoff_steps + 1):
@@ -364,7 +356,7 @@ def plan_max_drop(
             {layer: rankings[layer][: counts[layer]] for layer in layers}, widths
         )
         correct = (base if plan.is_empty()
-                   else _masked_correct(model, plan, split, example, device, groups))
+                   else _masked_correct(model, plan, split, device, groups))
         drop = 100.0 * (base - correct) / n
         rounds.append({"scale": scale, "counts": counts, "drop_pp": drop})
         chosen = counts

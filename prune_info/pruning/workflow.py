@@ -146,6 +146,9 @@ class PruneConfig:
         amounts = self.amounts()
         for value in amounts or ():
             check_amount(value)
+        if amounts and not any(amounts):
+            raise PruneInfoError("`amount`=0 would remove nothing; give a fraction of units to "
+                                 "remove above 0, e.g. 0.5")
         if self.allocation == "max-drop":
             if self.max_drop is None:
                 raise PruneInfoError(
@@ -555,7 +558,11 @@ def prune_checkpoint(
     per_group = {"amounts": _per_root(config.amounts(), groups, "amounts"),
                  "keep": _per_root(config.keep, groups, "keep")}
     if config.allocation == "layerwise":
-        removal_counts(widths, **per_group)  # fail early
+        counts = removal_counts(widths, **per_group)  # fail early
+        if not any(counts.values()):
+            raise PruneInfoError(
+                f"this prune would remove nothing: {_nothing_removed(widths, config)}; "
+                "raise `amount`, or lower `keep`")
 
     # scoring and max-drop run on config.device, on a copy so the input model stays on the CPU
     work = model if config.device == "cpu" else copy.deepcopy(model).to(config.device)
@@ -582,7 +589,7 @@ def prune_checkpoint(
         # max-drop: data was required above, and validate() requires `max_drop`
         assert data is not None and config.max_drop is not None
         plan, max_drop_report = plan_max_drop(
-            work, data.val, scores, config.max_drop, input_shape=input_shape,
+            work, data.val, scores, config.max_drop,
             order=config.order, seed=config.seed, min_units=config.min_units,
             groups=members, device=config.device,
         )
@@ -655,6 +662,17 @@ def prune_checkpoint(
                        groups=tuple(g.members for g in groups if len(g.members) > 1),
                        ignored=frozenset(ignored))
     return PruneResult(new_ckpt, plan, summary)
+
+
+def _nothing_removed(widths: Mapping[str, int], config: PruneConfig) -> str:
+    """Why a layer-wise request removes no unit (counts round down; `keep` of every unit)."""
+    amounts = config.amounts()
+    if amounts is not None:
+        shown = ", ".join(f"{a:g}" for a in amounts)
+        narrowest = min(widths, key=lambda name: widths[name])
+        return (f"`amount`={shown} of {narrowest}'s {widths[narrowest]} units rounds down to 0, "
+                "and likewise in every layer")
+    return "`keep` asks for every unit of every layer"
 
 
 def _summary(old: Checkpoint, new: Checkpoint, plan: PrunePlan, input_shape, before: dict,
