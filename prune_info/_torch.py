@@ -7,18 +7,30 @@ tracing and checking) are slower on two threads than on one: waking a second Ope
 more than the work it takes over, and on a shared machine a barrier waiting for a descheduled
 thread turns a 0.05 ms matmul into tens of milliseconds. Such blocks run under
 :func:`torch_threads` with ``1``; large forward passes keep the process setting.
+
+Long computations made of many medium-sized operations (ablation curves, batched multi-seed
+training) run on the cores that are free when they start (:func:`shared_threads`): every core
+when the machine is idle, one when other processes keep the others busy. Measured on the 2-core
+machine with other jobs running (load 9): 8 ablation curves of a 100-unit layer took 10-13 s on
+one thread and 52-113 s on two (benchmarks/RESULTS.md). ``prune-info --threads N`` (or
+:func:`fix_threads`) sets the number once and for all instead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
 from prune_info.errors import PruneInfoError
 
-__all__ = ["resolve_device", "small_batch_threads", "torch_threads"]
+__all__ = ["fix_threads", "free_cores", "out_of_memory", "resolve_device", "shared_threads",
+           "small_batch_threads", "torch_threads"]
 
 #: Batches up to this size train on one CPU thread (see :func:`small_batch_threads`).
 SMALL_BATCH = 256
@@ -81,10 +93,132 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def small_batch_threads(device: torch.device, batch_size: int) -> contextlib.AbstractContextManager:
-    """One CPU thread for batches of at most :data:`SMALL_BATCH` samples; unchanged otherwise.
+    """One CPU thread for batches of at most :data:`SMALL_BATCH` samples; the free cores
+    (:func:`shared_threads`) for larger ones.
 
     Measured on 2 cores, an epoch of 784-100-100-10 on FashionMNIST at batch 32 takes 4.3 s with
     two threads and 1.3 s with one (benchmarks/RESULTS.md).
     """
-    small = device.type == "cpu" and batch_size <= SMALL_BATCH
-    return torch_threads(1 if small else None)
+    if _FIXED_THREADS is not None:
+        return torch_threads(None)
+    if device.type == "cpu" and batch_size <= SMALL_BATCH:
+        return torch_threads(1)
+    return shared_threads(device)
+
+
+#: Threads fixed by the user (:func:`fix_threads`); None: the adaptive policy.
+_FIXED_THREADS: int | None = None
+
+
+def fix_threads(threads: int | None) -> None:
+    """Use ``threads`` intra-op threads everywhere from now on (None: back to the policy)."""
+    global _FIXED_THREADS
+    if threads is not None:
+        if threads < 1:
+            raise PruneInfoError(f"`threads` must be at least 1, got {threads}")
+        torch.set_num_threads(int(threads))
+    _FIXED_THREADS = threads
+
+
+def _runnable_tasks() -> int | None:
+    """Tasks the kernel has runnable now, this one included (``/proc/loadavg``), or None."""
+    try:
+        return int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def free_cores(samples: int = 3, interval: float = 0.005) -> int:
+    """CPU cores of this process that no other task keeps busy right now (at least 1).
+
+    The cores this process may run on, less the other runnable tasks of the system, at the
+    quietest of ``samples`` readings ``interval`` seconds apart; all of them where the kernel
+    does not say (no ``/proc``).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    readings = []
+    for i in range(samples):
+        if i:
+            time.sleep(interval)
+        running = _runnable_tasks()
+        if running is None:
+            return cores
+        readings.append(running - 1)  # the reading thread is one of them
+    return max(1, min(cores, cores - min(readings)))
+
+
+def shared_threads(device: torch.device | str = "cpu") -> contextlib.AbstractContextManager:
+    """Run a long CPU block on the cores free when it starts (see the module docstring).
+
+    Never more than the process setting; unchanged for other devices, and when the user fixed
+    the threads (:func:`fix_threads`).
+    """
+    if _FIXED_THREADS is not None or torch.device(device).type != "cpu":
+        return torch_threads(None)
+    return torch_threads(min(torch.get_num_threads(), free_cores()))
+
+
+#: What an allocator says when it runs out: torch's CUDA and CPU allocators, the OS (errno 12).
+_OOM_TEXT = re.compile(r"out of memory|can't allocate memory|cannot allocate memory|"
+                       r"not enough memory", re.IGNORECASE)
+_TRIED = re.compile(r"tried to allocate (\d+ bytes|[0-9.]+ ?[KMGTP]i?B)", re.IGNORECASE)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and bool(_OOM_TEXT.search(str(exc)))
+
+
+def _size(text: str) -> str | None:
+    found = _TRIED.search(text)
+    if found is None:
+        return None
+    amount = found.group(1)
+    if amount.endswith("bytes"):
+        value = float(amount.split()[0])
+        for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+            if value < 1024 or unit == "PiB":
+                return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+            value /= 1024
+    return amount
+
+
+def out_of_memory(exc: BaseException | None, lower: str | None = "batch_size",
+                  device: str | None = "device") -> PruneInfoError | None:
+    """The one-line error for a failed allocation anywhere in ``exc``'s chain, else ``None``.
+
+    A ``torch.cuda.OutOfMemoryError``, the CPU allocator's "can't allocate memory"
+    ``RuntimeError`` and Python's ``MemoryError`` all mean the same to a user: the work did not
+    fit. The message says how much was asked for and what to lower: the parameter ``lower``
+    (in backticks, so that the CLI names the command's flag; ``None`` when the caller has no such
+    parameter), else a smaller model; on a GPU also the parameter ``device`` (to run on the
+    CPU), unless it is ``None``. The chain (``__cause__``, ``__context__``) is
+    searched, so a failure that another error wrapped is still recognised.
+
+    Examples
+    --------
+    >>> err = RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+    ...                    "25599999999744 bytes. Error code 12 (Cannot allocate memory)")
+    >>> print(out_of_memory(err))
+    out of memory on the CPU (tried to allocate 23.3 TiB); lower `batch_size` or use a smaller model
+    >>> out_of_memory(ValueError("bad")) is None
+    True
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if _is_oom(exc):
+            text = str(exc)
+            cuda = isinstance(exc, torch.cuda.OutOfMemoryError) or "cuda" in text.lower()
+            size = _size(text)
+            return PruneInfoError(
+                f"out of memory on {'the GPU' if cuda else 'the CPU'}"
+                + (f" (tried to allocate {size})" if size else "")
+                + (f"; lower `{lower}` or use a smaller model" if lower
+                   else "; use a smaller model")
+                + (f" or `{device}`=cpu" if cuda and device else "")
+            )
+        exc = exc.__cause__ or exc.__context__
+    return None

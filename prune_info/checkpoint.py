@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -112,17 +113,20 @@ def _read(path: Path, trust_pickle: bool) -> Any:
             head = fh.read(4)
     except OSError as exc:
         raise PruneInfoError(f"cannot read {path}: {exc.strerror}; check its permissions") from exc
-    not_a_checkpoint = PruneInfoError(
-        f"{path} is not a PyTorch checkpoint; give a file saved by prune-info train or "
-        "torch.save(model.state_dict(), ...)"
-    )
-    if head and not (head.startswith(b"PK") or head.startswith(b"\x80")):
-        raise not_a_checkpoint  # neither a torch zip archive nor a legacy pickle
+    if not head:
+        raise malformed(path, "truncated or corrupt: the file is empty", RECREATE)
+    if not (head.startswith(b"PK") or head.startswith(b"\x80")):
+        # neither a torch zip archive nor a legacy pickle
+        raise PruneInfoError(
+            f"{path} is not a PyTorch checkpoint; give a file saved by prune-info train or "
+            "torch.save(model.state_dict(), ...)"
+        )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return quiet_torch_load(path, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
-            raise not_a_checkpoint from exc
+        reason = _unpickler_reason(exc)
+        if not _needs_full_unpickler(reason):
+            raise malformed(path, f"it does not unpickle: {reason}", RECREATE) from exc
         if not trust_pickle:
             raise PruneInfoError(
                 f"{path} holds pickled Python objects (e.g. a whole nn.Module); unpickling runs "
@@ -130,8 +134,36 @@ def _read(path: Path, trust_pickle: bool) -> Any:
                 "better, save model.state_dict() and pass `arch` or `factory`"
             ) from exc
         return _trusted_load(path)
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a parser of the file's bytes: any failure is the file's
         raise malformed(path, f"truncated or corrupt: {_first_line(exc)}", RECREATE) from exc
+
+
+def quiet_torch_load(path: str | os.PathLike, *, weights_only: bool = True) -> Any:
+    """``torch.load`` on CPU without the warnings torch prints about the file's bytes.
+
+    On a foreign or corrupt file torch warns before it fails (for instance "Detected pickle
+    protocol 34 in the checkpoint"); the failure becomes one :class:`PruneInfoError` line and
+    the warning would only stand in front of it. Warnings of a load that succeeds are about the
+    file's encoding, not about anything the user can act on, so they are dropped too.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+
+
+def _unpickler_reason(exc: BaseException) -> str:
+    """What torch's weights-only unpickler objected to, without its page of advice."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    return _first_line(text)
+
+
+def _needs_full_unpickler(reason: str) -> bool:
+    """Whether the weights-only unpickler stopped at a class it may not build (a pickled
+    module, say) rather than at bytes that are no pickle at all (``Unsupported operand``)."""
+    lowered = reason.lower()
+    return "global" in lowered or "allowlisted" in lowered
 
 
 #: The fix every malformed checkpoint names.
@@ -139,14 +171,20 @@ RECREATE = ("re-create it with prune-info train, or save torch.save(model.state_
             "and pass `arch` or `factory`")
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+def _first_line(exc: BaseException | str, limit: int = 200) -> str:
+    """The first sentence of a message (torch's run on with advice), at most ``limit`` chars."""
+    text = str(exc).strip()
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    if not line:
+        return type(exc).__name__ if isinstance(exc, BaseException) else "no detail"
+    line = line.split(". ", 1)[0].rstrip(".")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _trusted_load(path: Path) -> Any:
     """Unpickle a whole file (``trust_pickle``): any failure is the file's, not a bug."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return quiet_torch_load(path, weights_only=False)
     except Exception as exc:  # noqa: BLE001 - unpickling runs the file's code; it may raise anything
         raise malformed(path, f"it does not unpickle: {type(exc).__name__}: {_first_line(exc)}",
                         RECREATE) from exc
@@ -163,8 +201,13 @@ def _load_state(model: nn.Module, state: dict, what: str) -> None:
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        head, sep, keys = first.partition(": ")
+        listed = keys.rstrip(". ").split(", ")
+        if head.endswith("key(s) in state_dict") and len(listed) > 3:
+            # a list of missing / unexpected keys runs to hundreds of names on a real model
+            first = f"{head}: {', '.join(listed[:3])} and {len(listed) - 3} more"
         raise PruneInfoError(
-            f"the weights do not fit {what}: {first}; check `arch` / `factory`"
+            f"the weights do not fit {what}: {first.rstrip('. ')}; check `arch` / `factory`"
         ) from exc
 
 

@@ -13,8 +13,11 @@ normalisation is stored in checkpoints so that a model can be evaluated on fresh
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
 import pickle
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -164,12 +167,18 @@ def read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
     that is not IDX, whose header is cut short, claims other dimensions or whose body does not
     match its header raises :class:`PruneInfoError` naming the file.
     """
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as fh:
-            data = fh.read()
-    except (OSError, EOFError) as exc:
-        raise PruneInfoError(f"cannot read {path}: {exc}; re-download or reinstall it") from exc
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PruneInfoError(f"cannot read {path}: {exc.strerror}; check its permissions, or "
+                             "re-download it") from exc
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:  # not gzip, cut short, corrupt stream
+            raise malformed(path, f"not a complete gzip file: {exc}", _REDOWNLOAD) from exc
+    else:
+        data = raw
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise malformed(path, "not an IDX file of unsigned bytes", _REDOWNLOAD)
     n_dims = data[3]
@@ -179,12 +188,14 @@ def read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
     if len(data) < 4 + 4 * n_dims:
         raise malformed(path, f"header cut short: {n_dims} dimensions need "
                         f"{4 + 4 * n_dims} bytes, the file has {len(data)}", _REDOWNLOAD)
-    dims = np.frombuffer(data, dtype=">u4", count=n_dims, offset=4).astype(np.int64)
-    expected = int(np.prod(dims))
+    dims = [int(d) for d in np.frombuffer(data, dtype=">u4", count=n_dims, offset=4)]
+    expected = math.prod(dims)  # Python ints: a forged header cannot overflow
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * n_dims)
     if body.size != expected:
         raise malformed(path, f"truncated: header says {expected} values, file has "
                         f"{body.size}", _REDOWNLOAD)
+    if expected == 0:
+        raise malformed(path, f"it holds no samples (dimensions {dims})", _REDOWNLOAD)
     return body.reshape(tuple(dims)).copy()  # frombuffer is read-only
 
 
@@ -262,7 +273,10 @@ def _load_idx_dataset(name: str, data_dir, seed: int) -> Dataset:
     train_x, test_x = arrays["train_x"][:, None], arrays["test_x"][:, None]
     train_y, test_y = arrays["train_y"].astype(np.int64), arrays["test_y"].astype(np.int64)
     if train_x.shape[0] != train_y.shape[0] or test_x.shape[0] != test_y.shape[0]:
-        raise PruneInfoError(f"{name}: images and labels differ in count; re-download the files")
+        split = "train" if train_x.shape[0] != train_y.shape[0] else "test"
+        raise PruneInfoError(
+            f"{files[split + '_x']} holds {arrays[split + '_x'].shape[0]} images but "
+            f"{files[split + '_y']} {arrays[split + '_y'].shape[0]} labels; re-download them")
     raw = _split_designated(train_x, train_y, test_x, test_y, seed)
     splits, norm = _standardise(raw, 1.0 / 255.0)
     return Dataset(name, splits["train"], splits["val"], splits["test"], 10, norm, seed)
@@ -280,20 +294,62 @@ def _find_cifar(directory: Path) -> dict[str, list[Path]] | None:
     return None
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """The CIFAR-10 batches hold a dict of lists, bytes and numpy arrays (or scalars): only
+    numpy's array and scalar reconstruction is let in, so a forged file cannot run code."""
+
+    _ALLOWED = {(f"numpy{core}.multiarray", name) for core in (".core", "._core")
+                for name in ("_reconstruct", "scalar")} | {
+                ("numpy", "ndarray"), ("numpy", "dtype"),
+                ("_codecs", "encode")}  # bytes pickled by Python 3 at protocol 2
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR-10 batch "
+                                         "never holds")
+        return super().find_class(module, name)
+
+
+#: The fix every malformed CIFAR-10 batch names.
+_REDOWNLOAD_CIFAR = "re-download the python version (cifar-10-python.tar.gz)"
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 batch: images ``[N, 3, 32, 32]`` uint8 and labels in 0..9, checked."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PruneInfoError(f"cannot read CIFAR-10 batch {path}: {exc.strerror}; check its "
+                             "permissions") from exc
+    try:
+        batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as exc:  # noqa: BLE001 - a parser of the file's bytes: any failure is the file's
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise malformed(path, f"not a CIFAR-10 batch: {detail}", _REDOWNLOAD_CIFAR) from exc
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise malformed(path, "not a CIFAR-10 batch: no data and labels", _REDOWNLOAD_CIFAR)
+    data, labels = batch[b"data"], batch[b"labels"]
+    try:
+        if isinstance(data, (bytes, bytearray)):
+            data = np.frombuffer(data, dtype=np.uint8)
+        x = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32)
+        y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise malformed(path, f"its data ({type(data).__name__}) and labels "
+                        f"({type(labels).__name__}) are not 3x32x32 images and integers",
+                        _REDOWNLOAD_CIFAR) from exc
+    if len(x) != len(y) or len(y) == 0:
+        raise malformed(path, f"it holds {len(x)} images and {len(y)} labels",
+                        _REDOWNLOAD_CIFAR)
+    if int(y.min()) < 0 or int(y.max()) >= 10:
+        bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+        raise malformed(path, f"it holds label {bad}, outside 0..9 of the 10 classes",
+                        _REDOWNLOAD_CIFAR)
+    return x, y
+
+
 def _read_cifar_batches(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = [], []
-    for path in paths:
-        try:
-            with open(path, "rb") as fh:
-                # The CIFAR-10 batches are pickled dicts of numpy arrays; numpy arrays need the
-                # full unpickler. These files are data the user placed in their data directory.
-                batch = pickle.load(fh, encoding="bytes")
-            xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
-        except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError) as exc:
-            raise PruneInfoError(
-                f"cannot read CIFAR-10 batch {path}: {exc}; re-download the python version"
-            ) from exc
+    xs, ys = zip(*(_read_cifar_batch(path) for path in paths))
     return np.concatenate(xs), np.concatenate(ys)
 
 

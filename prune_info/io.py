@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from prune_info.errors import PruneInfoError
+from prune_info.errors import PruneInfoError, malformed
 
 #: Version of every JSON document prune-info writes; bump on an incompatible change.
 JSON_FORMAT_VERSION = 1
@@ -42,8 +42,13 @@ def check_writable(path: str | os.PathLike) -> Path:
     """Refuse, before any work, a file that cannot be written; returns its directory.
 
     The directory must exist and be writable (the file is created there and renamed over the
-    target), and an existing target must not be a directory.
+    target); an existing target must not be a directory nor a read-only file (which the rename
+    would silently replace), and the path must name a file (not be empty or end with a slash).
     """
+    text = os.fspath(path)
+    if not text or text.endswith(("/", os.sep)):
+        raise PruneInfoError(f"cannot write {text!r}: a file name is needed (it is empty or "
+                             "ends with a slash); give e.g. out/model.pt")
     target = Path(path)
     parent = _parent(target)
     if not parent.is_dir():
@@ -52,6 +57,11 @@ def check_writable(path: str | os.PathLike) -> Path:
         )
     if target.is_dir():
         raise PruneInfoError(f"cannot write {target}: it is a directory; give a file name")
+    if target.is_file() and (not os.access(target, os.W_OK)
+                             or target.stat().st_mode & 0o222 == 0):
+        # replacing it by a rename would succeed, but the user made it read-only
+        raise PruneInfoError(f"cannot write {target}: the file is read-only; choose another "
+                             "output, or make it writable (chmod u+w) to replace it")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PruneInfoError(
             f"cannot write {target}: directory {parent} is not writable; choose another "
@@ -232,6 +242,29 @@ def run_lock(directory: str | os.PathLike) -> Iterator[Path]:
         os.close(fd)  # releases the flock
 
 
+@contextlib.contextmanager
+def locked_output_dir(directory: str | os.PathLike) -> Iterator[Path]:
+    """Create (if need be) and lock an output directory for a command writing into it.
+
+    Checks it first (:func:`check_writable_dir`), holds :func:`run_lock` while the block runs,
+    and, if the block fails or is interrupted before it wrote anything into a directory this
+    call created, removes that directory again: a command that did nothing leaves nothing.
+    """
+    out = Path(directory)
+    check_writable_dir(out)
+    created = not out.exists()
+    out.mkdir(exist_ok=True)
+    try:
+        with run_lock(out):
+            yield out
+    except BaseException:
+        if created and all(p.name == LOCK_NAME for p in out.iterdir()):
+            (out / LOCK_NAME).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+
+
 def _jsonable(obj: Any) -> Any:
     """Turn tensors, numpy values and non-finite floats into plain JSON values."""
     if hasattr(obj, "tolist"):  # torch.Tensor, numpy array or scalar
@@ -250,6 +283,26 @@ def write_json(data: dict, path: str | os.PathLike, kind: str) -> None:
     document = {"format": kind, "format_version": JSON_FORMAT_VERSION, **_jsonable(data)}
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def read_json(path: str | os.PathLike, kind: str | None, fix: str) -> dict:
+    """Read a JSON document prune-info wrote (``kind``: its expected ``format``, or None).
+
+    Raises
+    ------
+    PruneInfoError
+        If the file cannot be read, is not JSON, is not a JSON object, or has another format;
+        the message names the file and ends with ``fix``.
+    """
+    try:
+        document = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise malformed(path, f"not readable JSON: {exc}", fix) from exc
+    if not isinstance(document, dict):
+        raise malformed(path, f"a JSON {type(document).__name__}, not an object", fix)
+    if kind is not None and document.get("format") != kind:
+        raise malformed(path, f"its format is {document.get('format')!r}, not {kind!r}", fix)
+    return document
 
 
 def to_json_text(data: dict, kind: str) -> str:

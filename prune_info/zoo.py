@@ -309,15 +309,22 @@ def parse_model_kwargs(text: str | None) -> dict[str, Any]:
     if text is None or not text.strip():
         return {}
     out: dict[str, Any] = {}
-    # Split on commas outside brackets, so tuples survive.
-    depth, start, parts = 0, 0, []
+    # Split on commas outside brackets and quotes, so tuples and strings survive.
+    depth, start, parts, quote = 0, 0, [], ""
     for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+            continue
+        quote = ch if ch in "'\"" else ""
         depth += ch in "([{"
         depth -= ch in ")]}"
         if ch == "," and depth == 0:
             parts.append(text[start:i])
             start = i + 1
     parts.append(text[start:])
+    if depth != 0:
+        raise PruneInfoError(f"`model_kwargs`: unbalanced brackets in {text!r}; close every "
+                             "( [ { it opens, e.g. patch_size=(4,4)")
     for part in (p.strip() for p in parts):
         key, sep, raw = part.partition("=")
         key = key.strip()
@@ -326,6 +333,8 @@ def parse_model_kwargs(text: str | None) -> dict[str, Any]:
                 f"`model_kwargs`: cannot read {part!r}; write NAME=VALUE pairs separated by "
                 "commas, e.g. num_classes=10,in_chans=1"
             )
+        if key in out:
+            raise PruneInfoError(f"`model_kwargs`: {key} is given twice; give each name once")
         try:
             out[key] = ast.literal_eval(raw.strip())
         except (ValueError, SyntaxError):

@@ -120,3 +120,23 @@ def tiny_resnet(n_classes: int = 10, width: int = 8) -> torch.nn.Module:
     return nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
                          Block(width), Block(width), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.Linear(width, n_classes))
+
+
+# --------------------------------------------------------------------------------------------
+# Optional extras
+
+
+def import_extra(name: str):
+    """Import an optional extra (ray, mlflow), or skip the test when it is not installed.
+
+    Under ``PRUNE_INFO_REQUIRE_EXTRAS=1`` (CI, which installs every extra) a missing extra fails
+    the test instead, so the tests that need it cannot silently stop running.
+    """
+    import importlib
+    import os
+
+    import pytest
+
+    if os.environ.get("PRUNE_INFO_REQUIRE_EXTRAS") == "1":
+        return importlib.import_module(name)
+    return pytest.importorskip(name)

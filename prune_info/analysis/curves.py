@@ -81,16 +81,19 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from prune_info._torch import shared_threads
 from prune_info.capture import unit_hooks, units_last
 from prune_info.criteria.ranking import RANK_ORDERS, rank_units
 from prune_info.data import Split, as_split
@@ -106,6 +109,10 @@ __all__ = [
     "spaced_ks", "unit_means",
 ]
 
+T = TypeVar("T")
+
+#: Most random orderings one call draws (:func:`random_orders`).
+MAX_RANDOM = 100_000
 #: What an ablated unit's output is replaced by.
 ABLATE_TO = ("zero", "mean")
 #: Which end of a ranking is ablated first: ``low`` = least important first.
@@ -162,6 +169,16 @@ def check_order(order: Tensor, n_units: int, what: str = "order") -> Tensor:
     return order
 
 
+def check_random(repeats: int) -> None:
+    """Refuse a number of random orderings below 0 or above :data:`MAX_RANDOM`."""
+    if repeats < 0:
+        raise PruneInfoError(f"`random` must be 0 or more, got {repeats}")
+    if repeats > MAX_RANDOM:
+        raise PruneInfoError(
+            f"`random`={repeats} random orderings is more than {MAX_RANDOM:,}, the most "
+            "computed (each is a whole curve; the papers use 20)")
+
+
 def random_orders(n_units: int, repeats: int, seed: int = 0) -> Tensor:
     """``repeats`` random orderings of ``n_units`` units, int64 ``[repeats, n_units]``, seeded.
 
@@ -170,8 +187,7 @@ def random_orders(n_units: int, repeats: int, seed: int = 0) -> Tensor:
     >>> random_orders(4, 2, seed=0).shape
     torch.Size([2, 4])
     """
-    if repeats < 0:
-        raise PruneInfoError(f"the number of random repeats must be 0 or more, got {repeats}")
+    check_random(repeats)
     generator = torch.Generator().manual_seed(int(seed))
     if repeats == 0:
         return torch.empty(0, n_units, dtype=torch.int64)
@@ -410,6 +426,16 @@ def _apply_mask(h: Tensor, ablated: Tensor, fill: Tensor | None, last: bool = Fa
 # The engine: correct counts for many ablation masks
 
 
+def _on_free_cores(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run an engine function on the CPU cores free when it starts (``shared_threads``): its
+    many medium-sized operations collapse when they wait for cores other processes hold."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, device: torch.device | str = "cpu", **kwargs: Any) -> T:
+        with shared_threads(device):
+            return fn(*args, device=device, **kwargs)
+    return wrapper
+
+
 def _segments(model: nn.Module, points: Sequence[str]) -> list[nn.Sequential] | None:
     """Cut a Sequential model after each ablation point; None when that is not possible."""
     if not isinstance(model, nn.Sequential):
@@ -457,6 +483,7 @@ def _rows_per_chunk(model: nn.Module, x1: Tensor, first_point: str, batch: int,
     return max(1, int(min(memory_mb * 2**20, _BATCHED_CHUNK_BYTES) // per_row))
 
 
+@_on_free_cores
 @torch.no_grad()
 def _masked_counts(
     model: nn.Module,
@@ -513,6 +540,7 @@ def _masked_counts(
     return counts[inverse]
 
 
+@_on_free_cores
 @torch.no_grad()
 def _naive_counts(
     model: nn.Module,
@@ -641,6 +669,7 @@ def _propagate(module: nn.Module, x: Tensor, err: Tensor, u: float,
     return y, err + 8 * u * _abs_max(y, positive), positive
 
 
+@_on_free_cores
 @torch.no_grad()
 def _prefix_sum_counts(
     plan: _PrefixPlan,
@@ -1233,8 +1262,7 @@ def compute_curves(
     bad = [o for o in orders if o not in ORDERS]
     if bad:
         raise PruneInfoError(f"unknown order {bad[0]!r}; choose from: {', '.join(ORDERS)}")
-    if random < 0:
-        raise PruneInfoError(f"`random` must be 0 or more, got {random}")
+    check_random(random)
     if not scores and random == 0:
         raise PruneInfoError("nothing to ablate: give at least one criterion or `random`=R")
     split = _check_split(split)

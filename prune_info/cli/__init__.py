@@ -9,6 +9,7 @@ from prune_info.cli import (  # noqa: F401  (importing a command module register
     export,
     oinfo,
     prune,
+    reproduce,
     retrain,
     run,
     score,

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 from typing import cast
 
 import click
 
+from prune_info._torch import fix_threads, out_of_memory
 from prune_info._version import __version__
 from prune_info.errors import PruneInfoError
 
@@ -24,6 +26,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 #: a flag is used as is when the command has that flag (the --global of --layerwise/--global).
 PARAM_ALIASES: dict[str, tuple[str, ...]] = {
     "amounts": ("amount",),
+    "amount": ("amount_per_round", "amounts"),
     "batch": ("batch_text", "n_samples"),
     "data": ("data_name",),
     "sample": ("data_name",),
@@ -37,6 +40,7 @@ PARAM_ALIASES: dict[str, tuple[str, ...]] = {
     "save_rewind_steps": ("rewind_steps",),
     "factory_kwargs": ("model_kwargs",),
     "allocation='global'": ("--global",),
+    "batch_size": ("batch_text", "n_samples", "max_samples"),
 }
 
 _BACKTICKED = re.compile(r"`([^`]+)`(=?)")
@@ -45,8 +49,11 @@ _BACKTICKED = re.compile(r"`([^`]+)`(=?)")
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="prune-info")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads of every computation (default: the cores free when each long "
+                   "computation starts, one for small operations).")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, threads: int | None) -> None:
     """Understand and prune neural networks with information theory.
 
     \b
@@ -56,6 +63,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    fix_threads(threads)
     if ctx.invoked_subcommand is not None:  # for the flags in error messages
         group = cast(click.Group, ctx.command)  # this callback's command is the `cli` group
         ctx.obj["command"] = group.get_command(ctx, ctx.invoked_subcommand)
@@ -91,9 +99,42 @@ def flag_message(message: str, command: click.Command | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``prune-info`` console script."""
+    """Entry point of the ``prune-info`` console script.
+
+    Warnings raised while the command runs (by torch, by a user's model, by the library) are
+    held back: a command that fails prints only its ``error:`` line, one that succeeds prints
+    each distinct warning once at the end as ``warning: ...``, and a crash shows them before
+    its traceback. ``--debug`` shows them as they come.
+    """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    if debug:
+        _dispatch(args, debug)
+        return
+    with warnings.catch_warnings(record=True) as held:
+        try:
+            _dispatch(args, debug)
+        except SystemExit as exc:
+            if exc.code in (0, None):
+                _show_warnings(held)
+            raise
+        except BaseException:
+            _show_warnings(held)
+            raise
+    _show_warnings(held)
+
+
+def _show_warnings(held: list[warnings.WarningMessage]) -> None:
+    seen: set[str] = set()
+    for caught in held:
+        text = (str(caught.message).strip().splitlines() or [caught.category.__name__])[0]
+        if text not in seen:
+            seen.add(text)
+            click.echo(f"warning: {text}", err=True)
+
+
+def _dispatch(args: list[str], debug: bool) -> None:
+    """Run the command under the error policy of the module docstring."""
     state: dict = {}
     try:
         cli.main(args=args, prog_name="prune-info", standalone_mode=False, obj=state)
@@ -110,8 +151,28 @@ def main(argv: list[str] | None = None) -> None:
     except PruneInfoError as exc:
         if debug:
             raise
-        click.echo(f"error: {flag_message(str(exc), state.get('command'))}", err=True)
-        sys.exit(2)
+        _fail(_memory_error(exc, state.get("command")) or exc, state.get("command"))
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:
+        # Running out of memory is the size of the work, not a bug: one line naming what to
+        # lower (also when a library error wrapped it, above). Anything else keeps its traceback.
+        memory = None if debug else _memory_error(exc, state.get("command"))
+        if memory is None:
+            raise
+        _fail(memory, state.get("command"))
+
+
+def _memory_error(exc: BaseException, command: click.Command | None) -> PruneInfoError | None:
+    """:func:`~prune_info._torch.out_of_memory` naming the command's batch-size and device
+    flags, where it has them."""
+    def has(name: str) -> str | None:
+        return name if flag_message(f"`{name}`", command) != name else None
+
+    return out_of_memory(exc, lower=has("batch_size"), device=has("device"))
+
+
+def _fail(exc: PruneInfoError, command: click.Command | None) -> None:
+    click.echo(f"error: {flag_message(str(exc), command)}", err=True)
+    sys.exit(2)

@@ -14,6 +14,7 @@ from prune_info.data import DATASETS, Dataset, load_dataset, load_dataset_like
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.executor import EXECUTORS
 from prune_info.io import check_writable, remove_stale_temporaries, to_json_text
+from prune_info.training.loop import MAX_SEED
 from prune_info.zoo import ACTIVATIONS, REGULARISERS, parse_arch, parse_model_kwargs
 
 DEVICES = click.Choice(["cpu", "cuda", "auto"])
@@ -25,7 +26,8 @@ def device_option(f: Callable) -> Callable:
 
 
 def seed_option(f: Callable) -> Callable:
-    return click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+    return click.option("--seed", type=click.IntRange(min=0, max=MAX_SEED), default=0,
+                        show_default=True,
                         help="Seed of every random choice.")(f)
 
 
@@ -55,6 +57,14 @@ def executor_options(f: Callable) -> Callable:
                         show_default=True,
                         help="Where the units of work run: in this process, or as Ray tasks "
                              "(needs the extra: pip install 'prune-info[ray]').")(f)
+
+
+def track_option(f: Callable) -> Callable:
+    """``--track mlflow[:URI]``: log the finished run to an experiment tracker."""
+    return click.option("--track", default=None, metavar="mlflow[:URI]",
+                        help="Log the run's parameters, metrics and artefacts to MLflow: "
+                             "./mlruns, or the URI given (a directory, file:, http(s)://); "
+                             "needs the extra: pip install 'prune-info[mlflow]'.")(f)
 
 
 def data_options(f: Callable) -> Callable:
@@ -189,7 +199,7 @@ def check_output(path: str, *inputs: str) -> None:
     temporaries a killed earlier run left beside it are removed here.
     """
     out = Path(path)
-    if out.is_dir():
+    if path and out.is_dir():
         raise PruneInfoError(f"output {path} is a directory; give a file name")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
@@ -197,5 +207,5 @@ def check_output(path: str, *inputs: str) -> None:
     for given in inputs:
         if Path(given).exists() and out.exists() and out.resolve() == Path(given).resolve():
             raise PruneInfoError(f"output {path} is the input file; choose another output path")
-    check_writable(out)
+    check_writable(path)  # as given: Path() would drop a trailing slash
     remove_stale_temporaries(out)

@@ -30,7 +30,7 @@ from prune_info.experiments.subnetworks import (
     run_comparison,
     summarise,
 )
-from prune_info.io import atomic_write, check_writable_dir, run_lock, write_json
+from prune_info.io import atomic_write, check_writable_dir, locked_output_dir, write_json
 from prune_info.pruning.retrain import RetrainConfig, iterative_prune, retrain_checkpoint
 from prune_info.pruning.workflow import PruneConfig
 from prune_info.training.loop import OPTIMIZERS
@@ -163,14 +163,13 @@ def prune_retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, 
                                    allow_nonfinite=allow_nonfinite)
     check_writable_dir(out)
     data = get_dataset(data_name, data_dir, ckpt)
-    out.mkdir(exist_ok=True)
 
     def save(r, checkpoint, row):
         path = out / f"round{r}.pt"
         save_checkpoint(checkpoint, path)
         row["checkpoint"] = str(path)
 
-    with run_lock(out):
+    with locked_output_dir(out):
         rows = iterative_prune(ckpt, data, prune_config, retrain_config, rounds, on_round=save,
                                progress=not quiet)
         write_json({"criterion": criterion, "amount_per_round": amount_per_round,
@@ -247,8 +246,7 @@ def subnetworks(data_name, data_dir, spec, act, reg, criteria, keep, amounts, se
     config.validate()
     check_writable_dir(out)
     data = load_dataset(data_name, data_dir)
-    out.mkdir(exist_ok=True)
-    with run_lock(out):
+    with locked_output_dir(out):
         comparison = run_comparison(data, config, out, progress=not quiet)
         table = summarise(comparison)
         text = format_table(table)

@@ -14,10 +14,12 @@ from prune_info.cli.common import (
     parse_int_list,
     parse_shape,
     seed_option,
+    track_option,
 )
 from prune_info.data import DATASETS
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.pipeline import RunOptions, run_pipeline
+from prune_info.experiments.tracking import make_tracker, pipeline_run
 from prune_info.zoo import ACTIVATIONS, REGULARISERS, is_factory_spec, parse_model_kwargs
 
 
@@ -53,14 +55,15 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS, is_factory_spec, parse_mod
 @click.option("--bench-batch", "bench_batch", default="1,256", show_default=True,
               metavar="N[,N...]", help="Batch sizes timed.")
 @seed_option
+@track_option
 @click.option("--out", "out_dir", required=True, type=click.Path(),
               help="Directory of the run's artefacts and report.html (resumed when rerun).")
 @click.option("--quiet", is_flag=True, help="No progress bars (stage lines still shown).")
 def run(data_name, data_dir, spec, model_path, model_kwargs, input_shape, act, reg, epochs,
         criterion, amount, ignore,
         n_random,
-        max_exhaustive, max_size, retrain_epochs, bench_repeat, bench_batch, seed, out_dir,
-        quiet):
+        max_exhaustive, max_size, retrain_epochs, bench_repeat, bench_batch, seed, track,
+        out_dir, quiet):
     """Train, score, ablate, O-information, prune, retrain, export, bench and report.
 
     Every stage's artefacts go to --out and are reused when the command runs again: an
@@ -91,7 +94,12 @@ def run(data_name, data_dir, spec, model_path, model_kwargs, input_shape, act, r
         bench_batches=tuple(parse_int_list(bench_batch, "--bench-batch", 1)),
         progress=not quiet,
     )
+    options.validate()
+    tracker = make_tracker(track)  # a store that cannot be written: refused before any stage
     manifest = run_pipeline(out_dir, options)
+    if tracker is not None:
+        run_id = tracker.log(pipeline_run(manifest, out_dir))
+        click.echo(f"tracked as MLflow run {run_id} in {tracker.uri}", err=True)
     reran = manifest.get("reran", [])
     click.echo(f"stages run: {', '.join(reran) if reran else 'none (all reused)'}")
     click.echo(f"report: {Path(out_dir) / 'report.html'}")

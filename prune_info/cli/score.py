@@ -39,6 +39,8 @@ def _csv_path(out: str) -> str:
             f"--out {out}: give the JSON file (e.g. scores.json); the CSV table is written "
             "beside it with the suffix .csv"
         )
+    if not path.name or out.endswith("/"):
+        return out  # names no file: check_output refuses it
     return str(path.with_suffix(".csv"))
 
 

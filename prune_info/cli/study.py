@@ -8,10 +8,19 @@ from prune_info._torch import resolve_device
 from prune_info.analysis.curves import ORDERS
 from prune_info.cli.ablate import modes_from_flags, parse_names
 from prune_info.cli.app import cli
-from prune_info.cli.common import DEVICES, echo_json, parse_int_list
+from prune_info.cli.common import (
+    DEVICES,
+    echo_json,
+    executor_options,
+    parse_int_list,
+    track_option,
+)
 from prune_info.data import DATASETS
 from prune_info.errors import PruneInfoError
+from prune_info.experiments.executor import make_executor
 from prune_info.experiments.study import StudyConfig, format_table, run_study, seeds_from_count
+from prune_info.experiments.tracking import make_tracker, study_run
+from prune_info.io import check_writable_dir
 from prune_info.training.loop import OPTIMIZERS
 from prune_info.zoo import ACTIVATIONS, REGULARISERS
 
@@ -59,6 +68,8 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS
 @click.option("--seed-batch", type=click.IntRange(min=1), default=None,
               help="Seeds per batched model (default: all seeds of a scenario).")
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
+@executor_options
+@track_option
 @click.option("--out", "out_dir", required=True, type=click.Path(), metavar="DIR",
               help="Study directory; running the same command again resumes it.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -66,7 +77,7 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS
 def study(data_name, data_dir, spec, acts, regs, n_seeds, epochs, batch_size, optimizer, lr,
           momentum, weight_decay, split_seed, criteria, orders, n_random, layerwise,
           whole_network, ablate_to, bins, at_text, wilcoxon, sequential, seed_batch, device,
-          out_dir, quiet, as_json):
+          executor, ray_address, track, out_dir, quiet, as_json):
     """Train many seeds per scenario, ablate, and test the differences over seeds.
 
     For every activation x regulariser, trains N networks (as one batched model), ranks their
@@ -75,11 +86,17 @@ def study(data_name, data_dir, spec, acts, regs, n_seeds, epochs, batch_size, op
     its Wilcoxon p-value, and KS tests between the random curves of layers and scenarios.
     Interrupted? Run the same command again: finished seeds are skipped.
 
+    With --executor ray, each batch of --seed-batch seeds of a scenario trains as one Ray task and
+    each seed's curves are another, on the cluster at --ray-address (default: a local one); this
+    process stores every result in --out as it arrives, so the numbers are those of a local run.
+
     \b
     Examples:
       prune-info study --data fashion-mnist --arch 784-100-100-10 --act relu --reg l2 \\
           --seeds 50 --epochs 20 --at 80 --out study/
       prune-info study --act relu,sigmoid --reg l2,dropout --seeds 20 --out grid/
+      prune-info study --seeds 20 --seed-batch 5 --executor ray --ray-address 10.0.0.1:6379 \\
+          --track mlflow --out study/
     """
     config = StudyConfig(
         data=data_name, arch=spec,
@@ -97,9 +114,16 @@ def study(data_name, data_dir, spec, acts, regs, n_seeds, epochs, batch_size, op
     if at and n_random == 0:
         raise PruneInfoError("--at compares with random ablation, but --random is 0; pass "
                              "--random R")
+    config.validate()  # before a cluster is started or joined
+    check_writable_dir(out_dir)
+    tracker = make_tracker(track)
     results = run_study(config, out_dir, at=at, wilcoxon=wilcoxon, data_dir=data_dir,
                         device=resolve_device(device), batched=not sequential,
-                        seed_batch=seed_batch, progress=not quiet)
+                        seed_batch=seed_batch, progress=not quiet,
+                        executor=make_executor(executor, address=ray_address))
+    if tracker is not None:
+        run_id = tracker.log(study_run(results, out_dir))
+        click.echo(f"tracked as MLflow run {run_id} in {tracker.uri}", err=True)
     if as_json:
         summary = {k: v for k, v in results.items() if k != "per_seed"}
         echo_json(summary, "prune-info-study")

@@ -89,7 +89,7 @@ from torch import nn
 
 from prune_info._version import __version__
 from prune_info.checkpoint import Checkpoint, clone_model
-from prune_info.errors import PruneInfoError
+from prune_info.errors import PruneInfoError, malformed
 from prune_info.io import atomic_write
 from prune_info.nn import count_parameters, total_macs
 
@@ -946,5 +946,27 @@ def load_onnx(path: str | os.PathLike) -> OnnxModel:
                            onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
     )
     props = {p.key: p.value for p in proto.metadata_props}
-    return OnnxModel(str(path), data, decode_metadata(props), _static_input_shape(proto),
+    metadata = decode_metadata(props)
+    _check_metadata(metadata, path)
+    return OnnxModel(str(path), data, metadata, _static_input_shape(proto),
                      int(opset), parameters, _fixed_batch(proto))
+
+
+#: The JSON type each decoded metadata key must have (what :func:`onnx_metadata` writes).
+_METADATA_TYPES: dict[str, type | tuple[type, ...]] = {
+    "arch": dict, "dataset": dict, "metrics": dict, "pruning": list, "input_shape": list,
+    "parameters": int, "macs": int, "pruning_steps": int, "format_version": int,
+}
+
+
+def _check_metadata(metadata: dict, path: Path) -> None:
+    """Refuse prune-info metadata that another tool or a damaged file left in a wrong shape."""
+    for key, kind in _METADATA_TYPES.items():
+        value = metadata.get(key)
+        if value is None:
+            continue
+        shape_ok = key != "input_shape" or (
+            isinstance(value, list) and all(isinstance(v, int) and v > 0 for v in value))
+        if not isinstance(value, kind) or isinstance(value, bool) or not shape_ok:
+            raise malformed(path, f"its prune-info metadata {key!r} is {str(value)[:40]!r}",
+                            "re-export it with prune-info export")

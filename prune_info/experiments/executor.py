@@ -12,6 +12,9 @@ every command did before executors existed). A Ray executor (``--executor ray``)
 tasks with the declared resources; it lives in :mod:`prune_info.experiments.ray_executor` and is
 imported only when asked for.
 
+How the work is cut into tasks is the command's decision, fixed by its configuration, never the
+executor's: the same command gives the same numbers on every executor.
+
 Examples
 --------
 >>> def square(x):
@@ -29,9 +32,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tqdm.auto import tqdm
+
 from prune_info.errors import PruneInfoError
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "Task", "make_executor"]
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "Progress", "ProgressBar", "Task",
+           "make_executor"]
 
 #: Names accepted by :func:`make_executor` (and ``--executor``).
 EXECUTORS = ("local", "ray")
@@ -57,12 +63,39 @@ class Task:
         return self.fn(*self.args, **self.kwargs)
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Where a run of tasks stands: ``done`` + ``running`` + ``failed`` + queued = ``total``.
+
+    ``running`` counts the tasks submitted and not finished (on a cluster some of them may still
+    wait for a free worker); ``failed`` the tasks that failed for good (after their retries).
+    """
+
+    total: int
+    done: int = 0
+    running: int = 0
+    failed: int = 0
+
+    def __str__(self) -> str:
+        return (f"{self.done}/{self.total} done, {self.running} running, "
+                f"{self.failed} failed")
+
+
+#: ``on_progress(progress)``, called by an executor whenever a task starts or ends.
+ProgressCallback = Callable[[Progress], None]
+
+
 class Executor(Protocol):
     """Runs tasks and hands each result to ``on_done`` in the calling (driver) process."""
 
     name: str
+    #: The tasks run in the driver process: they may be given callbacks and progress bars.
+    in_process: bool
+    #: The tasks see the driver's files (so they may write resumable state next to the results).
+    shared_filesystem: bool
 
-    def run(self, tasks: Sequence[Task], on_done: Callable[[Task, Any], None]) -> None:
+    def run(self, tasks: Sequence[Task], on_done: Callable[[Task, Any], None],
+            on_progress: ProgressCallback | None = None) -> None:
         """Run every task; call ``on_done(task, result)`` as each finishes (any order).
 
         A task that raises stops the run with that error, after the results already delivered
@@ -75,17 +108,67 @@ class LocalExecutor:
     """Runs the tasks in order, in this process."""
 
     name = "local"
+    in_process = True
+    shared_filesystem = True
 
-    def run(self, tasks: Sequence[Task], on_done: Callable[[Task, Any], None]) -> None:
-        for task in tasks:
-            on_done(task, task())
+    def run(self, tasks: Sequence[Task], on_done: Callable[[Task, Any], None],
+            on_progress: ProgressCallback | None = None) -> None:
+        report = on_progress or (lambda progress: None)
+        for index, task in enumerate(tasks):
+            report(Progress(len(tasks), done=index, running=1))
+            try:
+                result = task()
+            except Exception:
+                report(Progress(len(tasks), done=index, failed=1))
+                raise
+            on_done(task, result)
+            report(Progress(len(tasks), done=index + 1))
+
+
+class ProgressBar:
+    """An ``on_progress`` callback drawing a tqdm bar (stderr) with running and failed tasks.
+
+    Examples
+    --------
+    >>> with ProgressBar("curves", enabled=False) as bar:
+    ...     LocalExecutor().run([Task("a", abs, (-2,))], lambda task, result: None, bar)
+    ...     str(bar.last)
+    '1/1 done, 0 running, 0 failed'
+    """
+
+    def __init__(self, desc: str, *, enabled: bool = True) -> None:
+        self.desc = desc
+        self.enabled = enabled
+        self.last: Progress | None = None
+        self._bar: Any = None
+
+    def __call__(self, progress: Progress) -> None:
+        self.last = progress
+        if not self.enabled:
+            return
+        if self._bar is None:
+            self._bar = tqdm(total=progress.total, desc=self.desc, unit="task", leave=False)
+        self._bar.n = progress.done
+        self._bar.set_postfix(running=progress.running, failed=progress.failed, refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def make_executor(name: str = "local", *, address: str | None = None) -> Executor:
     """The executor called ``name`` (one of :data:`EXECUTORS`); ``address`` is a Ray cluster's."""
     if name == "local":
         if address is not None:
-            raise PruneInfoError("`ray_address` needs `executor`='ray'")
+            raise PruneInfoError("`ray_address` needs `executor`=ray")
         return LocalExecutor()
     if name == "ray":
         from prune_info.experiments.ray_executor import RayExecutor  # optional extra

@@ -45,8 +45,8 @@ from prune_info.criteria.report import score_report
 from prune_info.data import DATASETS, load_dataset, load_dataset_like
 from prune_info.deploy.bench import bench_document, benchmark_models
 from prune_info.deploy.onnx import export_onnx
-from prune_info.errors import PruneInfoError
-from prune_info.io import LOCK_NAME, check_writable_dir, run_lock, write_json
+from prune_info.errors import PruneInfoError, malformed
+from prune_info.io import LOCK_NAME, check_writable_dir, locked_output_dir, write_json
 from prune_info.nn import count_parameters
 from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
 from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
@@ -385,8 +385,13 @@ def read_manifest(out: Path) -> dict | None:
     except (OSError, ValueError) as exc:
         raise PruneInfoError(f"{path} is not a readable run manifest ({exc}); choose another "
                              "`out` or delete it") from exc
-    if doc.get("format") != RUN_FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") != RUN_FORMAT:
         raise PruneInfoError(f"{path} is not a prune-info run manifest; choose another `out`")
+    stages = doc.get("stages", {})
+    if not isinstance(doc.get("identity", {}), dict) or not isinstance(stages, dict) \
+            or not all(isinstance(entry, dict) for entry in stages.values()):
+        raise malformed(path, "its identity and stages are not JSON objects",
+                        f"choose another `out`, or delete {path} to rerun every stage")
     return doc
 
 
@@ -455,17 +460,9 @@ def run_pipeline(out: str | Path, options: RunOptions, *, command: str | None = 
     elif options.factory is not None:  # the model against the data, likewise
         check_model_takes(build_factory_model(options.factory, options.factory_kwargs),
                           ctx.data)
-    created = not out.exists()
-    out.mkdir(exist_ok=True)
-    try:
-        with run_lock(out):
-            return _run_locked(ctx, command, stages)
-    except BaseException:
-        if created and all(p.name == LOCK_NAME for p in out.iterdir()):
-            # failed before it wrote anything: leave no trace (and nothing to refuse a rerun)
-            (out / LOCK_NAME).unlink(missing_ok=True)
-            out.rmdir()
-        raise
+    # failing before it wrote anything leaves no trace (and nothing to refuse a rerun)
+    with locked_output_dir(out):
+        return _run_locked(ctx, command, stages)
 
 
 def _save_failed(out: Path, manifest: dict) -> None:

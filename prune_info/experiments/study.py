@@ -29,6 +29,19 @@ A directory whose ``config.json`` differs from the requested configuration is re
 seeds is not part of the configuration: asking for more seeds later adds them, asking for fewer
 reports on those only.
 
+Executors
+---------
+The work is cut into tasks (:mod:`prune_info.experiments.executor`): one training task per batch
+of seeds of a scenario (``seed_batch`` seeds, or all missing ones; the batches are fixed by the
+configuration and by the batch an interrupted run left, never by the executor), returning the
+trained models, then one curve task per seed, returning its record. All training tasks run
+before the curve tasks. The driver, holding the directory's lock, stores each result as it
+arrives, so a study can start with the local executor and finish on Ray (or the reverse), with
+the same numbers. Tasks write nothing themselves, except the per-epoch training state: tasks
+keep it only where they see the study directory (the local executor; a Ray cluster whose nodes
+are all this machine). On a cluster of several machines a training task interrupted mid-batch
+starts its batch again from the first epoch; finished batches and seeds are never redone.
+
 Examples
 --------
 >>> config = StudyConfig(data="digits", arch="64-32-24-10", seeds=(0, 1, 2), epochs=1,
@@ -52,17 +65,24 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from prune_info.analysis.curves import ABLATE_TO, ORDERS, compute_curves, unit_means
 from prune_info.analysis.stats import MIN_WILCOXON_SEEDS, ks_gap, mean_gap
-from prune_info.checkpoint import load_checkpoint, save_checkpoint
+from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import parse_criteria
 from prune_info.data import DATASETS, Dataset, load_dataset
-from prune_info.errors import PruneInfoError
-from prune_info.io import LOCK_NAME, atomic_write, check_writable_dir, run_lock, write_json
+from prune_info.errors import PruneInfoError, malformed
+from prune_info.experiments.executor import Executor, LocalExecutor, ProgressBar, Task
+from prune_info.io import (
+    LOCK_NAME,
+    atomic_write,
+    check_writable_dir,
+    read_json,
+    run_lock,
+    write_json,
+)
 from prune_info.training.batched import batchable, train_seeds
 from prune_info.training.loop import OPTIMIZERS, TrainConfig
 from prune_info.viz.ablation import plot_ablation
@@ -252,14 +272,10 @@ def prepare_directory(config: StudyConfig, root: str | os.PathLike) -> StudyPath
         raise PruneInfoError(f"`out_dir`={root} is a file; give a directory for the study")
     identity = config.identity()
     if paths.config.exists():
-        try:
-            saved = json.loads(paths.config.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise PruneInfoError(f"cannot read {paths.config} ({exc}); delete the directory or "
-                                 "use another `out_dir`") from exc
-        if saved.get("format") != CONFIG_FORMAT:
-            raise PruneInfoError(f"{paths.config} is not a prune-info study configuration; use "
-                                 "another `out_dir` directory")
+        fix = "delete the directory or use another `out_dir`"
+        saved = read_json(paths.config, CONFIG_FORMAT, fix)
+        if not isinstance(saved.get("config", {}), dict):
+            raise malformed(paths.config, "its `config` is not a JSON object", fix)
         diffs = _differences(saved.get("config", {}), identity)
         if diffs:
             raise PruneInfoError(
@@ -313,14 +329,7 @@ def _seed_record(config: StudyConfig, ckpt, data: Dataset, device, seed: int) ->
 
 
 def _read_json(path: Path, kind: str) -> dict:
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PruneInfoError(f"cannot read {path} ({exc}); delete it and run the study again "
-                             "to recompute it") from exc
-    if document.get("format") != kind:
-        raise PruneInfoError(f"{path} is not a {kind} file; delete it and run again")
-    return document
+    return read_json(path, kind, "delete it and run the study again to recompute it")
 
 
 def _pending_chunks(paths: StudyPaths, name: str, identity: dict,
@@ -330,8 +339,10 @@ def _pending_chunks(paths: StudyPaths, name: str, identity: dict,
     for sidecar in sorted(paths.scenario(name).glob("train-state-*.json")):
         try:
             described = json.loads(sidecar.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             described = {}
+        if not isinstance(described, dict):
+            described = {}  # unreadable: removed below, and the batch trains again
         seeds = described.get("seeds") or []
         if described.get("config") == identity and set(seeds) & set(missing):
             chunks.append([int(s) for s in seeds])
@@ -341,14 +352,59 @@ def _pending_chunks(paths: StudyPaths, name: str, identity: dict,
     return chunks
 
 
-def _train_missing(config: StudyConfig, paths: StudyPaths, data: Dataset, act: str, reg: str,
-                   seeds: list[int], *, device, batched: bool, seed_batch: int | None,
-                   progress: bool, on_event) -> None:
-    """Train the seeds that have no checkpoint yet, batch by batch, and store each.
+def train_chunk(config: StudyConfig, data: Dataset, act: str, reg: str, seeds: list[int], *,
+                device: torch.device | str = "cpu", batched: bool = True,
+                state_path: Path | None = None, progress: bool = False,
+                on_epoch: Callable[[int], None] | None = None,
+                portable: bool = False) -> list[Checkpoint]:
+    """The training task of a study: the models of one batch of seeds of one scenario.
 
-    A batch in flight is described by ``train-state-<hash>.json`` (its seeds) beside its
-    per-epoch state ``train-state-<hash>.pt``; both go only after every model of the batch is
-    stored, so an interruption anywhere resumes that very batch.
+    ``state_path`` keeps the batch's training state after every epoch (resumable); ``portable``
+    moves the models to the CPU so that a driver without this task's GPU can store them.
+    """
+    ckpts = train_seeds(
+        data, config.arch, seeds, act, reg, config.train_config(), batchnorm=config.batchnorm,
+        device=device, progress=progress, batched=batched, state_path=state_path,
+        on_epoch=on_epoch)
+    if portable:
+        for ckpt in ckpts:
+            _to_cpu(ckpt)
+    return ckpts
+
+
+def _to_cpu(ckpt: Checkpoint) -> None:
+    ckpt.model.cpu()
+    if ckpt.init_state_dict is not None:
+        ckpt.init_state_dict = {k: v.cpu() for k, v in ckpt.init_state_dict.items()}
+    ckpt.rewind_state_dicts = {step: {k: v.cpu() for k, v in state.items()}
+                               for step, state in ckpt.rewind_state_dicts.items()}
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A training task's place in the directory: its scenario and resumable state files."""
+
+    scenario: str
+    state: Path | None
+    sidecar: Path | None
+
+
+def _gpus(device: torch.device | str) -> float:
+    """GPUs a task reserves: one on CUDA (a task is one CPU thread or one GPU's work)."""
+    return 1.0 if torch.device(device).type == "cuda" else 0.0
+
+
+def _training_tasks(config: StudyConfig, paths: StudyPaths, data: Dataset, act: str, reg: str,
+                    seeds: list[int], *, executor: Executor, device, batched: bool,
+                    seed_batch: int | None, progress: bool,
+                    on_event) -> list[tuple[Task, _Batch]]:
+    """One task per batch of the seeds that have no checkpoint yet.
+
+    The batches are fixed by ``seed_batch`` and by the batches an earlier run left unfinished,
+    never by the executor. A batch in flight is described by ``train-state-<hash>.json`` (its
+    seeds) beside its per-epoch state ``train-state-<hash>.pt``, where the executor's tasks see
+    the run directory; both go only after every model of the batch is stored, so an
+    interruption anywhere resumes that very batch.
     """
     name = scenario_name(act, reg)
     paths.scenario(name).mkdir(exist_ok=True)
@@ -356,42 +412,52 @@ def _train_missing(config: StudyConfig, paths: StudyPaths, data: Dataset, act: s
     missing = [s for s in seeds if not paths.model(name, s).exists()]
     chunks = _pending_chunks(paths, name, identity, missing)
     if not missing:
-        return
-    train_config = config.train_config()
+        return []
     arch = parse_arch(config.arch, data.input_shape, data.n_classes, act, reg, config.batchnorm)
-    stack_ok = batched and batchable(arch, train_config) is None
+    stack_ok = batched and batchable(arch, config.train_config()) is None
     if not stack_ok:
         chunks = []
     covered = {s for chunk in chunks for s in chunk}
     rest = [s for s in missing if s not in covered]
     size = (seed_batch or len(rest) or 1) if stack_ok else 1
     chunks += [rest[i : i + size] for i in range(0, len(rest), size)]
+    tasks = []
     for chunk in chunks:
-        state = paths.train_state(name, chunk, identity) if stack_ok else None
+        keep_state = stack_ok and executor.shared_filesystem
+        state = paths.train_state(name, chunk, identity) if keep_state else None
         sidecar = state.with_suffix(".json") if state is not None else None
         if sidecar is not None and not sidecar.exists():
             write_json({"seeds": chunk, "config": identity}, sidecar, "prune-info-train-batch")
         _emit(on_event, "train", scenario=name, seeds=chunk,
               resumed=bool(state is not None and state.exists()))
+        kwargs: dict[str, Any] = {"device": device, "batched": stack_ok, "state_path": state,
+                                  "portable": not executor.in_process}
+        if executor.in_process:  # callbacks and bars work in this process only
 
-        def on_epoch(epoch: int, c: list[int] = chunk) -> None:
-            _emit(on_event, "epoch", scenario=name, seeds=c, epoch=epoch)
+            def on_epoch(epoch: int, c: list[int] = chunk) -> None:
+                _emit(on_event, "epoch", scenario=name, seeds=c, epoch=epoch)
 
-        ckpts = train_seeds(
-            data, config.arch, chunk, act, reg, train_config, batchnorm=config.batchnorm,
-            device=device, progress=progress, batched=stack_ok, state_path=state,
-            on_epoch=on_epoch)
-        for ckpt in ckpts:
-            assert ckpt.seed is not None  # train_seeds records each model's seed
-            if paths.model(name, ckpt.seed).exists():
-                continue  # stored by the interrupted run already
-            ckpt.dataset = {**ckpt.dataset, "split_seed": config.split_seed}
-            paths.seed_dir(name, ckpt.seed).mkdir(parents=True, exist_ok=True)
-            save_checkpoint(ckpt, paths.model(name, ckpt.seed))
-            _emit(on_event, "trained", scenario=name, seed=ckpt.seed)
-        if state is not None and sidecar is not None:  # set together
-            state.unlink(missing_ok=True)
-            sidecar.unlink(missing_ok=True)
+            kwargs.update(progress=progress, on_epoch=on_epoch)
+        task = Task(f"train/{name}/seeds-{chunk[0]}-{chunk[-1]}", train_chunk,
+                    (config, data, act, reg, chunk), kwargs, num_gpus=_gpus(device))
+        tasks.append((task, _Batch(name, state, sidecar)))
+    return tasks
+
+
+def _store_models(config: StudyConfig, paths: StudyPaths, batch: _Batch,
+                  ckpts: list[Checkpoint], on_event) -> None:
+    """In the driver: store each model of a finished batch, then drop the batch's state."""
+    for ckpt in ckpts:
+        assert ckpt.seed is not None  # train_seeds records each model's seed
+        if paths.model(batch.scenario, ckpt.seed).exists():
+            continue  # stored by the interrupted run already
+        ckpt.dataset = {**ckpt.dataset, "split_seed": config.split_seed}
+        paths.seed_dir(batch.scenario, ckpt.seed).mkdir(parents=True, exist_ok=True)
+        save_checkpoint(ckpt, paths.model(batch.scenario, ckpt.seed))
+        _emit(on_event, "trained", scenario=batch.scenario, seed=ckpt.seed)
+    if batch.state is not None and batch.sidecar is not None:  # set together
+        batch.state.unlink(missing_ok=True)
+        batch.sidecar.unlink(missing_ok=True)
 
 
 def run_study(
@@ -406,6 +472,7 @@ def run_study(
     seed_batch: int | None = None,
     progress: bool = True,
     on_event: Callable[[str, dict], None] | None = None,
+    executor: Executor | None = None,
 ) -> dict:
     """Run (or resume) a study and return its results (see :func:`summarise`).
 
@@ -428,7 +495,13 @@ def run_study(
         Progress bars on stderr.
     on_event : callable, optional
         ``on_event(kind, details)`` for ``train``, ``epoch``, ``trained``, ``curves`` and
-        ``skipped`` events (to report progress, or to interrupt a run in tests).
+        ``skipped`` events (to report progress, or to interrupt a run in tests). ``epoch`` events
+        come from an in-process executor only.
+    executor : Executor, optional
+        Where the training tasks (one per batch of seeds of a scenario) and the curve tasks (one
+        per seed) run (default: :class:`~prune_info.experiments.executor.LocalExecutor`). This
+        process stores every result in ``out_dir`` as it arrives; the numbers do not depend on
+        the executor.
 
     Returns
     -------
@@ -446,28 +519,45 @@ def run_study(
     paths = prepare_directory(config, out_dir)
     with run_lock(paths.root):
         return _run_locked(config, paths, data, at, wilcoxon, device, batched, seed_batch,
-                           progress, on_event)
+                           progress, on_event, executor or LocalExecutor())
 
 
 def _run_locked(config: StudyConfig, paths: StudyPaths, data: Dataset, at: list[int],
                 wilcoxon: str, device: torch.device | str, batched: bool,
                 seed_batch: int | None, progress: bool,
-                on_event: Callable[[str, dict], None] | None) -> dict:
+                on_event: Callable[[str, dict], None] | None, executor: Executor) -> dict:
     seeds = list(config.seeds)
+    batches: dict[str, _Batch] = {}
+    training = []
+    for act, reg in config.scenarios():
+        for task, batch in _training_tasks(
+                config, paths, data, act, reg, seeds, executor=executor, device=device,
+                batched=batched, seed_batch=seed_batch, progress=progress, on_event=on_event):
+            batches[task.key] = batch
+            training.append(task)
+    with ProgressBar("train", enabled=progress and bool(training)) as bar:
+        executor.run(training,
+                     lambda task, ckpts: _store_models(config, paths, batches[task.key], ckpts,
+                                                       on_event), bar)
+    curves = []
     for act, reg in config.scenarios():
         name = scenario_name(act, reg)
-        _train_missing(config, paths, data, act, reg, seeds, device=device, batched=batched,
-                       seed_batch=seed_batch, progress=progress, on_event=on_event)
-        todo = [s for s in seeds if not paths.curves(name, s).exists()]
-        for s in seeds:
-            if s not in todo:
-                _emit(on_event, "skipped", scenario=name, seed=s)
-        for seed in tqdm(todo, desc=f"curves {name}", unit="seed", disable=not progress,
-                         leave=False):
+        for seed in seeds:
+            if paths.curves(name, seed).exists():
+                _emit(on_event, "skipped", scenario=name, seed=seed)
+                continue
             ckpt = load_checkpoint(paths.model(name, seed))
-            record = _seed_record(config, ckpt, data, device, seed)
-            write_json(record, paths.curves(name, seed), SEED_FORMAT)
-            _emit(on_event, "curves", scenario=name, seed=seed)
+            curves.append(Task(f"curves/{name}/seed-{seed:04d}", _seed_record,
+                               (config, ckpt, data, device, seed), num_gpus=_gpus(device)))
+    where = {task.key: task.args[4] for task in curves}
+
+    def store_record(task: Task, record: dict) -> None:
+        name = task.key.split("/")[1]
+        write_json(record, paths.curves(name, where[task.key]), SEED_FORMAT)
+        _emit(on_event, "curves", scenario=name, seed=where[task.key])
+
+    with ProgressBar("curves", enabled=progress and bool(curves)) as bar:
+        executor.run(curves, store_record, bar)
     records = {
         scenario_name(act, reg): [
             _read_json(paths.curves(scenario_name(act, reg), s), SEED_FORMAT) for s in seeds]

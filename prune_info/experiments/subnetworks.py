@@ -14,28 +14,52 @@ Two uses:
 * the headline compression table (``benchmarks/bench_compression.py``): remove 50 / 75 / 90 % of
   the units and fine-tune with the same budget (``rewind=None``).
 
+What becomes of the units a sub-network leaves out (``rest``):
+
+* ``"removed"`` (the default): they are cut out of the network (physically by
+  :func:`~prune_info.pruning.workflow.prune_checkpoint`, or, in :func:`retrain_subnetworks`,
+  by zeroing and freezing their outgoing weights, which is the same network);
+* ``"frozen"`` (the paper's wording, Sec. 4.2: "re-training the network with initial weights
+  based on these neurons. The remaining neurons are frozen during training"): the whole network
+  is rewound to its initial weights, the selected units' incoming weights and biases (and the
+  classifier) are trained, every other unit stays in the network with its initial weights,
+  bit-identical (:class:`prune_info.training.freeze.FrozenEntries`).
+
+:func:`retrain_subnetworks` trains many such sub-networks of one dense MLP at once as one
+stacked model (:mod:`prune_info.training.batched`), each with its own masks.
+
 Results are saved after every seed, so an interrupted comparison resumes where it stopped.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from prune_info.analysis.stats import mean_gap
+from prune_info.checkpoint import Checkpoint
+from prune_info.criteria.context import compute_scores
+from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.ranking import rank_units
 from prune_info.criteria.registry import get_criterion
 from prune_info.data import Dataset
 from prune_info.errors import PruneInfoError
-from prune_info.io import check_writable_dir, run_lock, write_json
-from prune_info.nn import count_parameters, total_macs
+from prune_info.io import check_writable_dir, read_json, run_lock, write_json
+from prune_info.nn import accuracy, count_parameters, total_macs
 from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
 from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
-from prune_info.training.loop import TrainConfig, train_model
+from prune_info.training.batched import StackedMLP, batchable, train_stacked
+from prune_info.training.freeze import unit_masks
+from prune_info.training.loop import TrainConfig, fit, train_model
+from prune_info.zoo import build_model
 
 RESULTS_FORMAT = "prune-info-comparison"
+#: What happens to the units a sub-network leaves out (see the module docstring).
+REST = ("removed", "frozen")
 
 
 @dataclass(frozen=True)
@@ -54,8 +78,14 @@ class CompareConfig:
     lr: float = 1e-3
     retrain_epochs: int = 10
     rewind: str | None = "init"
+    rest: str = "removed"
 
     def validate(self) -> None:
+        if self.rest not in REST:
+            raise PruneInfoError(f"unknown `rest` {self.rest!r}; choose one of {', '.join(REST)}")
+        if self.rest == "frozen" and (self.rewind != "init" or not self.keep):
+            raise PruneInfoError("`rest`='frozen' retrains the kept units from their initial "
+                                 "weights: it needs `rewind`='init' and units to keep (`keep`)")
         if bool(self.keep) == bool(self.amounts):
             raise PruneInfoError("give the units to keep (`keep`) or the fractions to remove "
                                  "(`amounts`), not both and not neither")
@@ -65,6 +95,8 @@ class CompareConfig:
             raise PruneInfoError("`seeds` must be at least 1")
         if self.epochs < 1 or self.retrain_epochs < 1:
             raise PruneInfoError("`epochs` and `retrain_epochs` must be at least 1")
+        for value in self.amounts:  # each becomes a prune of every seed: refuse before training
+            PruneConfig(criterion="random", amount=value).validate()
 
     @property
     def selections(self) -> list[tuple[str, float]]:
@@ -73,7 +105,10 @@ class CompareConfig:
         return [("amount", a) for a in self.amounts]
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if out["rest"] == "removed":  # the identity of comparisons made before `rest` existed
+            out.pop("rest")
+        return out
 
 
 @dataclass
@@ -100,6 +135,8 @@ def _seed_rows(data: Dataset, config: CompareConfig, seed: int, progress: bool) 
     dense_acc = dense.metrics["test_acc"]
     shape = tuple(data.input_shape)
     rows = []
+    if config.rest == "frozen":
+        return _frozen_rows(data, config, dense, seed, progress)
     for criterion in config.criteria:
         for kind, value in config.selections:
             prune_config = _prune_config(kind, value, len(dense.layers), criterion, seed)
@@ -124,14 +161,170 @@ def _seed_rows(data: Dataset, config: CompareConfig, seed: int, progress: bool) 
     return rows
 
 
+def _frozen_rows(data: Dataset, config: CompareConfig, dense: Checkpoint, seed: int,
+                 progress: bool) -> list[dict]:
+    """The rows of one seed for ``rest="frozen"``: every cell retrained in one stack."""
+    shape = tuple(data.input_shape)
+    cells, labels = [], []
+    options = ScoreOptions(seed=seed)
+    for criterion in config.criteria:
+        scores = compute_scores(dense.model, data.val, [criterion], n_classes=data.n_classes,
+                                options=options)[criterion]
+        for _, value in config.selections:
+            units = {layer: top_units(s, int(value)) for layer, s in scores.items()}
+            cells.append(SubnetCell(units, "frozen"))
+            labels.append((criterion, value))
+    train = TrainConfig(epochs=config.retrain_epochs, optimizer=config.optimizer, lr=config.lr,
+                        seed=seed)
+    outcomes = retrain_subnetworks(dense, data, cells, train, progress=progress)
+    dense_acc = dense.metrics["test_acc"]
+    params = count_parameters(dense.model)
+    macs = total_macs(dense.model, shape)
+    return [{
+        "seed": seed, "criterion": criterion, "selection": "keep", "value": value,
+        "arch": dense.spec, "parameters": params, "macs": macs,
+        "dense_test_acc": dense_acc, "dense_parameters": params, "dense_macs": macs,
+        "pruned_test_acc": None, "test_acc": out["test_acc"],
+        "drop_pp": 100.0 * (dense_acc - out["test_acc"]),
+    } for (criterion, value), out in zip(labels, outcomes)]
+
+
+def top_units(scores: torch.Tensor, k: int) -> tuple[int, ...]:
+    """The ``k`` highest-scoring units (ties: the lower index), sorted by index."""
+    if not 1 <= k <= scores.shape[0]:
+        raise PruneInfoError(f"cannot keep {k} of {scores.shape[0]} units; choose 1 <= k <= "
+                             f"{scores.shape[0]}")
+    return tuple(sorted(int(u) for u in rank_units(scores, "high")[:k]))
+
+
+@dataclass(frozen=True)
+class SubnetCell:
+    """One sub-network to retrain: the units it keeps per hidden layer and what the rest do.
+
+    ``units`` maps every hidden layer (``fc1``, ``fc2``, ...) to the indices it keeps; a layer
+    not listed keeps all its units. ``rest`` is one of :data:`REST`.
+    """
+
+    units: Mapping[str, Sequence[int]]
+    rest: str = "frozen"
+
+
+def _cell_start(ckpt: Checkpoint, cell: SubnetCell, names: list[str]
+                ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Initial state and trainable masks of one cell, in the layout of ``build_model``."""
+    if cell.rest not in REST:
+        raise PruneInfoError(f"unknown `rest` {cell.rest!r}; choose one of {', '.join(REST)}")
+    if ckpt.init_state_dict is None:
+        raise PruneInfoError("the checkpoint holds no initial weights; retraining from them "
+                             "needs a model trained by prune-info (it stores them)")
+    state = {k: v.detach().clone() for k, v in ckpt.init_state_dict.items()}
+    assert ckpt.arch is not None  # checked by retrain_subnetworks
+    model = build_model(ckpt.arch)
+    unknown = sorted(set(cell.units) - set(names[:-1]))
+    if unknown:
+        raise PruneInfoError(f"`units` names {', '.join(unknown)}, not hidden layers of "
+                             f"{ckpt.spec} ({', '.join(names[:-1])})")
+    kept = {n: list(cell.units.get(n, range(state[f"{n}.weight"].shape[0])))
+            for n in names[:-1]}
+    masks = unit_masks(model, kept)
+    masks.update({f"{names[-1]}.weight": torch.ones_like(state[f"{names[-1]}.weight"],
+                                                          dtype=torch.bool),
+                  f"{names[-1]}.bias": torch.ones_like(state[f"{names[-1]}.bias"],
+                                                        dtype=torch.bool)})
+    if cell.rest == "removed":  # cut out: their outputs reach the next layer through zeros
+        for layer, nxt in zip(names[:-1], names[1:]):
+            gone = torch.ones(state[f"{layer}.weight"].shape[0], dtype=torch.bool)
+            gone[torch.as_tensor(kept[layer], dtype=torch.long)] = False
+            state[f"{nxt}.weight"][:, gone] = 0.0
+            masks[f"{nxt}.weight"][:, gone] = False
+    return state, masks
+
+
+def retrain_subnetworks(
+    ckpt: Checkpoint,
+    data: Dataset,
+    cells: Sequence[SubnetCell],
+    config: TrainConfig,
+    *,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    batched: bool = True,
+) -> list[dict]:
+    """Retrain sub-networks of a dense MLP from its initial weights; test accuracy of each.
+
+    Parameters
+    ----------
+    ckpt : Checkpoint
+        The dense MLP (trained by prune-info, so that it stores its initial weights).
+    data : Dataset
+    cells : sequence of SubnetCell
+        The sub-networks: units kept per hidden layer, and ``rest`` ``"frozen"`` (the others
+        keep their initial weights, untouched) or ``"removed"`` (the others are cut out).
+    config : TrainConfig
+        Retraining settings; ``config.seed`` decides shuffling (the same for every cell, so the
+        cells are paired).
+    device : str or torch.device
+    progress : bool
+    batched : bool
+        Train all cells as one stacked model (default), or one after another.
+
+    Returns
+    -------
+    list of dict
+        Per cell, in order: ``test_acc``, ``val_acc``, ``best_epoch``.
+
+    Examples
+    --------
+    >>> from prune_info.data import load_dataset
+    >>> data = load_dataset("digits")
+    >>> dense = train_model(data, "64-12-12-10", config=TrainConfig(epochs=1), progress=False)
+    >>> cells = [SubnetCell({"fc1": [0, 1, 2], "fc2": [3, 4, 5]}, rest)
+    ...          for rest in ("frozen", "removed")]
+    >>> out = retrain_subnetworks(dense, data, cells, TrainConfig(epochs=1))
+    >>> [sorted(o) for o in out][0]
+    ['best_epoch', 'test_acc', 'val_acc']
+    """
+    if not cells:
+        raise PruneInfoError("`cells` is empty: give at least one sub-network to retrain")
+    arch = ckpt.arch
+    if arch is None or arch.get("kind") != "mlp" or arch.get("batchnorm"):
+        raise PruneInfoError("sub-networks are retrained on prune-info MLPs without BatchNorm; "
+                             f"{ckpt.spec or 'this model'} is not one")
+    names = [f"fc{i}" for i in range(1, len(arch["hidden"]) + 1)] + ["out"]
+    starts = [_cell_start(ckpt, cell, names) for cell in cells]
+    seed = int(config.seed)
+    if batched and batchable(arch, config) is None:
+        stack = StackedMLP(arch, [seed] * len(cells))
+        with torch.no_grad():
+            for i, name in enumerate(names):
+                stack.weights_t[i].copy_(torch.stack([s[f"{name}.weight"].t() for s, _ in starts]))
+                stack.biases[i].copy_(torch.stack([s[f"{name}.bias"] for s, _ in starts]))
+        trainable = {}
+        for i, name in enumerate(names):
+            trainable[f"weights_t.{i}"] = torch.stack([m[f"{name}.weight"].t() for _, m in starts])
+            trainable[f"biases.{i}"] = torch.stack([m[f"{name}.bias"] for _, m in starts])
+        result = train_stacked(stack, data, config, device=device, progress=progress,
+                               trainable=trainable)
+        x = data.test.x.to(device)
+        correct = stack.count_correct(x, data.test.y.to(device))
+        return [{"test_acc": float(correct[i]) / len(data.test),
+                 "val_acc": float(result.best_val_acc[i]),
+                 "best_epoch": int(result.best_epoch[i])} for i in range(len(cells))]
+    out = []
+    for state, masks in starts:
+        model = build_model(arch)
+        model.load_state_dict(state)
+        res = fit(model, data, config, reg=arch["reg"], device=device, progress=progress,
+                  trainable=masks)
+        out.append({"test_acc": accuracy(model, data.test, device),
+                    "val_acc": float(res.best_val_acc), "best_epoch": int(res.best_epoch)})
+    return out
+
+
 def _load_previous(path: Path, config: CompareConfig, dataset: str) -> list[dict]:
     if not path.exists():
         return []
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PruneInfoError(
-            f"{path} is unreadable ({exc}); remove it or choose another `out_dir`") from exc
+    saved = read_json(path, None, "remove it or choose another `out_dir`")
     if saved.get("config") != config.to_dict() or saved.get("dataset") != dataset:
         raise PruneInfoError(
             f"{path.parent} holds a comparison with another configuration; choose another "

@@ -41,7 +41,7 @@ uninterrupted run. The state file stays until the caller has stored the models a
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -51,11 +51,12 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from prune_info._torch import small_batch_threads
-from prune_info.checkpoint import Checkpoint
+from prune_info.checkpoint import Checkpoint, quiet_torch_load
 from prune_info.data import Dataset
-from prune_info.errors import PruneInfoError
+from prune_info.errors import PruneInfoError, malformed
 from prune_info.io import atomic_write
 from prune_info.nn import accuracy
+from prune_info.training.freeze import FrozenEntries
 from prune_info.training.loop import TrainConfig, make_optimizer, train_model, weight_decay_for
 from prune_info.zoo import ACTIVATIONS, build_model, dropout_rates, parse_arch
 
@@ -328,6 +329,7 @@ def train_stacked(
     progress: bool = True,
     state_path: str | os.PathLike | None = None,
     on_epoch: Callable[[int], None] | None = None,
+    trainable: Mapping[str, Tensor] | None = None,
 ) -> StackedResult:
     """Train every seed of ``stack`` on ``data.train`` at once; keep each seed's best epoch.
 
@@ -348,6 +350,11 @@ def train_stacked(
     on_epoch : callable, optional
         Called with the epoch number after each epoch's state is saved (tests use it to
         interrupt training).
+    trainable : mapping of str to bool Tensor, optional
+        Masks of the entries to train, by parameter name of the stack (``weights_t.0`` is
+        ``[S, in, out]``, ``biases.0`` is ``[S, out]``); the other entries stay bit-identical
+        (:class:`prune_info.training.freeze.FrozenEntries`). Not saved in the training state:
+        pass the same masks when resuming.
 
     Returns
     -------
@@ -372,8 +379,13 @@ def train_stacked(
     fingerprint = {"seeds": stack.seeds, "arch": stack.arch, "config": config.to_dict(),
                    "n_train": len(data.train), "n_val": len(data.val)}
     if state_path is not None and os.path.exists(state_path):
-        saved = torch.load(state_path, map_location="cpu", weights_only=True)
-        if saved.get("format") != TRAIN_STATE_FORMAT or saved.get("fingerprint") != fingerprint:
+        try:
+            saved = quiet_torch_load(state_path)
+        except Exception as exc:  # noqa: BLE001 - the file's bytes, whatever torch makes of them
+            raise malformed(state_path, f"not a readable training state ({type(exc).__name__})",
+                            "delete it; the training then restarts from its first epoch") from exc
+        if not isinstance(saved, dict) or saved.get("format") != TRAIN_STATE_FORMAT \
+                or saved.get("fingerprint") != fingerprint:
             raise PruneInfoError(
                 f"{state_path} holds the training state of another configuration; delete it "
                 "or use another directory")
@@ -387,6 +399,8 @@ def train_stacked(
         best_epoch, best_acc = saved["best_epoch"], saved["best_acc"]
         history, init = saved["history"], saved["init"]
         first_epoch = saved["epoch"] + 1
+    freeze = (FrozenEntries(dict(stack.named_parameters()), trainable)
+              if trainable else None)
     x_all = data.train.x.reshape(len(data.train), -1).to(device)
     y_all = data.train.y.to(device)
     x_val = data.val.x.reshape(len(data.val), -1).to(device)
@@ -412,7 +426,11 @@ def train_stacked(
                 per_seed = losses.view(n_seeds, -1).mean(1)
                 optimiser.zero_grad(set_to_none=True)
                 per_seed.sum().backward()
+                if freeze is not None:
+                    freeze.mask_grads()
                 optimiser.step()
+                if freeze is not None:
+                    freeze.restore()
                 totals += per_seed.detach() * index.shape[1]
             val_acc = (stack.count_correct(x_val, y_val).double() / len(data.val)).tolist()
             state = stack.state_dict()

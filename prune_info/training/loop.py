@@ -12,7 +12,7 @@ at the end, never used for selection.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,12 +26,17 @@ from prune_info.data import Dataset
 from prune_info.errors import PruneInfoError
 from prune_info.io import cpu_state_dict
 from prune_info.nn import accuracy
+from prune_info.training.freeze import FrozenEntries
 from prune_info.zoo import build_factory_model, build_model, parse_arch
 
 #: ``sgd`` is plain SGD (Clauw et al.); ``sgd-momentum`` uses ``momentum``.
 OPTIMIZERS = ("rmsprop", "sgd", "sgd-momentum", "adam", "adamw")
 #: Learning-rate schedules: constant, or cosine decay to 0 over all steps.
 SCHEDULES = ("constant", "cosine")
+#: Bounds of ``epochs`` and ``seed``: beyond them a number no longer fits the C integers of
+#: torch's generators and the progress bar, and no run could finish anyway.
+MAX_EPOCHS = 1_000_000
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -58,8 +63,12 @@ class TrainConfig:
         return cls(**{**recipe, **changes})
 
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise PruneInfoError(f"`epochs` must be at least 1, got {self.epochs}")
+        if not 1 <= self.epochs <= MAX_EPOCHS:
+            raise PruneInfoError(f"`epochs` must be between 1 and {MAX_EPOCHS:,}, got "
+                                 f"{self.epochs}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise PruneInfoError(f"`seed` must be between 0 and {MAX_SEED} (2**32 - 1), got "
+                                 f"{self.seed}")
         if self.batch_size < 1:
             raise PruneInfoError(f"`batch_size` must be at least 1, got {self.batch_size}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -147,11 +156,15 @@ def fit(
     params: list[nn.Parameter] | None = None,
     after_step: Callable[[], None] | None = None,
     allow_nonfinite: bool = False,
+    trainable: Mapping[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data.train``, keep the epoch with the best validation accuracy.
 
     The model is left holding the best weights. ``params`` restricts which parameters the
     optimiser updates; ``after_step`` runs after every optimiser step (e.g. to re-apply masks).
+    ``trainable`` maps parameter names to bool masks (``True`` = trained): the other entries
+    stay bit-identical to their values at the start (see
+    :class:`prune_info.training.freeze.FrozenEntries`).
     Determinism: initialisation is the caller's; shuffling and dropout are seeded from
     ``config.seed``, so the same seed on the same machine gives the same weights. After every
     epoch the weights are checked for NaN and infinity (a diverged run stops there, naming the
@@ -164,6 +177,8 @@ def fit(
     torch.manual_seed(config.seed)  # dropout masks
     shuffle = torch.Generator().manual_seed(config.seed)
     model.to(device)
+    freeze = (FrozenEntries(dict(model.named_parameters()), trainable)
+              if trainable else None)
     result = TrainResult(best_epoch=0, best_val_acc=-1.0, init_state_dict=_state_copy(model))
     rewind_at = set(config.save_rewind_steps)
     if 0 in rewind_at:
@@ -201,7 +216,11 @@ def fit(
                     xb = augment_batch(xb, augment)
                 loss = loss_fn(model(xb), ys[start : start + bs])
                 loss.backward()
+                if freeze is not None:
+                    freeze.mask_grads()
                 optimiser.step()
+                if freeze is not None:
+                    freeze.restore()
                 if scheduler is not None:
                     scheduler.step()
                 if after_step is not None:

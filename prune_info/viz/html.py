@@ -17,7 +17,8 @@ from pathlib import Path
 
 from prune_info.io import atomic_write
 
-__all__ = ['SECTIONS', 'render_report', 'write_report']
+__all__ = ['FINDINGS_SECTION', 'SECTIONS', 'findings_section', 'render_report',
+           'write_findings_page', 'write_report']
 
 #: Section headings, in page order (the tests look for each one).
 SECTIONS = (
@@ -28,6 +29,9 @@ SECTIONS = (
     "Accuracy, size and latency",
     "Reproduce",
 )
+
+#: Heading of the findings section (``prune-info reproduce``).
+FINDINGS_SECTION = "Do the papers reproduce?"
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
@@ -201,6 +205,11 @@ def render_report(out: str | Path, options=None) -> str:
                    f"{','.join(map(str, opts.get('bench_batches', [1, 256])))} --threads 1 "
                    f"--repeat {opts.get('bench_repeat')} --json --plot {q('bench.png')}")]
 
+    # -- findings of ``prune-info reproduce``, when the directory holds them
+    findings = _read(out / "findings.json")
+    if findings.get("findings"):
+        parts.append(findings_section(findings))
+
     # -- reproduce
     rows = [[name, entry.get("seconds"), ", ".join(entry.get("artefacts", [])),
              entry.get("fingerprint")] for name, entry in stages.items()]
@@ -218,6 +227,63 @@ def render_report(out: str | Path, options=None) -> str:
 def write_report(out: str | Path, path: str | Path, options=None) -> Path:
     """Write :func:`render_report` of ``out`` to ``path`` atomically."""
     text = render_report(out, options)
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def _p_text(p) -> str:
+    if p is None:
+        return "n/a"
+    p = float(p)
+    return f"{p:.2g}" if p == 0 or p >= 1e-3 else f"{p:.1e}"
+
+
+def findings_section(report: dict) -> str:
+    """The HTML section of a ``prune-info reproduce`` findings report (``findings.json``).
+
+    One table per finding: every panel with the paper's number (or words), ours (mean ± std
+    over seeds, n, the test and its p-value) and its status, then the finding's verdict, the
+    command that reproduces it and how its protocol differs from the paper's.
+    """
+    parts = [f"<h2>{_esc(FINDINGS_SECTION)}</h2>",
+             f"<p>Run on {_esc(report.get('data'))} at {_esc(report.get('scale'))} scale. "
+             f"{_esc(report.get('note', ''))}</p>",
+             f"<p class=\"muted\">Rule: {_esc(report.get('rule', ''))}</p>"]
+    summary = [[f["id"], f"{f['paper']}, {f['figure']}", f["claim"], f["verdict"]]
+               for f in report.get("findings", [])]
+    parts.append(_table(["finding", "paper", "claim", "verdict"], summary))
+    for finding in report.get("findings", []):
+        rows = []
+        for panel in finding["panels"]:
+            paper, ours = panel["paper"], panel["ours"]
+            paper_text = paper["text"] if paper.get("value") is None else (
+                f"{paper['value']:+g}" + (f", p = {_p_text(paper['p_value'])}"
+                                          if paper.get("p_value") is not None else ""))
+            unit = " pp" if ours["unit"] == "pp" else " bits"
+            rows.append([panel["name"], panel["expect"], paper_text, paper.get("cite", ""),
+                         f"{ours['mean']:+.3g} ± {ours['std']:.2g}{unit}", ours["n"],
+                         f"{ours['test']}, p = {_p_text(ours['p_value'])}", panel["status"]])
+        parts.append(f"<h3>{_esc(finding['id'])}: {_esc(finding['claim'])} "
+                     f"({_esc(finding['paper'])}, {_esc(finding['figure'])}) "
+                     f"&mdash; {_esc(finding['verdict'])}</h3>")
+        parts.append(_table(["panel", "paper's direction", "paper", "where", "ours", "n",
+                             "test", "status"], rows))
+        if finding.get("differences"):
+            parts.append("<p class=\"muted\">Differs from the paper: "
+                         + "; ".join(_esc(d) for d in finding["differences"]) + ".</p>")
+        parts.append(_cmd(finding["command"]))
+    for item in report.get("left_out", []):
+        parts.append(f"<p class=\"muted\">Left out: {_esc(item)}</p>")
+    return "\n".join(parts)
+
+
+def write_findings_page(report: dict, path: str | Path) -> Path:
+    """A self-contained HTML page holding :func:`findings_section`, written atomically."""
+    title = f"prune-info: {FINDINGS_SECTION}"
+    text = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{_esc(title)}</title><style>{_CSS}</style></head>\n"
+            f"<body>\n<h1>{_esc(title)}</h1>\n{findings_section(report)}\n</body></html>\n")
     with atomic_write(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
