@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from prune_info.data import Split
 from prune_info.analysis.curves import ablated_correct, group_curves, spaced_ks
 from prune_info.criteria.ranking import RANK_ORDERS, rank_units
+from prune_info.nn import resolve_layers
 from prune_info.surgery import PrunePlan
 
 #: Printed (on stderr by the CLI) whenever units are ranked across layers.
@@ -246,8 +247,9 @@ def plan_global(
 # Automatic allocation from the data
 
 
-#: Points of a coupled group's ablation curve read by :func:`plan_max_drop`: each is a
-#: whole-network pass over the validation set, where a single layer's full curve is cheap.
+#: Points of the ablation curve of a coupled group or a non-linear layer (a convolution, heads)
+#: read by :func:`plan_max_drop`: each is a pass of the network over the validation set, where
+#: a Linear layer's full curve is cheap (the prefix-sum path).
 GROUP_CURVE_STEPS = 17
 
 
@@ -284,10 +286,10 @@ def plan_max_drop(
 
     A key of ``scores`` may stand for a group of coupled layers (``groups``: the root's name ->
     its members), which lose the same channels: its curve ablates every member together
-    (:func:`prune_info.analysis.curves.group_curves`). Each point of such a curve is a
-    whole-network pass, so it is read at :data:`GROUP_CURVE_STEPS` evenly spaced ``k`` (every
-    ``k`` when narrower) and the group gets the largest of those within the budget; a single
-    layer's curve is read at every ``k``.
+    (:func:`prune_info.analysis.curves.group_curves`). Each point of such a curve, and of a
+    convolutional layer's, is a pass of the network, so it is read at :data:`GROUP_CURVE_STEPS`
+    evenly spaced ``k`` (every ``k`` when narrower) and gets the largest of those within the
+    budget; a Linear layer's curve is read at every ``k``.
 
     Parameters
     ----------
@@ -314,7 +316,7 @@ def plan_max_drop(
     plan : PrunePlan
     report : dict
         ``budget_pp``, ``base_correct``, ``n``, per-layer ``alone`` (``k`` and its drop alone;
-        for a group also its ``members`` and the ``at_k`` read),
+        for a group also its ``members``; for a group or a sparse curve the ``at_k`` read),
         ``rounds`` (``[{"scale", "counts", "drop_pp"}]``), ``counts`` (chosen), ``joint_drop_pp``.
     """
     if not 0.0 <= max_drop < 100.0:
@@ -331,12 +333,14 @@ def plan_max_drop(
     widths = {layer: int(scores[layer].numel()) for layer in layers}
     rankings = {layer: _rank(scores[layer], order, seed) for layer in layers}
     groups = {root: tuple(groups[root]) for root in layers if groups and root in groups}
+    kinds = {info.name: info.kind for info in resolve_layers(model, layers)}
     alone: dict[str, dict] = {}
     for layer in layers:
         members = groups.get(layer, (layer,))
         cap = max(0, widths[layer] - min_units)
+        costly = len(members) > 1 or kinds[layer] != "linear"  # a network pass per point
         at_k = (spaced_ks(cap, GROUP_CURVE_STEPS)
-                if len(members) > 1 and cap + 1 > GROUP_CURVE_STEPS else None)
+                if costly and cap + 1 > GROUP_CURVE_STEPS else None)
         curve = group_curves(model, members, rankings[layer], split, ablate_to="zero",
                              at_k=at_k, device=device)[0].to(torch.long)
         ks = at_k if at_k is not None else list(range(widths[layer] + 1))
@@ -345,7 +349,9 @@ def plan_max_drop(
         best = max(ok) if ok else 0
         alone[layer] = {"k": int(ks[best]), "drop_pp": float(drops[best])}
         if len(members) > 1:
-            alone[layer].update(members=list(members), at_k=list(ks))
+            alone[layer]["members"] = list(members)
+        if len(members) > 1 or at_k is not None:
+            alone[layer]["at_k"] = list(ks)
     base = _masked_correct(model, PrunePlan({}, {}), split, device, groups)
     rounds = []
     chosen = {layer: alone[layer]["k"] for layer in layers}
