@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="the fixed setting compared")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)  # the most either variant may use
     data = load_dataset("fashion-mnist")
     model = train_model(data, "784-100-100-10", config=TrainConfig(epochs=1),
                         progress=False).model.eval()
@@ -41,15 +42,14 @@ def main() -> None:
     reference = None
     for _ in range(args.repeat):
         for policy in ("free cores", f"{args.threads} threads"):
-            _torch.fix_threads(args.threads if policy != "free cores" else None)
-            for method in ("prefix", "batched"):
-                start = time.perf_counter()
-                counts = layerwise_curves(model, "fc1", orders, data.test, method=method)
-                times.setdefault(f"{method}, {policy}", []).append(time.perf_counter() - start)
-                reference = counts if reference is None else reference
-                assert torch.equal(counts, reference)
-            _torch.fix_threads(None)
-            torch.set_num_threads(args.threads)
+            with _torch.fixed_threads(args.threads if policy != "free cores" else None):
+                for method in ("prefix", "batched"):
+                    start = time.perf_counter()
+                    counts = layerwise_curves(model, "fc1", orders, data.test, method=method)
+                    times.setdefault(f"{method}, {policy}", []).append(
+                        time.perf_counter() - start)
+                    reference = counts if reference is None else reference
+                    assert torch.equal(counts, reference)
     loads.append(Path("/proc/loadavg").read_text().strip())
     print(json.dumps({"machine": platform.machine(), "torch": torch.__version__,
                       "loadavg": loads, "orders": args.random,

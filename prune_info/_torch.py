@@ -13,7 +13,7 @@ training) run on the cores that are free when they start (:func:`shared_threads`
 when the machine is idle, one when other processes keep the others busy. Measured on the 2-core
 machine with other jobs running (load 9): 8 ablation curves of a 100-unit layer took 10-13 s on
 one thread and 52-113 s on two (benchmarks/RESULTS.md). ``prune-info --threads N`` (or
-:func:`fix_threads`) sets the number once and for all instead.
+:func:`fixed_threads`) sets the number for a whole command instead.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 
 from prune_info.errors import PruneInfoError
 
-__all__ = ["fix_threads", "free_cores", "out_of_memory", "resolve_device", "shared_threads",
+__all__ = ["fixed_threads", "free_cores", "out_of_memory", "resolve_device", "shared_threads",
            "small_batch_threads", "torch_threads"]
 
 #: Batches up to this size train on one CPU thread (see :func:`small_batch_threads`).
@@ -106,18 +106,31 @@ def small_batch_threads(device: torch.device, batch_size: int) -> contextlib.Abs
     return shared_threads(device)
 
 
-#: Threads fixed by the user (:func:`fix_threads`); None: the adaptive policy.
+#: Threads fixed by the user (:func:`fixed_threads`); None: the adaptive policy.
 _FIXED_THREADS: int | None = None
 
 
-def fix_threads(threads: int | None) -> None:
-    """Use ``threads`` intra-op threads everywhere from now on (None: back to the policy)."""
+@contextlib.contextmanager
+def fixed_threads(threads: int | None) -> Iterator[None]:
+    """Use ``threads`` intra-op threads for every long computation of the block instead of the
+    free cores (None: the policy), then restore the previous setting and policy.
+
+    Small operations the library runs on one thread on purpose (:func:`torch_threads` with 1:
+    tracing, count tables) keep that.
+    """
     global _FIXED_THREADS
+    if threads is not None and threads < 1:
+        raise PruneInfoError(f"`threads` must be at least 1, got {threads}")
+    before, fixed_before = torch.get_num_threads(), _FIXED_THREADS
     if threads is not None:
-        if threads < 1:
-            raise PruneInfoError(f"`threads` must be at least 1, got {threads}")
         torch.set_num_threads(int(threads))
-    _FIXED_THREADS = threads
+        _FIXED_THREADS = int(threads)
+    try:
+        yield
+    finally:
+        _FIXED_THREADS = fixed_before
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def _runnable_tasks() -> int | None:
@@ -152,7 +165,7 @@ def shared_threads(device: torch.device | str = "cpu") -> contextlib.AbstractCon
     """Run a long CPU block on the cores free when it starts (see the module docstring).
 
     Never more than the process setting; unchanged for other devices, and when the user fixed
-    the threads (:func:`fix_threads`).
+    the threads (:func:`fixed_threads`).
     """
     if _FIXED_THREADS is not None or torch.device(device).type != "cpu":
         return torch_threads(None)

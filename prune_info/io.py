@@ -254,15 +254,16 @@ def locked_output_dir(directory: str | os.PathLike) -> Iterator[Path]:
     check_writable_dir(out)
     created = not out.exists()
     out.mkdir(exist_ok=True)
-    try:
-        with run_lock(out):
+    with run_lock(out):
+        try:
             yield out
-    except BaseException:
-        if created and all(p.name == LOCK_NAME for p in out.iterdir()):
-            (out / LOCK_NAME).unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                out.rmdir()
-        raise
+        except BaseException:
+            # still under the lock: no other process can have taken this directory meanwhile
+            if created and all(p.name == LOCK_NAME for p in out.iterdir()):
+                (out / LOCK_NAME).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+            raise
 
 
 def _jsonable(obj: Any) -> Any:

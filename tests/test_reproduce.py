@@ -146,6 +146,18 @@ def test_a_directory_of_another_protocol_is_refused(run_cli, toy_run):
     assert snapshot(out) == before
 
 
+@pytest.mark.parametrize("text", ["[]", '{"format": "prune-info-reproduce-config", "config": 1}',
+                                  "\udcff"])
+def test_a_damaged_run_configuration_is_one_line_and_left_alone(run_cli, tmp_path, text):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "reproduce.json").write_text(text, errors="surrogateescape")
+    before = snapshot(tmp_path)
+    code, _, stderr = run_cli("reproduce", "A1", "--scale", "toy", "--out", str(out), "--quiet")
+    assert code == 2 and "reproduce.json is malformed" in stderr, stderr
+    assert stderr.count("\n") == 1 and snapshot(tmp_path) == before
+
+
 @pytest.mark.parametrize("args, expected", [
     (["A9"], ["unknown finding 'A9'", "A1, A2, A3, C1, C2, C1-wide, C2-wide, all"]),
     (["A1", "--seeds", "3"], ["--seeds 3", f"at least {MIN_WILCOXON_SEEDS}"]),

@@ -32,26 +32,34 @@ def test_long_computations_run_on_the_free_cores_unless_the_user_fixed_them(monk
         with _torch.small_batch_threads(torch.device("cpu"), 4096):
             assert torch.get_num_threads() == 1
         assert torch.get_num_threads() == 2
-        _torch.fix_threads(2)
-        with _torch.shared_threads("cpu"), _torch.small_batch_threads(torch.device("cpu"), 32):
+        with _torch.fixed_threads(2), _torch.shared_threads("cpu"), \
+                _torch.small_batch_threads(torch.device("cpu"), 32):
             assert torch.get_num_threads() == 2
+        with _torch.fixed_threads(1):
+            assert torch.get_num_threads() == 1 and _torch._FIXED_THREADS == 1
+        assert torch.get_num_threads() == 2 and _torch._FIXED_THREADS is None
     finally:
-        _torch.fix_threads(None)
         torch.set_num_threads(before)
 
 
-def test_cli_threads_fixes_the_threads_of_the_run(run_cli, tmp_path):
+def test_cli_threads_fixes_the_threads_of_the_run_and_restores_them(run_cli, tmp_path,
+                                                                     monkeypatch):
     from prune_info import _torch
+    from prune_info.training import loop
 
+    seen = []
+    real_fit = loop.fit
+
+    def spy(*args, **kwargs):
+        seen.append((torch.get_num_threads(), _torch._FIXED_THREADS))
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "fit", spy)
     before = torch.get_num_threads()
-    try:
-        code, stdout, stderr = run_cli("--threads", "1", "train", "--data", "digits", "--arch",
-                                       "64-8-10", "--epochs", "1", "-o",
-                                       str(tmp_path / "m.pt"))
-        assert code == 0, stderr
-        assert _torch._FIXED_THREADS == 1 and torch.get_num_threads() == 1
-        code, _, stderr = run_cli("--threads", "0", "info", str(tmp_path / "m.pt"))
-        assert code == 2 and "--threads" in stderr and stderr.count("\n") == 1
-    finally:
-        _torch.fix_threads(None)
-        torch.set_num_threads(before)
+    code, stdout, stderr = run_cli("--threads", "1", "train", "--data", "digits", "--arch",
+                                   "64-8-10", "--epochs", "1", "-o", str(tmp_path / "m.pt"))
+    assert code == 0, stderr
+    assert seen == [(1, 1)]  # during the command
+    assert torch.get_num_threads() == before and _torch._FIXED_THREADS is None  # after it
+    code, _, stderr = run_cli("--threads", "0", "info", str(tmp_path / "m.pt"))
+    assert code == 2 and "--threads" in stderr and stderr.count("\n") == 1

@@ -15,7 +15,7 @@ from typing import cast
 
 import click
 
-from prune_info._torch import fix_threads, out_of_memory
+from prune_info._torch import fixed_threads, out_of_memory
 from prune_info._version import __version__
 from prune_info.errors import PruneInfoError
 
@@ -50,8 +50,8 @@ _BACKTICKED = re.compile(r"`([^`]+)`(=?)")
 @click.version_option(__version__, prog_name="prune-info")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads of every computation (default: the cores free when each long "
-                   "computation starts, one for small operations).")
+              help="CPU threads of the long computations (default: the cores free when each "
+                   "starts); small operations keep one.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, threads: int | None) -> None:
     """Understand and prune neural networks with information theory.
@@ -63,7 +63,7 @@ def cli(ctx: click.Context, debug: bool, threads: int | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-    fix_threads(threads)
+    ctx.with_resource(fixed_threads(threads))  # restored when the command ends
     if ctx.invoked_subcommand is not None:  # for the flags in error messages
         group = cast(click.Group, ctx.command)  # this callback's command is the `cli` group
         ctx.obj["command"] = group.get_command(ctx, ctx.invoked_subcommand)

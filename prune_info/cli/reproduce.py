@@ -30,7 +30,8 @@ from prune_info.experiments.reproduce import (
 @click.option("--seeds", type=int, default=None,
               help="Networks per setting, overriding the scale's (at least 6).")
 @click.option("--epochs", type=int, default=None,
-              help="Training epochs of every network, overriding the scale's.")
+              help="Training epochs of every network (and of C2's retraining), overriding the "
+                   "scale's.")
 @click.option("--device", type=DEVICES, default="cpu", show_default=True)
 @executor_options
 @click.option("--quiet", is_flag=True, help="No progress bars or stage lines.")

@@ -97,9 +97,9 @@ def run(data_name, data_dir, spec, model_path, model_kwargs, input_shape, act, r
     options.validate()
     tracker = make_tracker(track)  # a store that cannot be written: refused before any stage
     manifest = run_pipeline(out_dir, options)
-    if tracker is not None:
-        run_id = tracker.log(pipeline_run(manifest, out_dir))
-        click.echo(f"tracked as MLflow run {run_id} in {tracker.uri}", err=True)
     reran = manifest.get("reran", [])
     click.echo(f"stages run: {', '.join(reran) if reran else 'none (all reused)'}")
     click.echo(f"report: {Path(out_dir) / 'report.html'}")
+    if tracker is not None:  # after the results are shown: a tracking failure hides nothing
+        run_id = tracker.log(pipeline_run(manifest, out_dir))
+        click.echo(f"tracked as MLflow run {run_id} in {tracker.uri}", err=True)

@@ -121,13 +121,12 @@ def study(data_name, data_dir, spec, acts, regs, n_seeds, epochs, batch_size, op
                         device=resolve_device(device), batched=not sequential,
                         seed_batch=seed_batch, progress=not quiet,
                         executor=make_executor(executor, address=ray_address))
-    if tracker is not None:
+    if as_json:
+        echo_json({k: v for k, v in results.items() if k != "per_seed"}, "prune-info-study")
+    else:
+        click.echo(format_table(results))
+        click.echo(f"wrote {out_dir}/results.json, {out_dir}/table.txt, "
+                   + ", ".join(f"{out_dir}/{f}" for f in results.get("figures", [])))
+    if tracker is not None:  # after the results are shown: a tracking failure hides nothing
         run_id = tracker.log(study_run(results, out_dir))
         click.echo(f"tracked as MLflow run {run_id} in {tracker.uri}", err=True)
-    if as_json:
-        summary = {k: v for k, v in results.items() if k != "per_seed"}
-        echo_json(summary, "prune-info-study")
-        return
-    click.echo(format_table(results))
-    click.echo(f"wrote {out_dir}/results.json, {out_dir}/table.txt, "
-               + ", ".join(f"{out_dir}/{f}" for f in results.get("figures", [])))

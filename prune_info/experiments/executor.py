@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from prune_info.errors import PruneInfoError
 
 __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "Progress", "ProgressBar", "Task",
-           "make_executor"]
+           "gpus_for", "make_executor"]
 
 #: Names accepted by :func:`make_executor` (and ``--executor``).
 EXECUTORS = ("local", "ray")
@@ -83,6 +83,12 @@ class Progress:
 
 #: ``on_progress(progress)``, called by an executor whenever a task starts or ends.
 ProgressCallback = Callable[[Progress], None]
+
+
+def gpus_for(device: object) -> float:
+    """GPUs a task on ``device`` reserves: one on CUDA (a task is one CPU thread's or one GPU's
+    work), else none. A Ray task that reserves no GPU sees none (``CUDA_VISIBLE_DEVICES``)."""
+    return 1.0 if str(device).startswith("cuda") else 0.0
 
 
 class Executor(Protocol):

@@ -36,8 +36,9 @@ __all__ = ["RayExecutor"]
 
 #: Seconds to wait for a cluster's address to answer before giving up.
 CONNECT_TIMEOUT = 5.0
-#: Shared arguments a worker process keeps deserialised (the newest ones).
-_WORKER_CACHE_SIZE = 2
+#: Shared arguments a worker process keeps deserialised (the newest ones): more than the large
+#: arguments one run's tasks share (a dataset, a configuration), so none is fetched twice.
+_WORKER_CACHE_SIZE = 8
 _worker_cache: OrderedDict[str, Any] = OrderedDict()
 
 _INSTALL = "pip install 'prune-info[ray]'"
@@ -73,7 +74,10 @@ def _run_task(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
 
 
 def _plain(value: Any) -> bool:
-    return value is None or isinstance(value, (bool, int, float, str, bytes))
+    """Small values that travel with each task instead of through the object store."""
+    import torch
+
+    return value is None or isinstance(value, (bool, int, float, str, bytes, torch.device))
 
 
 def _check_reachable(address: str, timeout: float) -> None:

@@ -55,9 +55,11 @@ Verdicts
 paired comparison over seeds with the paper's direction ``+`` / ``-`` or a claim of similarity
 ``≈``. A directional panel *agrees* when our mean has the paper's sign and the test gives
 p < 0.05, *leans* when the sign holds without significance (or with too few seeds for a p-value),
-and *disagrees* otherwise; a ``≈`` panel agrees when p >= 0.05 (the paper's own definition of
-"similar", Sec. V) and disagrees otherwise. A finding is **reproduced** when every panel agrees,
-**partly** when at least one agrees or leans, **not reproduced** otherwise. Nothing is tuned to
+and *disagrees* otherwise; a ``≈`` panel agrees when p >= 0.05 and disagrees otherwise. That is
+stricter than the paper, which calls behaviour similar when "the mean gap is small or p > 0.05"
+(Sec. V): here a small but significant gap disagrees, and more seeds make a ``≈`` harder to meet.
+A finding is **reproduced** when every panel agrees, **partly** when at least one agrees or
+leans, **not reproduced** otherwise. Nothing is tuned to
 agree: the protocol is fixed before the run.
 
 Run directory
@@ -91,11 +93,18 @@ from prune_info.checkpoint import load_checkpoint
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
 from prune_info.data import DATASETS, Dataset, load_dataset
-from prune_info.errors import PruneInfoError
-from prune_info.experiments.executor import Executor, LocalExecutor, Task
+from prune_info.errors import PruneInfoError, malformed
+from prune_info.experiments.executor import Executor, LocalExecutor, Task, gpus_for
 from prune_info.experiments.study import StudyConfig, StudyPaths, run_study, scenario_name
 from prune_info.experiments.subnetworks import SubnetCell, retrain_subnetworks, top_units
-from prune_info.io import atomic_write, check_writable_dir, run_lock, write_json
+from prune_info.io import (
+    LOCK_NAME,
+    atomic_write,
+    check_writable_dir,
+    locked_output_dir,
+    read_json,
+    write_json,
+)
 from prune_info.training.loop import TrainConfig
 from prune_info.viz.html import write_findings_page
 
@@ -119,7 +128,8 @@ RULE = (
     "paper's direction (+ or -) or a claim of similarity (≈). A directional panel agrees when "
     "our mean has the paper's sign and p < 0.05, leans when the sign holds but p >= 0.05 or no "
     "p-value exists (fewer than 6 seeds), and disagrees otherwise; a ≈ panel agrees when "
-    "p >= 0.05 (the paper's definition of similar) and disagrees otherwise. Verdict: reproduced "
+    "p >= 0.05 and disagrees otherwise (stricter than the paper, which also calls a small gap "
+    "similar). Verdict: reproduced "
     "when every panel agrees; partly when at least one panel agrees or leans; not reproduced "
     "otherwise.")
 VERDICTS = ("reproduced", "partly", "not reproduced")
@@ -551,9 +561,9 @@ def _read_stored(path: Path, kind: str) -> dict | None:
         return None
     try:
         document = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None  # half-written by nothing (writes are atomic) or damaged: recompute
-    return document if document.get("format") == kind else None
+    return document if isinstance(document, dict) and document.get("format") == kind else None
 
 
 def _run_tasks(executor: Executor, tasks: list[tuple[Task, Path, str]]) -> None:
@@ -676,7 +686,8 @@ def _differences(finding: str, options: ReproduceOptions, nets: dict[str, _Net])
         if finding.startswith("C2"):
             out.append("sub-network sizes k (units kept per layer) are our choice; the paper's "
                        "figure gives no values in its text. Retraining uses the dense "
-                       "protocol (SGD 0.01, batch 32, same epochs); rest frozen = initial "
+                       "optimiser (SGD 0.01, batch 32) for its own number of epochs (the paper "
+                       "states none); rest frozen = initial "
                        "weights kept, the classifier layer trains; selection on the test set "
                        "as the paper does")
     return out
@@ -708,31 +719,8 @@ def _command(options: ReproduceOptions, finding: str, out: str) -> str:
     return " ".join(parts)
 
 
-def _prepare(root: Path, options: ReproduceOptions) -> None:
-    config = root / "reproduce.json"
-    identity = options.identity()
-    if config.exists():
-        try:
-            saved = json.loads(config.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise PruneInfoError(f"cannot read {config} ({exc}); use another `out_dir`") from exc
-        if saved.get("format") != CONFIG_FORMAT:
-            raise PruneInfoError(f"{config} is not a prune-info reproduce configuration; use "
-                                 "another `out_dir`")
-        if saved.get("config") != identity:
-            diffs = [f"{k}: {saved.get('config', {}).get(k)!r} there, {v!r} here"
-                     for k, v in identity.items() if saved.get("config", {}).get(k) != v]
-            raise PruneInfoError(f"{root} holds a reproduce run of another protocol "
-                                 f"({'; '.join(diffs)}); use another `out_dir`")
-        return
-    if root.is_dir() and any(p.name != ".prune-info.lock" for p in root.iterdir()):
-        raise PruneInfoError(f"`out_dir`={root} is a non-empty directory without a reproduce "
-                             "run; give a new or empty directory")
-    root.mkdir(exist_ok=True)
-    write_json({"config": identity}, config, CONFIG_FORMAT)
-
-
-def _check_out(out_dir: Path) -> None:
+def _check_out(out_dir: Path, options: ReproduceOptions) -> bool:
+    """Check the run directory before any work; True when it holds this protocol's run."""
     if out_dir.exists() and not out_dir.is_dir():
         raise PruneInfoError(f"`out_dir`={out_dir} is a file; give a directory")
     parent = out_dir.parent
@@ -741,16 +729,21 @@ def _check_out(out_dir: Path) -> None:
     check_writable_dir(out_dir)
     config = out_dir / "reproduce.json"
     if config.exists():
-        try:
-            saved = json.loads(config.read_text())
-        except (OSError, json.JSONDecodeError):
-            saved = {}
-        if saved.get("format") != CONFIG_FORMAT:
-            raise PruneInfoError(f"{config} is not a prune-info reproduce configuration; use "
-                                 "another `out_dir`")
-    elif out_dir.is_dir() and any(p.name != ".prune-info.lock" for p in out_dir.iterdir()):
+        fix = "use another `out_dir`"
+        saved = read_json(config, CONFIG_FORMAT, fix).get("config")
+        if not isinstance(saved, dict):
+            raise malformed(config, "its `config` is not a JSON object", fix)
+        identity = options.identity()
+        if saved != identity:
+            diffs = [f"{k}: {saved.get(k)!r} there, {v!r} here"
+                     for k, v in identity.items() if saved.get(k) != v]
+            raise PruneInfoError(f"{out_dir} holds a reproduce run of another protocol "
+                                 f"({'; '.join(diffs)}); use another `out_dir`")
+        return True
+    if out_dir.is_dir() and any(p.name != LOCK_NAME for p in out_dir.iterdir()):
         raise PruneInfoError(f"`out_dir`={out_dir} is a non-empty directory without a reproduce "
                              "run; give a new or empty directory")
+    return False
 
 
 @dataclass
@@ -805,13 +798,14 @@ def run_reproduce(
         raise PruneInfoError(f"{', '.join(wanted)} need the dataset {options.dataset}: {exc}"
                              ) from None
     root = Path(out_dir)
-    _check_out(root)
+    _check_out(root, options)
     nets = _nets(options)
     configs = {name: net.study_config(data, options.dataset) for name, net in nets.items()}
     for config in configs.values():
         config.validate()
-    _prepare(root, options)
-    with run_lock(root):
+    with locked_output_dir(root):
+        if not _check_out(root, options):  # checked again under the lock, then claimed
+            write_json({"config": options.identity()}, root / "reproduce.json", CONFIG_FORMAT)
         timer = _Timer(root / "timings.json")
         families = [n for n in nets if any(n in _NEEDS[f] for f in wanted)]
         studies = {}
@@ -871,11 +865,15 @@ def _second_paper(family: str, c1_id: str, c2_id: str, wanted: list[str], study:
     _run_tasks(executor, [
         (Task(f"{c1_id}/seed-{s}", c1_seed_task,
               (str(paths.model(scenario, s)), options.dataset, options.data_dir,
-               search["max_exhaustive"], s, options.device)),
+               search["max_exhaustive"], s, options.device), num_gpus=gpus_for(options.device)),
          c1_dir / f"seed-{s:04d}.json", C1_FORMAT) for s in seeds])
     c1_seeds = [_read_stored(c1_dir / f"seed-{s:04d}.json", C1_FORMAT) for s in seeds]
     timer.add(c1_id, time.perf_counter() - start)
     out = []
+    missing = [s for s, d in zip(seeds, c1_seeds) if d is None]
+    if missing:
+        raise PruneInfoError(f"the O-information search of seed {missing[0]} was not stored in "
+                             f"{c1_dir}; run the command again")
     c1 = [d for d in c1_seeds if d is not None]
     if c1_id in wanted:
         panels, by_size = _c1_panels(c1, family)
@@ -892,7 +890,8 @@ def _second_paper(family: str, c1_id: str, c2_id: str, wanted: list[str], study:
     _run_tasks(executor, [
         (Task(f"{c2_id}/seed-{s}", c2_seed_task,
               (str(paths.model(scenario, s)), options.dataset, options.data_dir, c1[i],
-               list(search["sizes"]), train, s, options.device)),
+               list(search["sizes"]), train, s, options.device),
+              num_gpus=gpus_for(options.device)),
          c2_dir / f"seed-{s:04d}.json", C2_FORMAT) for i, s in enumerate(seeds)])
     c2 = [_read_stored(c2_dir / f"seed-{s:04d}.json", C2_FORMAT) for s in seeds]
     c2_done = [d for d in c2 if d is not None]

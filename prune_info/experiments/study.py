@@ -74,7 +74,13 @@ from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import parse_criteria
 from prune_info.data import DATASETS, Dataset, load_dataset
 from prune_info.errors import PruneInfoError, malformed
-from prune_info.experiments.executor import Executor, LocalExecutor, ProgressBar, Task
+from prune_info.experiments.executor import (
+    Executor,
+    LocalExecutor,
+    ProgressBar,
+    Task,
+    gpus_for,
+)
 from prune_info.io import (
     LOCK_NAME,
     atomic_write,
@@ -389,11 +395,6 @@ class _Batch:
     sidecar: Path | None
 
 
-def _gpus(device: torch.device | str) -> float:
-    """GPUs a task reserves: one on CUDA (a task is one CPU thread or one GPU's work)."""
-    return 1.0 if torch.device(device).type == "cuda" else 0.0
-
-
 def _training_tasks(config: StudyConfig, paths: StudyPaths, data: Dataset, act: str, reg: str,
                     seeds: list[int], *, executor: Executor, device, batched: bool,
                     seed_batch: int | None, progress: bool,
@@ -439,7 +440,7 @@ def _training_tasks(config: StudyConfig, paths: StudyPaths, data: Dataset, act: 
 
             kwargs.update(progress=progress, on_epoch=on_epoch)
         task = Task(f"train/{name}/seeds-{chunk[0]}-{chunk[-1]}", train_chunk,
-                    (config, data, act, reg, chunk), kwargs, num_gpus=_gpus(device))
+                    (config, data, act, reg, chunk), kwargs, num_gpus=gpus_for(device))
         tasks.append((task, _Batch(name, state, sidecar)))
     return tasks
 
@@ -548,7 +549,7 @@ def _run_locked(config: StudyConfig, paths: StudyPaths, data: Dataset, at: list[
                 continue
             ckpt = load_checkpoint(paths.model(name, seed))
             curves.append(Task(f"curves/{name}/seed-{seed:04d}", _seed_record,
-                               (config, ckpt, data, device, seed), num_gpus=_gpus(device)))
+                               (config, ckpt, data, device, seed), num_gpus=gpus_for(device)))
     where = {task.key: task.args[4] for task in curves}
 
     def store_record(task: Task, record: dict) -> None:

@@ -159,7 +159,8 @@ class MlflowTracker:
                 raise PruneInfoError(f"cannot track to `track`={shown}: {exc}") from None
             # MLflow 3 keeps its file store for existing users only unless told otherwise; a
             # directory of runs needs no database and is what a laptop or a cluster's shared
-            # disk has.
+            # disk has. MLflow reads the variable whenever it opens the store, so it stays set
+            # for the rest of the process (a value the user set is left alone).
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
             self.uri = store.as_uri()
         else:
@@ -178,10 +179,15 @@ class MlflowTracker:
         from mlflow.entities import Metric, Param, RunTag
 
         client = self.client
-        experiment = client.get_experiment_by_name(run.experiment)
-        experiment_id = (experiment.experiment_id if experiment is not None
-                         else client.create_experiment(run.experiment))
-        created = client.create_run(experiment_id, run_name=run.name, tags=run.tags)
+        try:
+            experiment = client.get_experiment_by_name(run.experiment)
+            experiment_id = (experiment.experiment_id if experiment is not None
+                             else client.create_experiment(run.experiment))
+            created = client.create_run(experiment_id, run_name=run.name, tags=run.tags)
+        except Exception as exc:  # noqa: BLE001  a store gone or refusing: the user's to fix
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PruneInfoError(f"logging to MLflow at {self.uri} failed ({first}); the run's "
+                                 "own files are complete") from exc
         run_id = created.info.run_id
         try:
             now = int(time.time() * 1000)

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from prune_info.analysis.stats import format_p
 from prune_info.io import atomic_write
 
 __all__ = ['FINDINGS_SECTION', 'SECTIONS', 'findings_section', 'render_report',
@@ -232,13 +233,6 @@ def write_report(out: str | Path, path: str | Path, options=None) -> Path:
     return Path(path)
 
 
-def _p_text(p) -> str:
-    if p is None:
-        return "n/a"
-    p = float(p)
-    return f"{p:.2g}" if p == 0 or p >= 1e-3 else f"{p:.1e}"
-
-
 def findings_section(report: dict) -> str:
     """The HTML section of a ``prune-info reproduce`` findings report (``findings.json``).
 
@@ -258,12 +252,12 @@ def findings_section(report: dict) -> str:
         for panel in finding["panels"]:
             paper, ours = panel["paper"], panel["ours"]
             paper_text = paper["text"] if paper.get("value") is None else (
-                f"{paper['value']:+g}" + (f", p = {_p_text(paper['p_value'])}"
+                f"{paper['value']:+g}" + (f", p = {format_p(paper['p_value'])}"
                                           if paper.get("p_value") is not None else ""))
             unit = " pp" if ours["unit"] == "pp" else " bits"
             rows.append([panel["name"], panel["expect"], paper_text, paper.get("cite", ""),
                          f"{ours['mean']:+.3g} ± {ours['std']:.2g}{unit}", ours["n"],
-                         f"{ours['test']}, p = {_p_text(ours['p_value'])}", panel["status"]])
+                         f"{ours['test']}, p = {format_p(ours['p_value'])}", panel["status"]])
         parts.append(f"<h3>{_esc(finding['id'])}: {_esc(finding['claim'])} "
                      f"({_esc(finding['paper'])}, {_esc(finding['figure'])}) "
                      f"&mdash; {_esc(finding['verdict'])}</h3>")
