@@ -302,6 +302,15 @@ def test_per_layer_amounts_map_onto_groups_and_keep_is_not_rounded(resnet):
     uneven[2] = 0.5  # layer1.0.conv2, coupled to conv1
     with pytest.raises(PruneInfoError, match="gives different values to conv1, layer1.0.conv2"):
         prune_checkpoint(resnet, None, PruneConfig(criterion="magnitude", amount=tuple(uneven)))
+    # a per-layer list is in the model's order of the prunable layers (as `info` lists them)
+    names = [layer.name for layer in prunable_layers(resnet.model)]
+    assert names[1] == "layer1.0.conv1"
+    one_off = [0.25] * n_layers
+    one_off[1] = 0.5
+    result = prune_checkpoint(resnet, None, PruneConfig(criterion="magnitude",
+                                                        amount=tuple(one_off), round_to=1))
+    assert len(result.plan.remove["layer1.0.conv1"]) == 32
+    assert len(result.plan.remove["layer1.0.conv2"]) == 16
     kept = prune_checkpoint(resnet, None, PruneConfig(criterion="magnitude", keep=(5,) * 12))
     assert {layer.n_units for layer in prunable_layers(kept.checkpoint.model)} == {5}
 

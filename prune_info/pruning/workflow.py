@@ -426,13 +426,16 @@ def _transform_leaving_out(transform, model: nn.Module, plan: PrunePlan, example
             plan = PrunePlan.from_indices(remove, {k: plan.widths[k] for k in remove})
 
 
-def _per_root(values: Sequence | None, groups: Sequence[UnitGroup], what: str):
-    """Per-layer ``values`` (one per layer that is pruned) as one per group root.
+def _per_root(values: Sequence | None, groups: Sequence[UnitGroup], what: str,
+              order: Sequence[str]):
+    """Per-layer ``values`` (one per layer that is pruned, in the model order ``order`` of the
+    prunable layers) as one per group root.
 
     One value, or one per group, is passed on as it is. Coupled layers lose the same channels,
     so their values must agree.
     """
-    layers = [m for g in groups for m in g.members]
+    pruned = {m for g in groups for m in g.members}
+    layers = [name for name in order if name in pruned]
     if values is None or len(values) <= 1 or len(values) == len(groups) \
             or len(layers) == len(groups):
         return values  # nothing to map (no coupled layers: removal_counts checks the length)
@@ -555,8 +558,8 @@ def prune_checkpoint(
     # Plans are made on the groups' roots, then every member loses the same channels.
     widths = {g.root: g.n_units for g in groups}
     members = {g.root: g.members for g in groups}
-    per_group = {"amounts": _per_root(config.amounts(), groups, "amounts"),
-                 "keep": _per_root(config.keep, groups, "keep")}
+    per_group = {"amounts": _per_root(config.amounts(), groups, "amounts", names),
+                 "keep": _per_root(config.keep, groups, "keep", names)}
     if config.allocation == "layerwise":
         counts = removal_counts(widths, **per_group)  # fail early
         if not any(counts.values()):
