@@ -31,7 +31,8 @@ MACs and latency.
     .venv/bin/python benchmarks/bench_groups.py --models resnet18 --seeds 0,1,2
 
 Resumable per cell: ``--out``/<model>-s<seed>/<method>@<ratio>.json is written when the cell is
-done, the dense checkpoint is kept; a rerun with the same settings skips finished cells.
+done, the dense checkpoint is kept; a rerun with the same settings skips finished cells (and
+tries failed ones again).
 ``--out``/summary.json and summary.md hold the table (mean ± std over seeds), the accuracy-latency
 front of each method and the comparison of the best information criterion with the best
 torch-pruning importance.
@@ -187,9 +188,9 @@ def run_model_seed(model: str, seed: int, data: prune_info.Dataset, settings: di
             path = root / f"{method.replace(':', '-')}@{ratio:g}.json"
             if path.exists():
                 doc = json.loads(path.read_text())
-                if doc.get("settings") == settings:
+                if doc.get("settings") == settings and "error" not in doc:
                     cells.append(doc)
-                    continue
+                    continue  # a failed cell is tried again
             try:
                 cell = run_cell(method, ratio, dense, data, settings, seed, cache)
             except Exception as exc:  # recorded, not hidden
