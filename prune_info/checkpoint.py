@@ -271,6 +271,13 @@ def check_finite(model: nn.Module, what: str, fix: str | None = None) -> None:
 def _load(path: Path, arch: dict | None, factory: str | None, factory_kwargs: dict | None,
           trust_pickle: bool) -> Checkpoint:
     obj = _read(path, trust_pickle)
+    recorded = isinstance(obj, nn.Module) or (isinstance(obj, dict)
+                                              and obj.get("format") == CHECKPOINT_FORMAT)
+    if recorded and (arch is not None or factory is not None):
+        given = "`arch`" if arch is not None else "`factory`"
+        kind = "pickled model" if isinstance(obj, nn.Module) else "prune-info checkpoint"
+        raise PruneInfoError(f"{path} is a {kind}, which carries its own architecture; {given} "
+                             "is for a plain state_dict only: leave it out")
     if isinstance(obj, nn.Module):
         obj.eval()
         return Checkpoint(model=obj, source=str(path))

@@ -613,6 +613,14 @@ def test_numbers_beyond_c_integers_are_refused(run_cli, tmp_path, mlp_path):
                    "--random 100000000000 random orderings is more than 100,000")
 
 
+def test_an_architecture_given_for_a_checkpoint_that_records_one_is_refused(run_cli, tmp_path,
+                                                                           mlp_path):
+    for extra in (["--model", "torchvision.models:resnet18"],
+                  ["--arch", "64-8-10", "--data", "digits"]):
+        assert_refused(run_cli, tmp_path, ["info", str(mlp_path), *extra],
+                       "carries its own architecture", "plain state_dict only")
+
+
 def test_malformed_model_kwargs_are_refused_before_the_factory_runs(run_cli, tmp_path):
     from prune_info.zoo import parse_model_kwargs
     for text, message in (("num_classes=10,num_classes=5", "num_classes is given twice"),
