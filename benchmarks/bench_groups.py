@@ -298,6 +298,38 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def compact_table(summary: dict) -> str:
+    """One row per method: fine-tuned test accuracy at each ratio, and MACs / speed-up at 0.5."""
+    lines = []
+    for model, entry in summary.items():
+        ratios = list(entry["ratios"])
+        mean, _ = entry["dense_test_acc"]
+        lines += [f"**{model}** (dense {100 * mean:.2f} %, {entry['dense_macs']:,} MACs; "
+                  f"seeds {entry['seeds']})", "",
+                  "| method | " + " | ".join(f"acc % @{r}" for r in ratios)
+                  + " | MACs @0.5 | ORT speed-up b1 / b64 @0.5 |",
+                  "| --- | " + " | ".join("---" for _ in ratios) + " | --- | --- |"]
+        methods = list(next(iter(entry["ratios"].values()))["methods"])
+        for method in methods:
+            cells, half = [], entry["ratios"].get("0.5", {}).get("methods", {}).get(method, {})
+            for r in ratios:
+                row = entry["ratios"][r]["methods"][method]
+                cells.append("failed" if "error" in row else
+                             f"{100 * row['test_acc'][0]:.2f}"
+                             + (f" ± {100 * row['test_acc'][1]:.2f}" if row["n"] > 1 else ""))
+            macs = f"{half['macs']:,.0f}" if "macs" in half else "–"
+            sp = half.get("speedup", {})
+            speed = (f"×{sp['1']:.2f} / ×{sp['64']:.2f}" if sp.get("1") and sp.get("64")
+                     else "–")
+            lines.append(f"| {method} | " + " | ".join(cells) + f" | {macs} | {speed} |")
+        best = [f"@{r}: {c['best_information']} vs {c['best_torch_pruning']} "
+                f"{c['gap_pp']:+.2f} pp" for r, b in entry["ratios"].items()
+                if (c := b["comparison"])]
+        lines += ["", "Best information criterion or allocation against the best torch-pruning "
+                  "importance: " + "; ".join(best) + ".", ""]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -355,6 +387,7 @@ def main() -> None:
                out / "summary.json")
     text = header + "\n\n" + table(summary)
     (out / "summary.md").write_text(text + "\n")
+    (out / "summary-compact.md").write_text(compact_table(summary) + "\n")
     print(text)
 
 
