@@ -108,6 +108,21 @@ def test_a_study_on_ray_gives_the_numbers_of_a_local_run(cluster, reference, run
     assert json.loads(out)["scenarios"] == expected["scenarios"]
 
 
+@pytest.mark.slow
+def test_subnetworks_on_ray_give_the_results_of_a_local_run(cluster, run_cli, tmp_path):
+    args = ["subnetworks", "--data", "digits", "--arch", "64-12-12-10", "--criteria",
+            "random,magnitude", "--keep", "4", "--seeds", "2", "--epochs", "1",
+            "--retrain-epochs", "1", "--quiet"]
+    for name, extra in (("local", []), ("ray", ["--executor", "ray", "--ray-address", cluster])):
+        code, _, err = run_cli(*args, *extra, "-o", str(tmp_path / name))
+        assert code == 0, err
+    local, ray = (json.loads((tmp_path / n / "results.json").read_text())
+                  for n in ("local", "ray"))
+    assert ray == local and [row["seed"] for row in local["rows"]][0] == 0
+    assert (tmp_path / "ray" / "table.txt").read_text() == (
+        tmp_path / "local" / "table.txt").read_text()
+
+
 def test_ray_tasks_run_in_worker_processes_and_report_progress(cluster):
     executor = make_executor("ray")
     results, progress = {}, []

@@ -14,6 +14,7 @@ from prune_info.cli.common import (
     data_options,
     device_option,
     echo_json,
+    executor_options,
     get_dataset,
     json_option,
     model_command_args,
@@ -24,7 +25,9 @@ from prune_info.cli.common import (
 from prune_info.criteria.registry import parse_criteria
 from prune_info.data import DATASETS, load_dataset
 from prune_info.errors import PruneInfoError
+from prune_info.experiments.executor import make_executor
 from prune_info.experiments.subnetworks import (
+    REST,
     CompareConfig,
     format_table,
     run_comparison,
@@ -215,10 +218,16 @@ SUBNET_CRITERIA = "synergy,gcmi-model,gcmi-mixture,mi,kl,entropy,magnitude,rando
               show_default=True)
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for results.json, table.txt and subnetworks.png (resumable).")
+@click.option("--rest", type=click.Choice(REST), default="removed", show_default=True,
+              help="What happens to the units not kept: cut out, or kept in the network with "
+                   "their initial weights frozen (Clauw et al.; needs --keep and --rewind "
+                   "init).")
+@executor_options
 @click.option("--quiet", is_flag=True)
 @json_option
 def subnetworks(data_name, data_dir, spec, act, reg, criteria, keep, amounts, seeds, epochs,
-                retrain_epochs, rewind, optimizer, lr, out_dir, quiet, as_json):
+                retrain_epochs, rewind, optimizer, lr, out_dir, rest, executor, ray_address,
+                quiet, as_json):
     """Retrain the sub-network each criterion selects and compare accuracy drops over seeds.
 
     The experiment of Clauw et al. (Fig. 2): for every seed a dense network is trained; the K
@@ -241,13 +250,14 @@ def subnetworks(data_name, data_dir, spec, act, reg, criteria, keep, amounts, se
         keep=tuple(parse_int_list(keep or "5,10,15", "--keep")) if amounts is None else (),
         amounts=tuple(parse_float_list(amounts, "--amounts")) if amounts is not None else (),
         epochs=epochs, optimizer=optimizer, lr=lr, retrain_epochs=retrain_epochs,
-        rewind=None if rewind == "none" else rewind,
+        rewind=None if rewind == "none" else rewind, rest=rest,
     )
     config.validate()
     check_writable_dir(out)
+    runner = make_executor(executor, address=ray_address)
     data = load_dataset(data_name, data_dir)
     with locked_output_dir(out):
-        comparison = run_comparison(data, config, out, progress=not quiet)
+        comparison = run_comparison(data, config, out, progress=not quiet, executor=runner)
         table = summarise(comparison)
         text = format_table(table)
         with atomic_write(out / "table.txt") as tmp:

@@ -48,6 +48,7 @@ from prune_info.criteria.ranking import rank_units
 from prune_info.criteria.registry import get_criterion
 from prune_info.data import Dataset
 from prune_info.errors import PruneInfoError
+from prune_info.experiments.executor import Executor, LocalExecutor, Task
 from prune_info.io import check_writable_dir, read_json, run_lock, write_json
 from prune_info.nn import accuracy, count_parameters, total_macs
 from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
@@ -338,35 +339,45 @@ def run_comparison(
     config: CompareConfig,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> Comparison:
     """Train, prune, retrain and measure for every seed, criterion and selection.
 
-    With ``out_dir``, ``results.json`` there is rewritten after every seed and a rerun of the
-    same configuration skips the seeds already done; another configuration is refused.
+    Each seed is one :class:`~prune_info.experiments.executor.Task` of ``executor`` (default: in
+    this process). With ``out_dir``, ``results.json`` there is rewritten as each seed's rows
+    arrive, in seed order, and a rerun of the same configuration skips the seeds already done;
+    another configuration is refused.
     """
     config.validate()
     for name in config.criteria:
         get_criterion(name)
+    executor = executor or LocalExecutor()
     if out_dir is None:
-        return _compare(data, config, None, progress)
+        return _compare(data, config, None, progress, executor)
     check_writable_dir(out_dir)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     with run_lock(out_dir):
-        return _compare(data, config, Path(out_dir) / "results.json", progress)
+        return _compare(data, config, Path(out_dir) / "results.json", progress, executor)
 
 
 def _compare(data: Dataset, config: CompareConfig, path: Path | None,
-             progress: bool) -> Comparison:
+             progress: bool, executor: Executor) -> Comparison:
     result = Comparison(config, data.name)
     if path is not None:
         result.rows = _load_previous(path, config, data.name)
-    for seed in config.seeds:
-        if seed in result.done_seeds():
-            continue
-        result.rows.extend(_seed_rows(data, config, seed, progress))
+    done = result.done_seeds()
+    order = {seed: i for i, seed in enumerate(config.seeds)}
+
+    def store(task: Task, rows: list[dict]) -> None:
+        result.rows.extend(rows)
+        result.rows.sort(key=lambda row: order.get(row["seed"], len(order)))
         if path is not None:
             write_json({"config": config.to_dict(), "dataset": data.name, "rows": result.rows},
                        path, RESULTS_FORMAT)
+
+    show = progress and executor.in_process  # bars of other processes would interleave
+    executor.run([Task(f"seed-{seed}", _seed_rows, (data, config, seed, show))
+                  for seed in config.seeds if seed not in done], store)
     return result
 
 
