@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from helpers import import_extra
 
+from prune_info.cli.common import make_executor
 from prune_info.errors import PruneInfoError
-from prune_info.experiments.executor import LocalExecutor, Progress, Task, make_executor
+from prune_info.experiments.executor import LocalExecutor, Progress, Task
 from prune_info.experiments.study import StudyConfig, run_study
 
 CONFIG = StudyConfig(data="digits", arch="64-16-12-10", acts=("relu", "sigmoid"),

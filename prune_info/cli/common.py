@@ -12,7 +12,7 @@ import click
 from prune_info.checkpoint import Checkpoint, load_checkpoint
 from prune_info.data import DATASETS, Dataset, load_dataset, load_dataset_like
 from prune_info.errors import PruneInfoError
-from prune_info.experiments.executor import EXECUTORS
+from prune_info.experiments.executor import EXECUTORS, Executor, LocalExecutor
 from prune_info.io import check_writable, remove_stale_temporaries, to_json_text
 from prune_info.training.loop import MAX_SEED
 from prune_info.zoo import ACTIVATIONS, REGULARISERS, parse_arch, parse_model_kwargs
@@ -65,6 +65,19 @@ def track_option(f: Callable) -> Callable:
                         help="Log the run's parameters, metrics and artefacts to MLflow: "
                              "./mlruns, or the URI given (a directory, file:, http(s)://); "
                              "needs the extra: pip install 'prune-info[mlflow]'.")(f)
+
+
+def make_executor(name: str = "local", *, address: str | None = None) -> Executor:
+    """The executor called ``name`` (one of ``EXECUTORS``); ``address`` is a Ray cluster's."""
+    if name == "local":
+        if address is not None:
+            raise PruneInfoError("`ray_address` needs `executor`=ray")
+        return LocalExecutor()
+    if name == "ray":
+        from prune_info.experiments.ray_executor import RayExecutor  # optional extra
+
+        return RayExecutor(address=address)
+    raise PruneInfoError(f"unknown `executor` {name!r}; choose one of {', '.join(EXECUTORS)}")
 
 
 def data_options(f: Callable) -> Callable:

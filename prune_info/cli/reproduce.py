@@ -6,9 +6,8 @@ import click
 
 from prune_info._torch import resolve_device
 from prune_info.cli.app import cli
-from prune_info.cli.common import DEVICES, executor_options
+from prune_info.cli.common import DEVICES, executor_options, make_executor
 from prune_info.data import DATASETS
-from prune_info.experiments.executor import make_executor
 from prune_info.experiments.reproduce import (
     SCALES,
     ReproduceOptions,

@@ -17,6 +17,7 @@ from prune_info.cli.common import (
     executor_options,
     get_dataset,
     json_option,
+    make_executor,
     model_command_args,
     parse_float_list,
     parse_int_list,
@@ -25,7 +26,6 @@ from prune_info.cli.common import (
 from prune_info.criteria.registry import parse_criteria
 from prune_info.data import DATASETS, load_dataset
 from prune_info.errors import PruneInfoError
-from prune_info.experiments.executor import make_executor
 from prune_info.experiments.subnetworks import (
     REST,
     CompareConfig,

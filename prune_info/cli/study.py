@@ -12,12 +12,12 @@ from prune_info.cli.common import (
     DEVICES,
     echo_json,
     executor_options,
+    make_executor,
     parse_int_list,
     track_option,
 )
 from prune_info.data import DATASETS
 from prune_info.errors import PruneInfoError
-from prune_info.experiments.executor import make_executor
 from prune_info.experiments.study import StudyConfig, format_table, run_study, seeds_from_count
 from prune_info.experiments.tracking import make_tracker, study_run
 from prune_info.io import check_writable_dir

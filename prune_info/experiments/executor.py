@@ -9,8 +9,9 @@ numbers.
 
 :class:`LocalExecutor` runs the tasks one after another in this process (the default, and what
 every command did before executors existed). A Ray executor (``--executor ray``) runs them as Ray
-tasks with the declared resources; it lives in :mod:`prune_info.experiments.ray_executor` and is
-imported only when asked for.
+tasks with the declared resources; it lives in :mod:`prune_info.experiments.ray_executor` (which
+builds on this module) and is imported only when asked for, by
+:func:`prune_info.cli.common.make_executor`.
 
 How the work is cut into tasks is the command's decision, fixed by its configuration, never the
 executor's: the same command gives the same numbers on every executor.
@@ -34,12 +35,10 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
-from prune_info.errors import PruneInfoError
-
 __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "Progress", "ProgressBar", "Task",
-           "gpus_for", "make_executor"]
+           "gpus_for"]
 
-#: Names accepted by :func:`make_executor` (and ``--executor``).
+#: Names accepted by ``--executor`` (:func:`prune_info.cli.common.make_executor`).
 EXECUTORS = ("local", "ray")
 
 
@@ -168,16 +167,3 @@ class ProgressBar:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def make_executor(name: str = "local", *, address: str | None = None) -> Executor:
-    """The executor called ``name`` (one of :data:`EXECUTORS`); ``address`` is a Ray cluster's."""
-    if name == "local":
-        if address is not None:
-            raise PruneInfoError("`ray_address` needs `executor`=ray")
-        return LocalExecutor()
-    if name == "ray":
-        from prune_info.experiments.ray_executor import RayExecutor  # optional extra
-
-        return RayExecutor(address=address)
-    raise PruneInfoError(f"unknown `executor` {name!r}; choose one of {', '.join(EXECUTORS)}")
