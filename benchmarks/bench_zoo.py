@@ -13,7 +13,7 @@ FashionMNIST:
 3. fine-tune the pruned model for ``--finetune-epochs`` (``prune_info.retrain_checkpoint``, the
    checkpoint's optimiser at ``--finetune-lr``, constant rate, best validation epoch kept);
 4. measure dense against pruned: test accuracy, parameters, MACs (``prune_info.total_macs``:
-   linear and convolution layers; a ViT's attention matmuls are not counted), and onnxruntime
+   linear and convolution layers, and since 2026-12-02 a ViT's attention products), and onnxruntime
    latency on 1 thread at batch 1 and 64 (``prune_info.benchmark_models``: both models timed
    round-robin, median of ``--repeat`` calls), the speed-up (dense / pruned median) and the
    speed-up divided by the MAC ratio (1.0: the latency falls as much as the MACs).
