@@ -18,7 +18,7 @@ FashionMNIST:
    round-robin, median of ``--repeat`` calls), the speed-up (dense / pruned median) and the
    speed-up divided by the MAC ratio (1.0: the latency falls as much as the MACs).
 
-A model whose pruning fails (e.g. ViT while prune_info does not support attention yet) keeps its
+A model whose pruning fails (e.g. one torch-pruning cannot trace) keeps its
 dense figures, and its JSON and the table record the error message.
 
     .venv/bin/python benchmarks/bench_zoo.py   # all four: ~20 min on 2 idle cores, 28.5 min shared
