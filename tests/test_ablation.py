@@ -145,15 +145,18 @@ def test_layerwise_curve_starts_at_the_model_and_ends_with_everything_ablated(ml
     assert mlp.training is False
 
 
+class Wrapped(torch.nn.Module):
+    """A model that is not an nn.Sequential: its layers are nested one level down."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)
+
+
 def test_non_sequential_models_fall_back_to_the_naive_loop(mlp, digits):
-    class Wrapped(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            return self.inner(x)
-
     wrapped = Wrapped(mlp).eval()
     orders = random_orders(24, 2, seed=0)
     assert torch.equal(layerwise_curves(wrapped, "inner.fc2", orders, digits.test),
@@ -418,14 +421,6 @@ def test_sparse_cnn_curves_equal_the_naive_loop_at_those_k(digits_cnn, digits, a
 
 
 def test_sparse_curves_of_a_non_sequential_model(mlp, digits):
-    class Wrapped(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            return self.inner(x)
-
     orders = random_orders(24, 2, seed=2)
     sparse = layerwise_curves(Wrapped(mlp).eval(), "inner.fc2", orders, digits.test,
                               at_k=[0, 12, 24])

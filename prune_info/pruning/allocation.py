@@ -250,7 +250,7 @@ def plan_global(
 #: Points of the ablation curve of a coupled group or a non-linear layer (a convolution, heads)
 #: read by :func:`plan_max_drop`: each is a pass of the network over the validation set, where
 #: a Linear layer's full curve is cheap (the prefix-sum path).
-GROUP_CURVE_STEPS = 17
+COSTLY_CURVE_STEPS = 17
 
 
 def _masked_correct(model: nn.Module, plan: PrunePlan, split: Split, device: str,
@@ -287,7 +287,7 @@ def plan_max_drop(
     A key of ``scores`` may stand for a group of coupled layers (``groups``: the root's name ->
     its members), which lose the same channels: its curve ablates every member together
     (:func:`prune_info.analysis.curves.group_curves`). Each point of such a curve, and of a
-    convolutional layer's, is a pass of the network, so it is read at :data:`GROUP_CURVE_STEPS`
+    convolutional layer's, is a pass of the network, so it is read at :data:`COSTLY_CURVE_STEPS`
     evenly spaced ``k`` (every ``k`` when narrower) and gets the largest of those within the
     budget; a Linear layer's curve is read at every ``k``.
 
@@ -339,8 +339,8 @@ def plan_max_drop(
         members = groups.get(layer, (layer,))
         cap = max(0, widths[layer] - min_units)
         costly = len(members) > 1 or kinds[layer] != "linear"  # a network pass per point
-        at_k = (spaced_ks(cap, GROUP_CURVE_STEPS)
-                if costly and cap + 1 > GROUP_CURVE_STEPS else None)
+        at_k = (spaced_ks(cap, COSTLY_CURVE_STEPS)
+                if costly and cap + 1 > COSTLY_CURVE_STEPS else None)
         curve = group_curves(model, members, rankings[layer], split, ablate_to="zero",
                              at_k=at_k, device=device)[0].to(torch.long)
         ks = at_k if at_k is not None else list(range(widths[layer] + 1))
