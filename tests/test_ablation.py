@@ -94,6 +94,42 @@ def test_prefix_sums_are_exact_through_sigmoid_tanh_and_batchnorm(digits, act, r
                                                   ablate_to=ablate_to, means=means))
 
 
+@pytest.mark.parametrize("act, reg", [("relu", "l2"), ("sigmoid", "dropout"),
+                                      ("tanh", "bn-dropout")])
+def test_running_sums_stay_within_their_rounding_bound(digits, act, reg):
+    """The prefix path's outputs at every k differ from the naive forward's by less than the
+    bound it checks margins against, and the bound is tight (so few predictions recheck)."""
+    from prune_info.analysis import curves as curves_module
+    from prune_info.nn import resolve_layers
+    from prune_info.training.loop import TrainConfig, train_model
+
+    torch.manual_seed(0)
+    model = train_model(digits, "64-20-16-12-10", act, reg, TrainConfig(epochs=2),
+                        progress=False).model.eval()
+    means = unit_means(model, digits.train)
+    x = digits.test.x
+    for layer, n in (("fc1", 20), ("fc2", 16), ("fc3", 12)):
+        (info,) = resolve_layers(model, [layer])
+        plan = curves_module._prefix_plan(model, info, x[:1])
+        assert plan is not None
+        for fill in (None, means[layer]):
+            order = random_orders(n, 1, seed=n)[0]
+            sums = curves_module._RunningSums(plan, fill, n, torch.device("cpu"))
+            with torch.no_grad():
+                h = plan.prefix(x)
+                outputs, err = sums.logits(sums.block(h), order)
+                for k in range(n + 1):
+                    masked = h.clone()
+                    masked[:, order[:k]] = 0.0 if fill is None else fill[order[:k]]
+                    naive = plan.suffix(masked).t()
+                    gap = (outputs[k] - naive).abs().amax(0)
+                    assert bool((gap <= err[k]).all()), (layer, k)
+                    assert float(err[k].max()) < 1e-3 * (1 + float(naive.abs().max()))
+                    top2 = naive.topk(2, dim=0).values
+                    doubtful = (top2[0] - top2[1] <= 2 * err[k]).float().mean()
+                    assert float(doubtful) < 0.02, (layer, k)  # rechecked: a few at most
+
+
 @pytest.mark.parametrize("ablate_to", ["zero", "mean"])
 def test_whole_network_curves_equal_the_naive_loop_exactly(mlp, digits, mlp_scores, mlp_means,
                                                            ablate_to):

@@ -86,7 +86,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -126,8 +126,10 @@ DEFAULT_MEMORY_MB = 256
 DEFAULT_BATCH_SIZE = 8192
 #: Row counts below this make CPU BLAS pick other kernels (see the module docstring).
 _MIN_ROWS = 16
-#: Size of the prefix-sum path's working tensors (cache-sized was fastest).
-_PREFIX_CHUNK_BYTES = 4 << 20
+#: Working set of the prefix-sum path for one block of samples (cache-sized was fastest).
+_PREFIX_CHUNK_BYTES = 16 << 20
+#: Consecutive k whose activations the prefix-sum path computes in one batched product.
+_K_BLOCK = 8
 #: Size of the batched path's chunks of masked activations.
 _BATCHED_CHUNK_BYTES = 16 << 20
 #: Points of a curve computed by default for scopes wider than :data:`SPARSE_ABOVE` units
@@ -634,39 +636,218 @@ def _prefix_plan(model: nn.Module, info: LayerInfo,
     return _PrefixPlan(prefix, suffix, modules[0], modules[1:])
 
 
-def _abs_max(x: Tensor, nonnegative: bool) -> Tensor:
-    return x.amax(1) if nonnegative else x.abs().amax(1)
+@dataclass
+class _RestStep:
+    """One module after the cut's Linear layer: its values, and its effect on a rounding bound.
 
-
-def _propagate(module: nn.Module, x: Tensor, err: Tensor, u: float,
-               nonnegative: bool) -> tuple[Tensor, Tensor, bool]:
-    """Run one module on the fast values ``x`` and carry ``err``.
-
-    ``err[row]`` bounds ``max_unit |x_fast - x_naive|``; both sides round on their own, so each
-    module adds its own rounding twice. ``nonnegative`` says ``x >= 0`` (after ReLU / sigmoid),
-    which saves taking absolute values. Returns the output, its bound and its sign flag.
+    Activations are held as ``[k, units, samples]``. The values run on a block of ``k`` at a
+    time (:meth:`forward`); the bound runs afterwards for all ``k`` at once (:meth:`bound`), from
+    a-priori magnitudes: ``err[k, sample]`` bounds ``max_unit |x_fast - x_naive|`` and
+    ``size[k, sample]`` bounds ``max_unit |x|`` of both. Both sides round on their own, so each
+    module adds its own rounding twice.
     """
-    if isinstance(module, (nn.Dropout, nn.Identity, nn.Flatten)):
-        return x, err, nonnegative
-    if isinstance(module, nn.ReLU):
-        return module(x), err, True  # 1-Lipschitz and exact
-    y = module(x)
-    if isinstance(module, nn.Linear):
-        norm = float(module.weight.abs().sum(1).max())
-        bias = float(module.bias.abs().max()) if module.bias is not None else 0.0
-        gamma = 2 * _gamma(module.in_features + 2, u)
-        xmax = _abs_max(x, nonnegative)
-        return y, norm * err + gamma * (norm * (xmax + err) + bias), False
-    if isinstance(module, nn.BatchNorm1d):
-        assert module.running_var is not None  # _prefix_plan refuses BN without running stats
-        scale = (module.weight.abs() if module.weight is not None else 1.0) / torch.sqrt(
-            module.running_var + module.eps)
-        smax = float(torch.as_tensor(scale).max())
-        xmax = _abs_max(x, nonnegative)
-        return y, smax * err + 16 * u * (smax * xmax + y.abs().amax(1) + 1e-30), False
-    # sigmoid, tanh, leaky relu: at most 1-Lipschitz, a few ulp of their own
-    positive = isinstance(module, nn.Sigmoid)
-    return y, err + 8 * u * _abs_max(y, positive), positive
+
+    module: nn.Module
+    kind: str  # "relu", "linear", "bn", "squash" (sigmoid, tanh) or "leaky"
+    norm: float = 0.0   # largest row sum of |W| (linear), largest |scale| (bn)
+    shift: float = 0.0  # largest |bias| (linear), largest |shift| (bn)
+    gamma: float = 0.0
+
+    def forward(self, x: Tensor, out: Tensor) -> Tensor:
+        """The module on ``x`` (``[k, units, samples]``), into ``out``."""
+        if self.kind == "linear":
+            linear = cast(nn.Linear, self.module)
+            weight = linear.weight.expand(x.shape[0], -1, -1)
+            if linear.bias is None:
+                return torch.bmm(weight, x, out=out)
+            return torch.baddbmm(linear.bias[None, :, None], weight, x, out=out)
+        if self.kind == "relu":
+            return torch.clamp_min(x, 0, out=out)
+        # BatchNorm1d reads [N, C, L] with the units as C: here N is k and L the samples
+        return out.copy_(self.module(x))
+
+    def bound(self, err: Tensor, size: Tensor, u: float) -> tuple[Tensor, Tensor]:
+        """``(err, size)`` after the module from ``(err, size)`` before it."""
+        if self.kind == "relu":
+            return err, size  # 1-Lipschitz and exact
+        if self.kind == "linear":
+            out = self.norm * size + self.shift
+            return self.norm * err + self.gamma * out, out * (1 + self.gamma)
+        if self.kind == "bn":
+            out = (self.norm * size + self.shift) * (1 + 16 * u)
+            return self.norm * err + 16 * u * (self.norm * size + out + 1e-30), out
+        # sigmoid, tanh, leaky relu (|slope| <= 1): at most 1-Lipschitz, a few ulp of their own
+        out = size.clamp_max(1.0) if self.kind == "squash" else size
+        return err + 8 * u * out, out
+
+
+def _rest_steps(modules: Sequence[nn.Module], u: float) -> list[_RestStep]:
+    """The steps of ``modules`` (pass-through modules dropped), their constants computed once."""
+    steps: list[_RestStep] = []
+    for module in modules:
+        if isinstance(module, (nn.Dropout, nn.Identity, nn.Flatten)):
+            continue
+        if isinstance(module, nn.ReLU):
+            steps.append(_RestStep(module, "relu"))
+        elif isinstance(module, nn.Linear):
+            steps.append(_RestStep(
+                module, "linear", norm=float(module.weight.abs().sum(1).max()),
+                shift=float(module.bias.abs().max()) if module.bias is not None else 0.0,
+                gamma=2 * _gamma(module.in_features + 2, u)))
+        elif isinstance(module, nn.BatchNorm1d):
+            assert module.running_var is not None and module.running_mean is not None
+            scale = torch.ones_like(module.running_var) if module.weight is None \
+                else module.weight.detach()
+            scale = scale / torch.sqrt(module.running_var + module.eps)
+            shift = -module.running_mean * scale
+            if module.bias is not None:
+                shift = shift + module.bias.detach()
+            steps.append(_RestStep(module, "bn", norm=float(scale.abs().max()),
+                                   shift=float(shift.abs().max())))
+        else:
+            kind = "leaky" if isinstance(module, nn.LeakyReLU) else "squash"
+            steps.append(_RestStep(module, kind))
+    return steps
+
+
+def _running_sum_bound(h_abs_t: Tensor, delta_abs_t: Tensor, p0: Tensor, order: Tensor,
+                       col_max: Tensor, fill_abs: Tensor, u: float) -> tuple[Tensor, Tensor]:
+    """Bounds ``[K + 1, samples]`` on ``max_j |z_k[j] - naive_k[j]|`` for the running sum of
+    :func:`_prefix_sum_counts` (``K = len(order)``), and on ``max_j |z_k[j]|`` of both.
+
+    With ``c_i = max_j |W_ji|`` and ``x_k`` the layer output with the first ``k`` units of
+    ``order`` ablated, ``P_k = sum_i c_i |x_k,i| + max |b|`` bounds ``|z_k|`` and every partial
+    sum of its product (``p0`` is ``P_0``). A float32 product over ``n`` terms is off by at most
+    ``gamma_{n+2} P_k`` whatever the summation order (the naive loop's ``z_k``, and the
+    running sum's start ``z_K``); each update of the running sum adds at most
+    ``2u c_i |h_i - a_i|`` (rounding of the difference and of the product) and
+    ``u |z_i| <= u P_i`` (the addition). A 1 % margin covers the second-order terms and the
+    rounding of the bound's own arithmetic (Higham, *Accuracy and Stability of Numerical
+    Algorithms*, 2nd ed., Sec. 3.1 and 4.2). ``h_abs_t`` and ``delta_abs_t`` are ``|h|`` and
+    ``|h - a|`` transposed, ``[units, samples]``.
+    """
+    k_max = order.numel()
+    gamma = _gamma(h_abs_t.shape[0] + 2, u)
+    p = p0.expand(k_max + 1, -1).clone()
+    steps = torch.zeros_like(p)
+    if k_max:
+        c = col_max[order, None]
+        p[1:] += (c * (fill_abs[order, None] - h_abs_t[order])).cumsum(0)
+        # the sum of the update terms from k to K: their total less the first k
+        terms = c * (2 * u) * delta_abs_t[order] + u * p[:k_max]
+        steps[1:] = terms.cumsum(0)
+        steps = steps[k_max] - steps
+    err = 1.01 * (gamma * (p + p[k_max]) + steps)
+    return err, p + err
+
+
+def _outputs_by_k(z_max: Tensor, columns: Tensor, factors: Tensor, steps: list[_RestStep],
+                  buffers: list[Tensor], outputs: Tensor) -> None:
+    """Fill ``outputs[k]`` (``[classes, samples]``) for ``k = K..0`` by the running sum
+    ``z_k = z_{k+1} + columns[k] factors[k]^T`` from ``z_max = z_K``, each ``z_k`` through
+    ``steps``.
+
+    The steps run on blocks of ``len(buffers[0])`` consecutive ``k`` at once (``buffers``:
+    the block's running sums, then one per step but the last), so the products are batched and
+    few.
+    """
+    k_max = columns.shape[0]
+    if not steps:  # the cut feeds the output layer: the running sum is the logits
+        outputs[k_max].copy_(z_max)
+        for k in range(k_max - 1, -1, -1):
+            torch.addr(outputs[k + 1], columns[k], factors[k], out=outputs[k])
+        return
+    sums, block = buffers[0], buffers[0].shape[0]
+    for top in range(k_max, -1, -block):
+        low = max(0, top - block + 1)
+        z = sums[: top - low + 1]  # z[i] is z_{low + i}; sums[0] still holds z_{top + 1}
+        if top == k_max:
+            z[-1].copy_(z_max)
+        elif len(z) == 1:
+            z[0].addr_(columns[top], factors[top])
+        else:
+            torch.addr(sums[0], columns[top], factors[top], out=z[-1])
+        for i in range(top - low - 1, -1, -1):
+            torch.addr(z[i + 1], columns[low + i], factors[low + i], out=z[i])
+        x = z
+        for step, out in zip(steps, [b[: len(z)] for b in buffers[1:]] + [outputs[low : top + 1]]):
+            x = step.forward(x, out=out)
+
+
+@dataclass
+class _Block:
+    """A block of samples' layer outputs, prepared for :meth:`_RunningSums.logits`."""
+
+    h: Tensor            # [rows, n]
+    delta_t: Tensor      # (h - a) transposed, [n, rows]
+    h_abs_t: Tensor      # |h| transposed
+    p0: Tensor           # P_0 of :func:`_running_sum_bound`, [rows]
+    outputs: Tensor      # [K + 1, classes, rows], overwritten by every ordering
+    buffers: list[Tensor]
+
+
+class _RunningSums:
+    """The running-sum evaluation of one layer's curves: the model's constants, computed once.
+
+    Parameters
+    ----------
+    plan : _PrefixPlan
+    fill : Tensor, optional
+        The ablated units' value (``None``: zero).
+    max_k : int
+    device : torch.device
+    """
+
+    def __init__(self, plan: _PrefixPlan, fill: Tensor | None, max_k: int,
+                 device: torch.device):
+        self.plan, self.max_k, self.device = plan, max_k, device
+        self.u = float(torch.finfo(torch.float32).eps) / 2
+        weight = plan.first.weight.to(device)
+        n, m = weight.shape[1], weight.shape[0]
+        self.weight_t = weight.t().contiguous()
+        self.col_max = weight.abs().amax(0)
+        self.bias_max = float(plan.first.bias.abs().max()) if plan.first.bias is not None \
+            else 0.0
+        self.fill = torch.zeros(n, device=device) if fill is None \
+            else fill.to(device).reshape(n)
+        self.steps = _rest_steps(plan.rest, self.u)
+        self.widths = [m]  # of z and of every step's output
+        for step in self.steps:
+            self.widths.append(cast(nn.Linear, step.module).out_features
+                               if step.kind == "linear" else self.widths[-1])
+
+    def samples_per_block(self, memory_mb: float, batch_size: int) -> int:
+        """Samples whose outputs at every k, and running sums and activations at _K_BLOCK of
+        them, stay cache-sized (and within the memory budget)."""
+        per_sample = 4 * ((self.max_k + 1) * (self.widths[-1] + 2)
+                          + _K_BLOCK * sum(self.widths[:-1]))
+        sub = int(min(_PREFIX_CHUNK_BYTES, memory_mb * 2**20) // per_sample)
+        return max(1, min(batch_size, sub))
+
+    def block(self, h: Tensor) -> _Block:
+        delta_t = (h - self.fill).t().contiguous()
+        h_abs_t = h.abs().t().contiguous()
+        rows = h.shape[0]
+        return _Block(
+            h, delta_t, h_abs_t, h_abs_t.t() @ self.col_max + self.bias_max,
+            torch.empty(self.max_k + 1, self.widths[-1], rows, device=self.device),
+            [torch.empty(_K_BLOCK, w, rows, device=self.device) for w in self.widths[:-1]])
+
+    def logits(self, block: _Block, order: Tensor) -> tuple[Tensor, Tensor]:
+        """The outputs ``[K + 1, classes, rows]`` after ablating the first ``k`` units of
+        ``order`` (``K`` of them), by the running sum, and a bound ``[K + 1, rows]`` on their
+        largest difference from the naive loop's outputs. The outputs are the block's buffer:
+        the next call overwrites them."""
+        ablated = block.h.clone()
+        ablated[:, order] = self.fill[order]
+        z_max = _first_layer(self.plan, ablated).t()  # z_K, [m, rows]
+        _outputs_by_k(z_max, self.weight_t[order], block.delta_t[order], self.steps,
+                      block.buffers, block.outputs)
+        err, size = _running_sum_bound(block.h_abs_t, block.delta_t.abs(), block.p0, order,
+                                       self.col_max, self.fill.abs(), self.u)
+        for step in self.steps:
+            err, size = step.bound(err, size, self.u)
+        return block.outputs, err
 
 
 @_on_free_cores
@@ -684,76 +865,46 @@ def _prefix_sum_counts(
     progress: bool = False,
     desc: str = "ablate",
 ) -> tuple[Tensor, int]:
-    """Layer-wise counts by prefix sums of outgoing contributions, verified per prediction.
+    """Layer-wise counts by running sums of outgoing contributions, verified per prediction.
 
     The next Linear layer's input after ablating the first ``k`` units of an ordering is
-    ``z_k = z_0 - sum_{i<k} W[:, o_i] (h_{o_i} - a_{o_i})``: one cumulative sum per ordering
-    instead of one matrix product per ``k``. Its float32 result differs from the naive masked
-    product by rounding only, and that difference is bounded (the classic ``n u / (1 - n u)``
-    bound on sums, carried through the rest of the network). A prediction whose top-two logit
-    margin exceeds twice the bound has the naive prediction's class; the few others are
-    recomputed exactly as the naive loop computes them. The counts are therefore the naive
-    loop's, exactly.
+    ``z_k = z_{k+1} + W[:, o_k] (h_{o_k} - a_{o_k})``: a rank-1 update per ``k`` (``m``
+    multiply-adds per sample) instead of a product over all ``n`` units, and only the layers
+    after that one run per ``k``. The sum runs down from ``z_K`` (all ``K`` units ablated, one
+    product), in place on a cache-sized block of samples, so its rounding error is smallest
+    where the most units are ablated and the logits' margins are thinnest. The float32 result
+    differs from the naive masked product by rounding only, and that difference is bounded
+    (:func:`_running_sum_bound`, carried through the rest of the network). A prediction whose
+    top-two logit margin exceeds twice the bound has the naive prediction's class; the few
+    others are recomputed exactly as the naive loop computes them. The counts are therefore the
+    naive loop's, exactly.
 
     Returns the counts ``[R, max_k + 1]`` and the number of predictions recomputed.
     """
-    u = float(torch.finfo(torch.float32).eps) / 2
-    weight = plan.first.weight.to(device)
-    bias = plan.first.bias.to(device) if plan.first.bias is not None else None
-    n, m = weight.shape[1], weight.shape[0]
-    weight_t = weight.t().contiguous()
-    abs_weight_t = weight_t.abs()
-    minus_weight_t = -weight_t
-    fill_vec = torch.zeros(n, device=device) if fill is None else fill.to(device).reshape(n)
-    fill_abs = fill_vec.abs() @ abs_weight_t
-    bias_abs = bias.abs() if bias is not None else torch.zeros(m, device=device)
-    z_scale = (6 * n + 40) * u
-    n_orders = orders.shape[0]
-    counts = torch.zeros(n_orders, max_k + 1, dtype=torch.int64)
+    sums = _RunningSums(plan, fill, max_k, device)
+    sub = sums.samples_per_block(memory_mb, batch_size)
+    counts = torch.zeros(orders.shape[0], max_k + 1, dtype=torch.int64)
     rechecked = 0
-    widest = max([m] + [mod.out_features for mod in plan.rest if isinstance(mod, nn.Linear)])
-    # samples per step: the [samples * (k + 1), width] tensors stay cache-sized (about 4 MiB),
-    # which measured fastest; within the memory budget in any case
-    per_sample = (max_k + 1) * widest * 4
-    sub = int(min(_PREFIX_CHUNK_BYTES, memory_mb * 2**20 / 8) // per_sample)
-    sub = max(1, min(batch_size, sub))
     orders_dev = orders[:, :max_k].to(device)
-    bar = _bar(n_orders * len(split), desc, progress, unit="curve-sample")
+    bar = _bar(orders.shape[0] * len(split), desc, progress, unit="curve-sample")
     for start in range(0, len(split), batch_size):
         xb = split.x[start : start + batch_size].to(device)
         yb = split.y[start : start + batch_size].to(device)
-        h = plan.prefix(xb)
-        z_full = _first_layer(plan, h)
-        delta = h - fill_vec
-        bound = (h.abs() @ abs_weight_t + fill_abs + bias_abs).amax(1) * z_scale
-        for s0 in range(0, h.shape[0], sub):
-            s1 = min(s0 + sub, h.shape[0])
-            rows = s1 - s0
-            for r in range(n_orders):
-                order = orders_dev[r]
-                # z[:, k] = z_full - sum of the first k contributions: one running sum
-                z = torch.empty(rows, max_k + 1, m, device=device)
-                z[:, 0] = z_full[s0:s1]
-                if max_k:
-                    torch.mul(delta[s0:s1, order, None], minus_weight_t[order][None],
-                              out=z[:, 1:])
-                    z.cumsum_(dim=1)
-                x = z.view(-1, m)
-                err = bound[s0:s1].repeat_interleave(max_k + 1)
-                nonnegative = False
-                for module in plan.rest:
-                    x, err, nonnegative = _propagate(module, x, err, u, nonnegative)
-                top, pred = x.max(1)
+        h_all = plan.prefix(xb)
+        for s0 in range(0, h_all.shape[0], sub):
+            block = sums.block(h_all[s0 : s0 + sub])
+            for r, order in enumerate(orders_dev):
+                outputs, err = sums.logits(block, order)
+                top, pred = outputs.max(1)
                 # safe: no other class within twice the bound of the top one
-                close = (x >= (top - 2 * err)[:, None]).sum(1)
-                unsafe = close > 1
+                unsafe = (outputs >= (top - 2 * err).unsqueeze(1)).sum(1) > 1
                 if bool(unsafe.any()):
-                    where = unsafe.nonzero().flatten()
-                    pred[where] = _exact_rows(plan, h[s0:s1], where, order, max_k, fill)
-                    rechecked += int(where.numel())
-                hits = (pred.view(rows, max_k + 1) == yb[s0:s1, None]).sum(0)
-                counts[r] += hits.cpu()
-                bar.update(rows)
+                    ks, samples = unsafe.nonzero(as_tuple=True)
+                    pred[ks, samples] = _exact_rows(plan, block.h, samples, ks, order, max_k,
+                                                    fill)
+                    rechecked += int(ks.numel())
+                counts[r] += (pred == yb[None, s0 : s0 + pred.shape[1]]).sum(1).cpu()
+                bar.update(pred.shape[1])
     bar.close()
     return counts, rechecked
 
@@ -768,22 +919,22 @@ def _first_layer(plan: _PrefixPlan, h: Tensor) -> Tensor:
     raise AssertionError("the plan's Linear layer is not in its suffix")
 
 
-def _exact_rows(plan: _PrefixPlan, h: Tensor, where: Tensor, order: Tensor, max_k: int,
-                fill: Tensor | None) -> Tensor:
-    """Predictions of the masked rows ``where`` (index ``sample * (max_k + 1) + k``), exactly."""
-    out = torch.empty(where.numel(), dtype=torch.int64, device=h.device)
+def _exact_rows(plan: _PrefixPlan, h: Tensor, samples: Tensor, ks: Tensor, order: Tensor,
+                max_k: int, fill: Tensor | None) -> Tensor:
+    """Predictions of samples ``samples`` (rows of ``h``) with the first ``ks`` units of
+    ``order`` ablated, exactly as the naive loop computes them."""
+    out = torch.empty(samples.numel(), dtype=torch.int64, device=h.device)
     # position of each unit in the ordering; units beyond max_k are never ablated
     position = torch.full((h.shape[1],), max_k + 1, dtype=torch.int64, device=h.device)
     position[order] = torch.arange(order.numel(), device=h.device)
-    for a in range(0, where.numel(), _RECHECK_CHUNK):
-        chunk = where[a : a + _RECHECK_CHUNK]
-        samples, ks = chunk // (max_k + 1), chunk % (max_k + 1)
-        ablated = position[None, :] < ks[:, None]
-        masked = _apply_mask(h[samples].unsqueeze(1), ablated, fill).squeeze(1)
+    for a in range(0, samples.numel(), _RECHECK_CHUNK):
+        rows, k = samples[a : a + _RECHECK_CHUNK], ks[a : a + _RECHECK_CHUNK]
+        ablated = position[None, :] < k[:, None]
+        masked = _apply_mask(h[rows].unsqueeze(1), ablated, fill).squeeze(1)
         padded = masked
         if masked.shape[0] < _MIN_ROWS:  # tiny products take other BLAS kernels
             padded = torch.cat([masked, masked[:1].expand(_MIN_ROWS - masked.shape[0], -1)])
-        out[a : a + chunk.numel()] = plan.suffix(padded)[: masked.shape[0]].argmax(1)
+        out[a : a + rows.numel()] = plan.suffix(padded)[: masked.shape[0]].argmax(1)
     return out
 
 
