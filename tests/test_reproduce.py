@@ -137,6 +137,24 @@ def test_a_second_run_reuses_everything_and_gives_the_same_findings(toy_run):
     assert {p: p.stat().st_mtime_ns for p in out.glob("c[12]*/seed-*.json")} == per_seed
 
 
+def test_a_run_of_other_findings_adds_to_the_report_and_the_timings(tmp_path):
+    out = tmp_path / "parts"
+    first = run_reproduce(ReproduceOptions(findings=("A3",), scale="toy"), out, progress=False)
+    times = json.loads((out / "timings.json").read_text())
+    assert set(times) == {"networks relu", "report A3"}
+    second = run_reproduce(ReproduceOptions(findings=("A1",), scale="toy"), out,
+                           progress=False)
+    on_disk = json.loads((out / "findings.json").read_text())
+    assert [f["id"] for f in on_disk["findings"]] == ["A1", "A3"]  # FINDINGS order
+    assert on_disk["findings"][1] == first["findings"][0]  # A3 kept as it was
+    assert second["findings"] == on_disk["findings"]
+    assert "A3  " in (out / "findings.txt").read_text()
+    summed = json.loads((out / "timings.json").read_text())
+    assert set(summed) == {"networks relu", "report A1", "report A3"}
+    assert summed["report A3"] == times["report A3"]
+    assert summed["networks relu"] > times["networks relu"]  # the second run's check adds
+
+
 def test_a_directory_of_another_protocol_is_refused(run_cli, toy_run):
     out, _ = toy_run
     before = snapshot(out)

@@ -71,8 +71,9 @@ the second paper's networks in ``DIR/nets-c*`` (a study with one random ordering
 C1 search in ``DIR/c1*/seed-NNNN.json`` and each seed's C2 retraining in
 ``DIR/c2*/seed-NNNN.json``. C1 and C2 run as :class:`~prune_info.experiments.executor.Task`
 objects, one per seed, through the chosen executor; the driver stores each result as it arrives.
-A second run reuses everything and writes the same ``findings.json``. Wall times go to
-``DIR/timings.json`` (never into the findings).
+A second run reuses everything and writes the same ``findings.json``; a run of other findings
+into the same directory adds them to it (the findings it does not recompute are kept). Wall
+times go to ``DIR/timings.json``, summed per stage over every run (never into the findings).
 """
 
 from __future__ import annotations
@@ -748,8 +749,16 @@ def _check_out(out_dir: Path, options: ReproduceOptions) -> bool:
 
 @dataclass
 class _Timer:
+    """Wall seconds per stage in ``path``, summed over every run into the directory."""
+
     path: Path
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.path.exists():
+            stored = read_json(self.path, None, "delete it (it holds wall times only)")
+            self.seconds = {k: float(v) for k, v in stored.items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
     def add(self, stage: str, seconds: float) -> None:
         self.seconds[stage] = round(self.seconds.get(stage, 0.0) + seconds, 3)
@@ -832,13 +841,15 @@ def run_reproduce(
                 continue
             findings += _second_paper(family, c1_id, c2_id, wanted, studies[family], options,
                                       nets, root, executor, timer, say)
+        findings, protocols = _with_earlier(root, findings, {
+            n: protocol_table(options)[n] for n in families})
         report = {
             "scale": options.scale, "data": options.dataset, "rule": RULE,
             "alpha": ALPHA, "verdicts": list(VERDICTS),
             "note": (f"All findings ran on {options.dataset}. MNIST is not available on the "
                      "machine this was written on; `--data mnist --data-dir DIR` runs the same "
                      "protocol on MNIST."),
-            "protocols": {n: protocol_table(options)[n] for n in families},
+            "protocols": protocols,
             "left_out": ["C1/C2 on the convolutional layers of a VGG-11-bn (channels "
                          "mean-reduced): not implemented yet"],
             "findings": findings,
@@ -848,6 +859,26 @@ def run_reproduce(
             tmp.write_text(format_findings(report) + "\n")
         write_findings_page(report, root / "findings.html")
         return report
+
+
+def _with_earlier(root: Path, findings: list[dict],
+                  protocols: dict[str, dict]) -> tuple[list[dict], dict[str, dict]]:
+    """This run's findings and protocols, with those of earlier runs into ``root`` that this
+    run did not recompute (the directory's protocol is the same, see :func:`_check_out`), in
+    the order of :data:`FINDINGS`."""
+    path = root / "findings.json"
+    if not path.exists():
+        return findings, protocols
+    def group(fid: object) -> int:  # "C2-removed-wide" belongs to C2-wide
+        name = str(fid).replace("-removed", "")
+        return FINDINGS.index(name) if name in FINDINGS else -1
+
+    earlier = read_json(path, FINDINGS_FORMAT, "delete it; the next run writes it again")
+    ids = {f["id"] for f in findings}
+    kept = [f for f in earlier.get("findings", [])
+            if isinstance(f, dict) and group(f.get("id")) >= 0 and f["id"] not in ids]
+    merged = sorted(findings + kept, key=lambda f: group(f["id"]))
+    return merged, {**earlier.get("protocols", {}), **protocols}
 
 
 def _second_paper(family: str, c1_id: str, c2_id: str, wanted: list[str], study: tuple,
