@@ -205,6 +205,68 @@ def test_resnet_curves_count_like_the_model_zeroed_by_hand(resnet, x32):
     assert counts.tolist() == [want]
 
 
+@pytest.mark.parametrize("ablate_to", ["zero", "mean"])
+def test_resnet_curves_run_only_the_rest_of_the_traced_network(resnet, x32, ablate_to):
+    from prune_info.analysis.curves import unit_means
+
+    with torch.no_grad():
+        y = resnet(x32).argmax(1)
+    split = Split(x32, y)
+    means = unit_means(resnet, split, layers=["layer2.1.conv1"]) if ablate_to == "mean" else None
+    torch.manual_seed(0)
+    orders = torch.stack([torch.randperm(128) for _ in range(3)])
+    calls = []
+    # (the tracer runs hooks too, on proxies: only real calls are counted)
+    handle = resnet.conv1.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    info = {}
+    try:
+        fast = layerwise_curves(resnet, "layer2.1.conv1", orders, split, at_k=[0, 1, 40, 128],
+                                ablate_to=ablate_to, means=means, info=info)
+    finally:
+        handle.remove()
+    assert info["cut"] == "traced"
+    # the first layer, before the cut: the check (2 samples) and sizing (1), then once for the
+    # batch, not once per mask
+    assert [c for c in calls if isinstance(c, int)] == [2, 1, len(x32)]
+    naive = naive_curves(resnet, orders, split, layers="layer2.1.conv1",
+                         at_k=[0, 1, 40, 128], ablate_to=ablate_to, means=means)
+    assert torch.equal(fast, naive)
+    assert int(fast[:, 0].min()) == len(split) and int(fast[:, -1].max()) < len(split)
+
+
+class _SizeBeforeCut(nn.Module):
+    """Reads the batch size before the layer and uses it after (a traced int, not a tensor)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.act = nn.Conv2d(3, 6, 3), nn.BatchNorm2d(6), nn.ReLU()
+        self.fc = nn.Linear(6 * 30 * 30, 4)
+
+    def forward(self, x):
+        b = x.size(0)
+        return self.fc(self.act(self.bn(self.conv(x))).view(b, -1))
+
+
+class _Untraceable(_SizeBeforeCut):
+    def forward(self, x):
+        if float(x.sum()) > 1e9:  # control flow on a value: torch.fx cannot trace it
+            x = -x
+        return self.fc(self.act(self.bn(self.conv(x))).flatten(1))
+
+
+@pytest.mark.parametrize("model_type", [_SizeBeforeCut, _Untraceable])
+def test_models_that_cannot_be_cut_run_whole_with_the_same_counts(model_type, x32):
+    torch.manual_seed(0)
+    model = _randomise_bn(model_type(), 1).eval()
+    with torch.no_grad():
+        split = Split(x32, model(x32).argmax(1))
+    orders = torch.stack([torch.randperm(6) for _ in range(2)])
+    info = {}
+    fast = layerwise_curves(model, "conv", orders, split, info=info)
+    assert info["cut"] == "none"
+    assert torch.equal(fast, naive_curves(model, orders, split, layers="conv"))
+
+
 def test_shared_relu_curves_equal_the_naive_loop_and_the_hand_written_model(block, block_split):
     torch.manual_seed(3)
     orders = torch.stack([torch.randperm(6) for _ in range(3)])

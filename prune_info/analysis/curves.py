@@ -94,6 +94,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from prune_info._torch import shared_threads
+from prune_info.analysis.graph_cut import cut_at
 from prune_info.capture import unit_hooks, units_last
 from prune_info.criteria.ranking import RANK_ORDERS, rank_units
 from prune_info.data import Split, as_split
@@ -499,24 +500,44 @@ def _masked_counts(
     memory_mb: float = DEFAULT_MEMORY_MB,
     progress: bool = False,
     desc: str = "ablate",
+    info: dict | None = None,
 ) -> Tensor:
     """Correct test samples for every row of ``ablated`` (bool ``[M, sum of units]``), int64 [M].
 
     Columns of ``ablated`` are the units of ``infos`` concatenated in model order. Only the
     distinct rows are computed; ``progress`` shows a bar over their masked forward passes (one
-    per distinct row and batch of test samples).
+    per distinct row and batch of test samples). The network before the (first) ablation point
+    runs once per batch when it can be cut there: a Sequential model at its children, any other
+    at one layer through :func:`~prune_info.analysis.graph_cut.cut_at`; else the whole network
+    runs per mask. ``info["cut"]`` says which: ``sequential``, ``traced`` or ``none``.
     """
     device = torch.device(device)
     points = [info.output_module for info in infos]
     unique, inverse = torch.unique(ablated, dim=0, return_inverse=True)
     segments = _segments(model, points)
-    if segments is None:
+    model.to(device)
+    cut = None
+    if segments is None and len(infos) == 1:
+        with _eval_mode(model):
+            cut = cut_at(model, infos[0])
+            if cut is not None and cut.run_before(split.x[:2].to(device)) is None:
+                cut = None
+    if info is not None:
+        info["cut"] = "sequential" if segments is not None else "traced" if cut else "none"
+    if segments is None and cut is None:
         counts = _naive_counts(model, split, infos, unique, fills, device=device,
                                batch_size=batch_size, progress=progress, desc=desc)
         return counts[inverse]
+    before: Callable[[Tensor], list[Tensor] | None]
+    afters: list[nn.Module]
+    if cut is not None:
+        before, afters = cut.run_before, [cut.after]
+    else:
+        assert segments is not None
+        first = segments[0]
+        before, afters = (lambda xb: [first(xb)]), list(segments[1:])
     offsets = np.cumsum([0, *[info.n_units for info in infos]]).tolist()
     counts = torch.zeros(unique.shape[0], dtype=torch.int64)
-    model.to(device)
     with _eval_mode(model):
         batch = min(batch_size, len(split))
         chunk = _rows_per_chunk(model, split.x[:1].to(device), points[0], batch, memory_mb)
@@ -526,14 +547,18 @@ def _masked_counts(
         for start in range(0, len(split), batch_size):
             xb = split.x[start : start + batch_size].to(device)
             yb = split.y[start : start + batch_size].to(device)
-            cached = segments[0](xb)
+            live = before(xb)
+            assert live is not None  # a traced cut was checked on the first samples above
+            cached, others = live[0], live[1:]
             for r0 in range(0, unique.shape[0], chunk):
                 rows = unique[r0 : r0 + chunk].to(device)
                 h = cached.unsqueeze(0).expand(rows.shape[0], *cached.shape)
-                for j, segment in enumerate(segments[1:]):
+                # the other values the rest reads (a skip connection's input): once per mask
+                extra = [torch.cat([v] * rows.shape[0]) for v in others]
+                for j, after in enumerate(afters):
                     h = _apply_mask(h, rows[:, offsets[j] : offsets[j + 1]], fills[j],
                                     units_last(infos[j], h[0]))
-                    out = segment(h.reshape(-1, *h.shape[2:]))
+                    out = after(h.reshape(-1, *h.shape[2:]), *(extra if j == 0 else ()))
                     h = out.view(rows.shape[0], -1, *out.shape[1:])
                 correct = (h.argmax(-1) == yb).sum(1)
                 counts[r0 : r0 + rows.shape[0]] += correct.cpu()
@@ -1004,7 +1029,9 @@ def layerwise_curves(
         All give the naive loop's counts exactly.
     info : dict, optional
         Filled with ``method`` (the one used) and ``rechecked`` (predictions recomputed by the
-        prefix path).
+        prefix path); on the batched path also ``cut``: where the network is cut so that only
+        the part after the layer runs per mask (``sequential``, ``traced`` by torch.fx, or
+        ``none``: the whole network runs per mask).
     at_k : sequence of int, optional
         Compute only these points of the curves: ``k`` values in ``0..n``, sorted, unique, at
         least 2 (e.g. :func:`spaced_ks`); not with ``max_k``. The batched path builds masks for
@@ -1046,11 +1073,11 @@ def layerwise_curves(
             info.update(method="prefix", rechecked=rechecked)
         return counts if ks.numel() == max_k + 1 else counts[:, ks].contiguous()
     masks = _prefix_masks(orders, ks)
-    counts = _masked_counts(model, split, [layer_info], masks, [fill], device=device,
-                            batch_size=batch_size, memory_mb=memory_mb, progress=progress,
-                            desc=desc)
     if info is not None:
         info.update(method="batched", rechecked=0)
+    counts = _masked_counts(model, split, [layer_info], masks, [fill], device=device,
+                            batch_size=batch_size, memory_mb=memory_mb, progress=progress,
+                            desc=desc, info=info)
     return counts.view(orders.shape[0], ks.numel())
 
 
