@@ -137,6 +137,14 @@ def test_a_second_run_reuses_everything_and_gives_the_same_findings(toy_run):
     assert {p: p.stat().st_mtime_ns for p in out.glob("c[12]*/seed-*.json")} == per_seed
 
 
+def test_the_differences_name_the_networks_and_search_that_ran(toy_run):
+    _, report = toy_run
+    wide = next(f for f in report["findings"] if f["id"] == "C1-wide")
+    beyond = next(d for d in wide["differences"] if d.startswith("beyond the paper"))
+    assert "hidden layers of 12-12 units" in beyond
+    assert "exhaustive search to 3 units then greedy" in beyond
+
+
 def test_a_run_of_other_findings_adds_to_the_report_and_the_timings(tmp_path):
     out = tmp_path / "parts"
     first = run_reproduce(ReproduceOptions(findings=("A3",), scale="toy"), out, progress=False)

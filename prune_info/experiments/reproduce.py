@@ -681,9 +681,13 @@ def _differences(finding: str, options: ReproduceOptions, nets: dict[str, _Net])
         out.append("trained on 80 % of the training set, keeping the epoch of best validation "
                    "accuracy (the paper: all 60,000 images, 50 epochs)")
         if "wide" in finding:
-            out.append("beyond the paper: 784-100-100-10 (its Sec. 5 names 100-unit layers on "
-                       "FashionMNIST); exhaustive search to 4 units then greedy with a beam of 8 "
-                       "(to 6 is out of reach for 100 units)")
+            limit = _SEARCH[(options.scale, "c-wide")]["max_exhaustive"]
+            search = ("exhaustive search to 4 units then greedy with a beam of 8 (the search's "
+                      "defaults above 40 units; to 6 is out of reach for 100 units)"
+                      if limit is None else f"exhaustive search to {limit} units then greedy")
+            out.append("beyond the paper: hidden layers of "
+                       f"{'-'.join(str(w) for w in net.hidden)} units (its Sec. 5 names 100-unit "
+                       f"layers on FashionMNIST); {search}")
         if finding.startswith("C2"):
             out.append("sub-network sizes k (units kept per layer) are our choice; the paper's "
                        "figure gives no values in its text. Retraining uses the dense "
