@@ -22,7 +22,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -198,17 +198,18 @@ def _size(text: str) -> str | None:
     return amount
 
 
-def out_of_memory(exc: BaseException | None, lower: str | None = "batch_size",
+def out_of_memory(exc: BaseException | None, lower: str | Sequence[str] | None = "batch_size",
                   device: str | None = "device") -> PruneInfoError | None:
     """The one-line error for a failed allocation anywhere in ``exc``'s chain, else ``None``.
 
     A ``torch.cuda.OutOfMemoryError``, the CPU allocator's "can't allocate memory"
     ``RuntimeError`` and Python's ``MemoryError`` all mean the same to a user: the work did not
     fit. The message says how much was asked for and what to lower: the parameter ``lower``
-    (in backticks, so that the CLI names the command's flag; ``None`` when the caller has no such
-    parameter), else a smaller model; on a GPU also the parameter ``device`` (to run on the
-    CPU), unless it is ``None``. The chain (``__cause__``, ``__context__``) is
-    searched, so a failure that another error wrapped is still recognised.
+    (in backticks, so that the CLI names the command's flag; several: the first, then the others
+    that also size the work; ``None`` when the caller has no such parameter), else a smaller
+    model; on a GPU also the parameter ``device`` (to run on the CPU), unless it is ``None``.
+    The chain (``__cause__``, ``__context__``) is searched, so a failure that another error
+    wrapped is still recognised.
 
     Examples
     --------
@@ -219,6 +220,13 @@ def out_of_memory(exc: BaseException | None, lower: str | None = "batch_size",
     >>> out_of_memory(ValueError("bad")) is None
     True
     """
+    names = [lower] if isinstance(lower, str) else list(lower or ())
+    advice = "; use a smaller model"
+    if names:
+        advice = f"; lower `{names[0]}`"
+        if len(names) > 1:
+            advice += f" (or {', '.join(f'`{n}`' for n in names[1:])})"
+        advice += " or use a smaller model"
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -229,8 +237,7 @@ def out_of_memory(exc: BaseException | None, lower: str | None = "batch_size",
             return PruneInfoError(
                 f"out of memory on {'the GPU' if cuda else 'the CPU'}"
                 + (f" (tried to allocate {size})" if size else "")
-                + (f"; lower `{lower}` or use a smaller model" if lower
-                   else "; use a smaller model")
+                + advice
                 + (f" or `{device}`=cpu" if cuda and device else "")
             )
         exc = exc.__cause__ or exc.__context__

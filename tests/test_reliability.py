@@ -493,15 +493,20 @@ def test_out_of_memory_names_the_batch_size_flag(run_cli, tmp_path, mlp_path, mo
     monkeypatch.setattr(prune_info.cli.train, "train_model", cuda_oom)
     assert_refused(run_cli, tmp_path, ["train", "--epochs", "1", "-o", str(tmp_path / "t.pt")],
                    "out of memory on the GPU (tried to allocate 2.00 GiB); lower --batch-size "
-                   "or use a smaller model or --device cpu")
+                   "(or --input-shape) or use a smaller model or --device cpu")
     monkeypatch.setattr(prune_info.cli.score, "score_report", cpu_oom)
-    assert_refused(run_cli, tmp_path, ["score", str(mlp_path)],
-                   "out of memory on the CPU (tried to allocate 23.3 TiB); lower --batch-size")
+    line = assert_refused(run_cli, tmp_path, ["score", str(mlp_path)],
+                          "out of memory on the CPU (tried to allocate 23.3 TiB); lower "
+                          "--batch-size")
+    # the other flags that size the work are named too (a huge --input-shape, many --bins)
+    assert "(or --input-shape, --bins) or use a smaller model" in line
     # wrapped by the pipeline's "stage train failed", and a command with no batch-size flag
     monkeypatch.setattr(prune_info.experiments.pipeline, "train_model", cuda_oom)
     line = assert_refused(run_cli, tmp_path, ["run", "--arch", "64-8-10", "--quiet", "--out",
                                               str(tmp_path / "run")], "out of memory on the GPU")
-    assert line.endswith("(tried to allocate 2.00 GiB); use a smaller model")  # no such flags
+    # no batch-size or device flag there: the input shape is what it has to lower
+    assert line.endswith("(tried to allocate 2.00 GiB); lower --input-shape or use a smaller "
+                         "model")
     # anything else is still a bug with its traceback
     monkeypatch.setattr(prune_info.cli.score, "score_report",
                         lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))

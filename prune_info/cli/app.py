@@ -165,12 +165,13 @@ def _dispatch(args: list[str], debug: bool) -> None:
 
 
 def _memory_error(exc: BaseException, command: click.Command | None) -> PruneInfoError | None:
-    """:func:`~prune_info._torch.out_of_memory` naming the command's batch-size and device
-    flags, where it has them."""
+    """:func:`~prune_info._torch.out_of_memory` naming the command's flags that size the work
+    (batch size first, then input shape and bins) and its device flag, where it has them."""
     def has(name: str) -> str | None:
         return name if flag_message(f"`{name}`", command) != name else None
 
-    return out_of_memory(exc, lower=has("batch_size"), device=has("device"))
+    sizes = [n for n in ("batch_size", "input_shape", "bins") if has(n)]
+    return out_of_memory(exc, lower=sizes, device=has("device"))
 
 
 def _fail(exc: PruneInfoError, command: click.Command | None) -> None:
