@@ -52,6 +52,14 @@ def test_oinfo_json_on_stdout(run_cli, mlp_path):
     assert [r["size"] for r in doc["layers"][0]["sizes"]] == [2, 3]
 
 
+def test_quiet_changes_nothing_but_the_progress_bar(run_cli, mlp_path):
+    args = ["oinfo", str(mlp_path), "--layers", "fc2", "--max-size", "3", "--seed", "1"]
+    code, loud, _ = run_cli(*args)
+    code_quiet, quiet, err = run_cli(*args, "--quiet")
+    assert code == code_quiet == 0
+    assert quiet == loud and "%|" not in err
+
+
 def test_duplicated_units_give_one_note_line(run_cli, digits_mlp, tmp_path):
     model = plant_units(clone_model(digits_mlp.model), "fc2", duplicates=((0, 3),))
     path = tmp_path / "dup.pt"

@@ -56,9 +56,10 @@ _METHOD = {"exhaustive": "exh", "greedy": "greedy", "beam": "beam"}
 @click.option("--plot", default=None, type=click.Path(dir_okay=False), metavar="FILE.png",
               help="Bar plots of min / max Omega against the multiplet size (Fig. 1 of Clauw "
                    "et al.).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @json_option
 def oinfo(ckpt, data_name, data_dir, split, layers, max_exhaustive, max_size, beam_width,
-          post_activation, batch_size, seed, device, out, plot, as_json):
+          post_activation, batch_size, seed, device, out, plot, quiet, as_json):
     """Most synergistic and most redundant multiplets of units, per layer and size.
 
     For every hidden layer and multiplet size k, prints the O-information Omega (bits) of the
@@ -92,7 +93,7 @@ def oinfo(ckpt, data_name, data_dir, split, layers, max_exhaustive, max_size, be
                               max_size=max_size, beam_width=beam_width,
                               post_activation=post_activation, seed=seed,
                               batch_size=batch_size, device=dev,
-                              progress=sys.stderr.isatty() and not as_json)
+                              progress=sys.stderr.isatty() and not (as_json or quiet))
     notes = list(dict.fromkeys(str(w.message) for w in caught))
     for note in notes:
         click.echo(f"note: {note}", err=True)
