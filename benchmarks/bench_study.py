@@ -15,8 +15,9 @@ Usage::
 Run it again with the same ``--out`` after an interruption: it resumes (the times then cover the
 resumed part only). Prints the table and a JSON summary with the time of each phase.
 
-``--train-speed S`` instead times one epoch of S seeds trained as one batched model against one
-epoch of single-seed training (``prune_info.training.loop.fit``), and checks that seed 0 agrees.
+``--train-speed S [--reg R]`` instead times one epoch of S seeds trained as one batched model
+against one epoch of single-seed training (``prune_info.training.loop.fit``), and checks that
+seed 0 agrees.
 """
 
 from __future__ import annotations
@@ -45,11 +46,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--train-speed", type=int, default=None, metavar="S",
                         help="only compare batched and single-seed training speed on S seeds")
+    parser.add_argument("--reg", default="l2",
+                        help="regularisation of the --train-speed networks (l2, dropout, "
+                             "bn-dropout)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.train_speed:
-        return train_speed(args.train_speed, args.data_dir)
+        return train_speed(args.train_speed, args.data_dir, args.reg)
     config = StudyConfig(data="fashion-mnist", arch="784-100-100-10", acts=("relu",),
                          regs=("l2",), seeds=tuple(range(args.seeds)), epochs=args.epochs,
                          random=args.random)
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     return summary
 
 
-def train_speed(n_seeds: int, data_dir: str | None) -> dict:
+def train_speed(n_seeds: int, data_dir: str | None, reg: str = "l2") -> dict:
     """One epoch: S seeds batched vs one seed alone (x S), same data, same settings."""
     from prune_info.data import load_dataset
     from prune_info.training.batched import train_seeds
@@ -102,16 +106,17 @@ def train_speed(n_seeds: int, data_dir: str | None) -> dict:
     data = load_dataset("fashion-mnist", data_dir)
     config = TrainConfig(epochs=1)
     start = time.perf_counter()
-    alone = train_model(data, "784-100-100-10", "relu", "l2", TrainConfig(epochs=1, seed=0),
+    alone = train_model(data, "784-100-100-10", "relu", reg, TrainConfig(epochs=1, seed=0),
                         progress=False)
     single_s = time.perf_counter() - start
     start = time.perf_counter()
-    stacked = train_seeds(data, "784-100-100-10", list(range(n_seeds)), "relu", "l2", config,
+    stacked = train_seeds(data, "784-100-100-10", list(range(n_seeds)), "relu", reg, config,
                           progress=False)
     batched_s = time.perf_counter() - start
     a, b = alone.model.state_dict(), stacked[0].model.state_dict()
     result = {
-        "seeds": n_seeds, "torch_threads": torch.get_num_threads(),
+        "seeds": n_seeds, "reg": reg, "trained": stacked[0].metrics.get("trained", "alone"),
+        "torch_threads": torch.get_num_threads(),
         "load_average": os.getloadavg(),
         "single_seed_epoch_s": round(single_s, 2),
         "batched_epoch_s": round(batched_s, 2),

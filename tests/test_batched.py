@@ -29,7 +29,7 @@ def test_stack_initialisation_equals_build_model_for_each_seed(digits):
         assert all(torch.equal(state[k], reference[k]) for k in reference)
 
 
-@pytest.mark.parametrize("reg", ["l2", "dropout"])
+@pytest.mark.parametrize("reg", ["l2", "dropout", "bn-dropout"])
 def test_batched_training_matches_single_seed_training(digits, reg):
     # batch 8: 135 steps per epoch, 270 optimiser steps in all
     config = TrainConfig(epochs=2, batch_size=8)
@@ -41,6 +41,15 @@ def test_batched_training_matches_single_seed_training(digits, reg):
                             progress=False)
         assert ckpt.metrics["trained"] == "batched"
         assert _max_difference(ckpt.init_state_dict, alone.init_state_dict) == 0.0
+        if reg == "bn-dropout":
+            # BatchNorm of 8 samples amplifies float32 rounding within these 270 steps (the
+            # float64 test below shows the arithmetic is the same): equally good networks
+            with torch.no_grad():
+                agree = (ckpt.model(digits.test.x).argmax(1)
+                         == alone.model(digits.test.x).argmax(1)).float().mean()
+            assert float(agree) > 0.9  # measured 0.93-0.96 (networks at 62-77 %)
+            assert abs(ckpt.metrics["test_acc"] - alone.metrics["test_acc"]) < 0.02
+            continue
         assert _max_difference(ckpt.model.state_dict(), alone.model.state_dict()) < 1e-4
         assert ckpt.metrics["best_epoch"] == alone.metrics["best_epoch"]
         assert [h["val_acc"] for h in ckpt.metrics["history"]] == \
@@ -52,9 +61,11 @@ def test_batched_training_matches_single_seed_training(digits, reg):
         assert ckpt.train_config["seed"] == ckpt.seed
 
 
-@pytest.mark.parametrize("reg", ["l2", "dropout"])
-def test_in_float64_batched_training_is_single_seed_training(digits, reg):
-    """Without float32 rounding to amplify, the two agree to the last digits: same arithmetic."""
+@pytest.mark.parametrize("reg, tolerance", [("l2", 1e-12), ("dropout", 1e-12),
+                                            ("bn-dropout", 1e-8)])
+def test_in_float64_batched_training_is_single_seed_training(digits, reg, tolerance):
+    """Without float32 rounding to amplify, the two agree to the last digits: same arithmetic
+    (BatchNorm: the same formulas, which torch's fused kernels round differently)."""
     from dataclasses import replace
 
     from prune_info.data import Split
@@ -72,7 +83,9 @@ def test_in_float64_batched_training_is_single_seed_training(digits, reg):
         alone = build_model(arch).double()
         fit(alone, data, TrainConfig(epochs=2, batch_size=8, seed=seed), reg=reg,
             progress=False)
-        assert _max_difference(stack.seed_state_dict(index), alone.state_dict()) < 1e-12
+        mine, theirs = stack.seed_state_dict(index), alone.state_dict()
+        assert mine.keys() == theirs.keys()
+        assert _max_difference(mine, theirs) < tolerance
 
 
 def test_blocked_rmsprop_equals_torch_rmsprop_bit_for_bit():
@@ -90,8 +103,9 @@ def test_blocked_rmsprop_equals_torch_rmsprop_bit_for_bit():
     assert all(torch.equal(p, q) for p, q in zip(mine, theirs))
 
 
-def test_interrupted_batched_training_resumes_to_the_same_weights(digits, tmp_path):
-    arch = parse_arch("64-16-10", digits.input_shape, 10, "relu", "dropout")
+@pytest.mark.parametrize("reg", ["dropout", "bn-dropout"])
+def test_interrupted_batched_training_resumes_to_the_same_weights(digits, tmp_path, reg):
+    arch = parse_arch("64-16-10", digits.input_shape, 10, "relu", reg)
     config = TrainConfig(epochs=3)
     whole = StackedMLP(arch, [4, 5])
     train_stacked(whole, digits, config, progress=False)
@@ -126,11 +140,10 @@ def test_interrupted_batched_training_resumes_to_the_same_weights(digits, tmp_pa
 
 
 def test_models_that_cannot_be_stacked_are_trained_seed_after_seed(digits):
-    config = TrainConfig(epochs=1)
-    ckpts = train_seeds(digits, "64-8-10", [0, 1], "relu", "bn-dropout", config,
-                        progress=False)
-    alone = train_model(digits, "64-8-10", "relu", "bn-dropout", TrainConfig(epochs=1, seed=1),
-                        progress=False)
+    config = TrainConfig(epochs=1, save_rewind_steps=(2,))
+    ckpts = train_seeds(digits, "64-8-10", [0, 1], "relu", "l2", config, progress=False)
+    alone = train_model(digits, "64-8-10", "relu", "l2",
+                        TrainConfig(epochs=1, seed=1, save_rewind_steps=(2,)), progress=False)
     assert "trained" not in ckpts[1].metrics
     assert _max_difference(ckpts[1].model.state_dict(), alone.model.state_dict()) == 0.0
 

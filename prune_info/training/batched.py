@@ -29,8 +29,12 @@ steps, about 0.1-0.2 after 500) while the networks stay equally good (seed 0 aft
 84.85 % vs 84.95 % test accuracy). Each batched seed is as valid a sample of "a network trained
 with this seed's initialisation and data order" as the single-seed run.
 
-Not batched (:func:`train_seeds` falls back to training seed after seed): CNNs, BatchNorm
-(``bn-dropout`` or ``batchnorm=True``) and rewind steps.
+BatchNorm (``bn-dropout`` or ``batchnorm=True``) is batched too: each seed normalises its own
+mini-batch with its own statistics and keeps its own running averages, as
+:class:`torch.nn.BatchNorm1d` does (the same formulas; its fused kernel rounds differently, so
+float64 agreement is to about 1e-12 rather than the last digit).
+
+Not batched (:func:`train_seeds` falls back to training seed after seed): CNNs and rewind steps.
 
 Training is resumable: with ``state_path``, the full state (weights, optimiser, generators,
 best-so-far weights, history) is written atomically after every epoch, and a later call with the
@@ -69,8 +73,6 @@ def batchable(arch: dict, config: TrainConfig | None = None) -> str | None:
     """Why ``arch`` cannot be trained as a stack, or None when it can."""
     if arch.get("kind") != "mlp":
         return "only MLPs are trained batched; CNNs are trained seed after seed"
-    if arch.get("batchnorm"):
-        return "BatchNorm is not batched; those models are trained seed after seed"
     if config is not None and config.save_rewind_steps:
         return "rewind steps are not batched; those models are trained seed after seed"
     return None
@@ -91,6 +93,10 @@ class StackedMLP(nn.Module):
     weights_t, biases : nn.ParameterList
         ``weights_t[i]`` is ``[S, in, out]`` (transposed), ``biases[i]`` is ``[S, out]``; the
         last pair is the classifier ``out``.
+    norm_weights, norm_biases : nn.ParameterList
+        With BatchNorm, its affine parameters per hidden layer, ``[S, units]`` (else empty);
+        the running statistics are the buffers ``norm_mean_i``, ``norm_var_i`` (``[S, units]``)
+        and ``norm_batches_i`` (``[S]``).
 
     Examples
     --------
@@ -127,8 +133,25 @@ class StackedMLP(nn.Module):
             nn.Parameter(torch.stack([cast(nn.Linear, m.get_submodule(n)).bias.detach()
                                       for m in models]))
             for n in self.names)
-        self.act = ACTIVATIONS[arch["act"]]()
         n_hidden = len(arch["hidden"])
+        per_layer = [[cast(nn.BatchNorm1d, m.get_submodule(f"bn{i}")) for m in models]
+                     for i in range(1, n_hidden + 1)] if arch.get("batchnorm") else []
+
+        def stacked(layer: list[nn.BatchNorm1d], name: str) -> Tensor:
+            return torch.stack([cast(Tensor, getattr(bn, name)).detach() for bn in layer])
+
+        self.norm_weights = nn.ParameterList(nn.Parameter(stacked(layer, "weight"))
+                                             for layer in per_layer)
+        self.norm_biases = nn.ParameterList(nn.Parameter(stacked(layer, "bias"))
+                                            for layer in per_layer)
+        for i, layer in enumerate(per_layer):
+            self.register_buffer(f"norm_mean_{i}", stacked(layer, "running_mean"))
+            self.register_buffer(f"norm_var_{i}", stacked(layer, "running_var"))
+            self.register_buffer(f"norm_batches_{i}", stacked(layer, "num_batches_tracked"))
+        first = per_layer[0][0] if per_layer else None
+        self.norm_eps = first.eps if first is not None else 0.0
+        self.norm_momentum = float(first.momentum or 0.1) if first is not None else 0.0
+        self.act = ACTIVATIONS[arch["act"]]()
         self.dropout = dropout_rates(n_hidden) if arch["reg"] in ("dropout", "bn-dropout") \
             else [0.0] * n_hidden
 
@@ -166,11 +189,33 @@ class StackedMLP(nn.Module):
                 h = torch.baddbmm(bias.unsqueeze(1), h, weight_t)
             if i == last:
                 break
+            if len(self.norm_weights):
+                h = self._norm(i, h)
             h = self.act(h)
             p = self.dropout[i]
             if self.training and p > 0:
                 h = h * self._dropout_noise(h, p, generators)
         return h
+
+    def _norm(self, i: int, h: Tensor) -> Tensor:
+        """BatchNorm of hidden layer ``i`` for every seed (``h``: ``[S, B, units]``): in training
+        mode each seed's mini-batch statistics, with its running averages updated as
+        :class:`torch.nn.BatchNorm1d` updates them (the unbiased variance); in eval mode those
+        averages."""
+        mean_buf, var_buf = getattr(self, f"norm_mean_{i}"), getattr(self, f"norm_var_{i}")
+        if self.training:
+            mean = h.mean(1, keepdim=True)
+            var = (h - mean).square().sum(1, keepdim=True) / h.shape[1]
+            with torch.no_grad():
+                m, n = self.norm_momentum, h.shape[1]
+                mean_buf.mul_(1 - m).add_(mean.squeeze(1), alpha=m)
+                var_buf.mul_(1 - m).add_(var.squeeze(1) * (n / max(n - 1, 1)), alpha=m)
+                getattr(self, f"norm_batches_{i}").add_(1)
+        else:
+            mean, var = mean_buf.unsqueeze(1), var_buf.unsqueeze(1)
+        # as torch's kernel applies it: x * alpha + beta, alpha = weight / sqrt(var + eps)
+        alpha = self.norm_weights[i].unsqueeze(1) / torch.sqrt(var + self.norm_eps)
+        return h * alpha + (self.norm_biases[i].unsqueeze(1) - mean * alpha)
 
     def _dropout_noise(self, h: Tensor, p: float, generators) -> Tensor:
         # nn.Dropout on the CPU draws empty_like(x).bernoulli_(1 - p) and divides by 1 - p;
@@ -187,6 +232,12 @@ class StackedMLP(nn.Module):
         for name, weight_t, bias in zip(self.names, self.weights_t, self.biases):
             state[f"{name}.weight"] = weight_t[index].detach().t().contiguous()
             state[f"{name}.bias"] = bias[index].detach().clone()
+        for i, (weight, bias) in enumerate(zip(self.norm_weights, self.norm_biases)):
+            state[f"bn{i + 1}.weight"] = weight[index].detach().clone()
+            state[f"bn{i + 1}.bias"] = bias[index].detach().clone()
+            for key, buffer in (("running_mean", "norm_mean"), ("running_var", "norm_var"),
+                                ("num_batches_tracked", "norm_batches")):
+                state[f"bn{i + 1}.{key}"] = getattr(self, f"{buffer}_{i}")[index].clone()
         return state
 
     def seed_model(self, index: int) -> nn.Sequential:
