@@ -137,8 +137,8 @@ def main(argv: list[str] | None = None) -> dict:
                  torch.randint(0, 10, (args.samples,), generator=generator))
     val = Split(torch.randn(args.val_samples, 3, 32, 32, generator=generator),
                 torch.randint(0, 10, (args.val_samples,), generator=generator))
-    layers = ([i.name for i in prunable_layers(model)][:-1] if args.layer == "all"
-              else [args.layer])  # the last prunable layer is the classifier
+    layers = ([i.name for i in prunable_layers(model)] if args.layer == "all"
+              else [args.layer])  # (the classifier is not a prunable layer)
     with torch.no_grad():  # warm-up
         model(test.x[:256])
     load_before = _loadavg()
