@@ -716,8 +716,9 @@ def _rest_steps(modules: Sequence[nn.Module], u: float) -> list[_RestStep]:
             steps.append(_RestStep(module, "relu"))
         elif isinstance(module, nn.Linear):
             steps.append(_RestStep(
-                module, "linear", norm=float(module.weight.abs().sum(1).max()),
-                shift=float(module.bias.abs().max()) if module.bias is not None else 0.0,
+                module, "linear", norm=float(module.weight.detach().abs().sum(1).max()),
+                shift=float(module.bias.detach().abs().max()) if module.bias is not None
+                else 0.0,
                 gamma=2 * _gamma(module.in_features + 2, u)))
         elif isinstance(module, nn.BatchNorm1d):
             assert module.running_var is not None and module.running_mean is not None
@@ -827,12 +828,12 @@ class _RunningSums:
                  device: torch.device):
         self.plan, self.max_k, self.device = plan, max_k, device
         self.u = float(torch.finfo(torch.float32).eps) / 2
-        weight = plan.first.weight.to(device)
+        weight = plan.first.weight.detach().to(device)
         n, m = weight.shape[1], weight.shape[0]
         self.weight_t = weight.t().contiguous()
         self.col_max = weight.abs().amax(0)
-        self.bias_max = float(plan.first.bias.abs().max()) if plan.first.bias is not None \
-            else 0.0
+        bias = plan.first.bias
+        self.bias_max = float(bias.detach().abs().max()) if bias is not None else 0.0
         self.fill = torch.zeros(n, device=device) if fill is None \
             else fill.to(device).reshape(n)
         self.steps = _rest_steps(plan.rest, self.u)
