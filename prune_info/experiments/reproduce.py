@@ -873,16 +873,20 @@ def _with_earlier(root: Path, findings: list[dict],
     path = root / "findings.json"
     if not path.exists():
         return findings, protocols
-    def group(fid: object) -> int:  # "C2-removed-wide" belongs to C2-wide
-        name = str(fid).replace("-removed", "")
-        return FINDINGS.index(name) if name in FINDINGS else -1
-
     earlier = read_json(path, FINDINGS_FORMAT, "delete it; the next run writes it again")
     ids = {f["id"] for f in findings}
-    kept = [f for f in earlier.get("findings", [])
-            if isinstance(f, dict) and group(f.get("id")) >= 0 and f["id"] not in ids]
-    merged = sorted(findings + kept, key=lambda f: group(f["id"]))
-    return merged, {**earlier.get("protocols", {}), **protocols}
+    kept = [f for f in earlier.get("findings") or []
+            if isinstance(f, dict) and _group(f.get("id")) >= 0 and f["id"] not in ids]
+    merged = sorted(findings + kept, key=lambda f: _group(f["id"]))
+    stored = earlier.get("protocols")
+    return merged, {**(stored if isinstance(stored, dict) else {}), **protocols}
+
+
+def _group(fid: object) -> int:
+    """Position in :data:`FINDINGS` of the finding a report id belongs to (``C2-removed-wide``
+    to ``C2-wide``), -1 for none."""
+    name = str(fid).replace("-removed", "")
+    return FINDINGS.index(name) if name in FINDINGS else -1
 
 
 def _second_paper(family: str, c1_id: str, c2_id: str, wanted: list[str], study: tuple,
