@@ -234,6 +234,24 @@ def test_resnet_curves_run_only_the_rest_of_the_traced_network(resnet, x32, abla
     assert int(fast[:, 0].min()) == len(split) and int(fast[:, -1].max()) < len(split)
 
 
+def test_resnet_whole_network_curves_mask_the_later_layers_inside_the_cut(resnet, x32):
+    with torch.no_grad():
+        split = Split(x32, resnet(x32).argmax(1))
+    layers = ["layer1.1.conv1", "layer2.1.conv1", "layer3.0.conv1"]  # 64 + 128 + 256 units
+    torch.manual_seed(1)
+    orders = torch.stack([torch.randperm(448) for _ in range(2)])
+    calls = []
+    handle = resnet.conv1.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        fast = network_curves(resnet, orders, split, layers=layers, at_k=[0, 50, 200, 448])
+    finally:
+        handle.remove()
+    assert [c for c in calls if isinstance(c, int)] == [2, 1, len(x32)]  # before: once
+    naive = naive_curves(resnet, orders, split, layers=layers, at_k=[0, 50, 200, 448])
+    assert torch.equal(fast, naive)
+    assert int(fast[:, 1:].min()) < len(split)  # the later layers' masks do something
+
+
 class _SizeBeforeCut(nn.Module):
     """Reads the batch size before the layer and uses it after (a traced int, not a tensor)."""
 

@@ -456,6 +456,13 @@ def _segments(model: nn.Module, points: Sequence[str]) -> list[nn.Sequential] | 
     return [model[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def _tap_mask(x: Tensor, *, rows: Tensor, fill: Tensor | None, info: LayerInfo) -> Tensor:
+    """Mask a later layer's units inside the traced part after a cut: ``x`` holds
+    ``len(rows)`` masked copies of the batch, one after the other."""
+    h = x.view(rows.shape[0], -1, *x.shape[1:])
+    return _apply_mask(h, rows, fill, units_last(info, h[0])).reshape(x.shape)
+
+
 def _rows_per_chunk(model: nn.Module, x1: Tensor, first_point: str, batch: int,
                     memory_mb: float) -> int:
     """How many masks fit in one chunk: budget / (batch x widest activation after the cut)."""
@@ -508,8 +515,9 @@ def _masked_counts(
     distinct rows are computed; ``progress`` shows a bar over their masked forward passes (one
     per distinct row and batch of test samples). The network before the (first) ablation point
     runs once per batch when it can be cut there: a Sequential model at its children, any other
-    at one layer through :func:`~prune_info.analysis.graph_cut.cut_at`; else the whole network
-    runs per mask. ``info["cut"]`` says which: ``sequential``, ``traced`` or ``none``.
+    through :func:`~prune_info.analysis.graph_cut.cut_at` (the later layers masked at its taps);
+    else the whole network runs per mask. ``info["cut"]`` says which: ``sequential``,
+    ``traced`` or ``none``.
     """
     device = torch.device(device)
     points = [info.output_module for info in infos]
@@ -517,9 +525,9 @@ def _masked_counts(
     segments = _segments(model, points)
     model.to(device)
     cut = None
-    if segments is None and len(infos) == 1:
+    if segments is None:
         with _eval_mode(model):
-            cut = cut_at(model, infos[0])
+            cut = cut_at(model, infos)
             if cut is not None and cut.run_before(split.x[:2].to(device)) is None:
                 cut = None
     if info is not None:
@@ -555,6 +563,9 @@ def _masked_counts(
                 h = cached.unsqueeze(0).expand(rows.shape[0], *cached.shape)
                 # the other values the rest reads (a skip connection's input): once per mask
                 extra = [torch.cat([v] * rows.shape[0]) for v in others]
+                for j, tap in enumerate(cut.taps if cut is not None else (), start=1):
+                    tap.fn = functools.partial(_tap_mask, rows=rows[:, offsets[j] : offsets[j + 1]],
+                                               fill=fills[j], info=infos[j])
                 for j, after in enumerate(afters):
                     h = _apply_mask(h, rows[:, offsets[j] : offsets[j + 1]], fills[j],
                                     units_last(infos[j], h[0]))

@@ -1,13 +1,15 @@
 """A traced network cut at one layer's units: the part before runs once, the part after per mask.
 
-Ablation curves run the network once per ablation mask, but everything up to the ablated layer
-is the same for every mask. For a :class:`~torch.nn.Sequential` model the cut is a slice of
-its children (``curves._segments``); any other model (a ResNet's blocks, with their skip
+Ablation curves run the network once per ablation mask, but everything up to the (first) ablated
+layer is the same for every mask. For a :class:`~torch.nn.Sequential` model the cut is a slice
+of its children (``curves._segments``); any other model (a ResNet's blocks, with their skip
 connections) is traced with :mod:`torch.fx` and its graph split at the node that holds the
 layer's units, as :func:`prune_info.capture.unit_hooks` finds them: the layer's activation call
 whose input is the layer's (or its normalisation's) output, or that output when the layer has
 no activation. The part before returns the cut value and every other value that the part after
-still reads (a skip connection's input); the part after takes them back.
+still reads (a skip connection's input); the part after takes them back. With several layers
+(whole-network and group curves) the cut is at the first of them, and the part after applies
+the others' masks where their units are (:attr:`GraphCut.taps`).
 
 Models that cannot be traced, a layer whose modules are called more than once, attention heads
 and values that are not per-sample tensors give no cut (None): the callers then run the whole
@@ -16,21 +18,37 @@ network per mask, which gives the same counts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import cast
 
 from torch import Tensor, fx, nn
 
 from prune_info.nn import LayerInfo
 
-__all__ = ["GraphCut", "cut_at"]
+__all__ = ["GraphCut", "Tap", "cut_at"]
+
+
+class Tap(nn.Module):
+    """A point of the part after the cut where a later layer's units are: it applies
+    :attr:`fn` (set by the caller before each pass: a mask) to the value, or nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fn: Callable[[Tensor], Tensor] | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x if self.fn is None else self.fn(x)
 
 
 @dataclass
 class GraphCut:
-    """``before(x) -> (cut, *others)`` and ``after(cut, *others) -> output``."""
+    """``before(x) -> (cut, *others)`` and ``after(cut, *others) -> output``; ``taps[j]`` sits
+    on the units of the ``j + 1``-th layer given to :func:`cut_at`."""
 
     before: fx.GraphModule
     after: fx.GraphModule
+    taps: list[Tap] = field(default_factory=list)
 
     def run_before(self, x: Tensor) -> list[Tensor] | None:
         """The live values for a batch ``x``; None when one is not a tensor of ``len(x)``
@@ -60,18 +78,24 @@ def _cut_node(graph: fx.Graph, info: LayerInfo) -> fx.Node | None:
                   and n.target == info.act_module and n.args and n.args[0] is source])
 
 
-def cut_at(model: nn.Module, info: LayerInfo) -> GraphCut | None:
-    """Split ``model`` (in eval mode) at the node holding ``info``'s units; None if it cannot
+def cut_at(model: nn.Module, infos: LayerInfo | Sequence[LayerInfo]) -> GraphCut | None:
+    """Split ``model`` (in eval mode) at the node holding the units of the first of ``infos``
+    (one layer, or several in model order), with a tap on each of the others; None if it cannot
     be (see the module docstring)."""
+    infos = [infos] if isinstance(infos, LayerInfo) else list(infos)
     try:
         traced = fx.symbolic_trace(model)
     except Exception:  # noqa: BLE001 - whatever stops the tracer, the fallback is exact
         return None
     nodes = list(traced.graph.nodes)
-    cut = _cut_node(traced.graph, info)
-    if cut is None:
+    points = [_cut_node(traced.graph, info) for info in infos]
+    if any(p is None for p in points) or len(set(points)) < len(points):
         return None
-    where = nodes.index(cut)
+    position = {node: i for i, node in enumerate(nodes)}
+    cut = cast(fx.Node, points[0])
+    if any(position[cast(fx.Node, p)] <= position[cut] for p in points[1:]):
+        return None  # the layers are not in the order of the graph
+    where = position[cut]
     early, late = nodes[: where + 1], nodes[where + 1 :]
     late_set = set(late)
     # constants (parameters, buffers) are fetched again after the cut instead of passed on
@@ -84,6 +108,8 @@ def cut_at(model: nn.Module, info: LayerInfo) -> GraphCut | None:
         env[node] = before.node_copy(node, lambda n: env[n])
     before.output(tuple(env[n] for n in live) if len(live) > 1 else env[cut])
     after = fx.Graph()
+    taps = [Tap() for _ in points[1:]]
+    tap_at = {cast(fx.Node, p): f"prune_info_tap_{j}" for j, p in enumerate(points[1:])}
     env = {}
     for node in live:
         env[node] = after.placeholder(f"live_{node.name}")
@@ -96,4 +122,8 @@ def cut_at(model: nn.Module, info: LayerInfo) -> GraphCut | None:
             elif arg not in env:
                 return None
         env[node] = after.node_copy(node, lambda n: env[n])
-    return GraphCut(fx.GraphModule(traced, before), fx.GraphModule(traced, after))
+        if node in tap_at:  # later users read the masked value
+            env[node] = after.call_module(tap_at[node], (env[node],))
+    for j, tap in enumerate(taps):  # on the traced copy's root, not on the model
+        traced.add_submodule(f"prune_info_tap_{j}", tap)
+    return GraphCut(fx.GraphModule(traced, before), fx.GraphModule(traced, after), taps)
