@@ -18,6 +18,10 @@ distinct mask. Measured in one run, per layer:
 The target of issue #15 is ``curve_s / bare_rest_s <= 1.3``. ``--check`` also compares the
 counts with the naive loop (one whole masked forward per mask; slow).
 
+``--groups`` instead times the curves of every coupled group (``group_curves``: a residual
+stream's members lose their channels together, masked at the taps of the traced cut) against the
+same curves with the cut disabled (whole-network forwards per mask), and checks they are equal.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_ablation_cnn.py         # resnet18, layer2.1.conv1
@@ -112,6 +116,34 @@ def _layer(model, layer: str, test: Split, val: Split, args) -> dict:
     return row
 
 
+def _groups(model, test: Split, args) -> list[dict]:
+    """Every coupled group's curves, with the traced cut and with it disabled."""
+    from prune_info.analysis import curves
+    from prune_info.surgery import unit_groups
+
+    rows = []
+    for group in unit_groups(model, test.x[:1]):
+        if len(group.members) < 2:
+            continue
+        (first,) = resolve_layers(model, [group.members[0]])
+        orders = random_orders(first.n_units, 2, seed=0)
+        ks = spaced_ks(first.n_units, args.steps, first.name, what="--steps")
+        start = time.perf_counter()
+        cut = curves.group_curves(model, group.members, orders, test, at_k=ks)
+        cut_s = time.perf_counter() - start
+        real, curves.cut_at = curves.cut_at, lambda *a, **k: None
+        try:
+            start = time.perf_counter()
+            whole = curves.group_curves(model, group.members, orders, test, at_k=ks)
+            whole_s = time.perf_counter() - start
+        finally:
+            curves.cut_at = real
+        rows.append({"group": "+".join(group.members), "channels": first.n_units,
+                     "cut_s": round(cut_s, 3), "whole_s": round(whole_s, 3),
+                     "speedup": round(whole_s / cut_s, 2), "equal": bool(torch.equal(cut, whole))})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("resnet18", "vgg11_bn"), default="resnet18")
@@ -123,6 +155,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--random", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--check", action="store_true", help="compare with the naive loop")
+    parser.add_argument("--groups", action="store_true",
+                        help="time every coupled group's curves, with and without the cut")
     parser.add_argument("--table", action="store_true", help="print a table, not JSON")
     parser.add_argument("--out", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
@@ -142,14 +176,20 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.no_grad():  # warm-up
         model(test.x[:256])
     load_before = _loadavg()
-    rows = [_layer(model, layer, test, val, args) for layer in layers]
-    total = {k: round(sum(r[k] for r in rows), 3) for k in ("curve_s", "bare_rest_s", "whole_s")}
+    if args.groups:
+        rows = _groups(model, test, args)
+        total = {k: round(sum(r[k] for r in rows), 3) for k in ("cut_s", "whole_s")}
+        extra = {"orderings": ["random0", "random1"],
+                 "total_speedup": round(total["whole_s"] / total["cut_s"], 2)}
+    else:
+        rows = [_layer(model, layer, test, val, args) for layer in layers]
+        total = {k: round(sum(r[k] for r in rows), 3)
+                 for k in ("curve_s", "bare_rest_s", "whole_s")}
+        extra = {"orderings": ["mi:low", "mi:high", *[f"random{i}" for i in range(args.random)]],
+                 "total_ratio": round(total["curve_s"] / total["bare_rest_s"], 3)}
     result = {
         "model": f"torchvision {args.model}(num_classes=10), random init, inputs 3x32x32",
-        "samples": args.samples, "steps": args.steps,
-        "orderings": ["mi:low", "mi:high", *[f"random{i}" for i in range(args.random)]],
-        "layers": rows, "total": total,
-        "total_ratio": round(total["curve_s"] / total["bare_rest_s"], 3),
+        "samples": args.samples, "steps": args.steps, "layers": rows, "total": total, **extra,
         "threads": torch.get_num_threads(), "loadavg_before": load_before,
         "loadavg_after": _loadavg(), "torch": torch.__version__,
         "python": platform.python_version(), "cpus": os.cpu_count(),
@@ -162,8 +202,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(" | ".join(keys))
         for row in rows:
             print(" | ".join(str(row[k]) for k in keys))
-        print(f"total: {total}, ratio {result['total_ratio']}; load {load_before} -> "
-              f"{result['loadavg_after']}")
+        summary = {k: v for k, v in extra.items() if k.startswith("total")}
+        print(f"total: {total}, {summary}; load {load_before} -> {result['loadavg_after']}")
     else:
         json.dump(result, sys.stdout, indent=2)
         print()
