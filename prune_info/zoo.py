@@ -6,7 +6,9 @@ Two families are built from a short spec:
   ``fc1, bn1, act1, drop1, fc2, ..., out``.
 * CNN ``c32-c64-f128``: 3×3 convolutions (padding 1, each followed by 2×2 max-pooling) then
   fully-connected hidden layers; input shape and number of classes come from the dataset. Modules
-  are named ``conv1, ..., fc1, ..., out``.
+  are named ``conv1, ..., fc1, ..., out``. Widths joined by a dot are convolutions of one stage,
+  pooled once after the last: ``c8-c16-c32.32-c64.64-c64.64-f64-f64`` is the layout of VGG-11
+  (Simonyan & Zisserman, Table 1, configuration A) at 1/8 of its channels.
 
 Every hidden Linear or Conv2d layer is *prunable*; its units (neurons or channels) are named
 ``layer:index`` where ``layer`` is the module's qualified name, e.g. ``fc2:17``. The output layer
@@ -75,6 +77,9 @@ class ArchSpec:
     n_classes : int
     conv : tuple of int
         Channels of the convolutions ``conv1, conv2, ...`` (CNN only; empty for an MLP).
+    stages : tuple of int
+        Convolutions per pooling stage, summing to ``len(conv)``; empty means one each (a pool
+        after every convolution). Stored as ``conv_stages`` only when some stage has more.
 
     Examples
     --------
@@ -93,6 +98,26 @@ class ArchSpec:
     input_shape: tuple[int, ...]
     n_classes: int
     conv: tuple[int, ...] = ()
+    stages: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.stages and (sum(self.stages) != len(self.conv) or min(self.stages) < 1):
+            raise PruneInfoError(f"`conv_stages`={list(self.stages)} does not split the "
+                                 f"{len(self.conv)} convolutions into stages; rebuild the "
+                                 "architecture with parse_arch")
+
+    @property
+    def conv_stages(self) -> tuple[int, ...]:
+        """Convolutions per pooling stage (one each unless the spec groups them)."""
+        return self.stages or (1,) * len(self.conv)
+
+    @property
+    def pooled(self) -> tuple[bool, ...]:
+        """Per convolution: whether a 2×2 max-pooling follows it (the last of each stage)."""
+        out: list[bool] = []
+        for n in self.conv_stages:
+            out += [False] * (n - 1) + [True]
+        return tuple(out)
 
     @classmethod
     def from_dict(cls, arch: dict | ArchSpec) -> ArchSpec:
@@ -118,13 +143,16 @@ class ArchSpec:
         return cls(kind=arch["kind"], hidden=tuple(arch["hidden"]), act=arch["act"],
                    reg=arch["reg"], batchnorm=arch.get("batchnorm", False),
                    input_shape=tuple(arch["input_shape"]), n_classes=arch["n_classes"],
-                   conv=tuple(arch.get("conv", ())))
+                   conv=tuple(arch.get("conv", ())),
+                   stages=tuple(arch.get("conv_stages", ())))
 
     def to_dict(self) -> dict:
         """The architecture dict, as :func:`parse_arch` returns it and checkpoints store it."""
         head: dict = {"kind": self.kind}
         if self.kind == "cnn":
             head["conv"] = list(self.conv)
+            if any(n > 1 for n in self.conv_stages):
+                head["conv_stages"] = list(self.conv_stages)
         return {**head, "hidden": list(self.hidden), "act": self.act, "reg": self.reg,
                 "batchnorm": self.batchnorm, "input_shape": list(self.input_shape),
                 "n_classes": self.n_classes}
@@ -135,7 +163,10 @@ class ArchSpec:
         if self.kind == "mlp":
             return "-".join(map(str, [math.prod(self.input_shape), *self.hidden,
                                       self.n_classes]))
-        return "-".join([f"c{w}" for w in self.conv] + [f"f{w}" for w in self.hidden])
+        widths, stages = iter(self.conv), []
+        for n in self.conv_stages:
+            stages.append("c" + ".".join(str(next(widths)) for _ in range(n)))
+        return "-".join(stages + [f"f{w}" for w in self.hidden])
 
 
 def parse_arch(
@@ -151,7 +182,8 @@ def parse_arch(
     Parameters
     ----------
     spec : str
-        ``784-100-100-10`` (MLP) or ``c32-c64-f128`` (CNN).
+        ``784-100-100-10`` (MLP) or ``c32-c64-f128`` (CNN; ``c32.32`` is two convolutions
+        before one pooling).
     input_shape : tuple
         ``(C, H, W)`` of the data.
     n_classes : int
@@ -192,23 +224,27 @@ def parse_arch(
                 f"end the spec with -{n_classes}"
             )
         return ArchSpec(kind="mlp", hidden=tuple(sizes[1:-1]), **common).to_dict()
-    if re.fullmatch(r"(c\d+-)*c\d+(-f\d+)*", spec):
+    if re.fullmatch(r"(c\d+(\.\d+)*-)*c\d+(\.\d+)*(-f\d+)*", spec):
         parts = spec.split("-")
-        conv = [int(p[1:]) for p in parts if p.startswith("c")]
+        stages = [[int(w) for w in p[1:].split(".")] for p in parts if p.startswith("c")]
+        conv = [w for stage in stages for w in stage]
         fc = [int(p[1:]) for p in parts if p.startswith("f")]
         if any(w < 1 for w in conv + fc):
             raise PruneInfoError(f"`spec`={spec}: every layer needs at least 1 unit")
         if len(input_shape) != 3:
             raise PruneInfoError(f"`spec`={spec} is a CNN but the data is not images")
-        side = min(input_shape[1:]) >> len(conv)
+        side = min(input_shape[1:]) >> len(stages)
         if side < 1:
             raise PruneInfoError(
-                f"`spec`={spec}: {len(conv)} pooling stages shrink {input_shape[1]}x"
-                f"{input_shape[2]} images to nothing; use fewer conv layers"
+                f"`spec`={spec}: {len(stages)} pooling stages shrink {input_shape[1]}x"
+                f"{input_shape[2]} images to nothing; use fewer stages (join convolutions of "
+                "one stage with a dot: c32.32)"
             )
-        return ArchSpec(kind="cnn", conv=tuple(conv), hidden=tuple(fc), **common).to_dict()
+        return ArchSpec(kind="cnn", conv=tuple(conv), hidden=tuple(fc),
+                        stages=tuple(len(stage) for stage in stages), **common).to_dict()
     raise PruneInfoError(
-        f"cannot parse `spec`={spec!r}; write an MLP as 784-100-100-10 or a CNN as c32-c64-f128"
+        f"cannot parse `spec`={spec!r}; write an MLP as 784-100-100-10 or a CNN as c32-c64-f128 "
+        "(c32.32: two convolutions before one pooling)"
     )
 
 
@@ -233,16 +269,18 @@ def build_model(arch: dict | ArchSpec) -> nn.Sequential:
     depth = 0
     if arch.kind == "cnn":
         channels, (height, width) = arch.input_shape[0], arch.input_shape[1:]
-        for i, out_ch in enumerate(arch.conv, start=1):
+        for i, (out_ch, pooled) in enumerate(zip(arch.conv, arch.pooled), start=1):
             layers[f"conv{i}"] = nn.Conv2d(channels, out_ch, 3, padding=1)
             if use_bn:
                 layers[f"cbn{i}"] = nn.BatchNorm2d(out_ch)
             layers[f"cact{i}"] = act_cls()
-            layers[f"pool{i}"] = nn.MaxPool2d(2)
+            if pooled:
+                layers[f"pool{i}"] = nn.MaxPool2d(2)
+                height, width = height // 2, width // 2
             if drops:
                 layers[f"cdrop{i}"] = nn.Dropout(drops[depth])
             depth += 1
-            channels, height, width = out_ch, height // 2, width // 2
+            channels = out_ch
         n_in = channels * height * width
     else:
         n_in = math.prod(arch.input_shape)

@@ -4,7 +4,7 @@ from helpers import plant_units
 
 from prune_info.errors import PruneInfoError
 from prune_info.nn import count_parameters, prunable_layers
-from prune_info.zoo import arch_spec, build_model, dropout_rates, parse_arch
+from prune_info.zoo import ArchSpec, arch_spec, build_model, dropout_rates, parse_arch
 
 
 def test_mlp_spec_builds_named_layers_and_units():
@@ -41,12 +41,32 @@ def test_cnn_spec_has_prunable_channels_and_hidden_units():
     assert arch_spec(arch) == "c8-c16-f32"
 
 
+def test_cnn_stages_pool_once_after_their_last_convolution():
+    arch = parse_arch("c8-c16-c32.32-c64.64-c64.64-f64-f64", (1, 32, 32), 10)  # VGG-11 / 8
+    assert arch["conv"] == [8, 16, 32, 32, 64, 64, 64, 64]
+    assert arch["conv_stages"] == [1, 1, 2, 2, 2]
+    model = build_model(arch)
+    pools = [name for name, m in model.named_children() if isinstance(m, torch.nn.MaxPool2d)]
+    assert pools == ["pool1", "pool2", "pool4", "pool6", "pool8"]  # 32 -> 1 in five stages
+    assert model.fc1.in_features == 64
+    assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+    assert arch_spec(arch) == "c8-c16-c32.32-c64.64-c64.64-f64-f64"
+    assert ArchSpec.from_dict(arch).to_dict() == arch
+    assert "conv_stages" not in parse_arch("c8-c16", (1, 8, 8), 10)  # old dicts stay as they were
+    pruned = {**arch, "conv": [8, 16, 30, 31, 64, 64, 64, 64]}  # widths of one stage may differ
+    assert arch_spec(pruned) == "c8-c16-c30.31-c64.64-c64.64-f64-f64"
+    with pytest.raises(PruneInfoError, match="does not split the 8 convolutions"):
+        build_model({**arch, "conv_stages": [1, 1, 2, 2]})
+
+
 @pytest.mark.parametrize("spec,match", [
     ("784-100-10", "expects 784 inputs but the data has 64"),
     ("64-100-7", "7 outputs but the data has 10 classes"),
     ("64-0-10", "at least 1 unit"),
     ("banana", "cannot parse"),
     ("c8-c8-c8-c8", "shrink"),
+    ("c8.8.8-c8.8-c8-c8", "4 pooling stages shrink"),
+    ("c8.-c8", "cannot parse"),
 ])
 def test_bad_specs_are_explained(spec, match):
     with pytest.raises(PruneInfoError, match=match):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from prune_info.analysis.stats import MIN_WILCOXON_SEEDS, ks_gap, mean_gap
+from prune_info.checkpoint import load_checkpoint
 from prune_info.data import load_dataset
 from prune_info.experiments.reproduce import (
     FINDINGS,
@@ -25,7 +26,7 @@ from prune_info.training.loop import TrainConfig, fit, train_model
 from prune_info.zoo import build_model, parse_arch
 
 EXPECTED_IDS = ["A1", "A2", "A3", "C1", "C2", "C2-removed", "C1-wide", "C2-wide",
-                "C2-removed-wide"]
+                "C2-removed-wide", "C1-conv"]
 
 
 def snapshot(root: Path) -> dict:
@@ -126,6 +127,29 @@ def test_findings_are_read_from_the_stored_per_seed_results(toy_run):
     assert {r["rest"] for r in seed0["rows"]} == {"frozen", "removed"}
 
 
+def test_the_conv_finding_searches_the_channels_of_every_convolutional_layer(toy_run):
+    out, report = toy_run
+    finding = next(f for f in report["findings"] if f["id"] == "C1-conv")
+    ckpt = load_checkpoint(out / "nets-c-conv" / "seed-0000" / "model.pt")
+    assert ckpt.spec == "c4-c6.6-f8" and ckpt.arch["batchnorm"]
+    assert ckpt.train_config["optimizer"] == "sgd" and ckpt.train_config["lr"] == 0.01
+    redundancy, synergy = [], []
+    for seed in range(MIN_WILCOXON_SEEDS):
+        search = json.loads((out / "c1-conv" / f"seed-{seed:04d}.json").read_text())
+        assert list(search["layers"]) == ["conv1", "conv2", "conv3"]  # fc1 is not searched
+        assert [r["size"] for r in search["layers"]["conv2"]["sizes"]] == list(range(2, 7))
+        redundancy.append(search["layers"]["conv1"]["dominance"]["redundancy"])
+        synergy.append(search["layers"]["conv1"]["dominance"]["synergy"])
+    first, last = finding["panels"]
+    assert first["name"].startswith("c-conv conv1") and last["name"].startswith("c-conv conv3")
+    np.testing.assert_allclose(first["ours"]["a"], redundancy)
+    np.testing.assert_allclose(first["ours"]["b"], synergy)
+    assert (first["expect"], last["expect"]) == ("+", "-")
+    assert set(finding["by_size"]) == {"conv1", "conv2", "conv3"}
+    assert any("c4-c6.6-f8, a small CNN" in d for d in finding["differences"])
+    assert report["protocols"]["c-conv"]["spec"] == "c4-c6.6-f8"
+
+
 def test_a_second_run_reuses_everything_and_gives_the_same_findings(toy_run):
     out, _ = toy_run
     before = (out / "findings.json").read_bytes()
@@ -185,7 +209,7 @@ def test_a_damaged_run_configuration_is_one_line_and_left_alone(run_cli, tmp_pat
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["A9"], ["unknown finding 'A9'", "A1, A2, A3, C1, C2, C1-wide, C2-wide, all"]),
+    (["A9"], ["unknown finding 'A9'", "A1, A2, A3, C1, C2, C1-wide, C2-wide, C1-conv, all"]),
     (["A1", "--seeds", "3"], ["--seeds 3", f"at least {MIN_WILCOXON_SEEDS}"]),
     (["C1", "--data", "mnist", "--data-dir", "{empty}"], ["C1 need the dataset mnist",
                                                           "not found"]),

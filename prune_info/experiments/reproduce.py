@@ -34,9 +34,13 @@ test set:
     perform like random. Reported for the paper's variant (``C2``: rest frozen) and for
     ``C2-removed`` (rest cut out), from the same run.
 
-Beyond the papers: ``C1-wide`` / ``C2-wide`` are C1 / C2 on 784-100-100-10 (the first paper's
-wide MLP, trained with the second paper's SGD protocol), the next step the second paper names
-(Sec. 5). The convolutional variant (VGG-11-bn channels) is not offered yet.
+Beyond the papers, the next steps the second paper names (Sec. 5, line 94): ``C1-wide`` /
+``C2-wide`` are C1 / C2 on 784-100-100-10 (the first paper's wide MLP, trained with the second
+paper's SGD protocol); ``C1-conv`` is C1 on the eight convolutional layers of a VGG-11-bn
+layout (:data:`VGG11_BN_EIGHTH`: VGG-11's stages at 1/8 of its channels, BatchNorm) trained on
+FashionMNIST resized to 32×32, each channel averaged over its feature map into one value (the
+paper's "naive solution"). C2 on convolutional layers is not offered: the sub-networks of a CNN
+are retrained one after another (only MLPs are stacked), about 40 trainings per network.
 
 Scales
 ------
@@ -90,7 +94,7 @@ import numpy as np
 
 from prune_info.analysis.oinfo import average_over_seeds, dominance, layer_oinfo
 from prune_info.analysis.stats import MIN_WILCOXON_SEEDS, format_p, ks_gap, mean_gap
-from prune_info.checkpoint import load_checkpoint
+from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
 from prune_info.data import DATASETS, Dataset, load_dataset
@@ -106,7 +110,8 @@ from prune_info.io import (
     read_json,
     write_json,
 )
-from prune_info.training.loop import TrainConfig
+from prune_info.nn import prunable_layers
+from prune_info.training.loop import TrainConfig, train_model
 from prune_info.viz.html import write_findings_page
 
 __all__ = [
@@ -119,7 +124,7 @@ CONFIG_FORMAT = "prune-info-reproduce-config"
 C1_FORMAT = "prune-info-reproduce-c1"
 C2_FORMAT = "prune-info-reproduce-c2"
 #: Every finding ``prune-info reproduce`` knows (``all`` asks for each of them).
-FINDINGS = ("A1", "A2", "A3", "C1", "C2", "C1-wide", "C2-wide")
+FINDINGS = ("A1", "A2", "A3", "C1", "C2", "C1-wide", "C2-wide", "C1-conv")
 SCALES = ("paper", "toy")
 #: p-value below which a directional panel agrees (and at or above which a ``≈`` panel does).
 ALPHA = 0.05
@@ -264,12 +269,51 @@ _TOY = {"relu": (16, 16), "relu-bn": (16, 16), "sigmoid-mean": (16, 16), "sigmoi
 _TOY_NETS = {name: replace(net, hidden=_TOY[name], seeds=MIN_WILCOXON_SEEDS, epochs=1,
                            random=min(net.random, 2))
              for name, net in _PAPER_NETS.items()}
-#: Which networks each finding needs.
+#: Which networks each finding needs (``C1-conv`` its own, :class:`_ConvNet`).
 _NEEDS = {
     "A1": ("relu",), "A2": ("relu", "relu-bn", "sigmoid-mean", "sigmoid", "small"),
     "A3": ("relu",), "C1": ("c",), "C2": ("c",), "C1-wide": ("c-wide",),
-    "C2-wide": ("c-wide",),
+    "C2-wide": ("c-wide",), "C1-conv": (),
 }
+#: VGG-11's layout (Simonyan & Zisserman, Table 1, configuration "A": 64, M, 128, M, 256, 256,
+#: M, 512, 512, M, 512, 512, M) at 1/8 of its channels, with a 64-64 classifier; BatchNorm
+#: follows every layer (prune-info's ``batchnorm``; VGG-11-bn has none in its classifier).
+VGG11_BN_EIGHTH = "c8-c16-c32.32-c64.64-c64.64-f64-f64"
+
+
+@dataclass(frozen=True)
+class _ConvNet:
+    """The convolutional family of ``C1-conv``: a CNN spec trained network by network with the
+    second paper's optimiser, on images resized to ``input_shape`` (None: as they are)."""
+
+    spec: str
+    input_shape: tuple[int, int, int] | None
+    seeds: int
+    epochs: int
+    max_exhaustive: int
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.0
+
+    def train(self) -> dict:
+        return {"epochs": self.epochs, "batch_size": 32, "optimizer": self.optimizer,
+                "lr": self.lr, "momentum": self.momentum}
+
+
+#: 6 networks (the fewest that reach p < 0.05) of 5 epochs: a 1/8-width VGG-11-bn epoch of
+#: 48,000 images at batch 32 takes about 25 s on the 2-core machine. The search goes
+#: exhaustively to 4 channels (C(64, 4) = 635,376 quadruplets), then greedy.
+_PAPER_CONV = _ConvNet(VGG11_BN_EIGHTH, (1, 32, 32), MIN_WILCOXON_SEEDS, 5, max_exhaustive=4)
+_TOY_CONV = _ConvNet("c4-c6.6-f8", None, MIN_WILCOXON_SEEDS, 1, max_exhaustive=3)
+
+
+def _conv_net(options: ReproduceOptions) -> _ConvNet:
+    net = _PAPER_CONV if options.scale == "paper" else _TOY_CONV
+    if options.seeds is not None:
+        net = replace(net, seeds=options.seeds)
+    if options.epochs is not None:
+        net = replace(net, epochs=options.epochs)
+    return net
 #: C1 search and C2 sub-network sizes per scale and family.
 _SEARCH: dict[tuple[str, str], dict[str, Any]] = {
     ("paper", "c"): {"max_exhaustive": 6, "sizes": (5, 10), "retrain_epochs": 10},
@@ -296,8 +340,9 @@ def _nets(options: ReproduceOptions) -> dict[str, _Net]:
 
 def protocol_table(options: ReproduceOptions) -> dict[str, dict]:
     """Every network family of ``options``: architecture, training, seeds (JSON-ready)."""
+    nets: dict[str, Any] = {**_nets(options), "c-conv": _conv_net(options)}
     return {name: {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(net).items()}
-            for name, net in _nets(options).items()}
+            for name, net in nets.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -510,12 +555,24 @@ def _finding_a3(studies: dict) -> list[dict]:
 # The second paper: tasks (run anywhere) and their storage
 
 
+def conv_net_task(dataset: str, data_dir: str | None, net: _ConvNet, seed: int,
+                  device: str = "cpu") -> Checkpoint:
+    """One network of the convolutional family, trained (returned, not stored)."""
+    data = load_dataset(dataset, data_dir, input_shape=net.input_shape)
+    return train_model(data, net.spec, "relu", "none", TrainConfig(**net.train(), seed=seed),
+                       batchnorm=True, device=device, progress=False)
+
+
 def c1_seed_task(model_path: str, dataset: str, data_dir: str | None,
-                 max_exhaustive: int | None, seed: int, device: str = "cpu") -> dict:
-    """The C1 search of one network: every layer, every multiplet size, on the test set."""
-    data = load_dataset(dataset, data_dir)
+                 max_exhaustive: int | None, seed: int, device: str = "cpu",
+                 conv_only: bool = False, input_shape: Sequence[int] | None = None) -> dict:
+    """The C1 search of one network: every hidden layer (or every convolutional one), every
+    multiplet size, on the test set (resized to ``input_shape`` when given)."""
+    data = load_dataset(dataset, data_dir, input_shape=input_shape)
     ckpt = load_checkpoint(model_path)
-    res = layer_oinfo(ckpt, data.test, max_exhaustive=max_exhaustive, seed=seed,
+    layers = [layer.name for layer in prunable_layers(ckpt.model)
+              if layer.kind == "conv"] if conv_only else None
+    res = layer_oinfo(ckpt, data.test, layers, max_exhaustive=max_exhaustive, seed=seed,
                       device=device)
     return {"seed": seed, "layers": {name: {**r.to_dict(), "dominance": dominance(r)}
                                      for name, r in res.items()}}
@@ -650,6 +707,9 @@ _CLAIMS = {
                              "with the rest frozen, loses the least accuracy; GC-MI ≈ random"),
     "C2-removed": (_CLAUW, "Fig. 2 (variant)", "As C2, with the other units cut out instead "
                                                "of frozen"),
+    "C1-conv": (_CLAUW, "Fig. 1 (beyond the paper)",
+                "The first convolutional layer is redundancy-dominated, the last synergy-"
+                "dominated (VGG-11-bn layout, channels averaged over their feature maps)"),
 }
 
 
@@ -672,6 +732,19 @@ def _differences(finding: str, options: ReproduceOptions, nets: dict[str, _Net])
                    "setting, not listed)")
         out.append(f"{net.random} random orderings per network and layer (the paper does not "
                    "state its number)")
+    elif finding == "C1-conv":
+        conv = _conv_net(options)
+        shape = ("FashionMNIST resized to " + "x".join(map(str, conv.input_shape[1:]))
+                 if conv.input_shape else "the images as they are")
+        layout = ("VGG-11-bn's layout at 1/8 of its channels" if conv.spec == VGG11_BN_EIGHTH
+                  else "a small CNN of stages like VGG's")
+        out.append(f"beyond the paper (its Sec. 5 names VGG on CIFAR-10): {conv.spec}, "
+                   f"{layout}, BatchNorm after every layer, on {shape}; {conv.seeds} networks "
+                   f"of {conv.epochs} epoch(s) with the second paper's SGD (0.01, batch 32), "
+                   "trained on 80 % of the training set, keeping the epoch of best validation "
+                   "accuracy; each channel is one variable, its pre-activation averaged over "
+                   f"the feature map; exhaustive search to {conv.max_exhaustive} channels, then "
+                   "greedy; the convolutional layers only")
     else:
         net = nets["c" if "wide" not in finding else "c-wide"]
         if net.seeds != _PAPER_SEEDS["C"]:
@@ -700,7 +773,7 @@ def _differences(finding: str, options: ReproduceOptions, nets: dict[str, _Net])
 
 def _finding(fid: str, panels: list[dict], options: ReproduceOptions, nets: dict,
              command: str, **extra: Any) -> dict:
-    base = fid.replace("-wide", "")
+    base = fid if fid == "C1-conv" else fid.replace("-wide", "")
     paper, figure, claim = _CLAIMS[base]
     if fid.endswith("-wide") or "-wide-" in fid:
         claim = claim + " (784-100-100-10, beyond the paper)"
@@ -845,6 +918,9 @@ def run_reproduce(
                 continue
             findings += _second_paper(family, c1_id, c2_id, wanted, studies[family], options,
                                       nets, root, executor, timer, say)
+        if "C1-conv" in wanted:
+            findings.append(_conv_finding(options, nets, root, executor, timer, say))
+            families.append("c-conv")
         findings, protocols = _with_earlier(root, findings, {
             n: protocol_table(options)[n] for n in families})
         report = {
@@ -854,8 +930,9 @@ def run_reproduce(
                      "machine this was written on; `--data mnist --data-dir DIR` runs the same "
                      "protocol on MNIST."),
             "protocols": protocols,
-            "left_out": ["C1/C2 on the convolutional layers of a VGG-11-bn (channels "
-                         "mean-reduced): not implemented yet"],
+            "left_out": ["C2 on the convolutional layers (C2-conv): CNN sub-networks are "
+                         "retrained one after another, not stacked like MLPs; about 40 "
+                         "trainings per network, hours on 2 cores"],
             "findings": findings,
         }
         write_json(report, root / "findings.json", FINDINGS_FORMAT)
@@ -889,31 +966,41 @@ def _group(fid: object) -> int:
     return FINDINGS.index(name) if name in FINDINGS else -1
 
 
+def _c1_searches(c1_id: str, models: dict[int, str], max_exhaustive: int | None,
+                 options: ReproduceOptions, c1_dir: Path, executor: Executor, timer: _Timer,
+                 say: Callable[[str], None], *, conv_only: bool = False,
+                 input_shape: Sequence[int] | None = None) -> list[dict]:
+    """The C1 search of every network (``seed -> model path``), run where missing."""
+    start = time.perf_counter()
+    say(f"{c1_id}: O-information search of {len(models)} networks")
+    _run_tasks(executor, [
+        (Task(f"{c1_id}/seed-{s}", c1_seed_task,
+              (path, options.dataset, options.data_dir, max_exhaustive, s, options.device),
+              {"conv_only": conv_only, "input_shape": input_shape},
+              num_gpus=gpus_for(options.device)),
+         c1_dir / f"seed-{s:04d}.json", C1_FORMAT) for s, path in models.items()])
+    found = {s: _read_stored(c1_dir / f"seed-{s:04d}.json", C1_FORMAT) for s in models}
+    timer.add(c1_id, time.perf_counter() - start)
+    missing = [s for s, d in found.items() if d is None]
+    if missing:
+        raise PruneInfoError(f"the O-information search of seed {missing[0]} was not stored in "
+                             f"{c1_dir}; run the command again")
+    return [d for d in found.values() if d is not None]
+
+
 def _second_paper(family: str, c1_id: str, c2_id: str, wanted: list[str], study: tuple,
                   options: ReproduceOptions, nets: dict, root: Path, executor: Executor,
                   timer: _Timer, say: Callable[[str], None]) -> list[dict]:
     study_root, config = study
-    scenario = scenario_name("relu", "none")
     paths = StudyPaths(study_root)
     suffix = family[1:]  # "" or "-wide"
     search = _SEARCH[(options.scale, family)]
     seeds = list(config.seeds)
-    c1_dir, c2_dir = root / f"c1{suffix}", root / f"c2{suffix}"
-    start = time.perf_counter()
-    say(f"{c1_id}: O-information search of {len(seeds)} networks")
-    _run_tasks(executor, [
-        (Task(f"{c1_id}/seed-{s}", c1_seed_task,
-              (str(paths.model(scenario, s)), options.dataset, options.data_dir,
-               search["max_exhaustive"], s, options.device), num_gpus=gpus_for(options.device)),
-         c1_dir / f"seed-{s:04d}.json", C1_FORMAT) for s in seeds])
-    c1_seeds = [_read_stored(c1_dir / f"seed-{s:04d}.json", C1_FORMAT) for s in seeds]
-    timer.add(c1_id, time.perf_counter() - start)
+    models = {s: str(paths.model(scenario_name("relu", "none"), s)) for s in seeds}
+    c2_dir = root / f"c2{suffix}"
+    c1 = _c1_searches(c1_id, models, search["max_exhaustive"], options, root / f"c1{suffix}",
+                      executor, timer, say)
     out = []
-    missing = [s for s, d in zip(seeds, c1_seeds) if d is None]
-    if missing:
-        raise PruneInfoError(f"the O-information search of seed {missing[0]} was not stored in "
-                             f"{c1_dir}; run the command again")
-    c1 = [d for d in c1_seeds if d is not None]
     if c1_id in wanted:
         panels, by_size = _c1_panels(c1, family)
         out.append(_finding(c1_id, panels, options, nets, _command(options, c1_id, str(root)),
@@ -928,7 +1015,7 @@ def _second_paper(family: str, c1_id: str, c2_id: str, wanted: list[str], study:
         f"sub-networks of each of {len(seeds)} networks ({train['epochs']} epochs)")
     _run_tasks(executor, [
         (Task(f"{c2_id}/seed-{s}", c2_seed_task,
-              (str(paths.model(scenario, s)), options.dataset, options.data_dir, c1[i],
+              (models[s], options.dataset, options.data_dir, c1[i],
                list(search["sizes"]), train, s, options.device),
               num_gpus=gpus_for(options.device)),
          c2_dir / f"seed-{s:04d}.json", C2_FORMAT) for i, s in enumerate(seeds)])
@@ -943,6 +1030,35 @@ def _second_paper(family: str, c1_id: str, c2_id: str, wanted: list[str], study:
                         _c2_panels(c2_done, "removed", sizes, family), options, nets,
                         _command(options, c2_id, str(root)), drops=summary))
     return out
+
+
+def _conv_finding(options: ReproduceOptions, nets: dict, root: Path, executor: Executor,
+                  timer: _Timer, say: Callable[[str], None]) -> dict:
+    """``C1-conv``: the convolutional family trained where missing, searched, reported."""
+    net = _conv_net(options)
+    seeds = list(range(net.seeds))
+    models = {s: root / "nets-c-conv" / f"seed-{s:04d}" / "model.pt" for s in seeds}
+    todo = [Task(f"C1-conv/net-{s}", conv_net_task,
+                 (options.dataset, options.data_dir, net, s, options.device),
+                 num_gpus=gpus_for(options.device)) for s in seeds if not models[s].exists()]
+    start = time.perf_counter()
+    say(f"networks c-conv: {net.spec}, relu with BatchNorm, {net.seeds} seeds x {net.epochs} "
+        f"epochs ({len(todo)} to train)")
+
+    def store(task: Task, ckpt: Checkpoint) -> None:
+        path = models[int(task.key.rsplit("-", 1)[1])]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(ckpt, path)
+
+    if todo:
+        executor.run(todo, store)
+    timer.add("networks c-conv", time.perf_counter() - start)
+    c1 = _c1_searches("C1-conv", {s: str(p) for s, p in models.items()}, net.max_exhaustive,
+                      options, root / "c1-conv", executor, timer, say,
+                      conv_only=True, input_shape=net.input_shape)
+    panels, by_size = _c1_panels(c1, "c-conv")
+    return _finding("C1-conv", panels, options, nets, _command(options, "C1-conv", str(root)),
+                    by_size=by_size)
 
 
 # --------------------------------------------------------------------------------------------
