@@ -39,7 +39,8 @@ def reproduce(findings, out_dir, scale, data_name, data_dir, seeds, epochs, devi
     """Run the papers' findings with their protocols and report each beside the paper's number.
 
     FINDING is one or more of A1 A2 A3 (Amjad, Liu & Geiger: Figs. 1-4), C1 C2 (Clauw,
-    Marinazzo & Stramaglia: Figs. 1-2), C1-wide C2-wide (C1/C2 on 784-100-100-10), or all.
+    Marinazzo & Stramaglia: Figs. 1-2), C1-wide C2-wide (C1/C2 on 784-100-100-10), C1-conv (C1
+    on the convolutional layers of a VGG-11-bn layout at 1/8 width), or all.
     Writes DIR/findings.json, findings.txt and findings.html; every finding gets a verdict
     (reproduced / partly / not reproduced) by the rule written into the report.
 
