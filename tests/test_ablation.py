@@ -140,9 +140,51 @@ def test_whole_network_curves_equal_the_naive_loop_exactly(mlp, digits, mlp_scor
     ranked = [network_orders(mlp_scores[c], infos, o) for c in ("mi", "kl") for o in
               ("low", "high")]
     orders = torch.cat([torch.stack(ranked), random_orders(56, 2, seed=3)])
-    batched = network_curves(mlp, orders, digits.test, ablate_to=ablate_to, means=mlp_means)
     naive = naive_curves(mlp, orders, digits.test, ablate_to=ablate_to, means=mlp_means)
-    assert torch.equal(batched, naive)
+    for method in ("prefix", "batched"):
+        info = {}
+        fast = network_curves(mlp, orders, digits.test, ablate_to=ablate_to, means=mlp_means,
+                              method=method, info=info)
+        assert info["method"] == method
+        assert torch.equal(fast, naive), method
+    assert int(naive[:, -1].max()) < int(naive[:, 0].min())
+
+
+@pytest.mark.parametrize("act, reg", [("relu", "l2"), ("sigmoid", "dropout"),
+                                      ("tanh", "bn-dropout")])
+def test_whole_network_prefix_sums_mask_every_later_layer_where_the_naive_loop_does(
+        digits, act, reg):
+    """Running sums of the first layer, the later layers' units masked inside the rest (with
+    their means too, through BatchNorm and squashing activations): the naive loop's counts, for
+    every layer subset, with the rounding checks rechecking some predictions."""
+    from prune_info.training.loop import TrainConfig, train_model
+
+    model = train_model(digits, "64-20-16-12-10", act, reg, TrainConfig(epochs=2, seed=2),
+                        progress=False).model.eval()
+    means = unit_means(model, digits.train)
+    rechecked = 0
+    for layers in (["fc1", "fc2", "fc3"], ["fc1", "fc3"], ["fc2", "fc3"]):
+        total = sum({"fc1": 20, "fc2": 16, "fc3": 12}[name] for name in layers)
+        orders = random_orders(total, 3, seed=total)
+        for ablate_to in ("zero", "mean"):
+            info = {}
+            fast = network_curves(model, orders, digits.test, layers=layers,
+                                  ablate_to=ablate_to, means=means, info=info)
+            assert info["method"] == "prefix"
+            rechecked += info["rechecked"]
+            naive = naive_curves(model, orders, digits.test, layers=layers,
+                                 ablate_to=ablate_to, means=means)
+            assert torch.equal(fast, naive), (layers, ablate_to)
+            sparse = network_curves(model, orders, digits.test, layers=layers,
+                                    ablate_to=ablate_to, means=means, at_k=[0, 7, total])
+            assert torch.equal(sparse, naive[:, [0, 7, total]])
+    assert rechecked < 0.02 * 3 * 2 * 3 * 49 * len(digits.test)  # few doubtful margins
+
+
+def test_whole_network_prefix_path_is_refused_where_it_cannot_run(digits_cnn, digits):
+    with pytest.raises(PruneInfoError, match="method='batched'"):
+        network_curves(digits_cnn.model, random_orders(30, 1, seed=0), digits.test,
+                       method="prefix")
 
 
 @pytest.mark.parametrize("ablate_to", ["zero", "mean"])

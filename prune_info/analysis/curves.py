@@ -672,6 +672,24 @@ def _prefix_plan(model: nn.Module, info: LayerInfo,
     return _PrefixPlan(prefix, suffix, modules[0], modules[1:])
 
 
+def _later_masks(model: nn.Module, plan: _PrefixPlan, infos: Sequence[LayerInfo],
+                 fills: Sequence[Tensor | None], device: torch.device) -> list[_LaterMask] | None:
+    """The masks of a whole-network ordering's layers after the first (``infos[1:]``), placed
+    after their output modules in the rest of the network; None when one is not there (the
+    batched path then runs)."""
+    steps = [m for m in plan.rest if not isinstance(m, (nn.Dropout, nn.Identity, nn.Flatten))]
+    out, offset = [], infos[0].n_units
+    for info, fill in zip(infos[1:], fills[1:]):
+        module = model.get_submodule(info.output_module)
+        index = next((i for i, m in enumerate(steps) if m is module), None)
+        if info.kind != "linear" or index is None or steps.count(module) != 1:
+            return None
+        out.append(_LaterMask(index, module, offset, info.n_units,
+                              None if fill is None else fill.to(device).reshape(-1)))
+        offset += info.n_units
+    return out
+
+
 @dataclass
 class _RestStep:
     """One module after the cut's Linear layer: its values, and its effect on a rounding bound.
@@ -748,9 +766,12 @@ def _rest_steps(modules: Sequence[nn.Module], u: float) -> list[_RestStep]:
 
 
 def _running_sum_bound(h_abs_t: Tensor, delta_abs_t: Tensor, p0: Tensor, order: Tensor,
-                       col_max: Tensor, fill_abs: Tensor, u: float) -> tuple[Tensor, Tensor]:
+                       c: Tensor, fill_abs: Tensor, u: float) -> tuple[Tensor, Tensor]:
     """Bounds ``[K + 1, samples]`` on ``max_j |z_k[j] - naive_k[j]|`` for the running sum of
     :func:`_prefix_sum_counts` (``K = len(order)``), and on ``max_j |z_k[j]|`` of both.
+
+    ``order[k]`` is the unit the ``k``-th update ablates and ``c[k]`` its ``c_i`` below (0 for an
+    update that changes nothing: a later layer's unit in a whole-network ordering).
 
     With ``c_i = max_j |W_ji|`` and ``x_k`` the layer output with the first ``k`` units of
     ``order`` ablated, ``P_k = sum_i c_i |x_k,i| + max |b|`` bounds ``|z_k|`` and every partial
@@ -768,7 +789,7 @@ def _running_sum_bound(h_abs_t: Tensor, delta_abs_t: Tensor, p0: Tensor, order: 
     p = p0.expand(k_max + 1, -1).clone()
     steps = torch.zeros_like(p)
     if k_max:
-        c = col_max[order, None]
+        c = c[:, None]
         p[1:] += (c * (fill_abs[order, None] - h_abs_t[order])).cumsum(0)
         # the sum of the update terms from k to K: their total less the first k
         terms = c * (2 * u) * delta_abs_t[order] + u * p[:k_max]
@@ -778,11 +799,34 @@ def _running_sum_bound(h_abs_t: Tensor, delta_abs_t: Tensor, p0: Tensor, order: 
     return err, p + err
 
 
+@dataclass
+class _LaterMask:
+    """A later layer of a whole-network ordering: its units are masked after ``step`` of the
+    rest of the network, where ``position[u]`` (the unit's place in the ordering) ``< k``."""
+
+    step: int
+    module: nn.Module     # the layer's output module, where the naive loop masks it
+    offset: int           # its first global unit index
+    n_units: int
+    fill: Tensor | None   # [units] (None: zero)
+    position: Tensor | None = None  # set per ordering
+
+    def apply(self, x: Tensor, ks: Tensor) -> None:
+        """Mask ``x`` (``[len(ks), units, samples]``) in place for ablation counts ``ks``."""
+        assert self.position is not None
+        ablated = (self.position[None, :] < ks[:, None]).unsqueeze(2)
+        if self.fill is None:
+            x.masked_fill_(ablated, 0.0)
+        else:
+            x.copy_(torch.where(ablated, self.fill[None, :, None], x))
+
+
 def _outputs_by_k(z_max: Tensor, columns: Tensor, factors: Tensor, steps: list[_RestStep],
-                  buffers: list[Tensor], outputs: Tensor) -> None:
+                  buffers: list[Tensor], outputs: Tensor,
+                  later: Sequence[_LaterMask] = ()) -> None:
     """Fill ``outputs[k]`` (``[classes, samples]``) for ``k = K..0`` by the running sum
     ``z_k = z_{k+1} + columns[k] factors[k]^T`` from ``z_max = z_K``, each ``z_k`` through
-    ``steps``.
+    ``steps`` (and the masks of ``later`` layers after theirs).
 
     The steps run on blocks of ``len(buffers[0])`` consecutive ``k`` at once (``buffers``:
     the block's running sums, then one per step but the last), so the products are batched and
@@ -807,8 +851,13 @@ def _outputs_by_k(z_max: Tensor, columns: Tensor, factors: Tensor, steps: list[_
         for i in range(top - low - 1, -1, -1):
             torch.addr(z[i + 1], columns[low + i], factors[low + i], out=z[i])
         x = z
-        for step, out in zip(steps, [b[: len(z)] for b in buffers[1:]] + [outputs[low : top + 1]]):
+        ks = torch.arange(low, top + 1, device=z.device)
+        outs = [b[: len(z)] for b in buffers[1:]] + [outputs[low : top + 1]]
+        for i, (step, out) in enumerate(zip(steps, outs)):
             x = step.forward(x, out=out)
+            for mask in later:
+                if mask.step == i:
+                    mask.apply(x, ks)
 
 
 @dataclass
@@ -833,11 +882,14 @@ class _RunningSums:
         The ablated units' value (``None``: zero).
     max_k : int
     device : torch.device
+    later : sequence of _LaterMask
+        Whole-network orderings: the later layers (their units numbered after the cut layer's).
     """
 
     def __init__(self, plan: _PrefixPlan, fill: Tensor | None, max_k: int,
-                 device: torch.device):
+                 device: torch.device, later: Sequence[_LaterMask] = ()):
         self.plan, self.max_k, self.device = plan, max_k, device
+        self.later = list(later)
         self.u = float(torch.finfo(torch.float32).eps) / 2
         weight = plan.first.weight.detach().to(device)
         n, m = weight.shape[1], weight.shape[0]
@@ -875,15 +927,28 @@ class _RunningSums:
         ``order`` (``K`` of them), by the running sum, and a bound ``[K + 1, rows]`` on their
         largest difference from the naive loop's outputs. The outputs are the block's buffer:
         the next call overwrites them."""
+        n = block.h.shape[1]
+        own = order < n  # whole-network orderings: the positions that ablate this layer's units
+        units = torch.where(own, order, 0)
+        columns = self.weight_t[units] * own[:, None]  # a later layer's position: no update
         ablated = block.h.clone()
-        ablated[:, order] = self.fill[order]
+        ablated[:, order[own]] = self.fill[order[own]]
         z_max = _first_layer(self.plan, ablated).t()  # z_K, [m, rows]
-        _outputs_by_k(z_max, self.weight_t[order], block.delta_t[order], self.steps,
-                      block.buffers, block.outputs)
-        err, size = _running_sum_bound(block.h_abs_t, block.delta_t.abs(), block.p0, order,
-                                       self.col_max, self.fill.abs(), self.u)
-        for step in self.steps:
+        if self.later:
+            position = torch.full((n + sum(m.n_units for m in self.later),), self.max_k + 1,
+                                  dtype=torch.int64, device=self.device)
+            position[order] = torch.arange(order.numel(), device=self.device)
+            for mask in self.later:
+                mask.position = position[mask.offset : mask.offset + mask.n_units]
+        _outputs_by_k(z_max, columns, block.delta_t[units], self.steps, block.buffers,
+                      block.outputs, self.later)
+        err, size = _running_sum_bound(block.h_abs_t, block.delta_t.abs(), block.p0, units,
+                                       self.col_max[units] * own, self.fill.abs(), self.u)
+        for i, step in enumerate(self.steps):
             err, size = step.bound(err, size, self.u)
+            for mask in self.later:  # masked units hold their fill, exactly, in both
+                if mask.step == i and mask.fill is not None:
+                    size = size.clamp_min(float(mask.fill.abs().max()))
         return block.outputs, err
 
 
@@ -901,6 +966,7 @@ def _prefix_sum_counts(
     memory_mb: float,
     progress: bool = False,
     desc: str = "ablate",
+    later: Sequence[_LaterMask] = (),
 ) -> tuple[Tensor, int]:
     """Layer-wise counts by running sums of outgoing contributions, verified per prediction.
 
@@ -916,9 +982,13 @@ def _prefix_sum_counts(
     others are recomputed exactly as the naive loop computes them. The counts are therefore the
     naive loop's, exactly.
 
+    With ``later`` (whole-network orderings), the positions of an ordering that ablate a later
+    layer's unit leave the running sum as it is and mask that unit after its module in the rest
+    of the network, as the naive loop does.
+
     Returns the counts ``[R, max_k + 1]`` and the number of predictions recomputed.
     """
-    sums = _RunningSums(plan, fill, max_k, device)
+    sums = _RunningSums(plan, fill, max_k, device, later)
     sub = sums.samples_per_block(memory_mb, batch_size)
     counts = torch.zeros(orders.shape[0], max_k + 1, dtype=torch.int64)
     rechecked = 0
@@ -938,7 +1008,7 @@ def _prefix_sum_counts(
                 if bool(unsafe.any()):
                     ks, samples = unsafe.nonzero(as_tuple=True)
                     pred[ks, samples] = _exact_rows(plan, block.h, samples, ks, order, max_k,
-                                                    fill)
+                                                    fill, later)
                     rechecked += int(ks.numel())
                 counts[r] += (pred == yb[None, s0 : s0 + pred.shape[1]]).sum(1).cpu()
                 bar.update(pred.shape[1])
@@ -957,21 +1027,32 @@ def _first_layer(plan: _PrefixPlan, h: Tensor) -> Tensor:
 
 
 def _exact_rows(plan: _PrefixPlan, h: Tensor, samples: Tensor, ks: Tensor, order: Tensor,
-                max_k: int, fill: Tensor | None) -> Tensor:
+                max_k: int, fill: Tensor | None, later: Sequence[_LaterMask] = ()) -> Tensor:
     """Predictions of samples ``samples`` (rows of ``h``) with the first ``ks`` units of
-    ``order`` ablated, exactly as the naive loop computes them."""
+    ``order`` ablated, exactly as the naive loop computes them (``later``: the masks of a
+    whole-network ordering's later layers, applied after their modules)."""
     out = torch.empty(samples.numel(), dtype=torch.int64, device=h.device)
+    n = h.shape[1]
     # position of each unit in the ordering; units beyond max_k are never ablated
-    position = torch.full((h.shape[1],), max_k + 1, dtype=torch.int64, device=h.device)
+    position = torch.full((n + sum(m.n_units for m in later),), max_k + 1, dtype=torch.int64,
+                          device=h.device)
     position[order] = torch.arange(order.numel(), device=h.device)
+    at = {id(m.module): m for m in later}
     for a in range(0, samples.numel(), _RECHECK_CHUNK):
         rows, k = samples[a : a + _RECHECK_CHUNK], ks[a : a + _RECHECK_CHUNK]
-        ablated = position[None, :] < k[:, None]
-        masked = _apply_mask(h[rows].unsqueeze(1), ablated, fill).squeeze(1)
-        padded = masked
-        if masked.shape[0] < _MIN_ROWS:  # tiny products take other BLAS kernels
-            padded = torch.cat([masked, masked[:1].expand(_MIN_ROWS - masked.shape[0], -1)])
-        out[a : a + rows.numel()] = plan.suffix(padded)[: masked.shape[0]].argmax(1)
+        if rows.numel() < _MIN_ROWS:  # tiny products take other BLAS kernels: pad with row 0
+            pad = _MIN_ROWS - rows.numel()
+            rows, k = torch.cat([rows, rows[:1].expand(pad)]), torch.cat([k, k[:1].expand(pad)])
+        ablated = position[None, :n] < k[:, None]
+        x = _apply_mask(h[rows].unsqueeze(1), ablated, fill).squeeze(1)
+        for module in plan.suffix:
+            x = module(x)
+            mask = at.get(id(module))
+            if mask is not None:
+                lost = position[None, mask.offset : mask.offset + mask.n_units] < k[:, None]
+                x = _apply_mask(x.unsqueeze(1), lost, mask.fill).squeeze(1)
+        count = min(_RECHECK_CHUNK, samples.numel() - a)
+        out[a : a + count] = x[:count].argmax(1)
     return out
 
 
@@ -1227,6 +1308,8 @@ def network_curves(
     batch_size: int = DEFAULT_BATCH_SIZE,
     memory_mb: float = DEFAULT_MEMORY_MB,
     at_k: Sequence[int] | Tensor | None = None,
+    method: str = "auto",
+    info: dict | None = None,
     progress: bool = False,
 ) -> Tensor:
     """Whole-network cumulative ablation: units of several layers ranked together.
@@ -1244,6 +1327,13 @@ def network_curves(
     ablate_to, means, max_k, device, batch_size, memory_mb, at_k, progress
         As in :func:`layerwise_curves`; ``means`` is a dict ``{layer: tensor}``; ``at_k``
         counts global units (``0..n_total``), masks are built for those ``k`` only.
+    method : {"auto", "prefix", "batched"}
+        As in :func:`layerwise_curves`. ``prefix``: the running sums of the first layer's
+        units into the next Linear layer, the later layers' units masked where they are in the
+        rest of the network (an MLP's layers, in one Sequential); ``auto`` uses it where it
+        applies. All give the naive loop's counts exactly.
+    info : dict, optional
+        Filled with ``method`` and ``rechecked``, as by :func:`layerwise_curves`.
 
     Returns
     -------
@@ -1256,10 +1346,32 @@ def network_curves(
     orders = check_order(orders, total)
     ks, _ = _points(at_k, max_k, total, "the network's " + "+".join(i.name for i in infos))
     fills = [_fill_for(info, ablate_to, means) for info in infos]
+    if method not in METHODS:
+        raise PruneInfoError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    device = torch.device(device)
+    plan = (_prefix_plan(model, infos[0], split.x[:1]) if method in ("auto", "prefix")
+            else None)
+    later = _later_masks(model, plan, infos, fills, device) if plan is not None else None
+    if method == "prefix" and later is None:
+        raise PruneInfoError(
+            "the prefix-sum path needs the layers of an MLP in one Sequential model, each "
+            "activation followed by a Linear layer; use method='batched'")
+    if plan is not None and later is not None:
+        model.to(device)
+        top = int(ks[-1])
+        with _eval_mode(model):
+            counts, rechecked = _prefix_sum_counts(
+                plan, split, orders, top, fills[0], device=device, batch_size=batch_size,
+                memory_mb=memory_mb, progress=progress, desc="ablate network", later=later)
+        if info is not None:
+            info.update(method="prefix", rechecked=rechecked)
+        return counts if ks.numel() == top + 1 else counts[:, ks].contiguous()
+    if info is not None:
+        info.update(method="batched", rechecked=0)
     masks = _prefix_masks(orders, ks)
     counts = _masked_counts(model, split, infos, masks, fills, device=device,
                             batch_size=batch_size, memory_mb=memory_mb, progress=progress,
-                            desc="ablate network")
+                            desc="ablate network", info=info)
     return counts.view(orders.shape[0], ks.numel())
 
 
