@@ -5,11 +5,16 @@ from 0 to 100, on the 10,000 test images; computed by the prefix-sum path (the d
 batched rest-of-network path, and by the naive loop (mask k units, run the whole network), in one
 run. Checks that all three give identical counts and prints the times as JSON.
 
+``--network`` times the whole-network curves instead (both layers' 200 units ranked together,
+k = 0..200, the ReLU/Dropout model of the first paper's Simpson's-paradox figure): the prefix path
+against the batched path (and the naive loop on ``--naive-orders`` orderings, extrapolated).
+
 Usage::
 
     .venv/bin/python benchmarks/bench_ablation.py                   # the full naive loop
     .venv/bin/python benchmarks/bench_ablation.py --naive-orders 4  # naive on 4 orderings per
                                                                     # layer, extrapolated
+    .venv/bin/python benchmarks/bench_ablation.py --network --naive-orders 2
 
 Timings are wall-clock on whatever the machine is doing at the time; ``--threads`` sets torch's
 intra-op threads (default: torch's own choice).
@@ -26,10 +31,17 @@ import time
 
 import torch
 
-from prune_info.analysis.curves import layerwise_curves, naive_curves, random_orders
+from prune_info.analysis.curves import (
+    layerwise_curves,
+    naive_curves,
+    network_curves,
+    network_orders,
+    random_orders,
+)
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.ranking import rank_units
 from prune_info.data import load_dataset
+from prune_info.nn import prunable_layers
 from prune_info.training.loop import TrainConfig, train_model
 
 
@@ -43,9 +55,13 @@ def main(argv: list[str] | None = None) -> dict:
                              "extrapolate (default: all)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="also write the JSON here")
+    parser.add_argument("--network", action="store_true",
+                        help="whole-network curves (prefix vs batched) instead of layer-wise")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.network:
+        return _network(args)
 
     data = load_dataset("fashion-mnist", args.data_dir)
     start = time.perf_counter()
@@ -103,6 +119,46 @@ def main(argv: list[str] | None = None) -> dict:
         "prefix": round(totals["naive"] / totals["prefix"], 1),
         "batched": round(totals["naive"] / totals["batched"], 1),
     }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+    return result
+
+
+def _network(args: argparse.Namespace) -> dict:
+    data = load_dataset("fashion-mnist", args.data_dir)
+    ckpt = train_model(data, "784-100-100-10", "relu", "dropout",
+                       TrainConfig(epochs=args.epochs, seed=0), progress=False)
+    model = ckpt.model.eval()
+    scores = compute_scores(model, data.val, ["entropy", "mi", "kl"], n_classes=10)
+    infos = prunable_layers(model)
+    ranked = [network_orders({i.name: scores[c][i.name] for i in infos}, infos, o)
+              for c in ("entropy", "mi", "kl") for o in ("low", "high")]
+    orders = torch.cat([torch.stack(ranked), random_orders(200, args.random, seed=0)])
+    result: dict = {
+        "what": "whole-network curves, 784-100-100-10 ReLU/dropout FashionMNIST, 10,000 test "
+                f"images, 3 criteria x 2 orders + {args.random} random, k = 0..200",
+        "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg(),
+        "model_test_acc": ckpt.metrics["test_acc"], "runs": [],
+    }
+    counts = {}
+    for _ in range(2):  # alternately, twice: the machine's load drifts
+        for method in ("prefix", "batched"):
+            info: dict = {}
+            t = time.perf_counter()
+            counts[method] = network_curves(model, orders, data.test, method=method, info=info)
+            result["runs"].append({"method": method, "s": round(time.perf_counter() - t, 2),
+                                   "rechecked": info["rechecked"]})
+            print(json.dumps(result["runs"][-1]), file=sys.stderr, flush=True)
+    result["prefix_equals_batched"] = bool(torch.equal(counts["prefix"], counts["batched"]))
+    if args.naive_orders:
+        n = min(args.naive_orders, orders.shape[0])
+        t = time.perf_counter()
+        naive = naive_curves(model, orders[:n], data.test)
+        result["naive_s_extrapolated"] = round((time.perf_counter() - t) * orders.shape[0] / n, 1)
+        result["prefix_equals_naive"] = bool(torch.equal(counts["prefix"][:n], naive))
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
