@@ -119,12 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
         "prefix": round(totals["naive"] / totals["prefix"], 1),
         "batched": round(totals["naive"] / totals["batched"], 1),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
-    return result
+    return _report(result, args.out)
 
 
 def _network(args: argparse.Namespace) -> dict:
@@ -159,10 +154,15 @@ def _network(args: argparse.Namespace) -> dict:
         naive = naive_curves(model, orders[:n], data.test)
         result["naive_s_extrapolated"] = round((time.perf_counter() - t) * orders.shape[0] / n, 1)
         result["prefix_equals_naive"] = bool(torch.equal(counts["prefix"][:n], naive))
+    return _report(result, args.out)
+
+
+def _report(result: dict, out: str | None) -> dict:
+    """Print the result as JSON (and write it to ``out``)."""
     text = json.dumps(result, indent=2)
     print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
+    if out:
+        with open(out, "w") as fh:
             fh.write(text + "\n")
     return result
 
