@@ -1041,15 +1041,15 @@ def _conv_finding(options: ReproduceOptions, nets: dict, root: Path, executor: E
     net = _conv_net(options)
     seeds = list(range(net.seeds))
     models = {s: root / "nets-c-conv" / f"seed-{s:04d}" / "model.pt" for s in seeds}
-    todo = [Task(f"C1-conv/net-{s}", conv_net_task,
-                 (options.dataset, options.data_dir, net, s, options.device),
-                 num_gpus=gpus_for(options.device)) for s in seeds if not models[s].exists()]
+    where = {f"C1-conv/net-{s}": (s, path) for s, path in models.items() if not path.exists()}
+    todo = [Task(key, conv_net_task, (options.dataset, options.data_dir, net, s, options.device),
+                 num_gpus=gpus_for(options.device)) for key, (s, _) in where.items()]
     start = time.perf_counter()
     say(f"networks c-conv: {net.spec}, relu with BatchNorm, {net.seeds} seeds x {net.epochs} "
         f"epochs ({len(todo)} to train)")
 
     def store(task: Task, ckpt: Checkpoint) -> None:
-        path = models[int(task.key.rsplit("-", 1)[1])]
+        path = where[task.key][1]
         path.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(ckpt, path)
 
