@@ -17,7 +17,9 @@ resumed part only). Prints the table and a JSON summary with the time of each ph
 
 ``--train-speed S [--reg R]`` instead times one epoch of S seeds trained as one batched model
 against one epoch of single-seed training (``prune_info.training.loop.fit``), and checks that
-seed 0 agrees.
+seed 0 agrees. ``--train-speed S --split`` instead times one epoch of the S-seed stack on the
+intra-op threads against two stacks of S/2 seeds trained at once in two Python threads of one
+intra-op thread each (an arrangement measured and not kept: see RESULTS.md).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 
 import torch
@@ -49,9 +52,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--reg", default="l2",
                         help="regularisation of the --train-speed networks (l2, dropout, "
                              "bn-dropout)")
+    parser.add_argument("--split", action="store_true",
+                        help="with --train-speed: one stack against two half stacks in two "
+                             "Python threads")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.train_speed and args.split:
+        return split_speed(args.train_speed, args.data_dir, args.reg)
     if args.train_speed:
         return train_speed(args.train_speed, args.data_dir, args.reg)
     config = StudyConfig(data="fashion-mnist", arch="784-100-100-10", acts=("relu",),
@@ -124,6 +132,45 @@ def train_speed(n_seeds: int, data_dir: str | None, reg: str = "l2") -> dict:
         "speedup": round(single_s * n_seeds / batched_s, 2),
         "seed0_max_weight_difference": max(float((a[k] - b[k]).abs().max()) for k in a),
         "seed0_test_acc": [alone.metrics["test_acc"], stacked[0].metrics["test_acc"]],
+    }
+    print(json.dumps(result, indent=2))
+    return result
+
+
+def split_speed(n_seeds: int, data_dir: str | None, reg: str = "l2") -> dict:
+    """One epoch: one S-seed stack on the intra-op threads, then two S/2-seed stacks at once in
+    two Python threads with one intra-op thread each (the same seeds, paired in one run)."""
+    from prune_info.data import load_dataset
+    from prune_info.training.batched import StackedMLP, train_stacked
+    from prune_info.training.loop import TrainConfig
+    from prune_info.zoo import parse_arch
+
+    data = load_dataset("fashion-mnist", data_dir)
+    config = TrainConfig(epochs=1)
+    arch = parse_arch("784-100-100-10", data.input_shape, data.n_classes, "relu", reg)
+    seeds = list(range(n_seeds))
+    threads = torch.get_num_threads()
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    train_stacked(StackedMLP(arch, seeds), data, config, progress=False)
+    one_s = time.perf_counter() - start
+    halves = [StackedMLP(arch, seeds[: n_seeds // 2]), StackedMLP(arch, seeds[n_seeds // 2 :])]
+    workers = [threading.Thread(target=train_stacked, args=(half, data, config),
+                                kwargs={"progress": False}) for half in halves]
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    split_s = time.perf_counter() - start
+    torch.set_num_threads(threads)
+    result = {
+        "seeds": n_seeds, "reg": reg, "torch_threads": threads,
+        "load_average": [load_before, os.getloadavg()],
+        "one_stack_epoch_s": round(one_s, 2),
+        "two_half_stacks_in_threads_epoch_s": round(split_s, 2),
+        "ratio": round(split_s / one_s, 3),
     }
     print(json.dumps(result, indent=2))
     return result
