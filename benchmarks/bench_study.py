@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="with --train-speed: one stack against two half stacks in two "
                              "Python threads")
     args = parser.parse_args(argv)
+    if args.split and not args.train_speed:
+        parser.error("--split needs --train-speed S")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.train_speed and args.split:
