@@ -33,6 +33,7 @@ import time
 
 import torch
 
+from prune_info._torch import torch_threads
 from prune_info.experiments.study import StudyConfig, format_table, run_study
 
 
@@ -159,23 +160,36 @@ def split_speed(n_seeds: int, data_dir: str | None, reg: str = "l2") -> dict:
     halves = [StackedMLP(arch, seeds[: n_seeds // 2]), StackedMLP(arch, seeds[n_seeds // 2 :])]
     workers = [threading.Thread(target=train_stacked, args=(half, data, config),
                                 kwargs={"progress": False}) for half in halves]
-    torch.set_num_threads(1)
-    start = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    split_s = time.perf_counter() - start
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        start = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        split_s = time.perf_counter() - start
     result = {
         "seeds": n_seeds, "reg": reg, "torch_threads": threads,
         "load_average": [load_before, os.getloadavg()],
         "one_stack_epoch_s": round(one_s, 2),
         "two_half_stacks_in_threads_epoch_s": round(split_s, 2),
         "ratio": round(split_s / one_s, 3),
+        "gemm_2048_gflops": {n: _gemm_gflops(n) for n in sorted({1, threads})},
     }
     print(json.dumps(result, indent=2))
     return result
+
+
+def _gemm_gflops(threads: int, n: int = 2048, repeat: int = 10) -> float:
+    """The machine's float32 matrix-product rate on ``threads`` threads (one n x n GEMM), to
+    compare runs on different days."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    with torch_threads(threads):
+        a @ b
+        start = time.perf_counter()
+        for _ in range(repeat):
+            a @ b
+        seconds = (time.perf_counter() - start) / repeat
+    return round(2 * n**3 / seconds / 1e9, 1)
 
 
 if __name__ == "__main__":
