@@ -36,7 +36,13 @@ from prune_info.errors import PruneInfoError, malformed
 from prune_info.io import atomic_write, cpu_state_dict
 from prune_info.nn import LayerInfo, prunable_layers
 from prune_info.surgery import replay_history
-from prune_info.zoo import arch_spec, build_factory_model, build_model, factory_spec
+from prune_info.zoo import (
+    arch_spec,
+    authorise_recorded_factory,
+    build_factory_model,
+    build_model,
+    factory_spec,
+)
 
 CHECKPOINT_FORMAT = "prune-info-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -218,9 +224,15 @@ def load_checkpoint(
     factory: str | None = None,
     factory_kwargs: dict | None = None,
     trust_pickle: bool = False,
+    trust_factory: bool = False,
     allow_nonfinite: bool = False,
 ) -> Checkpoint:
     """Load a prune-info checkpoint, a plain state_dict, or (opt-in) a pickled module.
+
+    A file never chooses the code that runs: a checkpoint that records a ``factory`` outside the
+    known model zoos (:func:`prune_info.zoo.zoo_builder`) is refused unless the caller names
+    that factory again (``factory``) or passes ``trust_factory``; a pickled module needs
+    ``trust_pickle``.
 
     Parameters
     ----------
@@ -230,16 +242,19 @@ def load_checkpoint(
         Architecture (from :func:`prune_info.zoo.parse_arch`) for a plain state_dict.
     factory : str, optional
         ``package.module:function`` (or ``timm:NAME``) building the user's ``nn.Module``, for a
-        plain state_dict (see :func:`prune_info.zoo.build_factory_model`).
+        plain state_dict (see :func:`prune_info.zoo.build_factory_model`); for a checkpoint that
+        records a factory, naming the same one allows it to run.
     factory_kwargs : dict, optional
-        Keyword arguments of ``factory``.
+        Keyword arguments of ``factory`` (plain state_dict only).
     trust_pickle : bool
         Allow unpickling a whole ``nn.Module`` (runs arbitrary code from the file).
+    trust_factory : bool
+        Allow a checkpoint to build its model with any factory it records.
     allow_nonfinite : bool
         Load weights holding NaN or infinity; by default such a file is refused (see
         :func:`check_finite`).
     """
-    ckpt = _load(Path(path), arch, factory, factory_kwargs, trust_pickle)
+    ckpt = _load(Path(path), arch, factory, factory_kwargs, trust_pickle, trust_factory)
     if not allow_nonfinite:
         check_finite(ckpt.model, str(path))
     return ckpt
@@ -269,11 +284,13 @@ def check_finite(model: nn.Module, what: str, fix: str | None = None) -> None:
 
 
 def _load(path: Path, arch: dict | None, factory: str | None, factory_kwargs: dict | None,
-          trust_pickle: bool) -> Checkpoint:
+          trust_pickle: bool, trust_factory: bool) -> Checkpoint:
     obj = _read(path, trust_pickle)
     recorded = isinstance(obj, nn.Module) or (isinstance(obj, dict)
                                               and obj.get("format") == CHECKPOINT_FORMAT)
-    if recorded and (arch is not None or factory is not None):
+    names_its_factory = (factory is not None and arch is None and not factory_kwargs
+                         and isinstance(obj, dict) and bool(obj.get("factory")))
+    if recorded and (arch is not None or factory is not None) and not names_its_factory:
         given = "`arch`" if arch is not None else "`factory`"
         kind = "pickled model" if isinstance(obj, nn.Module) else "prune-info checkpoint"
         raise PruneInfoError(f"{path} is a {kind}, which carries its own architecture; {given} "
@@ -282,7 +299,7 @@ def _load(path: Path, arch: dict | None, factory: str | None, factory_kwargs: di
         obj.eval()
         return Checkpoint(model=obj, source=str(path))
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
-        return _from_dict(obj, path)
+        return _from_dict(obj, path, factory, trust_factory)
     if _is_state_dict(obj):
         model: nn.Module
         if arch is not None:
@@ -305,7 +322,8 @@ def _load(path: Path, arch: dict | None, factory: str | None, factory_kwargs: di
     )
 
 
-def _from_dict(obj: dict, path: Path) -> Checkpoint:
+def _from_dict(obj: dict, path: Path, named_factory: str | None,
+               trust_factory: bool) -> Checkpoint:
     version = obj.get("format_version")
     if version != CHECKPOINT_VERSION:
         raise PruneInfoError(
@@ -315,7 +333,7 @@ def _from_dict(obj: dict, path: Path) -> Checkpoint:
     if not _is_state_dict(obj.get("state_dict")):
         raise malformed(path, "no `state_dict` of tensors", RECREATE)
     try:
-        return _decode(obj, path)
+        return _decode(obj, path, named_factory, trust_factory)
     except PruneInfoError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -325,7 +343,8 @@ def _from_dict(obj: dict, path: Path) -> Checkpoint:
         raise malformed(path, f"checkpoint fields: {what}", RECREATE) from exc
 
 
-def _decode(obj: dict, path: Path) -> Checkpoint:
+def _decode(obj: dict, path: Path, named_factory: str | None,
+            trust_factory: bool) -> Checkpoint:
     history = list(obj.get("pruning_history") or [])
     model: nn.Module
     if obj.get("arch") is not None:
@@ -335,6 +354,8 @@ def _decode(obj: dict, path: Path) -> Checkpoint:
             raise malformed(path, f"its arch record: {str(exc).split(';')[0]}",
                             RECREATE) from exc
     elif obj.get("factory"):
+        authorise_recorded_factory(obj["factory"], obj.get("factory_kwargs"), str(path),
+                                   named=named_factory, trust=trust_factory)
         model = build_factory_model(obj["factory"], obj.get("factory_kwargs"))
         if history:
             # A user model is rebuilt by replaying its pruning on a fresh instance.

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import importlib
+import inspect
 import math
 import re
 from collections import OrderedDict
@@ -305,13 +307,22 @@ def build_model(arch: dict | ArchSpec) -> nn.Sequential:
 #: Prefix of a factory spec that names a timm model (``timm:vit_tiny_patch16_224``).
 TIMM_PREFIX = "timm:"
 
-# Keyword arguments that would make a factory download weights; nothing is downloaded at run
-# time, so they are refused with a clear message rather than left to fail offline.
-_DOWNLOADING_KWARGS = ("pretrained", "weights", "pretrained_cfg_overlay")
+#: The torchvision package whose registered builders count as a model zoo.
+TORCHVISION_MODELS = "torchvision.models"
+
+# Keyword arguments that would make a factory download weights or read them from a file; a
+# model's weights come from its checkpoint only, so any of them set to something other than
+# None / False is refused (a file named here could be unpickled, running its code).
+_WEIGHT_SOURCE_KWARGS = ("pretrained", "weights", "pretrained_cfg", "pretrained_cfg_overlay",
+                         "checkpoint_path", "cache_dir", "weights_only", "pretrained_strict")
 
 
 def import_factory(spec: str) -> Callable[..., nn.Module]:
-    """Resolve ``package.module:function`` to a callable that builds an ``nn.Module``."""
+    """Resolve ``package.module:function`` to a callable that builds an ``nn.Module``.
+
+    This imports (runs) the module named: call it only for a factory the user named or a
+    known zoo's (:func:`zoo_builder`), never for one read from a file.
+    """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise PruneInfoError(
@@ -329,6 +340,155 @@ def import_factory(spec: str) -> Callable[..., nn.Module]:
     if not callable(factory):
         raise PruneInfoError(f"`factory`={spec}: {module_name} has no function {attr!r}")
     return factory
+
+
+def zoo_builder(factory: str) -> Callable[..., nn.Module] | None:
+    """The model builder ``factory`` names in a known model zoo, else None.
+
+    Known zoos: ``timm:NAME`` for a model timm lists (:func:`timm.list_models`), and
+    ``torchvision.models[.SUB]:NAME`` where the attribute is one of the builders torchvision
+    registers (:func:`torchvision.models.list_models`). Their builders only construct modules
+    (weights are refused, see :func:`check_factory_kwargs`), so a checkpoint may name them. Only
+    those packages are imported to decide: a module named by anything else is never imported.
+
+    Examples
+    --------
+    >>> zoo_builder("torchvision.models:resnet18") is not None
+    True
+    >>> zoo_builder("os:system") is None, zoo_builder("torchvision.models:get_weight") is None
+    (True, True)
+    """
+    module_name, sep, attr = factory.partition(":")
+    if not sep or not attr:
+        return None
+    if module_name == TIMM_PREFIX[:-1]:
+        import timm  # heavy: imports torchvision and torch._dynamo
+
+        if attr not in timm.list_models():
+            return None
+        return functools.partial(timm.create_model, attr, pretrained=False)
+    if module_name == TORCHVISION_MODELS or module_name.startswith(TORCHVISION_MODELS + "."):
+        import torchvision.models
+
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            return None
+        found = getattr(module, attr, None)
+        builders = (torchvision.models.get_model_builder(name)
+                    for name in torchvision.models.list_models())
+        if found is not None and any(found is builder for builder in builders):
+            return found
+    return None
+
+
+def _is_plain(value: Any) -> bool:
+    """None, bool, int, float, str, or lists / tuples / str-keyed dicts of those."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def check_factory_kwargs(factory: str, kwargs: Mapping[str, Any], *,
+                         recorded_in: str | None = None) -> None:
+    """Refuse keyword arguments a factory must not get; they are the factory's only input.
+
+    Every value must be a plain literal (:func:`parse_model_kwargs` gives only those), no
+    argument may ask for weights from a download or a file (``pretrained``, ``weights``,
+    ``checkpoint_path``, ...), and the arguments must fit the builder's signature where it has
+    no ``**kwargs``. Arguments read from a file (``recorded_in``) must also name no path: a
+    string holding a path separator is refused there.
+
+    Raises
+    ------
+    PruneInfoError
+        Naming the argument and, for a recorded one, the file.
+    """
+    where = f"{recorded_in} records " if recorded_in else ""
+    fix = ("re-create the file" if recorded_in else
+           "drop it (train with prune-info train, or load your own state_dict)")
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        raise PruneInfoError(f"{where}`factory_kwargs` of {factory} are not a dict of names to "
+                             f"values; {fix}")
+    for key, value in kwargs.items():
+        if not _is_plain(value):
+            raise PruneInfoError(
+                f"{where}`factory_kwargs` {key}= a {type(value).__name__} for {factory}; only "
+                f"plain values (numbers, strings, booleans, None, lists of them) are passed "
+                f"to a factory; {fix}")
+        if key in _WEIGHT_SOURCE_KWARGS and value not in (None, False):
+            raise PruneInfoError(
+                f"{where}`model_kwargs` {key}={value!r} for {factory} would download weights "
+                f"(or read them from a file); prune-info never downloads at run time and takes weights "
+                f"only from the checkpoint: {fix}")
+        if recorded_in and any(isinstance(v, str) and ("/" in v or "\\" in v)
+                               for v in _leaves(value)):
+            raise PruneInfoError(
+                f"{recorded_in} records `factory_kwargs` {key}={value!r} for {factory}, which "
+                "names a path; a recorded argument never names a file: re-create the file")
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return [leaf for v in value for leaf in _leaves(v)]
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    return [value]
+
+
+def _check_signature(factory: str, builder: Callable, kwargs: Mapping[str, Any]) -> None:
+    """Refuse keyword arguments a builder without ``**kwargs`` does not take, before calling."""
+    try:
+        signature = inspect.signature(builder)
+    except (TypeError, ValueError):  # a builtin without a signature: the call will tell
+        return
+    params = signature.parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    try:
+        signature.bind_partial(**kwargs)
+    except TypeError:
+        known = [p.name for p in params if p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                      inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        unknown = [k for k in kwargs if k not in known]
+        raise PruneInfoError(
+            f"`factory`={factory} takes no argument {', '.join(unknown) or 'of those given'}; "
+            f"it takes: {', '.join(known) or 'none'} (check `model_kwargs`)") from None
+
+
+def authorise_recorded_factory(factory: Any, kwargs: Any, path: str, *, named: str | None = None,
+                               trust: bool = False) -> None:
+    """Decide whether the factory a checkpoint records may run: a file never chooses the code.
+
+    Allowed are a known zoo's builders (:func:`zoo_builder`), a factory the user names again
+    (``named`` equal to the record, e.g. ``--model`` on the command line), and any factory with
+    ``trust`` (``--trust-factory``). Recorded arguments are checked in every case
+    (:func:`check_factory_kwargs`). Nothing the record names is imported before this passes.
+
+    Raises
+    ------
+    PruneInfoError
+        Saying what the file asks to run and how to allow it.
+    """
+    if not isinstance(factory, str) or not factory.strip():
+        raise PruneInfoError(f"{path} is malformed (its `factory` is not a "
+                             "package.module:function string); re-create it")
+    check_factory_kwargs(factory, kwargs if kwargs is not None else {}, recorded_in=path)
+    if named is not None and named != factory:
+        raise PruneInfoError(
+            f"{path} records the factory {factory}, not `factory`={named}; a checkpoint carries "
+            "its own architecture: leave `factory` out, or give that checkpoint's own factory")
+    if trust or named == factory or zoo_builder(factory) is not None:
+        return
+    raise PruneInfoError(
+        f"{path} asks to run {factory_spec(factory, kwargs)} to build its model, which is not a "
+        f"builder of a known model zoo (timm:NAME, {TORCHVISION_MODELS}:NAME); a file never "
+        f"chooses the code that runs: if you trust it, name the factory yourself (`factory`="
+        f"{factory}) or pass `trust_factory`")
 
 
 def parse_model_kwargs(text: str | None) -> dict[str, Any]:
@@ -380,16 +540,6 @@ def parse_model_kwargs(text: str | None) -> dict[str, Any]:
     return out
 
 
-def _check_no_download(factory: str, kwargs: Mapping[str, Any]) -> None:
-    for key in _DOWNLOADING_KWARGS:
-        if kwargs.get(key) not in (None, False):
-            raise PruneInfoError(
-                f"`model_kwargs` {key}={kwargs[key]!r} for {factory} would download weights; "
-                "prune-info never downloads at run time: drop it (train with prune-info train, "
-                "or load your own state_dict)"
-            )
-
-
 def _timm_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
     import timm  # heavy: imports torchvision and torch._dynamo
 
@@ -423,14 +573,20 @@ def build_factory_model(factory: str, kwargs: Mapping[str, Any] | None = None) -
     ('ResNet', 10)
     """
     kwargs = dict(kwargs or {})
-    _check_no_download(factory, kwargs)
+    check_factory_kwargs(factory, kwargs)
     try:
         if factory.startswith(TIMM_PREFIX):
             model = _timm_model(factory[len(TIMM_PREFIX):], kwargs)
         else:
-            model = import_factory(factory)(**kwargs)
+            builder = zoo_builder(factory) or import_factory(factory)
+            _check_signature(factory, builder, kwargs)
+            model = builder(**kwargs)
     except PruneInfoError:
         raise
+    except SystemExit as exc:  # sys.exit() in the user's code is not a success of ours
+        raise PruneInfoError(
+            f"`factory`={factory} called sys.exit({exc.code!r}) instead of returning a model; "
+            "fix the factory, or check `model_kwargs`") from None
     except Exception as exc:  # the user's code: any failure becomes one clear line
         detail = (str(exc).strip().splitlines() or [""])[0]
         raise PruneInfoError(

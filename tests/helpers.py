@@ -1,6 +1,8 @@
-"""TODO docstring for @tests."""
+"""Helpers shared by the tests: planted units and tasks with known answers, refusal checks."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -140,3 +142,27 @@ def import_extra(name: str):
     if os.environ.get("PRUNE_INFO_REQUIRE_EXTRAS") == "1":
         return importlib.import_module(name)
     return pytest.importorskip(name)
+
+
+# --------------------------------------------------------------------------------------------
+# Refusals: exit 2, one line, nothing written
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Every file under ``root`` with its size, mtime and mode."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_mode)
+            for p in sorted(root.rglob("*"))}
+
+
+def assert_refused(run_cli, root: Path, args: list[str], *expected: str) -> str:
+    """Exit 2, one error line (after ``run``'s stage lines, if any), nothing written."""
+    before = snapshot(root)
+    code, stdout, stderr = run_cli(*args)
+    assert code == 2, (args, stdout, stderr)
+    lines = [line for line in stderr.strip().splitlines() if not line.startswith("stage ")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), (args, stderr)
+    assert "Traceback" not in stderr
+    for text in expected:
+        assert text in lines[0], (args, lines[0])
+    assert snapshot(root) == before, args
+    return lines[0]

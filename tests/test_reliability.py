@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import assert_refused, snapshot
 
 from prune_info._torch import torch_threads
 from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -32,26 +33,6 @@ from prune_info.experiments.pipeline import RunOptions, Stage, check_out_dir, ru
 from prune_info.io import LOCK_NAME, run_lock
 
 DEAD_PID = 999_999_999  # above any pid_max, so never a live process
-
-
-def snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
-    """Every file under ``root`` with its size, mtime and mode."""
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_mode)
-            for p in sorted(root.rglob("*"))}
-
-
-def assert_refused(run_cli, root: Path, args: list[str], *expected: str) -> str:
-    """Exit 2, one error line (after ``run``'s stage lines, if any), nothing written."""
-    before = snapshot(root)
-    code, stdout, stderr = run_cli(*args)
-    assert code == 2, (args, stdout, stderr)
-    lines = [line for line in stderr.strip().splitlines() if not line.startswith("stage ")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), (args, stderr)
-    assert "Traceback" not in stderr
-    for text in expected:
-        assert text in lines[0], (args, lines[0])
-    assert snapshot(root) == before, args
-    return lines[0]
 
 
 # --------------------------------------------------------------------------------------------

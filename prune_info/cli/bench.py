@@ -6,7 +6,13 @@ import click
 
 from prune_info._torch import resolve_device
 from prune_info.cli.app import cli, flag_message
-from prune_info.cli.common import DEVICES, check_output, echo_json, parse_int_list
+from prune_info.cli.common import (
+    DEVICES,
+    check_output,
+    echo_json,
+    parse_int_list,
+    trust_options,
+)
 from prune_info.cli.export import human_bytes
 from prune_info.data import DATASETS, load_dataset
 from prune_info.deploy.bench import (
@@ -48,8 +54,7 @@ from prune_info.viz.bench import plot_bench, plot_format
 @click.option("--opset", type=int, default=None, help="Opset of the ONNX conversion of .pt files.")
 @click.option("--exporter", type=click.Choice(EXPORTERS), default="auto",
               show_default=True, help="Exporter of the ONNX conversion of .pt files.")
-@click.option("--trust-pickle", is_flag=True,
-              help="Allow checkpoints holding a pickled nn.Module (runs code from the file).")
+@trust_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the tables.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
               help="Also write one CSV row per model, runtime and batch size.")
@@ -57,7 +62,7 @@ from prune_info.viz.bench import plot_bench, plot_format
               help="Also draw accuracy vs parameters and latency vs batch (.png/.pdf/.svg).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(models, device, batch_text, threads, repeat, warmup, runtime, data_name, data_dir,
-          opset, exporter, trust_pickle, as_json, csv_path, plot_path, quiet):
+          opset, exporter, trust_pickle, trust_factory, as_json, csv_path, plot_path, quiet):
     """Measure test accuracy, parameters, MACs, file size and latency of models.
 
     Latency is the median and 90th percentile of single timed calls after warm-up, in PyTorch
@@ -82,7 +87,7 @@ def bench(models, device, batch_text, threads, repeat, warmup, runtime, data_nam
     results = benchmark_models(
         models, data=data, batches=batches, device=dev, threads=threads, repeat=repeat,
         warmup=warmup, data_dir=data_dir, opset=opset, exporter=exporter, runtimes=runtimes,
-        trust_pickle=trust_pickle, progress=not quiet,
+        trust_pickle=trust_pickle, trust_factory=trust_factory, progress=not quiet,
     )
     used_threads = next((e.threads for r in results for e in r.latency), threads)
     settings = {"device": dev.type, "batches": batches, "threads": used_threads,

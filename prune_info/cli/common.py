@@ -92,8 +92,7 @@ def data_options(f: Callable) -> Callable:
 
 def model_options(f: Callable) -> Callable:
     """How to read a model file that is not a prune-info checkpoint."""
-    f = click.option("--trust-pickle", is_flag=True,
-                     help="Allow loading a whole pickled nn.Module (runs code from the file).")(f)
+    f = trust_options(f)
     f = allow_nonfinite_option(f)
     f = input_shape_option(f)
     f = model_kwargs_option(f)
@@ -107,6 +106,20 @@ def model_options(f: Callable) -> Callable:
     f = click.option("--reg", type=click.Choice(REGULARISERS), default="none",
                      show_default=True, help="Regularisation of a plain state_dict's --arch.")(f)
     return f
+
+
+def trust_factory_option(f: Callable) -> Callable:
+    return click.option("--trust-factory", is_flag=True,
+                        help="Allow a checkpoint to build its model with the factory it "
+                             "records even outside the known zoos (timm, torchvision.models); "
+                             "runs that code.")(f)
+
+
+def trust_options(f: Callable) -> Callable:
+    """``--trust-pickle`` and ``--trust-factory``: the two ways a file may run code."""
+    return click.option("--trust-pickle", is_flag=True,
+                        help="Allow loading a whole pickled nn.Module (runs code from the "
+                             "file).")(trust_factory_option(f))
 
 
 def allow_nonfinite_option(f: Callable) -> Callable:
@@ -133,7 +146,7 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
 def open_model(path: str, arch_spec: str | None, act: str, reg: str, factory: str | None,
                trust_pickle: bool, data_name: str | None, data_dir: str | None,
                model_kwargs: str | None = None, input_shape: str | None = None,
-               allow_nonfinite: bool = False) -> Checkpoint:
+               allow_nonfinite: bool = False, trust_factory: bool = False) -> Checkpoint:
     """Load a checkpoint, a state_dict with --arch / --model, or a trusted pickle."""
     arch = None
     shape = parse_shape(input_shape)
@@ -145,8 +158,10 @@ def open_model(path: str, arch_spec: str | None, act: str, reg: str, factory: st
         ds = load_dataset(data_name, data_dir, input_shape=shape)
         arch = parse_arch(arch_spec, ds.input_shape, ds.n_classes, act, reg)
     ckpt = load_checkpoint(path, arch=arch, factory=factory,
-                           factory_kwargs=parse_model_kwargs(model_kwargs),
-                           trust_pickle=trust_pickle, allow_nonfinite=allow_nonfinite)
+                           factory_kwargs=(None if model_kwargs is None
+                                           else parse_model_kwargs(model_kwargs)),
+                           trust_pickle=trust_pickle, trust_factory=trust_factory,
+                           allow_nonfinite=allow_nonfinite)
     if not ckpt.dataset and data_name is not None:
         ckpt.dataset = load_dataset(data_name, data_dir, input_shape=shape).describe()
     elif not ckpt.dataset and shape is not None:  # data-free criteria need the shape only
@@ -167,10 +182,10 @@ def model_command_args(f: Callable) -> Callable:
 
     @functools.wraps(f)
     def wrapper(model_path, arch_spec, act, reg, factory, model_kwargs, input_shape,
-                trust_pickle, allow_nonfinite, **kwargs):
+                trust_pickle, trust_factory, allow_nonfinite, **kwargs):
         ckpt = open_model(model_path, arch_spec, act, reg, factory, trust_pickle,
                           kwargs.get("data_name"), kwargs.get("data_dir"), model_kwargs,
-                          input_shape, allow_nonfinite)
+                          input_shape, allow_nonfinite, trust_factory)
         if takes_allow:
             kwargs["allow_nonfinite"] = allow_nonfinite
         return f(ckpt=ckpt, **kwargs)

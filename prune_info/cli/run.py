@@ -15,6 +15,7 @@ from prune_info.cli.common import (
     parse_shape,
     seed_option,
     track_option,
+    trust_factory_option,
 )
 from prune_info.data import DATASETS
 from prune_info.errors import PruneInfoError
@@ -35,6 +36,7 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS, is_factory_spec, parse_mod
                    "train a model from this factory (torchvision.models:resnet18, timm:NAME).")
 @model_kwargs_option
 @input_shape_option
+@trust_factory_option
 @click.option("--act", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True)
 @click.option("--reg", type=click.Choice(REGULARISERS), default="l2", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True,
@@ -59,7 +61,8 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS, is_factory_spec, parse_mod
 @click.option("--out", "out_dir", required=True, type=click.Path(),
               help="Directory of the run's artefacts and report.html (resumed when rerun).")
 @click.option("--quiet", is_flag=True, help="No progress bars (stage lines still shown).")
-def run(data_name, data_dir, spec, model_path, model_kwargs, input_shape, act, reg, epochs,
+def run(data_name, data_dir, spec, model_path, model_kwargs, input_shape, trust_factory, act,
+        reg, epochs,
         criterion, amount, ignore,
         n_random,
         max_exhaustive, max_size, retrain_epochs, bench_repeat, bench_batch, seed, track,
@@ -78,7 +81,7 @@ def run(data_name, data_dir, spec, model_path, model_kwargs, input_shape, act, r
     """
     factory = model_path if model_path and is_factory_spec(model_path) else None
     if data_name is None:
-        recorded = (load_checkpoint(model_path).dataset_name
+        recorded = (load_checkpoint(model_path, trust_factory=trust_factory).dataset_name
                     if model_path and not factory and Path(model_path).is_file() else None)
         data_name = recorded or "digits"
     if model_kwargs is not None and factory is None:
@@ -92,7 +95,7 @@ def run(data_name, data_dir, spec, model_path, model_kwargs, input_shape, act, r
         random=n_random, max_exhaustive=max_exhaustive, max_size=max_size,
         retrain_epochs=retrain_epochs, bench_repeat=bench_repeat,
         bench_batches=tuple(parse_int_list(bench_batch, "--bench-batch", 1)),
-        progress=not quiet,
+        trust_factory=trust_factory, progress=not quiet,
     )
     options.validate()
     tracker = make_tracker(track)  # a store that cannot be written: refused before any stage

@@ -311,7 +311,7 @@ def _neither(path: Path) -> PruneInfoError:
 
 
 def open_bench_model(source: str | os.PathLike | Checkpoint, trust_pickle: bool = False,
-                     ) -> BenchModel:
+                     trust_factory: bool = False) -> BenchModel:
     """A checkpoint file, an ONNX file, or a loaded :class:`Checkpoint`, ready to measure.
 
     The kind of a file is told by its ``.onnx`` suffix or its content (a ``torch.save`` archive
@@ -339,7 +339,7 @@ def open_bench_model(source: str | os.PathLike | Checkpoint, trust_pickle: bool 
         head = fh.read(2)
     if head[:2] != b"PK" and head[:1] != b"\x80":
         raise _neither(path)
-    ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
+    ckpt = load_checkpoint(path, trust_pickle=trust_pickle, trust_factory=trust_factory)
     return BenchModel(path.name, str(path), "checkpoint", ckpt=ckpt, dataset=dict(ckpt.dataset),
                       input_shape=model_input_shape(ckpt), file_bytes=path.stat().st_size)
 
@@ -589,6 +589,7 @@ def benchmark_models(
     exporter: str = "auto",
     runtimes: Sequence[str] = RUNTIMES,
     trust_pickle: bool = False,
+    trust_factory: bool = False,
     progress: bool = False,
 ) -> list[BenchResult]:
     """Measure accuracy, size and latency of each model.
@@ -616,6 +617,8 @@ def benchmark_models(
     runtimes : sequence of {"torch", "onnxruntime"}
     trust_pickle : bool
         Allow checkpoint files holding a pickled ``nn.Module``.
+    trust_factory : bool
+        Allow checkpoints that build their model with a factory outside the known zoos.
     progress : bool
         Show a progress bar on stderr (only on a terminal).
 
@@ -631,7 +634,7 @@ def benchmark_models(
     """
     batches = _validate(batches, repeat, warmup, threads, runtimes)
     dev = resolve_device(device)
-    loaded = [open_bench_model(m, trust_pickle) for m in models]
+    loaded = [open_bench_model(m, trust_pickle, trust_factory) for m in models]
     if not loaded:
         raise PruneInfoError("give at least one model to benchmark")
     _unique_names(loaded)

@@ -90,6 +90,8 @@ class RunOptions:
     retrain_epochs: int = 3
     bench_repeat: int = 20
     bench_batches: tuple[int, ...] = (1, 256)
+    #: Let the ``model`` checkpoint build itself with a factory outside the known zoos.
+    trust_factory: bool = False
     progress: bool = True
 
     def identity(self) -> dict:
@@ -145,6 +147,8 @@ class RunOptions:
             args += ["--data-dir", self.data_dir]
         if self.model is not None:
             args += ["--model", self.model]
+            if self.trust_factory:
+                args += ["--trust-factory"]
         elif self.factory is not None:
             args += ["--model", self.factory, "--epochs", str(self.epochs)]
             if self.factory_kwargs:
@@ -192,7 +196,7 @@ class Context:
         if self._data is None:
             o = self.options
             if o.model is not None:  # the data as the model was trained on them (input shape)
-                self._data = load_dataset_like(load_checkpoint(o.model).dataset, o.data_dir,
+                self._data = load_dataset_like(self.load_model().dataset, o.data_dir,
                                                name=o.data)
             else:
                 self._data = load_dataset(o.data, o.data_dir, seed=o.seed,
@@ -202,8 +206,15 @@ class Context:
     def path(self, name: str) -> Path:
         return self.out / name
 
+    def load_model(self):
+        """The ``model`` checkpoint the run starts from."""
+        return load_checkpoint(self.options.model, trust_factory=self.options.trust_factory)
+
     def load(self, name: str):
-        return load_checkpoint(self.path(name))
+        """A checkpoint of the run directory; its factory must be the one this run names."""
+        o = self.options
+        return load_checkpoint(self.path(name), factory=o.factory,
+                               trust_factory=o.trust_factory and o.model is not None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,7 +224,7 @@ class Context:
 def _stage_train(ctx: Context) -> dict:
     o = ctx.options
     if o.model is not None:
-        ckpt = load_checkpoint(o.model)
+        ckpt = ctx.load_model()
         if ckpt.arch is None and ckpt.factory is None:
             raise PruneInfoError(f"`model`={o.model} records no architecture; save it with "
                                  "prune-info train or give a prune-info checkpoint")

@@ -1,0 +1,155 @@
+"""The third hostile pass: no input file chooses the code that runs, and nothing is silent.
+
+One test per class of failure, at its root: a forged checkpoint naming a dangerous factory, a
+lock file that is a link or a FIFO, a rounding that empties a prune, damaged artefacts of a
+resumed run, ``sys.exit`` and Ctrl-C, unsupported tracking stores, memory and disk limits, and
+a library function given arguments of the wrong type.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import assert_refused
+
+from prune_info.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint
+from prune_info.errors import PruneInfoError
+
+# --------------------------------------------------------------------------------------------
+# 1. A checkpoint never chooses the code
+
+
+def forged_checkpoint(path: Path, factory: str, kwargs: dict) -> Path:
+    """A file in the prune-info format whose record asks to run ``factory(**kwargs)``."""
+    torch.save({"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+                "arch": None, "factory": factory, "factory_kwargs": kwargs,
+                "state_dict": {"w": torch.zeros(1)}}, path)
+    return path
+
+
+def dangerous_factories(tmp_path: Path, sentinel: Path) -> dict[str, dict]:
+    """Each factory the hostile pass used, with arguments that create ``sentinel`` if run."""
+    script = tmp_path / "payload.py"
+    script.write_text(f"open({str(sentinel)!r}, 'w').close()\n")
+    pickled = tmp_path / "payload.pt"
+    torch.save({"x": 1}, pickled)
+    return {
+        "os:system": {"command": f"touch {sentinel}"},
+        "subprocess:run": {"args": ["touch", str(sentinel)]},
+        "runpy:run_path": {"path_name": str(script)},
+        "torch:load": {"f": str(pickled), "weights_only": False},
+        "builtins:exec": {"source": f"open({str(sentinel)!r}, 'w').close()"},
+    }
+
+
+def test_a_forged_factory_is_refused_with_nothing_executed(tmp_path, run_cli):
+    sentinel = tmp_path / "PWNED"
+    for factory, kwargs in dangerous_factories(tmp_path, sentinel).items():
+        evil = forged_checkpoint(tmp_path / "evil.pt", factory, kwargs)
+        with pytest.raises(PruneInfoError) as caught:
+            load_checkpoint(evil)
+        assert factory in str(caught.value) or "path" in str(caught.value) \
+            or "weights" in str(caught.value), str(caught.value)
+        for command in (["info", str(evil)], ["score", str(evil), "--criteria", "magnitude",
+                                              "--input-shape", "1,8,8"],
+                        ["bench", str(evil)]):
+            assert_refused(run_cli, tmp_path, command)
+        assert not sentinel.exists(), factory
+
+
+def test_the_refusal_says_what_the_file_asks_to_run_and_how_to_allow_it(tmp_path, run_cli):
+    evil = forged_checkpoint(tmp_path / "evil.pt", "os:system", {"command": "true"})
+    line = assert_refused(run_cli, tmp_path, ["info", str(evil)])
+    assert "os:system(command='true')" in line
+    assert "--model os:system" in line and "--trust-factory" in line
+
+
+def test_recorded_arguments_never_name_a_file_or_weights(tmp_path):
+    for kwargs, match in (({"checkpoint_path": "/tmp/x.pt"}, "would download weights"),
+                          ({"pretrained": True}, "would download weights"),
+                          ({"act_layer": "../evil"}, "names a path"),
+                          ({"block": object.__name__, "nested": {"f": "/etc/passwd"}},
+                           "names a path")):
+        evil = forged_checkpoint(tmp_path / "evil.pt", "torchvision.models:resnet18", kwargs)
+        with pytest.raises(PruneInfoError, match=match):
+            load_checkpoint(evil, trust_factory=True)  # refused even when factories are trusted
+
+
+@pytest.fixture()
+def user_factory(tmp_path, monkeypatch):
+    """A user's module ``usernets`` with a factory ``tiny`` (importable from ``tmp_path``)."""
+    (tmp_path / "usernets.py").write_text(
+        "import torch.nn as nn\n"
+        "def tiny(width=12):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(),\n"
+        "                         nn.Linear(width, 10))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "usernets", raising=False)
+    return "usernets:tiny"
+
+
+def test_a_users_own_factory_runs_when_named_again_or_trusted(tmp_path, user_factory, run_cli):
+    import usernets
+
+    from prune_info.checkpoint import Checkpoint, save_checkpoint
+
+    path = tmp_path / "own.pt"
+    save_checkpoint(Checkpoint(usernets.tiny(width=6), factory=user_factory,
+                               factory_kwargs={"width": 6}, dataset={"input_shape": [1, 8, 8]}),
+                    path)
+    with pytest.raises(PruneInfoError, match="not a builder of a known model zoo"):
+        load_checkpoint(path)
+    assert load_checkpoint(path, factory=user_factory).layers[0].n_units == 6
+    assert load_checkpoint(path, trust_factory=True).layers[0].n_units == 6
+    with pytest.raises(PruneInfoError, match="records the factory usernets:tiny"):
+        load_checkpoint(path, factory="usernets:other")
+    assert_refused(run_cli, tmp_path, ["info", str(path)], "--trust-factory")
+    for extra in (["--model", user_factory], ["--trust-factory"]):
+        code, out, err = run_cli("info", str(path), *extra)
+        assert code == 0, err
+
+
+def test_zoo_factories_load_without_being_named(tmp_path, resnet_like_checkpoint):
+    assert load_checkpoint(resnet_like_checkpoint).factory == "torchvision.models:resnet18"
+
+
+@pytest.fixture()
+def resnet_like_checkpoint(tmp_path):
+    import torchvision
+
+    from prune_info.checkpoint import Checkpoint, save_checkpoint
+
+    path = tmp_path / "resnet.pt"
+    save_checkpoint(Checkpoint(torchvision.models.resnet18(num_classes=3),
+                               factory="torchvision.models:resnet18",
+                               factory_kwargs={"num_classes": 3}), path)
+    return path
+
+
+def test_a_factory_argument_the_builder_does_not_take_is_refused_before_the_call(
+        user_factory):
+    from prune_info.zoo import build_factory_model
+
+    with pytest.raises(PruneInfoError, match="takes no argument depth; it takes: width"):
+        build_factory_model(user_factory, {"depth": 3})
+
+
+def test_a_resumed_run_directory_cannot_smuggle_a_factory(tmp_path, run_cli):
+    """A run directory received from elsewhere: its model.pt names os:system."""
+    out = tmp_path / "run"
+    code, _, err = run_cli("run", "--data", "digits", "--arch", "64-8-10", "--epochs", "1",
+                           "--random", "1", "--max-size", "2", "--max-exhaustive", "2",
+                           "--retrain-epochs", "1", "--bench-repeat", "1", "--bench-batch", "1",
+                           "--quiet", "--out", str(out))
+    assert code == 0, err
+    sentinel = tmp_path / "PWNED"
+    forged_checkpoint(out / "pruned.pt", "os:system", {"command": f"touch {sentinel}"})
+    code, _, err = run_cli("run", "--data", "digits", "--arch", "64-8-10", "--epochs", "1",
+                           "--random", "1", "--max-size", "2", "--max-exhaustive", "2",
+                           "--retrain-epochs", "1", "--bench-repeat", "2", "--bench-batch", "1",
+                           "--quiet", "--out", str(out))  # bench reruns: it reads pruned.pt
+    assert not sentinel.exists()
+    assert code in (0, 2), err
