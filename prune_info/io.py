@@ -19,6 +19,7 @@ import math
 import os
 import re
 import secrets
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,9 @@ def check_writable(path: str | os.PathLike) -> Path:
 def check_writable_dir(directory: str | os.PathLike) -> Path:
     """Refuse, before any work, an output directory that cannot be created or written."""
     out = Path(directory)
+    if out.is_symlink() and not out.exists():
+        raise PruneInfoError(f"output {out} is a symbolic link to {os.readlink(out)}, which does "
+                             "not exist; create its target or give another directory")
     if out.exists():
         if not out.is_dir():
             raise PruneInfoError(f"output {out} is a file; give a directory")
@@ -103,22 +107,22 @@ def _pid_alive(pid: int) -> bool:
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """Delete the temporaries of ``path`` that a killed run left behind; returns them.
 
-    :func:`atomic_write` names them ``.NAME.PID.RANDOM.tmp``; one whose process is gone is stale
-    (as is one without a pid, from an older prune-info). Those of a live process are kept.
+    :func:`atomic_write` names them ``.NAME.PID.RANDOM.tmp``; one whose process is gone is stale.
+    Those of a live process are kept, and so is every other file, whatever its name: a file
+    without the pid (``.NAME.abcdefgh.tmp``) may be the user's, and is never deleted.
     """
     target = Path(path)
     parent = _parent(target)
     removed: list[Path] = []
     if not parent.is_dir():
         return removed
-    pattern = re.compile(re.escape(f".{target.name}.")
-                         + r"(?:(\d+)\.[0-9a-f]{8}|[a-z0-9_]{8})\.tmp")
+    pattern = re.compile(re.escape(f".{target.name}.") + r"(\d+)\.[0-9a-f]{8}\.tmp")
     for leftover in parent.glob(f".{glob_escape(target.name)}.*.tmp"):
         match = pattern.fullmatch(leftover.name)
-        if match is None:  # another file's temporary (e.g. of NAME.x)
-            continue
-        pid = int(match.group(1)) if match.group(1) else None
-        if pid is not None and (pid == os.getpid() or _pid_alive(pid)):
+        if match is None or not leftover.is_file() or leftover.is_symlink():
+            continue  # not one of ours (another file's, a user's, a link)
+        pid = int(match.group(1))
+        if pid == os.getpid() or _pid_alive(pid):
             continue
         with contextlib.suppress(OSError):
             leftover.unlink()
@@ -174,13 +178,54 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
 #: Lock files this process holds (resolved paths), for re-entrant :func:`run_lock`.
 _HELD: set[str] = set()
 
+#: The most a lock file holds: one pid and a newline.
+_LOCK_BYTES = 32
 
-def _read_pid(lock: Path) -> int | None:
-    try:
-        text = lock.read_text().strip()
-    except OSError:
-        return None
+
+def _read_pid(fd: int) -> int | None:
+    text = os.pread(fd, _LOCK_BYTES, 0).decode("ascii", "replace").strip()
     return int(text) if text.isdigit() else None
+
+
+def _open_lock(lock: Path, directory: str | os.PathLike) -> int:
+    """Open (creating it if need be) a lock file that can hurt nothing.
+
+    Never follows a symbolic link (``O_NOFOLLOW``), never waits (``O_NONBLOCK``: a FIFO there
+    cannot hang the command), and accepts only a regular file with one link that is empty or
+    holds a process id, so that writing our pid into it destroys nothing: a link to the user's
+    ``~/.bashrc``, a device or a file of other content is refused, one line naming it.
+    """
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    fix = "remove it (prune-info keeps only a process id there) or choose another output"
+    try:
+        try:
+            fd = os.open(lock, flags | os.O_CREAT | os.O_EXCL, 0o666)
+            return fd
+        except FileExistsError:
+            fd = os.open(lock, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PruneInfoError(f"cannot lock {directory}: {lock} is a symbolic link; {fix}"
+                                 ) from None
+        raise PruneInfoError(
+            f"cannot lock {directory}: {exc.strerror}; choose another output directory or fix "
+            "its permissions"
+        ) from exc
+    try:
+        info = os.fstat(fd)
+        problem = None
+        if not stat.S_ISREG(info.st_mode):
+            problem = "is not a regular file"
+        elif info.st_nlink != 1:
+            problem = f"is a hard link ({info.st_nlink} names share its content)"
+        elif info.st_size > _LOCK_BYTES or (info.st_size and _read_pid(fd) is None):
+            problem = f"holds something other than a process id ({info.st_size} bytes)"
+        if problem:
+            raise PruneInfoError(f"cannot lock {directory}: {lock} {problem}; {fix}")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @contextlib.contextmanager
@@ -190,7 +235,8 @@ def run_lock(directory: str | os.PathLike) -> Iterator[Path]:
     The lock is ``DIRECTORY/.prune-info.lock``, locked with ``fcntl.flock`` and holding the
     holder's pid. A second writer is refused with the holder's pid; the lock file of a process
     that died is taken over, with a note on stderr (the kernel drops a dead holder's ``flock``,
-    so a stale file never blocks). The directory must exist.
+    so a stale file never blocks). The directory must exist. A lock path that is a link, a FIFO,
+    a device or a file holding anything but a pid is refused (see :func:`_open_lock`).
 
     Re-entrant within a process: a command may hold the lock around a library call that takes
     it too.
@@ -198,38 +244,32 @@ def run_lock(directory: str | os.PathLike) -> Iterator[Path]:
     Raises
     ------
     PruneInfoError
-        Another live process holds the lock.
+        Another live process holds the lock, or the lock path is not a lock file.
     """
     lock = Path(directory) / LOCK_NAME
-    key = str(lock.resolve())
+    key = str(Path(directory).resolve() / LOCK_NAME)
     if key in _HELD:
         yield lock
         return
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        raise PruneInfoError(
-            f"cannot lock {directory}: {exc.strerror}; choose another output directory or fix "
-            "its permissions"
-        ) from exc
+    fd = _open_lock(lock, directory)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
-            holder = _read_pid(lock)
+            holder = _read_pid(fd)
             raise PruneInfoError(
                 f"{directory} is in use by another prune-info process (pid "
                 f"{holder if holder is not None else 'unknown'}); wait for it to finish or "
                 "choose another output directory"
             ) from None
-        previous = _read_pid(lock)
+        previous = _read_pid(fd)
         if previous is not None and previous != os.getpid() and not _pid_alive(previous):
             print(f"note: taking over the stale lock of {directory} left by process {previous}, "
                   "which is no longer running", file=sys.stderr, flush=True)
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         os.fsync(fd)
         _HELD.add(key)
         try:

@@ -149,9 +149,9 @@ def import_extra(name: str):
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
-    """Every file under ``root`` with its size, mtime and mode."""
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_mode)
-            for p in sorted(root.rglob("*"))}
+    """Every file under ``root`` with its size, mtime and mode (links as links)."""
+    stats = {str(p.relative_to(root)): p.lstat() for p in sorted(root.rglob("*"))}
+    return {name: (st.st_size, st.st_mtime_ns, st.st_mode) for name, st in stats.items()}
 
 
 def assert_refused(run_cli, root: Path, args: list[str], *expected: str) -> str:

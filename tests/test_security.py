@@ -153,3 +153,62 @@ def test_a_resumed_run_directory_cannot_smuggle_a_factory(tmp_path, run_cli):
                            "--quiet", "--out", str(out))  # bench reruns: it reads pruned.pt
     assert not sentinel.exists()
     assert code in (0, 2), err
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Lock files and temporaries that cannot hurt
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling", "fifo", "garbage", "devnull",
+                                  "hardlink"])
+def test_a_lock_path_that_is_not_a_lock_file_is_refused_and_left_alone(tmp_path, run_cli, kind,
+                                                                       mlp_path):
+    import os
+
+    from prune_info.io import LOCK_NAME, run_lock
+
+    victim = tmp_path / "bashrc"
+    victim.write_text("export KEEP=1\n")
+    out = tmp_path / "rounds"
+    out.mkdir()
+    lock = out / LOCK_NAME
+    if kind == "symlink":
+        lock.symlink_to(victim)
+    elif kind == "dangling":
+        lock.symlink_to(tmp_path / "created-outside")
+    elif kind == "fifo":
+        os.mkfifo(lock)
+    elif kind == "garbage":
+        lock.write_bytes(bytes(range(256)) * 4)
+    elif kind == "devnull":
+        lock.symlink_to("/dev/null")
+    else:
+        os.link(victim, lock)
+    with pytest.raises(PruneInfoError, match="cannot lock"):
+        with run_lock(out):
+            pass
+    assert_refused(run_cli, tmp_path, ["prune-retrain", str(mlp_path), "--rounds", "1",
+                                       "--epochs", "1", "--quiet", "-o", str(out)],
+                   "cannot lock", LOCK_NAME)  # one line, in well under the test's time
+    assert victim.read_text() == "export KEEP=1\n"
+    assert not (tmp_path / "created-outside").exists()
+
+
+def test_only_temporaries_carrying_a_dead_pid_are_deleted(tmp_path):
+    from prune_info.io import atomic_write
+
+    users = tmp_path / ".p.pt.abcdefgh.tmp"  # named like an old-style temporary: the user's
+    users.write_text("mine")
+    dead = tmp_path / ".p.pt.999999999.0123abcd.tmp"
+    dead.write_text("half")
+    with atomic_write(tmp_path / "p.pt") as tmp:
+        tmp.write_text("new")
+    assert users.read_text() == "mine" and not dead.exists()
+
+
+def test_an_output_directory_that_is_a_dangling_link_is_one_line(tmp_path, run_cli, mlp_path):
+    out = tmp_path / "rounds"
+    out.symlink_to(tmp_path / "missing")
+    assert_refused(run_cli, tmp_path, ["prune-retrain", str(mlp_path), "--rounds", "1",
+                                       "--epochs", "1", "--quiet", "-o", str(out)],
+                   "symbolic link", "does not exist")
