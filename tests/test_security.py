@@ -212,3 +212,17 @@ def test_an_output_directory_that_is_a_dangling_link_is_one_line(tmp_path, run_c
     assert_refused(run_cli, tmp_path, ["prune-retrain", str(mlp_path), "--rounds", "1",
                                        "--epochs", "1", "--quiet", "-o", str(out)],
                    "symbolic link", "does not exist")
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Every check after the transformation it guards
+
+
+def test_a_rounding_that_leaves_nothing_to_remove_is_refused(tmp_path, run_cli, cnn_path):
+    out = str(tmp_path / "p.pt")
+    assert_refused(run_cli, tmp_path, ["prune", str(cnn_path), "--amount", "0.5",
+                                       "--round-to", "16", "-o", out],
+                   "would remove nothing", "--round-to 16")
+    code, _, err = run_cli("prune", str(cnn_path), "--amount", "0.5", "--round-to", "2",
+                           "-o", out)
+    assert code == 0, err

@@ -598,7 +598,16 @@ def prune_checkpoint(
         )
     del work
     kinds = {layer.name: layer.kind for layer in ckpt.layers}
-    plan = _round_widths(plan, scores, config, kinds)
+    rounded = _round_widths(plan, scores, config, kinds)
+    if rounded.is_empty() and not plan.is_empty():
+        step = (f"`round_to`={config.round_to}" if config.round_to is not None else
+                f"the default `round_to` (8 channels for conv layers of {AUTO_ROUND_MIN_WIDTH} "
+                "or more)")
+        raise PruneInfoError(
+            f"this prune would remove nothing once every layer keeps a multiple of {step}: "
+            f"the {sum(plan.n_removed().values())} units planned round away; lower "
+            "`round_to` (1 keeps any width) or remove more (`amount`)")
+    plan = rounded
     plan = PrunePlan.from_indices(
         {m: plan.remove[root] for root in plan.remove for m in members[root]},
         {m: widths[root] for root in plan.remove for m in members[root]})
