@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -88,6 +89,43 @@ def test_missing_artefact_reruns_its_stage_and_dependants(run_copy):
     (run_copy / "curves.png").unlink()
     manifest = run_pipeline(run_copy, TINY, stages=_stages(set(ALL) - {"ablate", "report"}))
     assert manifest["reran"] == ["ablate", "report"]
+
+
+def _damage(out: Path, name: str, how: str) -> None:
+    path = out / name
+    if how == "random bytes":
+        path.write_bytes(os.urandom(path.stat().st_size))
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "another format":
+        path.write_text(json.dumps({"format": "prune-info-scores", "format_version": 1}))
+    else:  # another model of the same architecture and size
+        shutil.copyfile(out / "retrained.pt", path)
+
+
+@pytest.mark.parametrize("name,how,first", [
+    ("model.pt", "random bytes", "train"), ("pruned.pt", "truncated", "prune"),
+    ("scores.json", "random bytes", "score"), ("bench.json", "truncated", "bench"),
+    ("curves.json", "another format", "ablate"), ("pruned.pt", "another model", "prune"),
+])
+def test_a_damaged_artefact_reruns_its_stage_instead_of_being_reused(run_copy, name, how, first):
+    _damage(run_copy, name, how)
+    downstream = {first}
+    for stage in STAGES:  # every stage that reads one that reruns reruns too
+        if set(stage.deps) & downstream:
+            downstream.add(stage.name)
+    manifest = run_pipeline(run_copy, TINY, stages=_stages(set(ALL) - downstream))
+    assert manifest["reran"][0] == first and set(manifest["reran"]) == downstream
+    recorded = manifest["stages"][first]["sha256"][name]
+    assert recorded == hashlib.sha256((run_copy / name).read_bytes()).hexdigest()
+
+
+def test_a_manifest_without_checksums_reruns_every_stage(run_copy):
+    manifest = json.loads((run_copy / MANIFEST).read_text())
+    for entry in manifest["stages"].values():
+        del entry["sha256"]
+    (run_copy / MANIFEST).write_text(json.dumps(manifest))
+    assert run_pipeline(run_copy, TINY)["reran"] == ALL
 
 
 def test_failing_stage_names_itself_and_keeps_earlier_artefacts(run_copy):

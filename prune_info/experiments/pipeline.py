@@ -8,9 +8,11 @@ of the last invocation and, per finished stage, a *fingerprint* and the artefact
 stage's fingerprint hashes the options that affect it and the fingerprints of the stages it reads
 from, so a changed option invalidates exactly the stages downstream of it (``amount`` reruns
 prune, retrain, export, bench and report; ``random`` reruns ablate and report). A stage reruns
-when its fingerprint changed, when one of its artefacts is missing, or when a stage it reads from
-reran in this invocation. A stage that fails is dropped from the manifest (it reruns next time);
-the stages finished before it stay valid.
+when its fingerprint changed, when one of its artefacts is missing or no longer holds what the
+stage wrote (the manifest keeps each artefact's sha256: a file damaged, truncated or replaced
+since is rewritten, with a note), or when a stage it reads from reran in this invocation. A stage
+that fails is dropped from the manifest (it reruns next time); the stages finished before it
+stay valid.
 
 What counts as a *different run*: the identity is the dataset (``data``) and the model source
 (``arch`` with ``act`` / ``reg``, or the sha256 of the ``model`` file). Running into a
@@ -332,8 +334,8 @@ def _stage_export(ctx: Context) -> dict:
 
 def _stage_bench(ctx: Context) -> dict:
     o = ctx.options
-    models = [str(ctx.path(n)) for n in ("model.pt", "pruned.pt", "retrained.pt",
-                                         "retrained.onnx")]
+    models = [*(ctx.load(n) for n in ("model.pt", "pruned.pt", "retrained.pt")),
+              str(ctx.path("retrained.onnx"))]
     results = benchmark_models(models, ctx.data, batches=o.bench_batches, threads=1,
                                repeat=o.bench_repeat, warmup=2, progress=o.progress)
     plot_bench(results, ctx.path("bench.png"), title=f"{ctx.data.name}: accuracy, size, latency")
@@ -446,6 +448,29 @@ def check_out_dir(out: str | Path, options: RunOptions) -> dict | None:
     return manifest
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _artefact_problem(out: Path, stage: Stage, entry: dict) -> str | None:
+    """Why the artefacts of a finished stage cannot be reused as they are, or None.
+
+    They must hold exactly what the stage wrote: a file damaged, truncated or replaced since
+    (another model, another format) has another sha256. A manifest without digests (an older
+    prune-info's) cannot vouch for its files, so the stage reruns too.
+    """
+    recorded = entry.get("sha256")
+    if not isinstance(recorded, dict) or not all(isinstance(recorded.get(a), str)
+                                                 for a in stage.artefacts):
+        return "no checksums of its files recorded"
+    changed = [a for a in stage.artefacts if recorded[a] != _sha256(out / a)]
+    return f"{', '.join(changed)} changed since written" if changed else None
+
+
 def _status(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -507,6 +532,8 @@ def _run_locked(ctx: Context, command: str | None, stages: list[Stage]) -> dict:
             reasons.append("options changed")
         if missing and entry is not None:
             reasons.append(f"missing {', '.join(missing)}")
+        elif entry is not None and (problem := _artefact_problem(out, stage, entry)):
+            reasons.append(problem)
         upstream = [d for d in stage.deps if d in rerun]
         if upstream and entry is not None:
             reasons.append(f"{', '.join(upstream)} reran")
@@ -531,7 +558,8 @@ def _run_locked(ctx: Context, command: str | None, stages: list[Stage]) -> dict:
         seconds = round(time.perf_counter() - start, 2)
         rerun.add(stage.name)
         manifest["stages"][stage.name] = {
-            "fingerprint": fp, "artefacts": list(stage.artefacts), "seconds": seconds,
+            "fingerprint": fp, "artefacts": list(stage.artefacts),
+            "sha256": {a: _sha256(out / a) for a in stage.artefacts}, "seconds": seconds,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "summary": summary or {},
         }
         _write_manifest(out, manifest)
