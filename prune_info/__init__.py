@@ -3,7 +3,8 @@
 ``import prune_info as pi`` gives the whole job as functions; every ``prune-info`` command is a
 thin layer over them. The subpackages hold the rest (:mod:`prune_info.criteria`,
 :mod:`prune_info.analysis`, :mod:`prune_info.pruning`, :mod:`prune_info.deploy`,
-:mod:`prune_info.experiments`, :mod:`prune_info.viz`).
+:mod:`prune_info.experiments`, :mod:`prune_info.viz`). The names below are re-exported lazily:
+``import prune_info`` imports nothing heavy (not even torch) until a name is used.
 
 Example: train, score, prune by mutual information, check against the masked model
 ------------------------------------------------------------------------------------
@@ -31,98 +32,96 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-import torch
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from prune_info._version import __version__
-from prune_info.analysis import compute_curves, ks_gap, layer_oinfo, mean_gap
-from prune_info.checkpoint import Checkpoint, clone_model, load_checkpoint, save_checkpoint
-from prune_info.criteria import (
-    ScoreOptions,
-    available_criteria,
-    compute_scores,
-    rank_units,
-    register_criterion,
-)
-from prune_info.data import Dataset, Split, as_split, load_dataset
-from prune_info.deploy import benchmark_models, export_onnx
 from prune_info.errors import PruneInfoError
-from prune_info.experiments import RunOptions, StudyConfig, run_pipeline, run_study
-from prune_info.nn import (
-    LayerInfo,
-    accuracy,
-    count_parameters,
-    example_input,
-    prunable_layers,
-    total_macs,
-)
-from prune_info.pruning import (
-    PruneConfig,
-    RetrainConfig,
-    plan_global,
-    plan_layerwise,
-    plan_max_drop,
-    prune_checkpoint,
-    retrain_checkpoint,
-)
-from prune_info.surgery import PrunePlan, apply_plan, mask_plan
-from prune_info.training import TrainConfig, train_model, train_seeds
-from prune_info.zoo import build_model, parse_arch
 
+#: Where each public name lives: ``pi.NAME`` imports its module on first use.
+_EXPORTS = {
+    "compute_curves": "prune_info.analysis", "ks_gap": "prune_info.analysis",
+    "layer_oinfo": "prune_info.analysis", "mean_gap": "prune_info.analysis",
+    "score": "prune_info.api",
+    "Checkpoint": "prune_info.checkpoint", "clone_model": "prune_info.checkpoint",
+    "load_checkpoint": "prune_info.checkpoint", "save_checkpoint": "prune_info.checkpoint",
+    "ScoreOptions": "prune_info.criteria", "available_criteria": "prune_info.criteria",
+    "compute_scores": "prune_info.criteria", "rank_units": "prune_info.criteria",
+    "register_criterion": "prune_info.criteria",
+    "Dataset": "prune_info.data", "Split": "prune_info.data", "as_split": "prune_info.data",
+    "load_dataset": "prune_info.data",
+    "benchmark_models": "prune_info.deploy", "export_onnx": "prune_info.deploy",
+    "RunOptions": "prune_info.experiments", "StudyConfig": "prune_info.experiments",
+    "run_pipeline": "prune_info.experiments", "run_study": "prune_info.experiments",
+    "LayerInfo": "prune_info.nn", "accuracy": "prune_info.nn",
+    "count_parameters": "prune_info.nn", "example_input": "prune_info.nn",
+    "prunable_layers": "prune_info.nn", "total_macs": "prune_info.nn",
+    "PruneConfig": "prune_info.pruning", "RetrainConfig": "prune_info.pruning",
+    "plan_global": "prune_info.pruning", "plan_layerwise": "prune_info.pruning",
+    "plan_max_drop": "prune_info.pruning", "prune_checkpoint": "prune_info.pruning",
+    "retrain_checkpoint": "prune_info.pruning",
+    "PrunePlan": "prune_info.surgery", "apply_plan": "prune_info.surgery",
+    "mask_plan": "prune_info.surgery",
+    "TrainConfig": "prune_info.training", "train_model": "prune_info.training",
+    "train_seeds": "prune_info.training",
+    "build_model": "prune_info.zoo", "parse_arch": "prune_info.zoo",
+}
 
-def score(
-    model: torch.nn.Module | Checkpoint,
-    data: Any,
-    criterion: str = "mi",
-    *,
-    layers: Sequence[str] | None = None,
-    options: ScoreOptions | None = None,
-) -> dict[str, torch.Tensor]:
-    """Score every unit of ``model`` by one criterion: ``{layer: float64 tensor [n_units]}``.
-
-    Higher means more important (keep). For several criteria in one pass over the data, use
-    :func:`prune_info.criteria.compute_scores`.
-
-    Parameters
-    ----------
-    model : nn.Module or Checkpoint
-    data : Split, Dataset, (x, y) or a DataLoader of (x, y) batches
-        Labelled samples (a Dataset gives its validation split, the paper's D). Criteria that
-        need no data (``random``, ``magnitude``) accept ``None``.
-    criterion : str, default "mi"
-        A registered criterion (:func:`available_criteria`).
-    layers : list of str, optional
-        Layer names; default every prunable layer.
-    options : ScoreOptions, optional
-        Quantiser, reading point, device, seed.
-    """
-    if isinstance(model, Checkpoint):
-        model = model.model
-    if not isinstance(model, torch.nn.Module):
-        raise PruneInfoError(
-            f"`model` must be an nn.Module or a Checkpoint, got {type(model).__name__}"
-        )
-    if not isinstance(criterion, str):
-        raise PruneInfoError(
-            f"`criterion` names one criterion, got {type(criterion).__name__}; for several, use "
-            "prune_info.criteria.compute_scores"
-        )
-    split = None if data is None else as_split(data, "the validation set")
-    scores = compute_scores(model, split, [criterion], layers=layers,
-                            options=options or ScoreOptions())
-    return scores[criterion]
-
-
-__all__ = [
-    "Checkpoint", "Dataset", "LayerInfo", "PruneConfig", "PruneInfoError", "PrunePlan",
+__all__ = ["Checkpoint", "Dataset", "LayerInfo", "PruneConfig", "PruneInfoError", "PrunePlan",
     "RetrainConfig", "RunOptions", "ScoreOptions", "Split", "StudyConfig", "TrainConfig",
-    "__version__", "accuracy", "apply_plan", "as_split", "available_criteria",
-    "benchmark_models", "build_model", "clone_model", "compute_curves", "compute_scores",
-    "count_parameters", "example_input", "export_onnx", "ks_gap", "layer_oinfo",
-    "load_checkpoint", "load_dataset", "mask_plan", "mean_gap", "parse_arch", "plan_global",
-    "plan_layerwise", "plan_max_drop", "prunable_layers", "prune_checkpoint", "rank_units",
-    "register_criterion", "retrain_checkpoint", "run_pipeline", "run_study", "save_checkpoint",
-    "score", "total_macs", "train_model", "train_seeds",
-]
+    "__version__", "accuracy", "apply_plan", "as_split", "available_criteria", "benchmark_models",
+    "build_model", "clone_model", "compute_curves", "compute_scores", "count_parameters",
+    "example_input", "export_onnx", "ks_gap", "layer_oinfo", "load_checkpoint", "load_dataset",
+    "mask_plan", "mean_gap", "parse_arch", "plan_global", "plan_layerwise", "plan_max_drop",
+    "prunable_layers", "prune_checkpoint", "rank_units", "register_criterion",
+    "retrain_checkpoint", "run_pipeline", "run_study", "save_checkpoint", "score", "total_macs",
+    "train_model", "train_seeds"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'prune_info' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # the names as mypy and editors see them
+    from prune_info.analysis import compute_curves, ks_gap, layer_oinfo, mean_gap
+    from prune_info.api import score
+    from prune_info.checkpoint import Checkpoint, clone_model, load_checkpoint, save_checkpoint
+    from prune_info.criteria import (
+        ScoreOptions,
+        available_criteria,
+        compute_scores,
+        rank_units,
+        register_criterion,
+    )
+    from prune_info.data import Dataset, Split, as_split, load_dataset
+    from prune_info.deploy import benchmark_models, export_onnx
+    from prune_info.experiments import RunOptions, StudyConfig, run_pipeline, run_study
+    from prune_info.nn import (
+        LayerInfo,
+        accuracy,
+        count_parameters,
+        example_input,
+        prunable_layers,
+        total_macs,
+    )
+    from prune_info.pruning import (
+        PruneConfig,
+        RetrainConfig,
+        plan_global,
+        plan_layerwise,
+        plan_max_drop,
+        prune_checkpoint,
+        retrain_checkpoint,
+    )
+    from prune_info.surgery import PrunePlan, apply_plan, mask_plan
+    from prune_info.training import TrainConfig, train_model, train_seeds
+    from prune_info.zoo import build_model, parse_arch

@@ -423,8 +423,8 @@ def check_factory_kwargs(factory: str, kwargs: Mapping[str, Any], *,
         if key in _WEIGHT_SOURCE_KWARGS and value not in (None, False):
             raise PruneInfoError(
                 f"{where}`model_kwargs` {key}={value!r} for {factory} would download weights "
-                f"(or read them from a file); prune-info never downloads at run time and takes weights "
-                f"only from the checkpoint: {fix}")
+                f"(or read them from a file); prune-info never downloads at run time and takes "
+                f"weights only from the checkpoint: {fix}")
         if recorded_in and any(isinstance(v, str) and ("/" in v or "\\" in v)
                                for v in _leaves(value)):
             raise PruneInfoError(
@@ -487,8 +487,8 @@ def authorise_recorded_factory(factory: Any, kwargs: Any, path: str, *, named: s
     raise PruneInfoError(
         f"{path} asks to run {factory_spec(factory, kwargs)} to build its model, which is not a "
         f"builder of a known model zoo (timm:NAME, {TORCHVISION_MODELS}:NAME); a file never "
-        f"chooses the code that runs: if you trust it, name the factory yourself (`factory`="
-        f"{factory}) or pass `trust_factory`")
+        f"chooses the code that runs: if you trust the file, pass `trust_factory`, or name "
+        f"its factory yourself (`factory`={factory})")
 
 
 def parse_model_kwargs(text: str | None) -> dict[str, Any]:

@@ -311,8 +311,8 @@ def test_cli_export_failure_in_bench_names_operator(run_cli, tmp_path, monkeypat
                       dataset={"name": "digits", "input_shape": [1, 8, 8]})
     path = tmp_path / "erfcx.pt"
     save_checkpoint(ckpt, path)
-    _one_error_line(*run_cli("bench", str(path), "--batch", "2", "--repeat", "1",
-                            "--exporter", "torchscript"),
+    _one_error_line(*run_cli("bench", str(path), "--trust-factory", "--batch", "2",
+                             "--repeat", "1", "--exporter", "torchscript"),
                     "aten::special_erfcx")
 
 

@@ -141,9 +141,10 @@ def test_layerwise_half_turns_64_100_100_10_into_64_50_50_10(run_cli, wide_path,
 
     save_checkpoint(Checkpoint(model=pi_user_models.net().eval(), factory="pi_user_models:net",
                                dataset=digits.describe()), user_in)
-    code, _, stderr = run_cli("prune", str(user_in), "--amount", "0.5,0.3", "-o", str(user_out))
+    code, _, stderr = run_cli("prune", str(user_in), "--model", "pi_user_models:net",
+                              "--amount", "0.5,0.3", "-o", str(user_out))
     assert code == 0, stderr
-    user_pruned = load_checkpoint(user_out).model
+    user_pruned = load_checkpoint(user_out, trust_factory=True).model
     assert (user_pruned.fc1.out_features, user_pruned.fc2.out_features) == (20, 21)
 
     # both reload in a fresh process (weights_only=True) and give identical outputs
@@ -153,7 +154,7 @@ def test_layerwise_half_turns_64_100_100_10_into_64_50_50_10(run_cli, wide_path,
         from prune_info.checkpoint import load_checkpoint
         for name in ("pruned", "user_pruned"):
             raw = torch.load(r"{user_models}/" + name + ".pt", weights_only=True)
-            model = load_checkpoint(r"{user_models}/" + name + ".pt").model
+            model = load_checkpoint(r"{user_models}/" + name + ".pt", trust_factory=True).model
             with torch.no_grad():
                 y = model(torch.load(r"{user_models}/x.pt"))
             torch.save(y, r"{user_models}/y_" + name + ".pt")
@@ -285,11 +286,12 @@ def test_user_model_errors_name_the_fix(run_cli, user_models, digits):
     bad = user_models / "detached.pt"
     save_checkpoint(Checkpoint(model=pi_user_models.detached().eval(),
                                factory="pi_user_models:detached", dataset=digits.describe()), bad)
-    code, _, stderr = run_cli("prune", str(bad), "--amount", "0.5", "-o", str(out))
+    code, _, stderr = run_cli("prune", str(bad), "--trust-factory", "--amount", "0.5", "-o",
+                              str(out))
     assert code == 2 and stderr.count("\n") == 1
     assert "fc1" in stderr and "--ignore fc1" in stderr and not out.exists()
-    code, stdout, stderr = run_cli("prune", str(bad), "--amount", "0.5", "--ignore", "fc1",
-                                   "-o", str(out), "--json")
+    code, stdout, stderr = run_cli("prune", str(bad), "--trust-factory", "--amount", "0.5",
+                                   "--ignore", "fc1", "-o", str(out), "--json")
     assert code == 0, stderr
     assert [r["units_after"] for r in json.loads(stdout)["layers"]] == [40, 15]
 

@@ -218,6 +218,42 @@ def test_an_unreachable_ray_address_is_refused_within_seconds(run_cli, tmp_path)
     assert not (tmp_path / "s").exists()
 
 
+def test_a_listener_that_is_not_ray_is_refused_by_the_handshake(run_cli, tmp_path,
+                                                                 monkeypatch):
+    """A web server at the address accepts the connection, then never answers as Ray."""
+    import socketserver
+    import threading
+
+    import_extra("ray")
+    from prune_info.experiments import ray_executor
+
+    monkeypatch.setattr(ray_executor, "HANDSHAKE_TIMEOUT", 3.0)
+
+    class Silent(socketserver.BaseRequestHandler):
+        def handle(self):
+            self.request.recv(1024)
+            time.sleep(5)
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Silent) as server:
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        address = f"127.0.0.1:{server.server_address[1]}"
+        start = time.perf_counter()
+        code, _, err = run_cli("study", "--data", "digits", "--seeds", "2", "--executor", "ray",
+                               "--ray-address", address, "--out", str(tmp_path / "s"))
+        server.shutdown()
+    assert time.perf_counter() - start < 10
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "does not answer as a Ray cluster" in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_the_handshake_passes_a_real_cluster(cluster):
+    from prune_info.experiments.ray_executor import _check_reachable
+
+    _check_reachable(cluster, 5.0)  # raises if the real GCS were taken for a stranger
+
+
 def test_the_ray_executor_without_ray_says_how_to_install_it(run_cli, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     code, _, err = run_cli("study", "--data", "digits", "--seeds", "2", "--executor", "ray",

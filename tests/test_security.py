@@ -226,3 +226,50 @@ def test_a_rounding_that_leaves_nothing_to_remove_is_refused(tmp_path, run_cli, 
     code, _, err = run_cli("prune", str(cnn_path), "--amount", "0.5", "--round-to", "2",
                            "-o", out)
     assert code == 0, err
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Exits: sys.exit in user code, Ctrl-C from the first instruction
+
+
+def test_sys_exit_in_a_factory_is_one_line_and_exit_2(tmp_path, monkeypatch, run_cli):
+    (tmp_path / "quitter.py").write_text("import sys\ndef net():\n    sys.exit(0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "quitter", raising=False)
+    assert_refused(run_cli, tmp_path, ["train", "--model", "quitter:net", "--epochs", "1",
+                                       "-o", str(tmp_path / "m.pt")], "sys.exit(0)")
+
+
+def test_sys_exit_in_a_forward_pass_is_one_line_and_exit_2(tmp_path, monkeypatch, run_cli):
+    (tmp_path / "quitnet.py").write_text(
+        "import sys, torch.nn as nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc, self.out = nn.Linear(64, 4), nn.Linear(4, 10)\n"
+        "    def forward(self, x):\n"
+        "        sys.exit(3)\n"
+        "def net():\n"
+        "    return Net()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "quitnet", raising=False)
+    assert_refused(run_cli, tmp_path, ["train", "--model", "quitnet:net", "--epochs", "1",
+                                       "-o", str(tmp_path / "m.pt")], "sys.exit(3)")
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.6, 1.2])
+def test_ctrl_c_at_any_moment_of_start_up_exits_130_in_one_line(mlp_path, delay):
+    """SIGINT while torch and the commands import (the first ~2 s), and once they have."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "prune_info", "info", str(mlp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    if proc.returncode == 0 and "architecture" in out:
+        pytest.skip("the command finished before the signal (a fast machine)")
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert err.strip() == "interrupted", err

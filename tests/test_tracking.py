@@ -155,4 +155,9 @@ def test_track_specs_and_metric_names():
         parse_track("wandb")
     with pytest.raises(PruneInfoError, match="names no URI"):
         parse_track("mlflow:")
+    for unsupported in ("databricks", "databricks-uc", "databricks://profile", "s3://bucket/x"):
+        with pytest.raises(PruneInfoError, match="tracking store prune-info does not support"):
+            parse_track(f"mlflow:{unsupported}")
+    assert parse_track("mlflow:./databricks") == ("mlflow", "./databricks")
+    assert parse_track("mlflow:postgresql+psycopg2://u@h/db")[1].startswith("postgresql")
     assert metric_key("relu-l2", "fc1", "MG@10 (p)") == "relu-l2/fc1/MG_10 _p_"

@@ -155,6 +155,14 @@ def _dispatch(args: list[str], debug: bool) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except SystemExit as exc:
+        # Commands return, or raise the errors above: a SystemExit comes from the user's code
+        # (a model or data factory, a forward pass) and is no success of the command's.
+        if debug:
+            raise
+        _fail(PruneInfoError(f"the model's or data's own code called sys.exit({exc.code!r}) "
+                             "during the command; nothing was finished: fix that code"),
+              state.get("command"))
     except Exception as exc:
         # Running out of memory is the size of the work, not a bug: one line naming what to
         # lower (also when a library error wrapped it, above). Anything else keeps its traceback.

@@ -24,6 +24,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -81,7 +83,15 @@ def _plain(value: Any) -> bool:
 
 
 def _check_reachable(address: str, timeout: float) -> None:
-    """Refuse an address nothing answers at, within ``timeout`` s (``ray.init`` would hang)."""
+    """Refuse an address where no Ray cluster answers (``ray.init`` would hang there).
+
+    First a TCP connection within ``timeout`` s (a closed port is refused at once), then a Ray
+    handshake with the cluster's GCS in a child process, killed after
+    :data:`HANDSHAKE_TIMEOUT` s: a program that is not Ray but listens at the port (a web
+    server, say) accepts the connection and then never answers as Ray does. A cluster that
+    refuses this process's authentication token still answered as Ray, so it passes here and
+    ``ray.init`` names the token. (``ray://`` addresses of Ray Client get the TCP check only.)
+    """
     target = address.removeprefix("ray://")
     host, sep, port = target.rpartition(":")
     if not sep or not host or not port.isdigit():
@@ -96,6 +106,44 @@ def _check_reachable(address: str, timeout: float) -> None:
             f"no Ray cluster answers at `ray_address`={address} ({reason}, waited at most "
             f"{timeout:g} s); start one with ray start --head and give the address it prints, "
             "or leave out `ray_address` to start a local cluster") from None
+    if not address.startswith("ray://"):
+        _handshake(address, target)
+
+
+#: Seconds a Ray cluster's GCS has to answer the handshake of :func:`_check_reachable`.
+HANDSHAKE_TIMEOUT = 10.0
+
+# Exit statuses of the handshake child: answered as Ray; not Ray; this Ray has no GcsClient
+# (its private API moved: the TCP check stands alone).
+_PROBE = """
+import sys
+try:
+    from ray._raylet import GcsClient
+except ImportError:
+    sys.exit(4)
+try:
+    GcsClient(address=sys.argv[1]).internal_kv_get(b"prune-info-probe", None, timeout=5)
+except Exception as exc:
+    if "Authentication" in type(exc).__name__:
+        sys.exit(0)
+    print(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    sys.exit(3)
+"""
+
+
+def _handshake(address: str, target: str) -> None:
+    try:
+        done = subprocess.run([sys.executable, "-c", _PROBE, target], capture_output=True,
+                              text=True, timeout=HANDSHAKE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise PruneInfoError(
+            f"something listens at `ray_address`={address} but does not answer as a Ray cluster "
+            f"(no handshake within {HANDSHAKE_TIMEOUT:g} s); give the address ray start --head "
+            "prints (its GCS port, 6379 by default), or leave out `ray_address`") from None
+    if done.returncode == 3:
+        reason = (done.stdout.strip().splitlines() or ["no reason given"])[-1]
+        raise PruneInfoError(f"the Ray cluster at `ray_address`={address} does not answer "
+                             f"({reason}); check that it is running (ray status)")
 
 
 def _single_host(ray: Any) -> bool:

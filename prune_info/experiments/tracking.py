@@ -91,7 +91,32 @@ def parse_track(spec: str) -> tuple[str, str | None]:
     if sep and not uri:
         raise PruneInfoError("`track`=mlflow: names no URI; give mlflow alone (./mlruns) or "
                              "mlflow:URI")
+    if uri:
+        _check_store_uri(uri)
     return kind, uri or None
+
+
+#: Tracking URI schemes prune-info logs to: a file store, a tracking server, MLflow's database
+#: stores (which need the full ``mlflow`` package). A path has no scheme (or a drive letter).
+STORE_SCHEMES = ("file", "http", "https", "sqlite", "postgresql", "mysql", "mssql")
+
+#: Bare names MLflow reads as a remote workspace, not as a directory.
+_WORKSPACE_NAMES = ("databricks", "databricks-uc", "uc")
+
+
+def _check_store_uri(uri: str) -> None:
+    """Refuse a tracking URI prune-info does not support, rather than guess at it.
+
+    ``databricks`` (or ``databricks-uc``, ``uc``) is MLflow's name of a Databricks workspace;
+    taken as a path it would quietly log into a local directory of that name.
+    """
+    scheme = urlparse(uri).scheme
+    base = scheme.split("+")[0]  # postgresql+psycopg2://
+    if uri in _WORKSPACE_NAMES or (scheme and len(scheme) > 1 and base not in STORE_SCHEMES):
+        raise PruneInfoError(
+            f"`track`=mlflow:{uri} names a tracking store prune-info does not support "
+            f"(supported: a directory, {', '.join(s + ':' for s in STORE_SCHEMES)}); for a "
+            f"local directory of that name write mlflow:./{uri}")
 
 
 def make_tracker(spec: str | None) -> Tracker | None:
