@@ -29,8 +29,8 @@ import torch
 
 from prune_info.errors import PruneInfoError
 
-__all__ = ["fixed_threads", "free_cores", "out_of_memory", "resolve_device", "shared_threads",
-           "small_batch_threads", "torch_threads"]
+__all__ = ["fixed_threads", "free_cores", "memory_available", "memory_ceiling", "out_of_memory",
+           "resolve_device", "shared_threads", "small_batch_threads", "torch_threads"]
 
 #: Batches up to this size train on one CPU thread (see :func:`small_batch_threads`).
 SMALL_BATCH = 256
@@ -172,9 +172,62 @@ def shared_threads(device: torch.device | str = "cpu") -> contextlib.AbstractCon
     return torch_threads(min(torch.get_num_threads(), free_cores()))
 
 
+def _meminfo_bytes(field: str, path: str = "/proc/meminfo") -> int | None:
+    """A ``kB`` field of ``/proc/meminfo`` (or ``/proc/self/status``) in bytes, or None."""
+    try:
+        for line in Path(path).read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name == field:
+                return int(value.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def memory_available() -> int | None:
+    """Bytes of memory the system can give without swapping (``MemAvailable``), or None."""
+    return _meminfo_bytes("MemAvailable")
+
+
+@contextlib.contextmanager
+def memory_ceiling() -> Iterator[None]:
+    """Make the block's allocations fail rather than let the system kill the process.
+
+    Building a model from a user's arguments (``depth=100000000``) can ask for more memory than
+    the machine has, in millions of small allocations that no size check sees coming; Linux then
+    kills the process (no message, status -9). Inside this block the address space is capped at
+    what the process uses now plus the memory available (``MemAvailable``), so such a build
+    raises ``MemoryError`` instead, which :func:`out_of_memory` turns into one line. The cap is
+    lifted when the block ends; where the kernel does not say (no ``/proc``), or a stricter cap
+    is already set, nothing changes.
+    """
+    try:
+        import resource
+    except ImportError:  # not a POSIX system
+        yield
+        return
+    available = memory_available()
+    in_use = _meminfo_bytes("VmSize", "/proc/self/status")
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if available is None or in_use is None:
+        yield
+        return
+    ceiling = in_use + available
+    if hard != resource.RLIM_INFINITY:
+        ceiling = min(ceiling, hard)
+    if soft != resource.RLIM_INFINITY and soft <= ceiling:
+        yield
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (ceiling, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 #: What an allocator says when it runs out: torch's CUDA and CPU allocators, the OS (errno 12).
 _OOM_TEXT = re.compile(r"out of memory|can't allocate memory|cannot allocate memory|"
-                       r"not enough memory", re.IGNORECASE)
+                       r"not enough memory|std::bad_alloc", re.IGNORECASE)
 _TRIED = re.compile(r"tried to allocate (\d+ bytes|[0-9.]+ ?[KMGTP]i?B)", re.IGNORECASE)
 
 

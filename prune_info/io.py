@@ -170,9 +170,49 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
+    except Exception as exc:
+        problem = _no_room(exc, tmp)
+        if problem is None:
+            raise
+        raise PruneInfoError(f"cannot write {target}: {problem}; free some space or choose "
+                             "another output (nothing was written)") from exc
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+#: Errors of a write that found no room: a full disk, a file-size limit, a full quota.
+_NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _no_room(exc: BaseException, tmp: Path) -> str | None:
+    """Why a failed write found no room (one phrase), or None if that was not the cause.
+
+    The error itself says so when it is an ``OSError`` (anywhere in its chain); writers that
+    wrap it away (torch's zip writer reports only "unexpected pos") are recognised by the
+    state they leave: a file at the process's size limit, or a disk with no space left.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _NO_ROOM:
+            if seen.errno == errno.EFBIG:
+                return "the file would exceed the size limit of this process (ulimit -f)"
+            return seen.strerror or "no space left on the device"
+        seen = seen.__cause__ or seen.__context__
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        written = tmp.stat().st_size if tmp.exists() else 0
+        if limit != resource.RLIM_INFINITY and written >= limit - 4096:
+            return f"the file would exceed the size limit of this process (ulimit -f, {limit:,} "\
+                   "bytes)"
+        disk = os.statvfs(_parent(tmp))
+        if disk.f_bavail * disk.f_frsize < 1 << 20:
+            return f"no space left on the device holding {_parent(tmp)}"
+    except (ImportError, OSError):
+        return None
+    return None
 
 
 #: Lock files this process holds (resolved paths), for re-entrant :func:`run_lock`.

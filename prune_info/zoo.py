@@ -35,8 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from prune_info._torch import memory_available, memory_ceiling
 from prune_info.errors import PruneInfoError
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
@@ -260,8 +262,27 @@ def arch_spec(arch: dict | ArchSpec) -> str:
 
 
 def build_model(arch: dict | ArchSpec) -> nn.Sequential:
-    """Build a freshly initialised model from an architecture dict (or :class:`ArchSpec`)."""
+    """Build a freshly initialised model from an architecture dict (or :class:`ArchSpec`).
+
+    Raises
+    ------
+    PruneInfoError
+        If the weights would not fit in the memory available (counted on the ``meta`` device
+        first, so nothing is allocated for a spec such as ``64-100000000000-10``).
+    """
     arch = ArchSpec.from_dict(arch)
+    with torch.device("meta"):
+        n_params = sum(p.numel() for p in _build(arch).parameters())
+    available = memory_available()
+    if available is not None and 4 * n_params > available:
+        raise PruneInfoError(
+            f"the architecture {arch.spec} has {n_params:,} parameters ("
+            f"{4 * n_params / 2**30:.1f} GiB in float32), more than the "
+            f"{available / 2**30:.1f} GiB of memory available; use narrower layers")
+    return _build(arch)
+
+
+def _build(arch: ArchSpec) -> nn.Sequential:
     act_cls = ACTIVATIONS[arch.act]
     use_bn = arch.batchnorm
     n_fc = len(arch.hidden)
@@ -540,7 +561,7 @@ def parse_model_kwargs(text: str | None) -> dict[str, Any]:
     return out
 
 
-def _timm_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
+def _timm_model(name: str, **kwargs: Any) -> nn.Module:
     import timm  # heavy: imports torchvision and torch._dynamo
 
     known = timm.list_models()
@@ -576,10 +597,11 @@ def build_factory_model(factory: str, kwargs: Mapping[str, Any] | None = None) -
     check_factory_kwargs(factory, kwargs)
     try:
         if factory.startswith(TIMM_PREFIX):
-            model = _timm_model(factory[len(TIMM_PREFIX):], kwargs)
+            builder = functools.partial(_timm_model, factory[len(TIMM_PREFIX):])
         else:
             builder = zoo_builder(factory) or import_factory(factory)
             _check_signature(factory, builder, kwargs)
+        with memory_ceiling():  # a build too large for the machine fails, not the process
             model = builder(**kwargs)
     except PruneInfoError:
         raise

@@ -273,3 +273,53 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_130_in_one_line(mlp_path, delay)
         pytest.skip("the command finished before the signal (a fast machine)")
     assert proc.returncode == 130, (proc.returncode, err)
     assert err.strip() == "interrupted", err
+
+
+# --------------------------------------------------------------------------------------------
+# 7. Resource guards: memory, disk
+
+
+def test_an_architecture_larger_than_memory_is_refused_before_allocation(tmp_path, run_cli):
+    assert_refused(run_cli, tmp_path, ["train", "--arch", "64-100000000000-10", "-o",
+                                       str(tmp_path / "m.pt")],
+                   "7,500,000,000,010 parameters", "GiB of memory available", "narrower")
+
+
+def test_a_factory_that_outgrows_memory_fails_in_one_line_instead_of_being_killed(
+        tmp_path, run_cli, monkeypatch):
+    import prune_info._torch
+
+    (tmp_path / "hogs.py").write_text(
+        "import torch.nn as nn\n"
+        "def hog(blocks=10**6):\n"
+        "    keep = [bytearray(1 << 16) for _ in range(blocks)]  # 64 GiB in small pieces\n"
+        "    return nn.Linear(1, 1)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "hogs", raising=False)
+    monkeypatch.setattr(prune_info._torch, "memory_available", lambda: 256 << 20)
+    assert_refused(run_cli, tmp_path, ["train", "--model", "hogs:hog", "-o",
+                                       str(tmp_path / "m.pt")], "out of memory")
+    import resource
+    assert resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY  # lifted again
+
+
+@pytest.mark.parametrize("command", [["train", "--arch", "64-100-10", "--epochs", "1",
+                                      "--quiet", "-o", "OUT.pt"],
+                                     ["export", "MODEL", "-o", "OUT.onnx"]])
+def test_a_write_that_finds_no_room_is_one_line_naming_the_file(tmp_path, mlp_path, command):
+    """A file-size limit (``ulimit -f``) stands in for a full disk: the same errors."""
+    limit = 2 << 10
+    import resource
+    import subprocess
+
+    args = [a.replace("OUT", str(tmp_path / "out")).replace("MODEL", str(mlp_path))
+            for a in command]
+    proc = subprocess.run(
+        [sys.executable, "-m", "prune_info", *args], capture_output=True, text=True,
+        timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    out = args[-1]
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+    assert proc.stderr.startswith(f"error: cannot write {out}: ") and "ulimit -f" in proc.stderr
+    assert not Path(out).exists() and not list(tmp_path.glob(".*.tmp"))
