@@ -332,6 +332,7 @@ def _from_dict(obj: dict, path: Path, named_factory: str | None,
         )
     if not _is_state_dict(obj.get("state_dict")):
         raise malformed(path, "no `state_dict` of tensors", RECREATE)
+    _check_fields(obj, path)
     try:
         return _decode(obj, path, named_factory, trust_factory)
     except PruneInfoError:
@@ -341,6 +342,72 @@ def _from_dict(obj: dict, path: Path, named_factory: str | None,
         # {"kind": "mlp"}): the file's fault, reported as such
         what = f"missing field {exc}" if isinstance(exc, KeyError) else _first_line(exc)
         raise malformed(path, f"checkpoint fields: {what}", RECREATE) from exc
+
+
+# What a checkpoint's plain-data fields must hold, where prune-info reads them: the type of each
+# known key (a tuple: any of them; None allowed where listed). Unknown keys are kept as they are.
+_NUMBER = (int, float)
+_FIELDS: dict[str, dict[str, tuple]] = {
+    "metrics": {"val_acc": (*_NUMBER, type(None)), "test_acc": (*_NUMBER, type(None)),
+                "best_epoch": (int, type(None)), "train_seconds": _NUMBER,
+                "history": (list,), "trained": (str,), "before_pruning": (dict,),
+                "retrain": (dict,)},
+    "train_config": {"epochs": (int,), "batch_size": (int,), "optimizer": (str,),
+                     "lr": _NUMBER, "momentum": _NUMBER, "weight_decay": (*_NUMBER, type(None)),
+                     "seed": (int,)},
+    "dataset": {"name": (str,), "input_shape": (list,), "n_classes": (int,),
+                "normalisation": (dict,), "split_seed": (int,), "sizes": (dict,),
+                "native_input_shape": (list,), "classes": (list,)},
+}
+
+
+def _check_fields(obj: dict, path: Path) -> None:
+    """Refuse a checkpoint whose plain-data fields have the wrong types (before any use)."""
+    for field_name, known in _FIELDS.items():
+        value = obj.get(field_name)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise malformed(path, f"its {field_name} is a {type(value).__name__}, not a dict",
+                            RECREATE)
+        for key, types in known.items():
+            if key in value and (not isinstance(value[key], types)
+                                 or isinstance(value[key], bool) and bool not in types):
+                raise malformed(path, f"its {field_name}.{key} is {value[key]!r}, not "
+                                f"{' or '.join(t.__name__ for t in types)}", RECREATE)
+    shape = (obj.get("dataset") or {}).get("input_shape")
+    if shape is not None and not _positive_ints(shape):
+        raise malformed(path, f"its dataset.input_shape {shape!r} is not positive integers",
+                        RECREATE)
+    seed = obj.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise malformed(path, f"its seed is {seed!r}, not an integer", RECREATE)
+    history = obj.get("pruning_history")
+    if history is not None and (not isinstance(history, list)
+                                or not all(isinstance(e, dict) for e in history)):
+        raise malformed(path, "its pruning_history is not a list of steps", RECREATE)
+    rewinds = obj.get("rewind_state_dicts")
+    if rewinds is not None and (not isinstance(rewinds, dict) or not all(
+            str(k).isdigit() and _is_state_dict(v) for k, v in rewinds.items())):
+        raise malformed(path, "its rewind_state_dicts are not {step: state_dict}", RECREATE)
+    init = obj.get("init_state_dict")
+    if init is not None and not _is_state_dict(init):
+        raise malformed(path, "its init_state_dict is not a state_dict of tensors", RECREATE)
+
+
+def _positive_ints(values: Any) -> bool:
+    return isinstance(values, (list, tuple)) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
+
+
+def _check_fits(model: nn.Module, state: dict, what: str, path: Path) -> None:
+    """Refuse stored weights (initial, rewind) whose names or shapes are not the model's."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got != expected:
+        wrong = sorted(set(got) ^ set(expected)) or sorted(
+            k for k in got if got[k] != expected[k])
+        raise malformed(path, f"its {what} do not fit the model (e.g. {wrong[0]})", RECREATE)
 
 
 def _decode(obj: dict, path: Path, named_factory: str | None,
@@ -364,6 +431,10 @@ def _decode(obj: dict, path: Path, named_factory: str | None,
     else:
         raise PruneInfoError(f"{path} records neither an architecture nor a factory; re-create it")
     _load_state(model, obj["state_dict"], str(path))
+    if obj.get("init_state_dict") is not None:
+        _check_fits(model, obj["init_state_dict"], "initial weights", path)
+    for step, state in (obj.get("rewind_state_dicts") or {}).items():
+        _check_fits(model, state, f"weights after step {step}", path)
     model.eval()
     return Checkpoint(
         model=model,

@@ -21,7 +21,7 @@ import re
 import secrets
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -366,14 +366,38 @@ def write_json(data: dict, path: str | os.PathLike, kind: str) -> None:
         tmp.write_text(json.dumps(document, indent=2) + "\n")
 
 
-def read_json(path: str | os.PathLike, kind: str | None, fix: str) -> dict:
+def missing_keys(document: Any, required: Iterable[str]) -> list[str]:
+    """The keys of ``required`` that ``document`` lacks; a dotted key (``curves.layerwise``)
+    is looked up through nested objects.
+
+    Examples
+    --------
+    >>> missing_keys({"a": {"b": 1}}, ["a.b", "a.c", "d"])
+    ['a.c', 'd']
+    """
+    absent = []
+    for key in required:
+        node = document
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                absent.append(key)
+                break
+            node = node[part]
+    return absent
+
+
+def read_json(path: str | os.PathLike, kind: str | None, fix: str,
+              required: Iterable[str] = ()) -> dict:
     """Read a JSON document prune-info wrote (``kind``: its expected ``format``, or None).
+
+    ``required`` lists the keys the reader uses (dotted for nested ones, see
+    :func:`missing_keys`): a document of the right format without them is malformed too.
 
     Raises
     ------
     PruneInfoError
-        If the file cannot be read, is not JSON, is not a JSON object, or has another format;
-        the message names the file and ends with ``fix``.
+        If the file cannot be read, is not JSON, is not a JSON object, has another format or
+        lacks a required key; the message names the file and ends with ``fix``.
     """
     try:
         document = json.loads(Path(path).read_text())
@@ -383,6 +407,9 @@ def read_json(path: str | os.PathLike, kind: str | None, fix: str) -> dict:
         raise malformed(path, f"a JSON {type(document).__name__}, not an object", fix)
     if kind is not None and document.get("format") != kind:
         raise malformed(path, f"its format is {document.get('format')!r}, not {kind!r}", fix)
+    absent = missing_keys(document, required)
+    if absent:
+        raise malformed(path, f"it lacks {', '.join(absent)}", fix)
     return document
 
 

@@ -105,6 +105,20 @@ class ArchSpec:
     stages: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        def positive(values: tuple) -> bool:
+            return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
+
+        for name, values in (("hidden", self.hidden), ("conv", self.conv),
+                             ("input_shape", self.input_shape), ("n_classes", (self.n_classes,))):
+            if not positive(values):
+                raise PruneInfoError(f"the architecture's `{name}` {list(values)} must be "
+                                     "positive integers; rebuild it with parse_arch")
+        if self.act not in ACTIVATIONS or self.reg not in REGULARISERS \
+                or not isinstance(self.batchnorm, bool):
+            raise PruneInfoError(f"the architecture's act / reg / batchnorm ({self.act!r}, "
+                                 f"{self.reg!r}, {self.batchnorm!r}) are not "
+                                 f"{'/'.join(ACTIVATIONS)}, {'/'.join(REGULARISERS)} and a bool; "
+                                 "rebuild it with parse_arch")
         if self.stages and (sum(self.stages) != len(self.conv) or min(self.stages) < 1):
             raise PruneInfoError(f"`conv_stages`={list(self.stages)} does not split the "
                                  f"{len(self.conv)} convolutions into stages; rebuild the "

@@ -323,3 +323,48 @@ def test_a_write_that_finds_no_room_is_one_line_naming_the_file(tmp_path, mlp_pa
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
     assert proc.stderr.startswith(f"error: cannot write {out}: ") and "ulimit -f" in proc.stderr
     assert not Path(out).exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+# --------------------------------------------------------------------------------------------
+# 8. Every loader validates every field it reads
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: d["arch"].update(hidden=[-5, 24]),
+    lambda d: d["arch"].update(act="swish"),
+    lambda d: d.update(init_state_dict={k: v[:1] for k, v in d["state_dict"].items()}),
+    lambda d: d.update(rewind_state_dicts={"5": {"fc1.weight": torch.zeros(2)}}),
+    lambda d: d["metrics"].update(test_acc="97 %"),
+    lambda d: d["train_config"].update(epochs="ten"),
+    lambda d: d["dataset"].update(input_shape=[1, -8, 8]),
+    lambda d: d.update(metrics=[0.9]),
+    lambda d: d.update(seed="0"),
+    lambda d: d.update(pruning_history={"step": 1}),
+])
+def test_a_damaged_field_is_refused_as_malformed(tmp_path, mlp_path, run_cli, damage):
+    raw = torch.load(mlp_path, weights_only=True)
+    damage(raw)
+    bad = tmp_path / "bad.pt"
+    torch.save(raw, bad)
+    with pytest.raises(PruneInfoError, match="is malformed"):
+        load_checkpoint(bad)
+    for command in (["info", str(bad)], ["score", str(bad)],
+                    ["prune", str(bad), "--amount", "0.5", "-o", str(tmp_path / "p.pt")]):
+        assert_refused(run_cli, tmp_path, command, "is malformed")
+
+
+def test_a_stored_result_of_the_right_format_but_missing_keys_is_one_line(tmp_path, run_cli):
+    import json
+
+    study = ["study", "--data", "digits", "--arch", "64-8-10", "--seeds", "2", "--epochs", "1",
+             "--random", "1", "--quiet", "--out", str(tmp_path / "s")]
+    code, _, err = run_cli(*study)
+    assert code == 0, err
+    record = next((tmp_path / "s").rglob("seed-0001/curves.json"))
+    document = json.loads(record.read_text())
+    del document["curves"]
+    record.write_text(json.dumps(document))
+    (tmp_path / "s" / "results.json").unlink()
+    code, _, err = run_cli(*study)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"{record} is malformed (it lacks curves.layerwise.counts)" in err

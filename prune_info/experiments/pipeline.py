@@ -48,7 +48,13 @@ from prune_info.data import DATASETS, load_dataset, load_dataset_like
 from prune_info.deploy.bench import bench_document, benchmark_models
 from prune_info.deploy.onnx import export_onnx
 from prune_info.errors import PruneInfoError, malformed
-from prune_info.io import LOCK_NAME, check_writable_dir, locked_output_dir, write_json
+from prune_info.io import (
+    LOCK_NAME,
+    check_writable_dir,
+    locked_output_dir,
+    read_json,
+    write_json,
+)
 from prune_info.nn import count_parameters
 from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
 from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
@@ -266,7 +272,8 @@ def _stage_score(ctx: Context) -> dict:
 
 
 def _read_scores(path: Path, criterion: str) -> dict:
-    doc = json.loads(path.read_text())
+    doc = read_json(path, "prune-info-scores", f"delete it to score again ({path.parent})",
+                    ["layers"])
     return {layer["name"]: torch.tensor(layer["scores"][criterion], dtype=torch.float64)
             for layer in doc["layers"]}
 

@@ -101,13 +101,21 @@ from prune_info.criteria.options import ScoreOptions
 from prune_info.data import DATASETS, Dataset, load_dataset
 from prune_info.errors import PruneInfoError, malformed
 from prune_info.experiments.executor import Executor, LocalExecutor, Task, gpus_for
-from prune_info.experiments.study import StudyConfig, StudyPaths, run_study, scenario_name
+from prune_info.experiments.study import (
+    SEED_FORMAT,
+    StudyConfig,
+    StudyPaths,
+    record_keys,
+    run_study,
+    scenario_name,
+)
 from prune_info.experiments.subnetworks import SubnetCell, retrain_subnetworks, top_units
 from prune_info.io import (
     LOCK_NAME,
     atomic_write,
     check_writable_dir,
     locked_output_dir,
+    missing_keys,
     read_json,
     write_json,
 )
@@ -418,7 +426,8 @@ def _paper(text: str, cite: str, value: float | None = None, p: float | None = N
 
 def _records(root: Path, config: StudyConfig, scenario: str) -> list[dict]:
     paths = StudyPaths(root)
-    return [json.loads(paths.curves(scenario, s).read_text()) for s in config.seeds]
+    return [read_json(paths.curves(scenario, s), SEED_FORMAT, "delete it and run the command "
+                      "again to recompute it", record_keys(config)) for s in config.seeds]
 
 
 def _acc(record: dict, mode: str, scope: str, label: str, k: int) -> float:
@@ -617,14 +626,23 @@ def c2_seed_task(model_path: str, dataset: str, data_dir: str | None, search: di
     return {"seed": seed, "dense_test_acc": dense, "rows": rows}
 
 
+#: The keys of a stored per-seed result that the findings read, by its format.
+_STORED_KEYS = {C1_FORMAT: ("seed", "layers"), C2_FORMAT: ("seed", "dense_test_acc", "rows")}
+
+
 def _read_stored(path: Path, kind: str) -> dict | None:
+    """A stored task result, or None when it must be computed (again): missing, damaged, of
+    another format or lacking a key the findings read."""
     if not path.exists():
         return None
     try:
         document = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None  # half-written by nothing (writes are atomic) or damaged: recompute
-    return document if isinstance(document, dict) and document.get("format") == kind else None
+    if not isinstance(document, dict) or document.get("format") != kind \
+            or missing_keys(document, _STORED_KEYS.get(kind, ())):
+        return None
+    return document
 
 
 def _run_tasks(executor: Executor, tasks: list[tuple[Task, Path, str]]) -> None:

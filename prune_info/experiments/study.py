@@ -334,8 +334,13 @@ def _seed_record(config: StudyConfig, ckpt, data: Dataset, device, seed: int) ->
     }
 
 
-def _read_json(path: Path, kind: str) -> dict:
-    return read_json(path, kind, "delete it and run the study again to recompute it")
+def _read_json(path: Path, kind: str, required: Sequence[str] = ()) -> dict:
+    return read_json(path, kind, "delete it and run the study again to recompute it", required)
+
+
+def record_keys(config: StudyConfig) -> list[str]:
+    """The keys of a seed's record (``curves.json``) that the summaries read."""
+    return ["seed", "test_acc", *(f"curves.{mode}.counts" for mode in config.modes)]
 
 
 def _pending_chunks(paths: StudyPaths, name: str, identity: dict,
@@ -561,7 +566,8 @@ def _run_locked(config: StudyConfig, paths: StudyPaths, data: Dataset, at: list[
         executor.run(curves, store_record, bar)
     records = {
         scenario_name(act, reg): [
-            _read_json(paths.curves(scenario_name(act, reg), s), SEED_FORMAT) for s in seeds]
+            _read_json(paths.curves(scenario_name(act, reg), s), SEED_FORMAT,
+                       record_keys(config)) for s in seeds]
         for act, reg in config.scenarios()
     }
     results = summarise(config, records, at=at, wilcoxon=wilcoxon)
