@@ -33,8 +33,10 @@ True
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import TYPE_CHECKING, Any
 
+from prune_info._validate import checked
 from prune_info._version import __version__
 from prune_info.errors import PruneInfoError
 
@@ -83,6 +85,8 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'prune_info' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
+    if inspect.isfunction(value):  # wrong argument types: PruneInfoError naming the parameter
+        value = checked(value)
     globals()[name] = value  # the next access is a plain attribute
     return value
 

@@ -22,9 +22,9 @@ __all__ = ["score"]
 def score(
     model: torch.nn.Module | Checkpoint,
     data: Any,
-    criterion: str = "mi",
+    criterion: str | Sequence[str] = "mi",
     *,
-    layers: Sequence[str] | None = None,
+    layers: Sequence[str] | str | None = None,
     options: ScoreOptions | None = None,
 ) -> dict[str, torch.Tensor]:
     """Score every unit of ``model`` by one criterion: ``{layer: float64 tensor [n_units]}``.
@@ -40,8 +40,8 @@ def score(
         need no data (``random``, ``magnitude``) accept ``None``.
     criterion : str, default "mi"
         A registered criterion (:func:`available_criteria`).
-    layers : list of str, optional
-        Layer names; default every prunable layer.
+    layers : list of str, or str, optional
+        Layer names (a list, or one string separated by commas); default every prunable layer.
     options : ScoreOptions, optional
         Quantiser, reading point, device, seed.
     """

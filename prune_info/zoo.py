@@ -609,6 +609,7 @@ def build_factory_model(factory: str, kwargs: Mapping[str, Any] | None = None) -
     """
     kwargs = dict(kwargs or {})
     check_factory_kwargs(factory, kwargs)
+    builder: Callable[..., Any]
     try:
         if factory.startswith(TIMM_PREFIX):
             builder = functools.partial(_timm_model, factory[len(TIMM_PREFIX):])

@@ -49,7 +49,7 @@ def test_score_takes_a_split_a_pair_a_dataset_and_a_dataloader_alike(digits, dig
 def test_score_refuses_what_it_cannot_read_in_parameter_vocabulary(digits_mlp):
     with pytest.raises(pi.PruneInfoError, match="must be a Split, a Dataset, a pair"):
         pi.score(digits_mlp.model, "digits", "mi")
-    with pytest.raises(pi.PruneInfoError, match="`model` must be an nn.Module"):
+    with pytest.raises(pi.PruneInfoError, match="`model` must be torch.nn.Module or Checkpoint"):
         pi.score("model.pt", None, "random")
     with pytest.raises(pi.PruneInfoError, match="`criterion` names one criterion"):
         pi.score(digits_mlp.model, None, ["random", "magnitude"])

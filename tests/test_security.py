@@ -368,3 +368,61 @@ def test_a_stored_result_of_the_right_format_but_missing_keys_is_one_line(tmp_pa
     code, _, err = run_cli(*study)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert f"{record} is malformed (it lacks curves.layerwise.counts)" in err
+
+
+# --------------------------------------------------------------------------------------------
+# 8b. One validation layer for the library
+
+
+def _required(fn) -> list:
+    import inspect
+
+    return [p for p in inspect.signature(fn).parameters.values()
+            if p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def _public_functions():
+    """Every function of ``pi`` that takes an argument (``available_criteria`` takes none)."""
+    import inspect
+
+    import prune_info as pi
+
+    return [(name, getattr(pi, name)) for name in pi.__all__
+            if inspect.isfunction(getattr(pi, name)) and _required(getattr(pi, name))]
+
+
+class _Stranger:
+    """An argument of a type no public function takes."""
+
+
+@pytest.mark.parametrize("name,fn", _public_functions())
+def test_every_public_function_refuses_wrong_types_in_parameter_vocabulary(name, fn):
+    required = _required(fn)
+    args = [_Stranger() for p in required if p.kind is not p.KEYWORD_ONLY]
+    kwargs = {p.name: _Stranger() for p in required if p.kind is p.KEYWORD_ONLY}
+    with pytest.raises(PruneInfoError) as caught:
+        fn(*args, **kwargs)
+    assert "_Stranger" in str(caught.value) and f"{name}(" in str(caught.value) \
+        or "must be" in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda pi, d: pi.load_checkpoint(None), "`path` must be str or os.PathLike"),
+    (lambda pi, d: pi.plan_layerwise([1, 2], amounts=0.5), "`scores` must be Mapping"),
+    (lambda pi, d: pi.plan_layerwise({"fc1": torch.ones(4)}, amounts="half"), "`amounts`"),
+    (lambda pi, d: pi.apply_plan(d.model, {"fc1": [0]}, torch.zeros(2, 64)), "`plan`"),
+    (lambda pi, d: pi.accuracy("model.pt", None), "`model` must be nn.Module"),
+    (lambda pi, d: pi.train_model("digits", "64-8-10"), "`data` must be Dataset"),
+    (lambda pi, d: pi.prune_checkpoint(d.model, None, None), "`ckpt` must be Checkpoint"),
+    (lambda pi, d: pi.export_onnx(d, 3), "`path` must be str or os.PathLike"),
+    (lambda pi, d: pi.run_pipeline("out", {"data": "digits"}), "`options` must be RunOptions"),
+    (lambda pi, d: pi.total_macs(d.model, "1,8,8"), r"`input_shape` must be Sequence\[int\]"),
+    (lambda pi, d: pi.score(d.model, None, "mi", layers=5), "`layers`"),
+    (lambda pi, d: pi.save_checkpoint(d, None), "`path` must be str or os.PathLike"),
+])
+def test_wrong_types_name_the_parameter(digits_mlp, call, match):
+    import prune_info as pi
+
+    with pytest.raises(pi.PruneInfoError, match=match):
+        call(pi, digits_mlp)

@@ -41,6 +41,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from torch import nn
 
+from prune_info.checkpoint import Checkpoint
 from prune_info.criteria.gaussian import layer_outputs_float64
 from prune_info.data import Split, as_split
 from prune_info.errors import PruneInfoError
@@ -151,7 +152,7 @@ def _search_layer(name: str, acts: np.ndarray, labels: np.ndarray, *, max_exhaus
 
 
 def layer_oinfo(
-    ckpt_or_model,
+    ckpt_or_model: nn.Module | Checkpoint,
     split: Split,
     layers: Sequence[str | LayerInfo] | str | None = None,
     *,
