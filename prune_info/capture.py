@@ -16,17 +16,26 @@ at the output of its BatchNorm, else of the layer itself, in both modes.
 Where units are read
 --------------------
 A unit is read at the *call* of the activation module that consumes the layer's own output,
-identified by tensor identity: the layer's *source* (its BatchNorm if it has one, else the layer
-itself) is hooked to remember its output tensor, and the one call of the activation module whose
-input *is* that tensor is the layer's call. Only that call is read here, masked by the ablation
+identified by tensor identity: the layer's *source* (its normalisation if it has one, else the
+layer itself) is hooked to remember its output tensor, and the one call of the activation module
+whose input *is* that tensor is the layer's call. Which norm and activation modules those are is
+found by data flow, in one forward pass (:func:`prune_info.nn.find_read_points`), not by the
+order the modules were registered in: ResNet-50's Bottleneck registers one shared ReLU before
+its layers, a squeeze-excitation block registers its activation after both of its layers, and a
+module may be called several times. Only the layer's call is read here, masked by the ablation
 curves and by the verification of a pruned model, and differentiated by the ``taylor``
 criterion. An activation module shared by several calls (torchvision's ResNet ``BasicBlock``
 applies one ``self.relu`` after ``bn1`` and again after the residual addition) is therefore read
 once per layer, *before any residual addition*: ``layer1.0.conv1`` is ``relu(bn1(conv1(x)))``,
 and the last convolution of a block (no activation of its own) is read at its BatchNorm's output,
-also before the addition. If the source's output does not reach the activation as it is (a
-module or an operation between them), the read point is ambiguous and the capture stops with a
-:class:`~prune_info.errors.PruneInfoError` naming the layer. :func:`unit_hooks` is that rule.
+also before the addition.
+
+Where no activation module takes the source's output as it is (an operation in between, a
+permutation, a gated or functional activation such as ``F.silu(x) * gate``), the units are read
+at the documented fallback point: the source's output, i.e. after the norm and before whatever
+comes next. The layer then has no activation (``LayerInfo.act_module`` is None, which
+``prune-info score`` shows as ``-``), and its 1-bit quantiser splits at 0. :func:`unit_hooks`
+is that rule.
 
 Convolutional channels
 ----------------------
@@ -75,7 +84,6 @@ Examples
 from __future__ import annotations
 
 import contextlib
-import math
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -86,7 +94,14 @@ from torch import nn
 
 from prune_info._torch import resolve_device
 from prune_info.errors import PruneInfoError
-from prune_info.nn import ACTIVATION_TYPES, LayerInfo, get_module
+from prune_info.nn import (
+    LayerInfo,
+    find_read_points,
+    get_module,
+    input_mismatch,
+    is_activation,
+    prunable_layers,
+)
 
 __all__ = ['CHANNEL_REDUCTIONS', 'TOKEN_REDUCTIONS', 'CaptureOptions', 'iter_unit_outputs',
            'unit_hooks', 'unit_outputs', 'units_last']
@@ -272,6 +287,8 @@ def unit_hooks(
     >>> seen
     ['fc1']
     """
+    current = {layer.name: layer for layer in prunable_layers(model)}
+    layers = [current.get(layer.name, layer) for layer in layers]  # read points found since
     handles: list[torch.utils.hooks.RemovableHandle] = []
     tapped: list[_Tap] = []  # layers with an activation module
     direct: list[_Tap] = []  # layers without one
@@ -340,7 +357,7 @@ def unit_hooks(
 
     try:
         for name, module in model.named_modules():
-            if isinstance(module, ACTIVATION_TYPES):
+            if is_activation(module):
                 acts.setdefault(id(module), (name, module))
         for layer in layers:
             if layer.kind == "heads":  # read at the input of the output projection
@@ -405,16 +422,18 @@ def _to_units(value: torch.Tensor, layer: LayerInfo, reduce: str,
         value = value.float()
         # Reductions allocate a new tensor.
         return value.mean(dim=(2, 3)) if reduce == "mean" else value.amax(dim=(2, 3))
-    if value.ndim == 3 and value.shape[2] == layer.n_units:  # [batch, tokens, units]
-        value = value.float()
+    if value.ndim >= 3 and value.shape[-1] == layer.n_units:
+        # [batch, tokens, units], or [batch, H, W, units] (channels-last, a ConvNeXt block)
+        value = value.float().flatten(1, -2)
         if token_reduce == "cls":
             return value[:, 0].clone()
         return value.mean(dim=1) if token_reduce == "mean" else value.amax(dim=1)
     if value.ndim != 2 or value.shape[1] != layer.n_units:
         raise PruneInfoError(
-            f"{layer.name}: expected outputs of shape [batch, {layer.n_units}] or [batch, "
-            f"tokens, {layer.n_units}], got {list(value.shape)}; fix: prune-info reads Linear "
-            "layers applied to flat inputs or to token sequences"
+            f"{layer.name}: expected outputs of shape [batch, {layer.n_units}], [batch, "
+            f"tokens, {layer.n_units}] or [batch, H, W, {layer.n_units}], got "
+            f"{list(value.shape)}; fix: prune-info reads Linear layers applied to flat inputs, "
+            "token sequences or channels-last maps"
         )
     out = value.float()
     return out.clone() if out is value else out
@@ -452,32 +471,6 @@ def _check_model_device(model: nn.Module, device: torch.device) -> None:
             f"the model is on {have} but the outputs are to be computed on {device}; "
             f"fix: move the model with model.to('{device}') or pass device='{have}'"
         )
-
-
-def _first_weight_layer(model: nn.Module) -> tuple[str, nn.Module] | None:
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            return name, module
-    return None
-
-
-def _shape_error(model: nn.Module, x: torch.Tensor, exc: Exception) -> PruneInfoError:
-    """A clear message for data that does not fit the model's first layer."""
-    shape = "x".join(map(str, x.shape[1:]))
-    n_values = math.prod(x.shape[1:])
-    first = _first_weight_layer(model)
-    if first is None:
-        expects = ""
-    elif isinstance(first[1], nn.Linear):
-        expects = f"; its first layer {first[0]} expects {first[1].in_features} input values"
-    else:
-        expects = f"; its first layer {first[0]} expects {first[1].in_channels} input channels"
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return PruneInfoError(
-        f"the data does not fit the model: samples of shape {shape} ({n_values} values){expects} "
-        f"({detail}); fix: use the dataset the model was trained on (`data`) or the "
-        "matching `arch`"
-    )
 
 
 @torch.no_grad()
@@ -523,6 +516,10 @@ def iter_unit_outputs(
         )
     device = resolve_device(options.device)
     _check_model_device(model, device)
+    if len(x):
+        find_read_points(model, x[:1].to(device))
+        current = {layer.name: layer for layer in prunable_layers(model)}
+        layers = [current.get(layer.name, layer) for layer in layers]
     was_training = model.training
     model.eval()
     store: dict[str, torch.Tensor] = {}
@@ -537,7 +534,7 @@ def iter_unit_outputs(
                     except PruneInfoError:
                         raise
                     except (RuntimeError, ValueError) as exc:
-                        raise _shape_error(model, x, exc) from exc
+                        raise input_mismatch(model, x, exc) from exc
                 else:
                     model(batch)
                 missing = [layer.name for layer in layers if layer.name not in store]

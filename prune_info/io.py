@@ -11,7 +11,9 @@ hold :func:`run_lock` on it, so two of them never write into one directory at on
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import copy
 import errno
 import fcntl
 import json
@@ -420,5 +422,14 @@ def to_json_text(data: dict, kind: str) -> str:
 
 
 def cpu_state_dict(state: dict) -> dict:
-    """A detached CPU copy of a state_dict (for checkpoints and best-epoch snapshots)."""
-    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+    """A detached CPU copy of a state_dict (for checkpoints and best-epoch snapshots).
+
+    The copy keeps the ``_metadata`` torch attaches (each module's state version), which some
+    modules need to load their weights (torchvision's MNASNet refuses a state_dict without it).
+    """
+    copied = collections.OrderedDict((k, v.detach().to("cpu", copy=True))
+                                     for k, v in state.items())
+    metadata = getattr(state, "_metadata", None)
+    if metadata is not None:
+        copied._metadata = copy.deepcopy(metadata)  # type: ignore[attr-defined]
+    return copied

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -84,10 +85,167 @@ class LayerInfo:
         return [f"{self.name}:{i}" for i in range(self.n_units)]
 
 
-#: Activation modules :func:`prunable_layers` recognises after a layer.
+#: Activation modules of torch (others are recognised by name, see :func:`is_activation`).
 ACTIVATION_TYPES = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU,
-                    nn.ReLU6)
-_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
+                    nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.PReLU, nn.SELU, nn.CELU,
+                    nn.Hardtanh, nn.Softplus)
+#: Class-name fragments of the activation modules of other libraries (timm's ``GELU``,
+#: ``Swish``, ``HardSwish``, ``QuickGELU``, ...): elementwise, without submodules.
+_ACTIVATION_NAMES = ("relu", "gelu", "silu", "swish", "sigmoid", "tanh", "mish", "elu")
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def is_activation(module: nn.Module) -> bool:
+    """Whether ``module`` is an elementwise activation: torch's, or one named like one
+    (a leaf module whose class name holds ``relu``, ``gelu``, ``silu``, ``swish``, ...).
+
+    Examples
+    --------
+    >>> is_activation(nn.Hardswish()), is_activation(nn.Linear(2, 2))
+    (True, False)
+    """
+    if isinstance(module, ACTIVATION_TYPES):
+        return True
+    name = type(module).__name__.lower()
+    return (not isinstance(module, (*WEIGHT_TYPES, *_NORM_TYPES)) and next(module.children(), None)
+            is None and any(fragment in name for fragment in _ACTIVATION_NAMES))
+
+
+def is_norm(module: nn.Module) -> bool:
+    """Whether ``module`` normalises its input: BatchNorm, LayerNorm (timm's ``LayerNorm2d``
+    too) or GroupNorm."""
+    return isinstance(module, _NORM_TYPES)
+
+
+# --------------------------------------------------------------------------------------------
+# Read points found by data flow
+
+#: Attribute of a model that holds where its layers' units are read (:func:`find_read_points`).
+#: A plain attribute, so that a copy of the model (``copy.deepcopy``) keeps it.
+READS_ATTRIBUTE = "_prune_info_read_points"
+
+
+@dataclass(frozen=True)
+class ReadPoints:
+    """Where each weight layer's output is normalised and activated, as one forward pass showed.
+
+    Attributes
+    ----------
+    layers : tuple of str
+        The weight layers of the model when it was traced: a model whose layers changed since
+        (not their widths: pruning keeps the data flow) is traced again.
+    points : dict
+        ``{layer: (norm module or None, activation module or None)}``.
+    """
+
+    layers: tuple[str, ...]
+    points: dict[str, tuple[str | None, str | None]]
+
+
+def _weight_layer_names(model: nn.Module) -> tuple[str, ...]:
+    return tuple(n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+
+
+@torch.no_grad()
+def find_read_points(model: nn.Module, example_input: torch.Tensor) -> ReadPoints:
+    """Find, by one forward pass, which norm and activation *calls* take each layer's output.
+
+    A layer's output is followed as it is, by tensor identity: the first normalisation module
+    called on it (its norm), then the first activation module called on that (its activation),
+    whatever the order the modules were registered in and however often a module is called
+    (ResNet-50's Bottleneck registers one ReLU first and calls it three times; a
+    squeeze-excitation block registers its activation after both of its layers). An operation in
+    between (a permutation, a residual addition, a functional activation) ends the chain: the
+    units are then read at what came before it. The result is kept on the model
+    (:data:`READS_ATTRIBUTE`), so :func:`prunable_layers` returns it from then on; a second call
+    on the same model returns it at once.
+
+    Parameters
+    ----------
+    model : nn.Module
+    example_input : Tensor
+        A batch the model takes (zeros are fine); it runs once, in eval mode.
+
+    Examples
+    --------
+    >>> import torchvision
+    >>> model = torchvision.models.resnet50(num_classes=10)
+    >>> reads = find_read_points(model, torch.zeros(1, 3, 32, 32))
+    >>> reads.points["layer1.0.conv1"]
+    ('layer1.0.bn1', 'layer1.0.relu')
+    >>> [(l.norm_module, l.act_module) for l in prunable_layers(model)][1]
+    ('layer1.0.bn1', 'layer1.0.relu')
+    """
+    names = _weight_layer_names(model)
+    known = getattr(model, READS_ATTRIBUTE, None)
+    if isinstance(known, ReadPoints) and known.layers == names:
+        return known
+    outputs: dict[str, tuple[torch.Tensor, int | None]] = {}
+    # kind, name, input, its version, (output, its version) once the call returned
+    calls: list[tuple[str, str, Any, int | None, Any]] = []
+    handles = []
+
+    def version(t: Any) -> int | None:
+        try:
+            return int(t._version)
+        except (AttributeError, RuntimeError):
+            return None
+
+    def on_weight(name: str):
+        def hook(_m: nn.Module, _args: Any, out: Any) -> None:
+            if isinstance(out, torch.Tensor) and name not in outputs:
+                outputs[name] = (out, version(out))
+        return hook
+
+    def on_call(kind: str, name: str):
+        def pre(_m: nn.Module, args: tuple) -> None:
+            value = args[0] if args else None
+            calls.append((kind, name, value, version(value), None))
+
+        def post(_m: nn.Module, _args: Any, out: Any) -> None:
+            for i in range(len(calls) - 1, -1, -1):  # this module's latest call
+                if calls[i][1] == name and calls[i][4] is None:
+                    calls[i] = (*calls[i][:4], (out, version(out)))  # before any in-place op
+                    break
+        return pre, post
+
+    for name, module in model.named_modules():
+        if not name:
+            continue
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            handles.append(module.register_forward_hook(on_weight(name)))
+        elif is_norm(module) or is_activation(module):
+            pre, post = on_call("norm" if is_norm(module) else "act", name)
+            handles.append(module.register_forward_pre_hook(pre))
+            handles.append(module.register_forward_hook(post))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch_threads(1):
+            model(example_input[:1])
+    except (RuntimeError, ValueError) as exc:
+        raise input_mismatch(model, example_input, exc) from exc
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+
+    def taker(kind: str, value: torch.Tensor, seen: int | None):
+        return next((c for c in calls if c[0] == kind and c[2] is value and c[3] == seen), None)
+
+    points: dict[str, tuple[str | None, str | None]] = {}
+    for name in names:
+        if name not in outputs:
+            continue
+        value, seen = outputs[name]
+        norm = taker("norm", value, seen)
+        if norm is not None and norm[4] is not None and isinstance(norm[4][0], torch.Tensor):
+            value, seen = norm[4]
+        act = taker("act", value, seen)
+        points[name] = (norm[1] if norm else None, act[1] if act else None)
+    reads = ReadPoints(names, points)
+    setattr(model, READS_ATTRIBUTE, reads)
+    return reads
 
 
 def attention_heads(module: nn.Module) -> tuple[int, int] | None:
@@ -117,18 +275,23 @@ def attention_heads(module: nn.Module) -> tuple[int, int] | None:
 def prunable_layers(model: nn.Module) -> list[LayerInfo]:
     """The hidden Linear and Conv2d layers of a model, in registration order.
 
-    The last Linear layer is the classifier and is not prunable. For each layer, the activation
-    is the first activation module registered after it (skipping one BatchNorm / LayerNorm)
-    before the next weight layer, among the layer's *siblings* (children of the same parent
-    module: ``conv1, bn1, relu`` of a ResNet block, ``fc1, act`` of a timm ``Mlp``), so that a
-    norm of another module (a ViT block's ``norm1``, after the residual addition) is never
-    taken for the layer's own; models that call activations functionally get ``None`` and
-    their units are read at the layer's output.
+    The last Linear layer is the classifier and is not prunable. Each layer's norm and
+    activation are those :func:`find_read_points` saw take its output in a forward pass, once it
+    has run on the model (every command and library call that has data runs it first). Before
+    that, they are guessed from the registration order: the first activation module registered
+    after the layer (skipping one normalisation) before the next weight layer, among the layer's
+    *siblings* (``conv1, bn1, relu`` of a ResNet block, ``fc1, act`` of a timm ``Mlp``), so that
+    a norm of another module (a ViT block's ``norm1``) is never taken for the layer's own. A
+    layer whose output no activation module takes as it is (an activation called as a function)
+    gets ``None`` and its units are read at the layer's (or its norm's) output.
 
     The fused ``qkv`` projection of an attention module :func:`attention_heads` recognises is
     replaced by the module itself, kind ``heads``: its units are the attention heads.
     """
     modules = [(n, m) for n, m in model.named_modules() if n]
+    reads = getattr(model, READS_ATTRIBUTE, None)
+    if not isinstance(reads, ReadPoints) or reads.layers != _weight_layer_names(model):
+        reads = None
     weights = [i for i, (_, m) in enumerate(modules) if isinstance(m, (nn.Linear, nn.Conv2d))]
     last_linear = max(
         (i for i in weights if isinstance(modules[i][1], nn.Linear)), default=None
@@ -144,16 +307,21 @@ def prunable_layers(model: nn.Module) -> list[LayerInfo]:
             if heads is not None:
                 layers.append(LayerInfo(parent, "heads", heads[0], None, None, None))
                 continue
-        stop = weights[pos + 1] if pos + 1 < len(weights) else len(modules)
         act_name = act = norm_name = None
-        for n, m in modules[i + 1 : stop]:
-            if n.rpartition(".")[0] != parent:
-                continue  # not a sibling: another module's norm (a ViT block's norm1)
-            if isinstance(m, _NORM_TYPES) and norm_name is None and act_name is None:
-                norm_name = n
-            elif isinstance(m, ACTIVATION_TYPES):
-                act_name, act = n, type(m).__name__.lower()
-                break
+        if reads is not None:
+            norm_name, act_name = reads.points.get(name, (None, None))
+            if act_name is not None:
+                act = type(model.get_submodule(act_name)).__name__.lower()
+        else:
+            stop = weights[pos + 1] if pos + 1 < len(weights) else len(modules)
+            for n, m in modules[i + 1 : stop]:
+                if n.rpartition(".")[0] != parent:
+                    continue  # not a sibling: another module's norm (a ViT block's norm1)
+                if is_norm(m) and norm_name is None and act_name is None:
+                    norm_name = n
+                elif is_activation(m):
+                    act_name, act = n, type(m).__name__.lower()
+                    break
         is_conv = isinstance(module, nn.Conv2d)
         n_units = module.out_channels if is_conv else module.out_features
         layers.append(
@@ -167,12 +335,15 @@ def resolve_layers(
     layers: str | Sequence[str | LayerInfo] | None = None,
     *,
     order: str = "given",
+    example: torch.Tensor | None = None,
 ) -> list[LayerInfo]:
     """The prunable layers named in ``layers``: the one lookup of layer names.
 
     ``layers`` is None (every prunable layer), a comma-separated string, or a sequence of layer
     names or :class:`LayerInfo` objects; ``order="model"`` returns them in model order instead of
-    the order given.
+    the order given. With ``example`` (a batch of inputs; the first sample is used) the read
+    points are found by data flow first (:func:`find_read_points`), so the layers returned say
+    where their units are read; layers given as :class:`LayerInfo` are looked up by name.
 
     Raises
     ------
@@ -187,6 +358,8 @@ def resolve_layers(
     >>> [layer.name for layer in resolve_layers(model, "fc2,fc1", order="model")]
     ['fc1', 'fc2']
     """
+    if example is not None and len(example):
+        find_read_points(model, example)
     found = prunable_layers(model)
     if not found:
         raise PruneInfoError(
@@ -320,6 +493,41 @@ def layer_costs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, dict[
 def total_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
     """Multiply-accumulates of one forward pass of one sample (see :func:`layer_costs`)."""
     return sum(c["macs"] for c in layer_costs(model, input_shape).values())
+
+
+def _first_weight_layer(model: nn.Module) -> tuple[str, nn.Module] | None:
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            return name, module
+    return None
+
+
+def input_mismatch(model: nn.Module, x: torch.Tensor, exc: Exception) -> PruneInfoError:
+    """A clear message for data that does not fit the model's first layer."""
+    shape = "x".join(map(str, x.shape[1:]))
+    n_values = math.prod(x.shape[1:])
+    first = _first_weight_layer(model)
+    if first is None:
+        expects = ""
+    elif isinstance(first[1], nn.Linear):
+        expects = f"; its first layer {first[0]} expects {first[1].in_features} input values"
+    else:
+        expects = f"; its first layer {first[0]} expects {first[1].in_channels} input channels"
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return PruneInfoError(
+        f"the data does not fit the model: samples of shape {shape} ({n_values} values){expects} "
+        f"({detail}); fix: use the dataset the model was trained on (`data`) or the "
+        "matching `arch`"
+    )
+
+
+def first_sample(model: nn.Module, split: Split | None) -> torch.Tensor | None:
+    """The first sample of ``split`` as a batch of one on the model's device (None without
+    data): the input on which :func:`resolve_layers` finds where units are read."""
+    if split is None or len(split) == 0:
+        return None
+    param = next(model.parameters(), None)
+    return split.x[:1].to(param.device if param is not None else "cpu")
 
 
 def example_input(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:

@@ -53,7 +53,8 @@ weights load.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -68,6 +69,7 @@ from prune_info.nn import (
     LayerInfo,
     attention_heads,
     example_input,
+    find_read_points,
     prunable_layers,
 )
 
@@ -218,6 +220,32 @@ class _Graph:
                 out[self.names.get(target, "?")] = sorted(int(i) for i in idxs)
         return out
 
+    def channel_groups(self, group) -> int:
+        """Blocks a grouped convolution reading or writing the group's channels splits them into
+        (1: no grouped convolution; a depthwise one keeps its channels independent)."""
+        found = 1
+        for dep, _ in group:
+            target = dep.target.module
+            groups = getattr(target, "groups", 1)
+            if not isinstance(target, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) or groups <= 1:
+                continue
+            out = self.dg.is_out_channel_pruning_fn(dep.handler)
+            if groups != (target.out_channels if out else target.in_channels):
+                found = max(found, int(groups))
+        return found
+
+    def norms(self, group) -> dict[str, list[int]]:
+        """The LayerNorms this group prunes, with the indices each loses (their units are
+        renormalised over the survivors, wherever the norm sits: after a permutation, on a
+        residual stream)."""
+        out: dict[str, list[int]] = {}
+        for dep, idxs in group:
+            target = dep.target.module
+            if isinstance(target, nn.LayerNorm) and self.dg.is_out_channel_pruning_fn(
+                    dep.handler):
+                out[self.names.get(target, "?")] = sorted(int(i) for i in idxs)
+        return out
+
     def is_in_channel(self, handler) -> bool:
         return self.dg.is_in_channel_pruning_fn(handler)
 
@@ -234,6 +262,11 @@ class UnitGroup:
     others. Such layers form one group, whose *group channels* are the units that criteria score
     and plans remove. A layer tied to no other is a group of one.
 
+    A grouped convolution (``groups`` = G, not depthwise) among the layers that read or write
+    the group's channels splits them into G blocks that must stay equal: its units are then the
+    *positions* within a block, each removed in every block at once (as torch-pruning's pruners
+    do), and a group channel's score is the mean over the blocks (:meth:`fold`).
+
     Attributes
     ----------
     root : str
@@ -242,11 +275,39 @@ class UnitGroup:
         Every member, in model order, the root first.
     n_units : int
         Channels of each member.
+    channel_groups : int
+        G of the grouped convolution that ties the channels into blocks (1: none).
+    note : str or None
+        Why the group cannot be pruned faithfully (members coupled with different widths, as
+        through a concatenation); such a group is left out, with this note.
     """
 
     root: str
     members: tuple[str, ...]
     n_units: int
+    channel_groups: int = 1
+    note: str | None = None
+
+    @property
+    def units(self) -> int:
+        """Units a plan chooses from: channels, or positions within a block of channels."""
+        return self.n_units // self.channel_groups
+
+    def fold(self, scores: torch.Tensor) -> torch.Tensor:
+        """Channel scores ``[n_units]`` as unit scores ``[units]`` (the mean over the blocks)."""
+        if self.channel_groups == 1:
+            return scores
+        return scores.reshape(self.channel_groups, self.units).mean(0)
+
+    def channels(self, units: Sequence[int]) -> list[int]:
+        """The channels that removing ``units`` removes (every block's, for grouped ones).
+
+        Examples
+        --------
+        >>> UnitGroup("conv", ("conv",), 8, channel_groups=2).channels([1, 3])
+        [1, 3, 5, 7]
+        """
+        return sorted(b * self.units + int(u) for b in range(self.channel_groups) for u in units)
 
 
 def unit_groups(model: nn.Module, example_input: torch.Tensor,
@@ -265,6 +326,7 @@ def unit_groups(model: nn.Module, example_input: torch.Tensor,
     >>> [(g.root, len(g.members)) for g in groups][:3]
     [('conv1', 3), ('layer1.0.conv1', 1), ('layer1.1.conv1', 1)]
     """
+    find_read_points(model, example_input)
     found = prunable_layers(model)
     order = {layer.name: i for i, layer in enumerate(found)}
     width = {layer.name: layer.n_units for layer in found}
@@ -278,12 +340,15 @@ def unit_groups(model: nn.Module, example_input: torch.Tensor,
             name = parent[name]
         return name
 
+    blocks: dict[str, int] = {}
     with torch_threads(1), torch.inference_mode(False), torch.enable_grad():
         graph = _Graph(model, example_input.clone())
         for name in wanted:
             if kind[name] == "heads":  # outside torch-pruning's graph: a group of its own
                 continue
-            for other in graph.coupled(name, graph.group(name, [0])):
+            group = graph.group(name, [0])
+            blocks[name] = graph.channel_groups(group)
+            for other in graph.coupled(name, group):
                 if other in parent:
                     a, b = sorted((find(name), find(other)), key=order.__getitem__)
                     parent[b] = a
@@ -296,11 +361,18 @@ def unit_groups(model: nn.Module, example_input: torch.Tensor,
             continue
         widths = {width[name] for name in names}
         if len(widths) != 1:
-            raise PruneInfoError(
-                f"layers {', '.join(names)} are coupled but have different widths "
-                f"({sorted(widths)}); torch-pruning's dependency graph cannot prune them together"
-            )
-        groups.append(UnitGroup(root, tuple(names), width[root]))
+            note = (f"coupled with different widths ({', '.join(f'{n}: {width[n]}' for n in names)}"
+                    "), as through a concatenation or split whose channels are not one-to-one; "
+                    "prune-info removes group channels of equal-width layers only")
+            groups.append(UnitGroup(root, tuple(names), width[root], note=note))
+            continue
+        g = max(blocks.get(name, 1) for name in names)
+        if width[root] % g:
+            groups.append(UnitGroup(root, tuple(names), width[root], note=(
+                f"its {width[root]} channels do not split into the {g} blocks of a grouped "
+                "convolution")))
+            continue
+        groups.append(UnitGroup(root, tuple(names), width[root], channel_groups=g))
     return sorted(groups, key=lambda g: order[g.root])
 
 
@@ -363,39 +435,59 @@ class _AblationCheck:
         self.layers: dict[str, LayerInfo] = {}
         #: ``{layer: max |pruned - plainly zeroed|}`` for layers followed by a LayerNorm.
         self.renormalised: dict[str, float] = {}
+        self._renormalised_norms: set[str] = set()
+        self._norm_hooks: dict[str, list[tuple[str, Any]]] = {}
         self._kept_only = True  # LayerNorm references normalise over the kept units
 
-    def _layer_norm_over_kept(self, layer: str, removed: Sequence[int]) -> None:
-        """Make the reference's LayerNorm after ``layer`` normalise over the kept units only
+    def _renormalise(self, norm_name: str, removed: Sequence[int], layer: str) -> None:
+        """Make the reference's LayerNorm ``norm_name`` normalise over the kept units only
         (removal), or over all units with the masked ones at zero (masking: the masked model's
-        LayerNorm still counts them)."""
-        info = self.info.get(layer)
-        if info is None or info.norm_module is None:
+        LayerNorm still counts them). ``removed`` are the indices torch-pruning removes from
+        the norm (its dependency group says which norms lose the units, wherever they sit:
+        after a permutation, in a residual stream); ``layer`` is reported as renormalised."""
+        norm = self.ref.get_submodule(norm_name)
+        if not isinstance(norm, nn.LayerNorm) or len(norm.normalized_shape) != 1 \
+                or norm_name in self._renormalised_norms:
             return
-        norm = self.ref.get_submodule(info.norm_module)
-        if not isinstance(norm, nn.LayerNorm) or tuple(norm.normalized_shape) != (info.n_units,):
-            return
+        self._renormalised_norms.add(norm_name)
+        width = int(norm.normalized_shape[0])
         gone = set(int(i) for i in removed)
-        keep = torch.tensor([i for i in range(info.n_units) if i not in gone], dtype=torch.long)
+        keep = torch.tensor([i for i in range(width) if i not in gone], dtype=torch.long)
         gone_index = torch.tensor(sorted(gone), dtype=torch.long)
 
         def kept_only(module: nn.LayerNorm, args: tuple, out: torch.Tensor) -> torch.Tensor | None:
             if not self._kept_only:
                 return None
+            # a LayerNorm2d (ConvNeXt) normalises channels-first maps over axis 1
+            axis = 1 if _channels_first(module, args[0], width) else -1
+            x = args[0].movedim(axis, -1)
             if not self.remove:  # masked units enter the statistics as zeros
-                x = args[0].index_fill(-1, gone_index.to(out.device), 0.0)
-                return torch.nn.functional.layer_norm(x, module.normalized_shape, module.weight,
-                                                      module.bias, module.eps)
+                x = x.index_fill(-1, gone_index.to(out.device), 0.0)
+                return torch.nn.functional.layer_norm(
+                    x, module.normalized_shape, module.weight, module.bias, module.eps
+                ).movedim(-1, axis)
             k = keep.to(out.device)
             weight = None if module.weight is None else module.weight[k]
             bias = None if module.bias is None else module.bias[k]
-            y = torch.zeros_like(out)
-            y[..., k] = torch.nn.functional.layer_norm(args[0][..., k], (len(k),), weight,
-                                                       bias, module.eps)
-            return y
+            y = torch.zeros_like(x)
+            y[..., k] = torch.nn.functional.layer_norm(x[..., k], (len(k),), weight, bias,
+                                                       module.eps)
+            return y.movedim(-1, axis)
 
-        norm.register_forward_hook(kept_only)
+        self._norm_hooks.setdefault(layer, []).append(
+            (norm_name, norm.register_forward_hook(kept_only)))
         self.renormalised[layer] = float("nan")  # measured in check()
+
+    def forget(self, layers: Sequence[str], root: str) -> None:
+        """Drop what :meth:`check` set up for a step that was put back (its layers' masks, the
+        renormalisation of its norms)."""
+        for layer in layers:
+            self.fill.pop(layer, None)
+            self.layers.pop(layer, None)
+        for norm_name, handle in self._norm_hooks.pop(root, []):
+            handle.remove()
+            self._renormalised_norms.discard(norm_name)
+        self.renormalised.pop(root, None)
 
     def _layer(self, layer: str) -> LayerInfo:
         """The layer's read point; a layer that is not prunable is masked at its own output."""
@@ -409,18 +501,55 @@ class _AblationCheck:
         axis = -1 if units_last(info, output) else 1  # token units: the last axis
         return output.index_fill(axis, idxs.to(output.device), value)
 
+    def reset(self) -> None:
+        """Forget every mask and renormalisation (the reference is the original again)."""
+        for root in list(self._norm_hooks):
+            self.forget([], root)
+        self.fill.clear()
+        self.layers.clear()
+
     @torch.no_grad()
-    def check(self, model: nn.Module, removed: Mapping[str, Sequence[int]], root: str) -> None:
-        pending = {k: v for k, v in removed.items() if k not in self.fill}
-        for layer in pending:
+    def jointly(self, model: nn.Module, removed: Mapping[str, Sequence[int]],
+                norms: Mapping[str, Mapping[str, Sequence[int]]]) -> bool:
+        """Whether ``model`` equals the reference with every unit of ``removed`` ablated at
+        once, each masked with 0 where it is read (``norms``: per step's root, the LayerNorms it
+        prunes). One comparison for a whole prune; on False the state is reset, and the steps
+        are checked one by one (:meth:`check`), which also tries other fill values."""
+        for layer in removed:
             self.layers.setdefault(layer, self._layer(layer))
-            self._layer_norm_over_kept(layer, pending[layer])
+        for root, by_norm in norms.items():
+            for norm_name, idxs in by_norm.items():
+                self._renormalise(norm_name, idxs, root)
+        got = self._run(model)
+        for layer, idxs in removed.items():
+            self.fill[layer] = (torch.as_tensor(list(idxs), dtype=torch.long), 0.0)
+        with unit_hooks(self.ref, list(self.layers.values()), self._mask):
+            want = self.ref(self.x)
+        if _close(got, want):
+            self._measure_renormalisation(got, removed)
+            return True
+        self.reset()
+        return False
+
+    def _run(self, model: nn.Module) -> torch.Tensor:
         was_training = model.training
         model.eval()
         try:
-            got = model(self.x)
+            return model(self.x)
         finally:
             model.train(was_training)
+
+    @torch.no_grad()
+    def check(self, model: nn.Module, removed: Mapping[str, Sequence[int]], root: str,
+              norms: Mapping[str, Sequence[int]] | None = None) -> None:
+        """Compare ``model`` (pruned so far) with the reference with ``removed`` ablated;
+        ``norms``: the LayerNorms this step's group prunes, with the indices they lose."""
+        pending = {k: v for k, v in removed.items() if k not in self.fill}
+        for layer in pending:
+            self.layers.setdefault(layer, self._layer(layer))
+        for norm_name, idxs in (norms or {}).items():
+            self._renormalise(norm_name, idxs, root)
+        got = self._run(model)
         # A layer with an activation module is masked after it (0); one without is masked at
         # its output, where 0 or a large negative value zeroes what follows. The members of a
         # group share that, so two assignments are tried, not every combination (2**members
@@ -436,11 +565,10 @@ class _AblationCheck:
                     self.fill[layer] = (torch.as_tensor(list(pending[layer]), dtype=torch.long),
                                         value)
                 want = self.ref(self.x)
-                diff = float((got - want).abs().max())
-                if diff <= 1e-4 * max(1.0, float(want.abs().max())):
+                if _close(got, want):
                     self._measure_renormalisation(got, pending)
                     return
-                worst = min(worst, diff)
+                worst = min(worst, float((got - want).abs().max()))
         raise LayerPruneError(
             root,
             f"torch-pruning removed the wrong inputs downstream of layer {root}: the pruned "
@@ -448,10 +576,10 @@ class _AblationCheck:
             f"it out with `ignore`={root}"
         )
 
-
     def _measure_renormalisation(self, got: torch.Tensor, pending: Mapping) -> None:
         """How far the pruned model is from plain zeroing where a LayerNorm renormalises."""
-        if not any(layer in self.renormalised for layer in pending):
+        todo = [root for root, value in self.renormalised.items() if value != value]  # NaN
+        if not todo:
             return
         self._kept_only = False
         try:
@@ -459,12 +587,25 @@ class _AblationCheck:
                 plain = float((got - self.ref(self.x)).abs().max())
         finally:
             self._kept_only = True
-        for layer in pending:
-            if layer in self.renormalised:
-                self.renormalised[layer] = plain
+        for root in todo:
+            self.renormalised[root] = plain
+
+
+def _close(got: torch.Tensor, want: torch.Tensor) -> bool:
+    """The check's tolerance: float32 rounding of the same computation in another order."""
+    return float((got - want).abs().max()) <= 1e-4 * max(1.0, float(want.abs().max()))
+
+
+def _channels_first(norm: nn.Module, value: torch.Tensor, n_units: int) -> bool:
+    """Whether a LayerNorm takes ``value`` channels-first (``LayerNorm2d`` of ConvNeXt: units on
+    axis 1 of ``[B, C, H, W]``) rather than over its last axis."""
+    return (value.ndim == 4 and value.shape[1] == n_units
+            and (value.shape[-1] != n_units or type(norm).__name__.lower().endswith("2d")))
+
 
 def apply_plan(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor, *,
-               verify: bool = True, report: dict | None = None) -> nn.Module:
+               verify: bool = True, report: dict | None = None,
+               left_out: dict[str, str] | None = None) -> nn.Module:
     """Remove the planned units from ``model`` for real (in place) and return it.
 
     Every layer is pruned through a torch-pruning dependency group, so the layers reading its
@@ -488,6 +629,10 @@ def apply_plan(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor, *
         Filled with ``renormalised``: ``{layer: max difference to plain zeroing}`` for layers
         followed by a LayerNorm over their units, which the check compares against a reference
         that normalises over the kept units (see :class:`_AblationCheck`).
+    left_out : dict, optional
+        When given, a group whose removal fails or does not check out is put back as it was,
+        recorded here as ``{layer: reason}``, and the rest is pruned; without it, the first
+        such group raises :class:`LayerPruneError` (the model is then partly pruned).
 
     Returns
     -------
@@ -503,7 +648,8 @@ def apply_plan(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor, *
     >>> apply_plan(model, plan, torch.zeros(2, 1, 8, 8)).fc2.weight.shape
     torch.Size([50, 50])
     """
-    return _transform(model, plan, example_input, verify, remove=True, report=report)
+    return _transform(model, plan, example_input, verify, remove=True, report=report,
+                      left_out=left_out)
 
 
 @torch.no_grad()
@@ -525,60 +671,165 @@ def _zero_group(graph: _Graph, group) -> None:
 
 
 def _transform(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor, verify: bool,
-               remove: bool, report: dict | None = None) -> nn.Module:
+               remove: bool, report: dict | None = None,
+               left_out: dict[str, str] | None = None) -> nn.Module:
     _check_layers(model, plan)
     if plan.is_empty():
         return model
     # torch-pruning traces autograd's graph: leave no_grad / inference_mode for the whole step
     with torch_threads(1), torch.inference_mode(False), torch.enable_grad():
-        return _transform_layers(model, plan, example_input.clone(), verify, remove, report)
+        return _transform_layers(model, plan, example_input.clone(), verify, remove, report,
+                                 left_out)
+
+
+class _Snapshot:
+    """What one pruning step may change, to put back if the step turns out wrong: the modules
+    it touches (their weights and attributes such as ``out_channels``) and the parameters it
+    prunes that belong to no layer (a ViT's ``pos_embed``)."""
+
+    def __init__(self, targets: Sequence[Any]):
+        self.modules: list[tuple[nn.Module, dict]] = []
+        self.tensors: list[tuple[torch.Tensor, torch.Tensor]] = []
+        seen: set[int] = set()
+        for target in targets:
+            if id(target) in seen:
+                continue
+            seen.add(id(target))
+            if isinstance(target, nn.Module):
+                self.modules.append((target, copy.deepcopy(target.__dict__)))
+            elif isinstance(target, torch.Tensor):  # torch-pruning narrows ``.data`` in place
+                self.tensors.append((target, target.data.clone()))
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for module, state in self.modules:
+            module.__dict__.clear()
+            module.__dict__.update(state)
+        for tensor, data in self.tensors:
+            tensor.data = data
+
+
+@dataclass
+class _Applied:
+    """One group's removal as carried out: what it pruned, the norms it renormalises, and the
+    snapshot that puts it back."""
+
+    layer: str
+    pruned: dict[str, list[int]]
+    norms: dict[str, list[int]]
+    snapshot: _Snapshot
 
 
 def _transform_layers(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor,
-                      verify: bool, remove: bool, report: dict | None = None) -> nn.Module:
+                      verify: bool, remove: bool, report: dict | None = None,
+                      left_out: dict[str, str] | None = None) -> nn.Module:
+    """Prune (or mask) the planned layers one group at a time, and check the result.
+
+    Every group is removed (a failure of torch-pruning puts that group back at once), then the
+    whole model is checked in one comparison: its output shape, and (``verify``) its outputs
+    against the original with every removed unit ablated. When that fails, everything is put
+    back and the groups are removed and checked one by one, which finds the group at fault and
+    tries the other way of masking a unit read before a functional activation.
+
+    With ``left_out`` (a dict), a group whose removal fails, breaks the model or does not equal
+    the ablated original is put back as it was and recorded there (``{layer: reason}``), and the
+    other groups go on; without, the first such group raises :class:`LayerPruneError`.
+    """
     was_training = model.training
     model.eval()
+    find_read_points(model, example_input)
     with torch.no_grad():
         reference_shape = model(example_input).shape
     checker = _AblationCheck(model, example_input, remove) if verify else None
     graph = _Graph(model, example_input)
     heads = {layer.name for layer in prunable_layers(model) if layer.kind == "heads"}
-    done: dict[str, list[int]] = {}
-    try:
-        for layer, idxs in plan.remove.items():
-            if not idxs or layer in done:
-                continue
-            if layer in heads:
-                _cut_heads(model.get_submodule(layer), idxs, remove)
-                done[layer] = list(idxs)
-                if remove:
-                    _verify_layer(model, layer, plan, example_input, reference_shape)
-                if checker is not None:
-                    checker.check(model, done, layer)
-                continue
+    steps = [(layer, list(idxs)) for layer, idxs in plan.remove.items() if idxs]
+
+    def apply(layer: str, idxs: list[int]) -> _Applied:
+        if layer in heads:
+            attn = model.get_submodule(layer)
+            snapshot = _Snapshot([attn, attn.qkv, attn.proj])
+            step: Callable[[], Any] = functools.partial(_cut_heads, attn, idxs, remove)
+            coupled: dict[str, list[int]] = {}
+            norms: dict[str, list[int]] = {}
+        else:
             group = graph.group(layer, idxs)
             coupled = _coupled_in_group(graph, layer, group, plan)
-            try:
-                group.prune() if remove else _zero_group(graph, group)
-            except PruneInfoError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                raise LayerPruneError(
-                    layer,
-                    f"torch-pruning failed on layer {layer} ({_first_line(exc)}); leave it out "
-                    f"with `ignore`={layer}"
-                ) from exc
-            done[layer] = list(idxs)
-            done.update(coupled)
+            norms = graph.norms(group)
+            snapshot = _Snapshot([dep.target.module for dep, _ in group])
+            step = group.prune if remove else functools.partial(_zero_group, graph, group)
+        try:
+            _run_step(step, layer)
             if remove:
-                _verify_layer(model, layer, plan, example_input, reference_shape)
-            if checker is not None:
-                checker.check(model, done, layer)
+                _check_width(model, layer, plan)
+        except LayerPruneError:
+            snapshot.restore()
+            raise
+        return _Applied(layer, {layer: idxs, **coupled}, norms, snapshot)
+
+    def leave_out(exc: LayerPruneError, layer: str) -> None:
+        if left_out is None:
+            raise exc
+        left_out[layer] = str(exc)
+
+    def run_all(check_each: bool) -> list[_Applied]:
+        applied: list[_Applied] = []
+        covered: set[str] = set(left_out or ())
+        for layer, idxs in steps:
+            if layer in covered:
+                continue
+            try:
+                done = apply(layer, idxs)
+            except LayerPruneError as exc:
+                leave_out(exc, layer)
+                covered.add(layer)
+                continue
+            if check_each:
+                try:
+                    _check_output(model, layer, example_input, reference_shape)
+                    if checker is not None:
+                        removed = {k: v for a in (*applied, done) for k, v in a.pruned.items()}
+                        checker.check(model, removed, layer, done.norms)
+                except LayerPruneError as exc:
+                    done.snapshot.restore()
+                    if checker is not None:
+                        checker.forget(list(done.pruned), layer)
+                    leave_out(exc, layer)
+                    covered.update(done.pruned)
+                    continue
+            applied.append(done)
+            covered.update(done.pruned)
+        return applied
+
+    try:
+        applied = run_all(check_each=False)
+        removed = {k: v for a in applied for k, v in a.pruned.items()}
+        fine = _output_fits(model, example_input, reference_shape) and (
+            checker is None or checker.jointly(model, removed, {a.layer: a.norms
+                                                               for a in applied}))
+        if not fine:  # find the group at fault: put everything back, check one by one
+            for done in reversed(applied):
+                done.snapshot.restore()
+            run_all(check_each=True)
     finally:
         model.train(was_training)
     if report is not None and checker is not None:
         report["renormalised"] = dict(checker.renormalised)
     return model
+
+
+def _run_step(step: Callable[[], Any], layer: str) -> None:
+    """One group's removal; torch-pruning's own failures name the layer."""
+    try:
+        step()
+    except PruneInfoError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise LayerPruneError(
+            layer,
+            f"torch-pruning failed on layer {layer} ({_first_line(exc)}); leave it out "
+            f"with `ignore`={layer}"
+        ) from exc
 
 
 @torch.no_grad()
@@ -611,36 +862,52 @@ def _cut_heads(attn: nn.Module, idxs: Sequence[int], remove: bool) -> None:
         setattr(attn, "attn_dim", len(chosen) * head_dim)  # noqa: B010
 
 
-def _verify_layer(model: nn.Module, layer: str, plan: PrunePlan, example_input: torch.Tensor,
-                  reference_shape: torch.Size) -> None:
+def _check_width(model: nn.Module, layer: str, plan: PrunePlan) -> None:
+    """The layer has the width the plan leaves it (torch-pruning followed it)."""
     module = model.get_submodule(layer)
     if isinstance(module, (nn.Linear, nn.Conv2d)):
         width = module.out_features if isinstance(module, nn.Linear) else module.out_channels
     else:  # attention heads
         width = int(cast(int, module.num_heads))
     expected = plan.widths[layer] - len(plan.remove[layer])
-    problem = None
     if width != expected:
-        problem = f"it has {width} units, expected {expected}"
-    else:
-        try:
-            with torch.no_grad():
-                shape = model(example_input).shape
-            if shape != reference_shape:
-                problem = (f"the output shape changed from {tuple(reference_shape)} to "
-                           f"{tuple(shape)}")
-        except Exception as exc:  # noqa: BLE001
-            problem = f"the pruned model no longer runs: {_first_line(exc)}"
+        raise LayerPruneError(layer, _unfollowed(layer, f"it has {width} units, expected "
+                                                        f"{expected}"))
+
+
+def _unfollowed(layer: str, problem: str) -> str:
+    return (f"torch-pruning could not follow where the outputs of layer {layer} go ({problem}); "
+            f"leave it out with `ignore`={layer}")
+
+
+def _output_problem(model: nn.Module, example_input: torch.Tensor,
+                    reference_shape: torch.Size) -> str | None:
+    try:
+        with torch.no_grad():
+            shape = model(example_input).shape
+    except Exception as exc:  # noqa: BLE001
+        return f"the pruned model no longer runs: {_first_line(exc)}"
+    if shape != reference_shape:
+        return f"the output shape changed from {tuple(reference_shape)} to {tuple(shape)}"
+    return None
+
+
+def _output_fits(model: nn.Module, example_input: torch.Tensor,
+                 reference_shape: torch.Size) -> bool:
+    return _output_problem(model, example_input, reference_shape) is None
+
+
+def _check_output(model: nn.Module, layer: str, example_input: torch.Tensor,
+                  reference_shape: torch.Size) -> None:
+    """The model still runs and gives outputs of the original shape, after ``layer``'s step."""
+    problem = _output_problem(model, example_input, reference_shape)
     if problem:
-        raise LayerPruneError(
-            layer,
-            f"torch-pruning could not follow where the outputs of layer {layer} go ({problem}); "
-            f"leave it out with `ignore`={layer}"
-        )
+        raise LayerPruneError(layer, _unfollowed(layer, problem))
 
 
 def mask_plan(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor, *,
-              verify: bool = True, report: dict | None = None) -> nn.Module:
+              verify: bool = True, report: dict | None = None,
+              left_out: dict[str, str] | None = None) -> nn.Module:
     """Zero the planned units of ``model`` (in place), keeping every shape.
 
     The masked model computes exactly what the pruned model of :func:`apply_plan` computes
@@ -659,13 +926,16 @@ def mask_plan(model: nn.Module, plan: PrunePlan, example_input: torch.Tensor, *,
         A batch of inputs of the right shape, for tracing which layers read the units.
     verify : bool
         Compare with the original model with the units ablated, as in :func:`apply_plan`.
+    report, left_out : dict, optional
+        As in :func:`apply_plan`.
 
     Returns
     -------
     nn.Module
         ``model``.
     """
-    return _transform(model, plan, example_input, verify, remove=False, report=report)
+    return _transform(model, plan, example_input, verify, remove=False, report=report,
+                      left_out=left_out)
 
 
 def _zero_outputs(module: nn.Module, index: torch.Tensor) -> None:

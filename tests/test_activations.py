@@ -116,10 +116,18 @@ def test_bad_capture_options_are_refused(kwargs, message):
         CaptureOptions(**kwargs)
 
 
-def test_a_layer_whose_module_runs_twice_is_refused():
+def test_an_activation_module_shared_by_two_layers_is_read_at_each_layers_own_call():
+    """One ReLU object after both layers: the data flow tells the two calls apart."""
     act = nn.ReLU()
+    torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), act, nn.Linear(3, 3), act,
                           nn.Linear(3, 2))
-    with pytest.raises(PruneInfoError, match="ran twice.*own activation module"):
-        unit_outputs(model, prunable_layers(model), torch.zeros(2, 1, 2, 2))
+    x = torch.randn(5, 1, 2, 2)
+    got = unit_outputs(model, prunable_layers(model), x)
+    with torch.no_grad():
+        h1 = torch.relu(model[1](x.flatten(1)))
+        h2 = torch.relu(model[3](h1))
+    torch.testing.assert_close(got["1"], h1)
+    torch.testing.assert_close(got["3"], h2)
+    assert [layer.act_module for layer in prunable_layers(model)] == ["2", "2"]
     assert _all_hooks(model) == 0

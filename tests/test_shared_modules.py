@@ -16,7 +16,6 @@ from prune_info.capture import CaptureOptions, unit_hooks, unit_outputs
 from prune_info.criteria.baselines import taylor_scores
 from prune_info.criteria.context import compute_scores
 from prune_info.data import Split
-from prune_info.errors import PruneInfoError
 from prune_info.nn import count_correct, prunable_layers, resolve_layers
 from prune_info.surgery import PrunePlan, apply_plan
 
@@ -140,7 +139,10 @@ def test_resnet_conv1_units_are_relu_of_bn1_and_not_the_relu_after_the_residual_
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in resnet.modules())
 
 
-def test_a_module_between_the_norm_and_its_activation_is_refused_with_the_layer_named():
+def test_an_operation_between_the_norm_and_its_activation_reads_the_norm_output():
+    """``act(bn(fc1(x)) * 2.0)``: the activation does not take the norm's output as it is, so
+    the units are read at the documented fallback point, the norm's output (and said so:
+    the layer has no activation)."""
     class Scaled(nn.Module):
         def __init__(self):
             super().__init__()
@@ -150,10 +152,14 @@ def test_a_module_between_the_norm_and_its_activation_is_refused_with_the_layer_
         def forward(self, x):
             return self.out(self.act(self.bn(self.fc1(x)) * 2.0))
 
+    torch.manual_seed(0)
     model = Scaled().eval()
-    with pytest.raises(PruneInfoError, match=r"^fc1: the output of bn was not passed as it is "
-                                             r"to its activation act.*fix"):
-        unit_outputs(model, prunable_layers(model), torch.zeros(5, 4))
+    x = torch.randn(5, 4)
+    got = unit_outputs(model, prunable_layers(model), x)["fc1"]
+    (layer,) = prunable_layers(model)
+    assert (layer.norm_module, layer.act_module) == ("bn", None)
+    with torch.no_grad():
+        torch.testing.assert_close(got, model.bn(model.fc1(x)))
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 

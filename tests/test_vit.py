@@ -132,54 +132,77 @@ def test_token_units_in_a_sequential_model_take_the_batched_path(digits):
                                                  ablate_to=ablate_to, means=means))
 
 
-def _masked_reference(model: nn.Module, removed: dict[str, list[int]]) -> nn.Module:
-    """The original with the removed units' GELU outputs zeroed on every token, and the removed
-    heads' outputs (their 16 columns of the input of ``proj``) zeroed."""
+def _masked_reference(model: nn.Module, removed: dict[str, list[int]],
+                      stream: list[int] | None = None) -> nn.Module:
+    """The original with the removed units' outputs zeroed, built by hand: MLP units at their
+    GELU on every token, heads at the input of ``proj`` (their 16 columns), and the residual
+    stream's ``stream`` channels zeroed wherever they are written (patch embedding, class token,
+    position embedding, ``proj`` and ``fc2`` outputs), every LayerNorm over the stream then
+    normalising over the kept channels only (what the pruned model computes)."""
     ref = copy.deepcopy(model).eval()
     for layer, idxs in removed.items():
         if layer.endswith(".attn"):
             cols = torch.tensor([h * 16 + d for h in idxs for d in range(16)])
             ref.get_submodule(f"{layer}.proj").register_forward_pre_hook(
                 lambda m, args, cols=cols: (args[0].index_fill(-1, cols, 0.0),))
-            continue
-        act = ref.get_submodule(layer.replace(".fc1", ".act"))
-        act.register_forward_hook(
-            lambda m, i, o, idxs=idxs: o.index_fill(-1, torch.tensor(idxs), 0.0))
+        elif layer.endswith(".fc1"):
+            act = ref.get_submodule(layer.replace(".fc1", ".act"))
+            act.register_forward_hook(
+                lambda m, i, o, idxs=idxs: o.index_fill(-1, torch.tensor(idxs), 0.0))
+    if not stream:
+        return ref
+    gone = torch.tensor(stream)
+    keep = torch.tensor(sorted(set(range(48)) - set(stream)))
+    with torch.no_grad():
+        for name in ("patch_embed.proj", "blocks.0.attn.proj", "blocks.0.mlp.fc2",
+                     "blocks.1.attn.proj", "blocks.1.mlp.fc2"):
+            module = ref.get_submodule(name)
+            module.weight.index_fill_(0, gone, 0.0)
+            module.bias.index_fill_(0, gone, 0.0)
+        ref.cls_token.index_fill_(-1, gone, 0.0)
+        ref.pos_embed.index_fill_(-1, gone, 0.0)
+
+    def kept_only(norm, args, out):
+        y = torch.zeros_like(out)
+        y[..., keep] = nn.functional.layer_norm(args[0][..., keep], (len(keep),),
+                                                norm.weight[keep], norm.bias[keep], norm.eps)
+        return y
+
+    for module in ref.modules():
+        if isinstance(module, nn.LayerNorm) and module.normalized_shape == (48,):
+            module.register_forward_hook(kept_only)
     return ref
 
 
-def test_prune_a_vit_removes_mlp_units_and_heads_and_leaves_out_the_rest(vit, digits, tmp_path):
+def test_prune_a_vit_removes_mlp_units_heads_and_residual_stream_channels(vit, digits, tmp_path):
     ckpt = Checkpoint(vit, factory=FACTORY, factory_kwargs=dict(KWARGS),
                       dataset={"name": "digits", "input_shape": [1, 8, 8]})
     result = prune_checkpoint(ckpt, digits, PruneConfig(criterion="mi", amount=0.5))
     pruned, summary = result.checkpoint.model.eval(), result.summary
-    assert sorted(result.plan.remove) == ["blocks.0.attn", "blocks.0.mlp.fc1",
-                                          "blocks.1.attn", "blocks.1.mlp.fc1"]
+    stream = ["patch_embed.proj", "blocks.0.attn.proj", "blocks.0.mlp.fc2",
+              "blocks.1.attn.proj", "blocks.1.mlp.fc2"]
+    assert sorted(result.plan.remove) == sorted(["blocks.0.attn", "blocks.0.mlp.fc1",
+                                                 "blocks.1.attn", "blocks.1.mlp.fc1", *stream])
+    assert not [w for w in summary.warnings if w.startswith("left out")]
+    assert not any(row.ignored for row in summary.layers)
     for block in (0, 1):
         assert pruned.get_submodule(f"blocks.{block}.mlp.fc1").out_features == 24
         assert pruned.get_submodule(f"blocks.{block}.mlp.fc2").in_features == 24
         attn = pruned.get_submodule(f"blocks.{block}.attn")
         assert (attn.num_heads, attn.attn_dim) == (2, 32)  # floor(0.5 * 3) = 1 head removed
         assert attn.qkv.out_features == 96 and attn.proj.in_features == 32
-    # the residual stream is left out, with a note
-    notes = [w for w in summary.warnings if w.startswith("left out")]
-    assert len(notes) == 1
-    assert notes[0].startswith("left out patch_embed.proj, blocks.0.attn.proj, blocks.0.mlp.fc2")
-    assert {row.name for row in summary.layers if row.ignored} == {
-        "patch_embed.proj", "blocks.0.attn.proj", "blocks.0.mlp.fc2",
-        "blocks.1.attn.proj", "blocks.1.mlp.fc2"}
+    # the stream (one group: every layer writing into it) loses the same 24 channels
+    assert {tuple(result.plan.remove[name]) for name in stream} == {
+        tuple(result.plan.remove["patch_embed.proj"])}
+    assert pruned.pos_embed.shape[-1] == pruned.cls_token.shape[-1] == 24
+    assert pruned.blocks[0].attn.qkv.in_features == pruned.blocks[1].mlp.fc1.in_features == 24
+    notes = [w for w in summary.warnings if "renormalises" in w]
+    assert len(notes) == 1 and notes[0].startswith("note: patch_embed.proj is followed")
     heads_row = next(row for row in summary.layers if row.name == "blocks.0.attn")
     assert (heads_row.units_before, heads_row.units_after, heads_row.removed) == (3, 2, 1)
-    # qkv's 48 x 144 weights and 144 biases lose a third, and attention 2 * 17^2 * 16 MACs
-    assert heads_row.params_before - heads_row.params_after == 48 * 48 + 48
-    assert heads_row.macs_before - heads_row.macs_after == 17 * 48 * 48 + 2 * 17 * 17 * 16
-    # parameters drop by the two halves of fc1 (weights and biases) and of fc2's inputs, and by
-    # one head's q, k, v rows and proj columns per block
-    assert count_parameters(vit) - count_parameters(pruned) == 2 * (
-        24 * 48 + 24 + 48 * 24 + 48 * 48 + 48 + 48 * 16)
-    assert summary.params_after == count_parameters(pruned) < summary.params_before
-    # pruned == masked
-    ref = _masked_reference(vit, result.plan.remove)
+    assert summary.params_after == count_parameters(pruned) < summary.params_before / 3
+    # pruned == the hand-built reference with those units and stream channels removed
+    ref = _masked_reference(vit, result.plan.remove, result.plan.remove["patch_embed.proj"])
     x = digits.test.x
     with torch.no_grad():
         got, want = pruned(x), ref(x)
@@ -301,6 +324,8 @@ def test_cli_scores_with_token_reduce_and_prunes_a_vit(run_cli, vit, tmp_path):
     assert code == 0, stderr
     doc = json.loads(stdout)
     assert doc["removed"].keys() == {"blocks.0.attn", "blocks.0.mlp.fc1", "blocks.1.attn",
-                                     "blocks.1.mlp.fc1"}
-    assert sum(w.startswith("left out") for w in doc["warnings"]) == 1
+                                     "blocks.1.mlp.fc1", "patch_embed.proj",
+                                     "blocks.0.attn.proj", "blocks.0.mlp.fc2",
+                                     "blocks.1.attn.proj", "blocks.1.mlp.fc2"}
+    assert not any(w.startswith("left out") for w in doc["warnings"])
     assert load_checkpoint(out).model.blocks[0].mlp.fc1.out_features == 24

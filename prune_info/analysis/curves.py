@@ -99,7 +99,7 @@ from prune_info.capture import unit_hooks, units_last
 from prune_info.criteria.ranking import RANK_ORDERS, rank_units
 from prune_info.data import Split, as_split
 from prune_info.errors import PruneInfoError
-from prune_info.nn import LayerInfo, count_correct, resolve_layers
+from prune_info.nn import LayerInfo, count_correct, first_sample, resolve_layers
 
 __all__ = [
     "ABLATE_TO", "CurveSet", "DEFAULT_STEPS", "LINEAR_SPARSE_ABOVE", "METHODS", "ORDERS",
@@ -346,9 +346,9 @@ def unit_means(
         units (a Linear layer on ``[batch, tokens, dim]``) get ``[units, tokens]``: one mean per
         token.
     """
-    infos = resolve_layers(model, layers, order="model")
     if len(split) == 0:
         raise PruneInfoError("cannot compute unit means on an empty split")
+    infos = resolve_layers(model, layers, order="model", example=first_sample(model, split))
     sums: dict[str, Tensor] = {}
 
     def accumulate(info: LayerInfo, value: Tensor) -> None:
@@ -1139,8 +1139,8 @@ def layerwise_curves(
         int64 ``[R, max_k + 1]`` (or ``[R, len(at_k)]``): correct samples after ablating the
         first ``k`` units.
     """
-    (layer_info,) = resolve_layers(model, [layer])
     split = _check_split(split)
+    (layer_info,) = resolve_layers(model, [layer], example=first_sample(model, split))
     orders = check_order(orders, layer_info.n_units)
     ks, _ = _points(at_k, max_k, layer_info.n_units, layer_info.name)
     max_k = int(ks[-1])
@@ -1253,7 +1253,8 @@ def group_curves(
         return layerwise_curves(model, members[0], orders, split, ablate_to=ablate_to,
                                 means=means, device=device, batch_size=batch_size,
                                 memory_mb=memory_mb, at_k=at_k, progress=progress)
-    infos = resolve_layers(model, list(members), order="model")
+    infos = resolve_layers(model, list(members), order="model",
+                           example=first_sample(model, _check_split(split)))
     widths = {info.n_units for info in infos}
     if len(widths) != 1:
         raise PruneInfoError("the layers of a group must have the same number of units, got "
@@ -1286,7 +1287,8 @@ def ablated_correct(
     names = [name for name, idxs in ablated.items() if len(idxs)]
     if not names:
         return count_correct(model, _check_split(split), batch_size=batch_size, device=device)
-    infos = resolve_layers(model, names, order="model")
+    infos = resolve_layers(model, names, order="model",
+                           example=first_sample(model, _check_split(split)))
     row = torch.cat([torch.zeros(info.n_units, dtype=torch.bool).index_fill_(
         0, torch.as_tensor(list(ablated[info.name]), dtype=torch.long), True) for info in infos])
     with _eval_mode(model):
@@ -1340,8 +1342,8 @@ def network_curves(
     Tensor
         int64 ``[R, max_k + 1]`` (or ``[R, len(at_k)]``).
     """
-    infos = resolve_layers(model, layers, order="model")
     split = _check_split(split)
+    infos = resolve_layers(model, layers, order="model", example=first_sample(model, split))
     total = sum(info.n_units for info in infos)
     orders = check_order(orders, total)
     ks, _ = _points(at_k, max_k, total, "the network's " + "+".join(i.name for i in infos))
@@ -1395,8 +1397,8 @@ def naive_curves(
     :func:`network_curves`). ``at_k``: only these ``k`` (as in :func:`layerwise_curves`). Slow
     by design: use it to check the batched functions. Returns int64 ``[R, K]``.
     """
-    infos = resolve_layers(model, layers, order="model")
     split = _check_split(split)
+    infos = resolve_layers(model, layers, order="model", example=first_sample(model, split))
     total = sum(info.n_units for info in infos)
     orders = check_order(orders, total)
     ks, _ = _points(at_k, max_k, total, "+".join(i.name for i in infos))
@@ -1568,7 +1570,7 @@ def compute_curves(
     if not scores and random == 0:
         raise PruneInfoError("nothing to ablate: give at least one criterion or `random`=R")
     split = _check_split(split)
-    infos = resolve_layers(model, layers, order="model")
+    infos = resolve_layers(model, layers, order="model", example=first_sample(model, split))
     if ablate_to == "mean" and means is None:
         raise PruneInfoError("ablation to the mean needs unit_means(model, data.train)")
     result = CurveSet(mode=mode, ablate_to=ablate_to, n_samples=len(split))

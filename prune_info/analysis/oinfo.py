@@ -47,7 +47,7 @@ from prune_info.data import Split, as_split
 from prune_info.errors import PruneInfoError
 from prune_info.measures.gaussian import SingularCovarianceWarning
 from prune_info.measures.multiplets import MultipletSearch, search_multiplets
-from prune_info.nn import LayerInfo, resolve_layers
+from prune_info.nn import LayerInfo, first_sample, resolve_layers
 
 __all__ = [
     "MultipletSizeClipped", "OINFO_FORMAT", "average_over_seeds", "dominance", "layer_oinfo",
@@ -215,8 +215,8 @@ def layer_oinfo(
         Once per layer with constant, duplicated or linearly dependent units.
     """
     model = _model_of(ckpt_or_model)
-    chosen = resolve_layers(model, layers)
     split, labels = _check_split(split)
+    chosen = resolve_layers(model, layers, example=first_sample(model, split))
     for layer in chosen:
         if len(labels) <= layer.n_units + 1:
             raise PruneInfoError(

@@ -19,7 +19,7 @@ from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import get_criterion, parse_criteria
 from prune_info.data import Split, as_split
 from prune_info.errors import PruneInfoError
-from prune_info.nn import LayerInfo, resolve_layers
+from prune_info.nn import LayerInfo, first_sample, resolve_layers
 
 __all__ = ['ScoringContext', 'compute_scores', 'make_context']
 
@@ -170,7 +170,7 @@ def make_context(
         raise PruneInfoError(f"options must be a ScoreOptions, got {type(options).__name__}")
     if split is not None:
         split = as_split(split, "the validation set")
-    layers = resolve_layers(model, layers)
+    layers = resolve_layers(model, layers, example=first_sample(model, split))
     if not layers:
         raise PruneInfoError(
             "the model has no prunable layer (no hidden Linear or Conv2d layer before the "

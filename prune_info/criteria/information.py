@@ -46,7 +46,8 @@ _ACTIVATION_KEYS = {"leakyrelu": "leaky_relu", "relu6": "relu", None: "identity"
 def layer_threshold(layer: LayerInfo, pre_activation: bool = False) -> float:
     """Threshold of the 1-bit quantiser for a layer's units ("is the unit active?").
 
-    0.5 for sigmoid outputs; 0 for ReLU-like and tanh outputs, for every pre-activation and
+    0.5 for sigmoid and hard-sigmoid outputs; 0 for ReLU-like, tanh, GELU, SiLU and every other
+    activation's outputs, for every pre-activation and
     for layers without an activation module.
 
     Examples
@@ -61,7 +62,12 @@ def layer_threshold(layer: LayerInfo, pre_activation: bool = False) -> float:
         return 0.0
     key = _ACTIVATION_KEYS.get(layer.activation, layer.activation)
     assert key is not None  # _ACTIVATION_KEYS maps None to "identity"
-    return default_threshold(key)
+    if "sigmoid" in key and key != "logsigmoid":  # sigmoid, hardsigmoid: "on" above one half
+        return default_threshold("sigmoid")
+    try:
+        return default_threshold(key)
+    except PruneInfoError:  # another elementwise activation (hardswish, mish, ...): 0 is "off"
+        return 0.0
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ import copy
 import dataclasses
 import difflib
 import fnmatch
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -42,7 +43,6 @@ from prune_info.pruning.allocation import (
     removal_counts,
 )
 from prune_info.surgery import (
-    LayerPruneError,
     PrunePlan,
     UnitGroup,
     apply_plan,
@@ -87,6 +87,9 @@ class PruneConfig:
     verify : bool
         Check every step against the original with the units ablated (see
         :func:`prune_info.surgery.apply_plan`); ``False`` skips it, and the summary says so.
+    strict : bool
+        Refuse the whole prune when a group cannot be pruned faithfully, instead of leaving it
+        out with a note (the default).
     group_reduce : {"mean", "max", "first"}
         How the scores of a group's members combine into the score of a group channel
         (``first``: the root's alone).
@@ -108,6 +111,7 @@ class PruneConfig:
     group_reduce: str = "mean"
     round_to: int | None = None
     verify: bool = True
+    strict: bool = False
     score_options: Any = None
     seed: int = 0
     device: str = "cpu"
@@ -372,58 +376,26 @@ AUTO_ROUND_MIN_WIDTH = 64
 
 
 def _round_widths(plan: PrunePlan, scores: Mapping[str, torch.Tensor], config: PruneConfig,
-                  kinds: Mapping[str, str]) -> PrunePlan:
-    """Remove fewer units so that each layer keeps a multiple of ``round_to`` (the best-ranked
-    of the planned units are spared first)."""
+                  kinds: Mapping[str, str], groups: Mapping[str, UnitGroup]) -> PrunePlan:
+    """Remove fewer units so that each layer keeps a multiple of ``round_to`` channels (the
+    best-ranked of the planned units are spared first). A unit of a grouped convolution's group
+    is one channel per block, so its step in units is ``round_to`` over what the blocks share."""
     remove: dict[str, list[int]] = {}
     for layer, idxs in plan.remove.items():
         n = plan.widths[layer]
+        blocks = groups[layer].channel_groups if layer in groups else 1
         step = config.round_to
         if step is None and config.keep is not None:
             step = 1  # an explicit count is kept as asked
         if step is None:
-            step = 8 if kinds.get(layer) == "conv" and n >= AUTO_ROUND_MIN_WIDTH else 1
+            step = 8 if kinds.get(layer) == "conv" and n * blocks >= AUTO_ROUND_MIN_WIDTH else 1
+        step //= math.gcd(step, blocks)
         keep = min(n, -(-(n - len(idxs)) // step) * step)
         planned = set(idxs)
         ranked = [int(i) for i in rank_units(scores[layer], config.order, config.seed)
                   if int(i) in planned]
         remove[layer] = ranked[: n - keep]
     return PrunePlan.from_indices(remove, plan.widths)
-
-
-def _transform_leaving_out(transform, model: nn.Module, plan: PrunePlan, example: torch.Tensor,
-                           groups: Sequence, config: PruneConfig, report: dict
-                           ) -> tuple[nn.Module, PrunePlan, dict[str, str]]:
-    """Prune (or mask) a copy of ``model``, leaving out the groups torch-pruning gets wrong.
-
-    A group whose removal fails, changes the model's output shape, or does not equal the
-    original with its units ablated (a ViT's residual stream, renormalised by LayerNorms; an
-    attention ``qkv`` whose heads torch-pruning does not update) is dropped from the plan and
-    the rest is pruned again. Returns the model, the plan carried out and ``{root: note}`` for
-    the groups left out.
-    """
-    root_of = {m: g.root for g in groups for m in g.members}
-    members = {g.root: g.members for g in groups}
-    left_out: dict[str, str] = {}
-    while True:
-        report.clear()
-        try:
-            new_model = transform(copy.deepcopy(model).cpu(), plan, example,
-                                  verify=config.verify, report=report)
-            return new_model, plan, left_out
-        except LayerPruneError as exc:
-            root = root_of.get(exc.layer)
-            if root is None or root in left_out:
-                raise
-            names = ", ".join(members[root])
-            left_out[root] = (f"left out {names} (as with `ignore`={root}): {exc}".replace(
-                f"; leave it out with `ignore`={root}", ""))
-            remove = {k: v for k, v in plan.remove.items() if k not in members[root]}
-            if not any(remove.values()):
-                raise PruneInfoError(
-                    f"no planned layer can be pruned: {'; '.join(left_out.values())}"
-                ) from exc
-            plan = PrunePlan.from_indices(remove, {k: plan.widths[k] for k in remove})
 
 
 def _per_root(values: Sequence | None, groups: Sequence[UnitGroup], what: str,
@@ -550,13 +522,28 @@ def prune_checkpoint(
     heads = attention_projections(model, [n for n in names if n not in ignored])
     ignored |= heads
     all_groups = unit_groups(model, example, [n for n in names if n not in ignored])
+    warnings: list[str] = []
+    unfaithful = [g for g in all_groups if g.note and not set(g.members) & ignored]
+    if config.allocation == "max-drop":  # its group curves ablate channels one at a time
+        unfaithful += [replace(g, note="the max-drop allocation does not split a grouped "
+                               f"convolution's {g.channel_groups} blocks")
+                       for g in all_groups if g.channel_groups > 1 and not g.note]
+    for g in unfaithful:
+        if config.strict:
+            raise PruneInfoError(f"cannot prune {', '.join(g.members)}: {g.note}; leave them "
+                                 f"out with `ignore`={g.root} (or drop `strict`)")
+        warnings.append(f"left out {', '.join(g.members)} (as with `ignore`={g.root}): {g.note}")
+        ignored |= set(g.members)
     groups = [g for g in all_groups if not set(g.members) & ignored]
     # a layer coupled to an ignored one cannot lose channels either
     ignored |= {m for g in all_groups if set(g.members) & ignored for m in g.members}
     if not groups:
-        raise PruneInfoError("every prunable layer is ignored; nothing to prune")
-    # Plans are made on the groups' roots, then every member loses the same channels.
-    widths = {g.root: g.n_units for g in groups}
+        raise PruneInfoError("every prunable layer is ignored or left out; nothing to prune"
+                             + (f" ({warnings[0]})" if warnings else ""))
+    # Plans are made on the groups' roots (their units: channels, or positions in the blocks
+    # of a grouped convolution), then every member loses the same channels.
+    by_root = {g.root: g for g in groups}
+    widths = {g.root: g.units for g in groups}
     members = {g.root: g.members for g in groups}
     per_group = {"amounts": _per_root(config.amounts(), groups, "amounts", names),
                  "keep": _per_root(config.keep, groups, "keep", names)}
@@ -571,9 +558,8 @@ def prune_checkpoint(
     work = model if config.device == "cpu" else copy.deepcopy(model).to(config.device)
     member_scores = _compute_scores(work, data, criterion.name,
                                     [m for g in groups for m in g.members], config)
-    scores = {root: reduce_group(member_scores, names, config.group_reduce)
+    scores = {root: by_root[root].fold(reduce_group(member_scores, names, config.group_reduce))
               for root, names in members.items()}
-    warnings: list[str] = []
     if heads:
         warnings.append(f"left out the attention projections {', '.join(sorted(heads))}: their "
                         "outputs are split into heads by an attention module prune-info does "
@@ -598,7 +584,7 @@ def prune_checkpoint(
         )
     del work
     kinds = {layer.name: layer.kind for layer in ckpt.layers}
-    rounded = _round_widths(plan, scores, config, kinds)
+    rounded = _round_widths(plan, scores, config, kinds, by_root)
     if rounded.is_empty() and not plan.is_empty():
         step = (f"`round_to`={config.round_to}" if config.round_to is not None else
                 f"the default `round_to` (8 channels for conv layers of {AUTO_ROUND_MIN_WIDTH} "
@@ -607,18 +593,28 @@ def prune_checkpoint(
             f"this prune would remove nothing once every layer keeps a multiple of {step}: "
             f"the {sum(plan.n_removed().values())} units planned round away; lower "
             "`round_to` (1 keeps any width) or remove more (`amount`)")
-    plan = rounded
     plan = PrunePlan.from_indices(
-        {m: plan.remove[root] for root in plan.remove for m in members[root]},
-        {m: widths[root] for root in plan.remove for m in members[root]})
+        {m: by_root[root].channels(rounded.remove[root]) for root in rounded.remove
+         for m in members[root]},
+        {m: by_root[root].n_units for root in rounded.remove for m in members[root]})
 
     mode = "mask" if config.mask else "remove"
     transform = mask_plan if config.mask else apply_plan
     report: dict = {}
-    new_model, plan, left_out = _transform_leaving_out(
-        transform, model, plan, example_input(model, input_shape), groups, config, report)
-    warnings.extend(left_out.values())
-    ignored |= {m for g in groups if g.root in left_out for m in g.members}
+    left_out: dict[str, str] | None = None if config.strict else {}
+    new_model = transform(copy.deepcopy(model).cpu(), plan, example_input(model, input_shape),
+                          verify=config.verify, report=report, left_out=left_out)
+    root_of = {m: g.root for g in groups for m in g.members}
+    for layer, reason in (left_out or {}).items():
+        root = root_of.get(layer, layer)
+        warnings.append(f"left out {', '.join(members.get(root, (layer,)))} (as with "
+                        f"`ignore`={root}): " + reason.replace(
+                            f"; leave it out with `ignore`={layer}", ""))
+        ignored |= set(members.get(root, (layer,)))
+    kept = {k: v for k, v in plan.remove.items() if k not in ignored}
+    if left_out and not any(kept.values()):
+        raise PruneInfoError(f"no planned layer can be pruned: {'; '.join(warnings)}")
+    plan = PrunePlan.from_indices(kept, {k: plan.widths[k] for k in kept})
     new_model.eval()
     if not config.verify:
         warnings.append("not verified: the pruned model was not compared with the original "

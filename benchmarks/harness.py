@@ -1,0 +1,100 @@
+"""The small harness every benchmark script shares: the machine, its load, wall times, and one
+JSON result file per configuration.
+
+A result file (``write_result``) holds what a RESULTS.md row needs to be checked later: the
+command line that produced it, the date, the machine (CPU, cores, memory, Python and torch
+versions, GPU if any), the load average when it started and when it ended, the configuration
+and the figures. Scripts run from the repository root (``.venv/bin/python benchmarks/X.py``), so
+``import harness`` works from any of them (Python puts the script's directory on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Stopwatch", "loadavg", "machine", "result_path", "write_result"]
+
+
+def loadavg() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages, or None where the system does not say."""
+    try:
+        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    except (OSError, ValueError):
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import torch
+
+    memory = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = round(int(line.split()[1]) / 2**20, 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": _cpu_model(), "cores": cores, "memory_gib": memory,
+            "python": platform.python_version(), "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+class Stopwatch:
+    """Wall times of named blocks: ``with watch("prune"): ...``; ``watch.seconds["prune"]``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0)
+                                       + time.perf_counter() - start, 4)
+
+
+def result_path(out_dir: str | Path, name: str, config: dict[str, Any]) -> Path:
+    """``out_dir/name[-key=value...].json``: a file per configuration, named by it."""
+    parts = [name] + [f"{k}={v}" for k, v in sorted(config.items())
+                      if isinstance(v, (str, int, float)) and len(str(v)) <= 24]
+    stem = "-".join(parts).replace("/", "_").replace(" ", "")
+    return Path(out_dir) / f"{stem}.json"
+
+
+def write_result(path: str | Path, config: dict[str, Any], result: dict[str, Any], *,
+                 started_load: list[float] | None) -> Path:
+    """Write one result with its provenance; the file is replaced as a whole."""
+    document = {
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "load": {"start": started_load, "end": loadavg()},
+        "config": config,
+        "result": result,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
