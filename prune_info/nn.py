@@ -275,7 +275,8 @@ def attention_heads(module: nn.Module) -> tuple[int, int] | None:
 def prunable_layers(model: nn.Module) -> list[LayerInfo]:
     """The hidden Linear and Conv2d layers of a model, in registration order.
 
-    The last Linear layer is the classifier and is not prunable. Each layer's norm and
+    The classifier (the last Linear layer; in a model without one, the last convolution) is
+    not prunable. Each layer's norm and
     activation are those :func:`find_read_points` saw take its output in a forward pass, once it
     has run on the model (every command and library call that has data runs it first). Before
     that, they are guessed from the registration order: the first activation module registered
@@ -293,12 +294,10 @@ def prunable_layers(model: nn.Module) -> list[LayerInfo]:
     if not isinstance(reads, ReadPoints) or reads.layers != _weight_layer_names(model):
         reads = None
     weights = [i for i, (_, m) in enumerate(modules) if isinstance(m, (nn.Linear, nn.Conv2d))]
-    last_linear = max(
-        (i for i in weights if isinstance(modules[i][1], nn.Linear)), default=None
-    )
+    classifier = classifier_index(modules, weights)
     layers = []
     for pos, i in enumerate(weights):
-        if i == last_linear:
+        if i == classifier:
             continue
         name, module = modules[i]
         parent, _, leaf = name.rpartition(".")
@@ -328,6 +327,27 @@ def prunable_layers(model: nn.Module) -> list[LayerInfo]:
             LayerInfo(name, "conv" if is_conv else "linear", n_units, act, act_name, norm_name)
         )
     return layers
+
+
+def classifier_index(modules: Sequence[tuple[str, nn.Module]], weights: Sequence[int]
+                     ) -> int | None:
+    """Index in ``modules`` of the classifier: the last Linear layer, or, in a model without one
+    (a fully convolutional classifier: SqueezeNet, DLA), the last convolution."""
+    linear = [i for i in weights if isinstance(modules[i][1], nn.Linear)]
+    if linear:
+        return linear[-1]
+    return weights[-1] if weights else None
+
+
+def classifier_width(model: nn.Module) -> int | None:
+    """Outputs of the model's classifier (see :func:`classifier_index`), if it has one."""
+    modules = [(n, m) for n, m in model.named_modules() if n]
+    weights = [i for i, (_, m) in enumerate(modules) if isinstance(m, (nn.Linear, nn.Conv2d))]
+    index = classifier_index(modules, weights)
+    if index is None:
+        return None
+    module = modules[index][1]
+    return module.out_features if isinstance(module, nn.Linear) else int(module.out_channels)
 
 
 def resolve_layers(

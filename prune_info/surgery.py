@@ -160,6 +160,27 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+#: What torch-pruning was mapping when its tracing failed, by the function that failed.
+_TRACED_OPERATIONS = {
+    "update_reshape_index_mapping": "a reshape or view of the channels (a channel shuffle?)",
+    "update_concat_index_mapping": "a concatenation", "update_split_index_mapping": "a split",
+    "update_slice_index_mapping": "a slice of the channels",
+    "update_flatten_index_mapping": "a flatten", "update_unbind_index_mapping": "an unbind",
+    "update_expand_index_mapping": "an expand",
+}
+
+
+def _traced_operation(exc: BaseException) -> str:
+    """`` at OPERATION`` for the operation torch-pruning failed to map, from the traceback."""
+    import traceback
+
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if "torch_pruning" in frame.filename:
+            what = _TRACED_OPERATIONS.get(frame.name, f"{frame.name}()")
+            return f" at {what}"
+    return ""
+
+
 def _out_fn(tp, module: nn.Module):
     if isinstance(module, nn.Linear):
         return tp.prune_linear_out_channels
@@ -168,6 +189,27 @@ def _out_fn(tp, module: nn.Module):
     raise PruneInfoError(
         f"cannot prune a {type(module).__name__}: only Linear and Conv layers are prunable"
     )
+
+
+def _detach_caches(model: nn.Module) -> None:
+    """Detach the tensors a model cached during tracing (LeViT's attention biases, a Swin or
+    EVA position table): traced with autograd on, they carry a graph, which cannot be copied
+    (``copy.deepcopy`` of the model would fail) and would keep the trace alive."""
+    def detached(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+            return value.detach()
+        if isinstance(value, dict) and any(isinstance(v, torch.Tensor) and v.grad_fn is not None
+                                           for v in value.values()):
+            return type(value)((k, detached(v)) for k, v in value.items())
+        return value
+
+    for module in model.modules():
+        for key, value in list(vars(module).items()):
+            if key in ("_parameters", "_buffers", "_modules"):
+                continue
+            new = detached(value)
+            if new is not value:
+                object.__setattr__(module, key, new)
 
 
 class _Graph:
@@ -192,13 +234,16 @@ class _Graph:
             raise
         except Exception as exc:  # noqa: BLE001  (any tracing failure is the model's shape)
             raise PruneInfoError(
-                f"torch-pruning cannot trace the model ({_first_line(exc)}); check that its "
-                "forward runs on the dataset's input shape and returns a tensor"
+                f"torch-pruning cannot trace the model{_traced_operation(exc)} "
+                f"({_first_line(exc)}); prune-info prunes through torch-pruning's dependency "
+                "graph, so this model cannot be pruned (check that its forward runs on the "
+                "input shape and returns a tensor)"
             ) from exc
         finally:
             for p, flag in flags.items():
                 p.requires_grad_(flag)
             model.train(was_training)
+            _detach_caches(model)
 
     def group(self, layer: str, idxs: Sequence[int]):
         module = self.model.get_submodule(layer)
@@ -687,26 +732,45 @@ class _Snapshot:
     it touches (their weights and attributes such as ``out_channels``) and the parameters it
     prunes that belong to no layer (a ViT's ``pos_embed``)."""
 
-    def __init__(self, targets: Sequence[Any]):
+    def __init__(self, targets: Sequence[Any], dg: Any = None):
+        self.dg = dg
         self.modules: list[tuple[nn.Module, dict]] = []
-        self.tensors: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.params: list[tuple[str, nn.Parameter]] = []
         seen: set[int] = set()
         for target in targets:
             if id(target) in seen:
                 continue
             seen.add(id(target))
             if isinstance(target, nn.Module):
+                if type(target).__module__.startswith("torch_pruning"):
+                    continue  # a stand-in for a functional operation: nothing to prune in it
                 self.modules.append((target, copy.deepcopy(target.__dict__)))
-            elif isinstance(target, torch.Tensor):  # torch-pruning narrows ``.data`` in place
-                self.tensors.append((target, target.data.clone()))
+            elif isinstance(target, nn.Parameter) and dg is not None \
+                    and target in dg._param_to_name:
+                # torch-pruning puts a new, narrower Parameter in its owner's place
+                self.params.append((dg._param_to_name[target], target))
 
     @torch.no_grad()
     def restore(self) -> None:
         for module, state in self.modules:
             module.__dict__.clear()
             module.__dict__.update(state)
-        for tensor, data in self.tensors:
-            tensor.data = data
+        for name, old in self.params:
+            *path, attr = name.split(".")
+            owner = self.dg.model
+            for part in path:
+                owner = getattr(owner, part)
+            new = getattr(owner, attr)
+            if new is old:
+                continue
+            setattr(owner, attr, old)
+            # and the graph's bookkeeping of the parameter, as torch-pruning updated it
+            self.dg._param_to_name.pop(new, None)
+            self.dg._param_to_name[old] = name
+            if new in self.dg.module2node:
+                node = self.dg.module2node.pop(new)
+                node.module = old
+                self.dg.module2node[old] = node
 
 
 @dataclass
@@ -756,7 +820,7 @@ def _transform_layers(model: nn.Module, plan: PrunePlan, example_input: torch.Te
             group = graph.group(layer, idxs)
             coupled = _coupled_in_group(graph, layer, group, plan)
             norms = graph.norms(group)
-            snapshot = _Snapshot([dep.target.module for dep, _ in group])
+            snapshot = _Snapshot([dep.target.module for dep, _ in group], graph.dg)
             step = group.prune if remove else functools.partial(_zero_group, graph, group)
         try:
             _run_step(step, layer)
@@ -767,14 +831,16 @@ def _transform_layers(model: nn.Module, plan: PrunePlan, example_input: torch.Te
             raise
         return _Applied(layer, {layer: idxs, **coupled}, norms, snapshot)
 
-    def leave_out(exc: LayerPruneError, layer: str) -> None:
-        if left_out is None:
-            raise exc
-        left_out[layer] = str(exc)
-
-    def run_all(check_each: bool) -> list[_Applied]:
+    def run_all(check_each: bool, failed: dict[str, str]) -> list[_Applied]:
+        """Every step; the ones that fail go to ``failed`` (raise without ``left_out``)."""
         applied: list[_Applied] = []
-        covered: set[str] = set(left_out or ())
+        covered: set[str] = set()
+
+        def leave_out(exc: LayerPruneError, layer: str) -> None:
+            if left_out is None:
+                raise exc
+            failed[layer] = str(exc)
+
         for layer, idxs in steps:
             if layer in covered:
                 continue
@@ -802,7 +868,8 @@ def _transform_layers(model: nn.Module, plan: PrunePlan, example_input: torch.Te
         return applied
 
     try:
-        applied = run_all(check_each=False)
+        failed: dict[str, str] = {}
+        applied = run_all(check_each=False, failed=failed)
         removed = {k: v for a in applied for k, v in a.pruned.items()}
         fine = _output_fits(model, example_input, reference_shape) and (
             checker is None or checker.jointly(model, removed, {a.layer: a.norms
@@ -810,7 +877,10 @@ def _transform_layers(model: nn.Module, plan: PrunePlan, example_input: torch.Te
         if not fine:  # find the group at fault: put everything back, check one by one
             for done in reversed(applied):
                 done.snapshot.restore()
-            run_all(check_each=True)
+            failed = {}
+            run_all(check_each=True, failed=failed)
+        if left_out is not None:
+            left_out.update(failed)
     finally:
         model.train(was_training)
     if report is not None and checker is not None:
@@ -822,8 +892,11 @@ def _run_step(step: Callable[[], Any], layer: str) -> None:
     """One group's removal; torch-pruning's own failures name the layer."""
     try:
         step()
-    except PruneInfoError:
+    except LayerPruneError:
         raise
+    except PruneInfoError as exc:  # this layer cannot be pruned (as its message says)
+        raise LayerPruneError(layer, f"{layer} cannot be pruned: {exc}; leave it out with "
+                                     f"`ignore`={layer}") from exc
     except Exception as exc:  # noqa: BLE001
         raise LayerPruneError(
             layer,
@@ -834,10 +907,14 @@ def _run_step(step: Callable[[], Any], layer: str) -> None:
 
 @torch.no_grad()
 def _cut_heads(attn: nn.Module, idxs: Sequence[int], remove: bool) -> None:
-    """Remove (or zero) heads ``idxs`` of an attention module: their q, k, v rows of ``qkv``
-    and their columns of ``proj`` (see the module docstring)."""
+    """Remove (or zero) heads ``idxs`` of an attention module: their q, k, v rows of ``qkv``,
+    their columns of ``proj``, and their entries of the module's own per-feature biases (EVA's
+    ``q_bias``, ``k_bias``, ``v_bias``; see the module docstring)."""
     found = attention_heads(attn)
-    assert found is not None  # a `heads` layer of prunable_layers
+    if found is None:
+        raise PruneInfoError(f"the attention module's q, k, v projection no longer has "
+                             f"{getattr(attn, 'num_heads', '?')} heads (an earlier step changed "
+                             "it)")
     n_heads, head_dim = found
     qkv, proj = cast(nn.Linear, attn.qkv), cast(nn.Linear, attn.proj)
     gone = set(int(i) for i in idxs)
@@ -845,12 +922,21 @@ def _cut_heads(attn: nn.Module, idxs: Sequence[int], remove: bool) -> None:
     cols = torch.tensor([h * head_dim + d for h in chosen for d in range(head_dim)],
                         dtype=torch.long, device=qkv.weight.device)
     rows = torch.cat([cols + part * n_heads * head_dim for part in range(3)])
+    own = [(name, t) for name, t in [*attn.named_parameters(recurse=False),
+                                     *attn.named_buffers(recurse=False)]
+           if t.ndim == 1 and t.shape[0] == n_heads * head_dim]
     if not remove:
         qkv.weight.index_fill_(0, rows, 0.0)
         if qkv.bias is not None:
             qkv.bias.index_fill_(0, rows, 0.0)
         proj.weight.index_fill_(1, cols, 0.0)
+        for _, tensor in own:
+            tensor.data.index_fill_(0, cols, 0.0)
         return
+    for name, tensor in own:
+        narrowed = tensor.detach()[cols].clone()
+        setattr(attn, name, nn.Parameter(narrowed, tensor.requires_grad)
+                if isinstance(tensor, nn.Parameter) else narrowed)
     qkv.weight = nn.Parameter(qkv.weight[rows].clone(), qkv.weight.requires_grad)
     if qkv.bias is not None:
         qkv.bias = nn.Parameter(qkv.bias[rows].clone(), qkv.bias.requires_grad)
@@ -1031,5 +1117,7 @@ def replay_history(model: nn.Module, history: Sequence[Mapping[str, Any]]) -> nn
                 f"pruning step {step} expects {want} units in {layer} but the rebuilt model has "
                 f"{have}; the factory (`factory`) no longer builds the architecture that was pruned"
             )
-        apply_plan(model, plan, example_input(model, entry["input_shape"]))
+        # the removal was verified when it was made; replaying it rebuilds the same shapes,
+        # which the stored weights must then fit
+        apply_plan(model, plan, example_input(model, entry["input_shape"]), verify=False)
     return model

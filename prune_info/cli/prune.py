@@ -51,6 +51,9 @@ from prune_info.pruning.workflow import PruneConfig, PruneSummary, prune_checkpo
                    "[default: 8 for conv layers of 64+ channels, else 1].")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Check the pruned model against the original with the units ablated.")
+@click.option("--strict", is_flag=True,
+              help="Refuse the prune when a group cannot be pruned faithfully, instead of "
+                   "leaving it out with a note.")
 @click.option("--group-reduce", type=click.Choice(GROUP_REDUCTIONS), default="mean",
               show_default=True,
               help="How the scores of coupled layers (residual, depthwise) combine per channel.")
@@ -64,8 +67,8 @@ from prune_info.pruning.workflow import PruneConfig, PruneSummary, prune_checkpo
               help="Pruned checkpoint to write.")
 @json_option
 def prune(ckpt, data_name, data_dir, criterion, layerwise, amount, keep, max_drop, min_units,
-          order, mask, ignore, round_to, verify, group_reduce, bins, binning, seed, device,
-          output, as_json):
+          order, mask, ignore, round_to, verify, strict, group_reduce, bins, binning, seed,
+          device, output, as_json):
     """Remove the least important units of a model and save a smaller checkpoint.
 
     Units are ranked by CRITERION on the validation set; the pruned model has smaller weight
@@ -90,7 +93,7 @@ def prune(ckpt, data_name, data_dir, criterion, layerwise, amount, keep, max_dro
         amount=tuple(parse_float_list(amount, "--amount")) if amount is not None else None,
         keep=tuple(parse_int_list(keep, "--keep")) if keep is not None else None,
         max_drop=max_drop, min_units=min_units, order=order, mask=mask, ignore=tuple(ignore),
-        group_reduce=group_reduce, round_to=round_to, verify=verify,
+        group_reduce=group_reduce, round_to=round_to, verify=verify, strict=strict,
         score_options=_score_options(score_kwargs, seed, dev), seed=seed, device=dev,
     )
     config.validate()
@@ -140,6 +143,10 @@ def _print(s: PruneSummary) -> None:
         click.echo(f"{label:<20} {_pct(before)} -> {_pct(after)}")
     for members in s.groups:
         click.echo(f"coupled, pruned together: {' + '.join(members)}")
+    left_out = [r.name for r in s.layers if r.ignored]
+    if left_out:
+        click.echo(f"left as they are: {len(left_out)} of {len(s.layers)} layers "
+                   "(ignored, or left out: see the notes above)")
     if s.max_drop is not None:
         md = s.max_drop
         counts = ", ".join(f"{k} {v}" for k, v in md["counts"].items())

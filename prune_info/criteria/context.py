@@ -19,7 +19,7 @@ from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import get_criterion, parse_criteria
 from prune_info.data import Split, as_split
 from prune_info.errors import PruneInfoError
-from prune_info.nn import LayerInfo, first_sample, resolve_layers
+from prune_info.nn import LayerInfo, classifier_width, first_sample, resolve_layers
 
 __all__ = ['ScoringContext', 'compute_scores', 'make_context']
 
@@ -116,15 +116,6 @@ def _checked_scores(name: str, result: object, layers: list[LayerInfo]) -> dict[
 # Validation
 
 
-def _classifier_width(model: nn.Module) -> int | None:
-    """Outputs of the model's last Linear layer (the classifier), if any."""
-    last = None
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            last = module
-    return None if last is None else last.out_features
-
-
 def _validate_split(split: Split, n_classes: int) -> None:
     """Labels within the model's classes, every class present (the structure is checked by
     :func:`~prune_info.data.as_split` in :func:`make_context`)."""
@@ -177,7 +168,7 @@ def make_context(
             "classifier); fix: give a model with at least one hidden layer"
         )
     if n_classes is None:
-        n_classes = _classifier_width(model)
+        n_classes = classifier_width(model)
         if n_classes is None and split is not None and len(split.y):
             n_classes = int(split.y.max()) + 1
     if n_classes is None or n_classes < 2:
