@@ -119,7 +119,7 @@ def run_one(name: str, out: Path) -> dict:
     import torch
 
     import prune_info as pi
-    from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from prune_info.checkpoint import load_checkpoint, save_checkpoint
     from prune_info.deploy import benchmark_models, export_onnx
     from prune_info.pruning import PruneConfig, prune_checkpoint
     from prune_info.zoo import build_factory_model
