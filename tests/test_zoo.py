@@ -1,0 +1,85 @@
+"""The model zoos: one model of each family torch-pruning's users prune, through prune-info.
+
+Every model is built as a user builds it (``num_classes=10``, no weights), pruned by half with the
+data-free ``magnitude`` criterion at a small input, each step checked against the original with
+the removed units ablated (inside :func:`prune_info.surgery.apply_plan`), saved, and reloaded in a
+fresh object that must compute the same outputs. Groups that cannot be removed faithfully are left
+out with a note, never failing the whole model; the share of MACs removed says that the rest was
+pruned. ``benchmarks/bench_zoo_coverage.py`` runs the same over every torchvision classifier and
+the timm list, with mutual information and the other steps (export, bench).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from prune_info.errors import PruneInfoError
+from prune_info.pruning import PruneConfig, prune_checkpoint
+from prune_info.zoo import build_factory_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+#: (factory, kwargs, input side, what the family exercises, least share of MACs removed)
+ZOO = [
+    ("torchvision.models:resnet50", {}, 32, "Bottleneck: one ReLU registered first, called 3x",
+     0.7),
+    ("torchvision.models:mobilenet_v3_small", {}, 32, "squeeze-excitation, hard-swish", 0.7),
+    ("torchvision.models:efficientnet_b0", {}, 32, "SE registered after its layers, SiLU", 0.7),
+    ("torchvision.models:regnet_x_400mf", {}, 32, "grouped convolutions: block positions", 0.7),
+    ("torchvision.models:mnasnet0_5", {}, 32, "state-dict version metadata on reload", 0.65),
+    ("torchvision.models:squeezenet1_1", {}, 64, "concatenation; a convolutional classifier",
+     0.6),
+    ("timm:convnext_atto", {}, 32, "channels-last LayerNorm, renormalised stream", 0.7),
+    ("timm:ghostnet_050", {}, 32, "concatenation of unequal halves: left out, named", 0.2),
+    ("timm:vit_tiny_patch16_224", {"img_size": 32, "depth": 2}, 32,
+     "heads, token units, the residual stream", 0.6),
+    ("timm:mobilevit_xxs", {}, 32, "transformer blocks inside a CNN", 0.6),
+    ("timm:repvgg_a0", {}, 32, "multi-branch blocks", 0.7),
+    ("timm:seresnext26d_32x4d", {}, 32, "grouped convolutions with squeeze-excitation", 0.7),
+    ("timm:dla34", {}, 32, "tree aggregation; a convolutional classifier", 0.7),
+    ("timm:mixer_s16_224", {"img_size": 32}, 32, "token-mixing MLPs: the stream left out", 0.3),
+    ("timm:poolformer_s12", {}, 32, "GroupNorm stream, pooling token mixer", 0.3),
+    ("timm:edgenext_xx_small", {}, 32, "split convolutions and channel attention", 0.4),
+]
+
+
+@pytest.mark.parametrize("factory,kwargs,side,what,least", ZOO,
+                         ids=[z[0].split(":")[1] for z in ZOO])
+def test_a_zoo_model_prunes_verified_and_reloads(factory, kwargs, side, what, least, tmp_path):
+    torch.manual_seed(0)
+    kwargs = {"num_classes": 10, **kwargs}
+    model = build_factory_model(factory, kwargs).eval()
+    ckpt = Checkpoint(model, factory=factory, factory_kwargs=kwargs,
+                      dataset={"input_shape": [3, side, side]})
+    result = prune_checkpoint(ckpt, None, PruneConfig(criterion="magnitude", amount=0.5))
+    s = result.summary
+    assert 1 - s.macs_after / s.macs_before >= least, (what, s.macs_after / s.macs_before)
+    left = [w for w in s.warnings if w.startswith("left out")]
+    assert all(": " in w for w in left)  # each one named, with its reason
+    path = tmp_path / "pruned.pt"
+    save_checkpoint(result.checkpoint, path)
+    again = load_checkpoint(path).model.eval()
+    x = torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), result.checkpoint.model.eval()(x))
+
+
+def test_a_model_torch_pruning_cannot_trace_is_one_line_naming_the_operation():
+    model = build_factory_model("torchvision.models:shufflenet_v2_x0_5", {"num_classes": 10})
+    ckpt = Checkpoint(model.eval(), factory="torchvision.models:shufflenet_v2_x0_5",
+                      factory_kwargs={"num_classes": 10}, dataset={"input_shape": [3, 32, 32]})
+    with pytest.raises(PruneInfoError, match="cannot trace the model at a reshape or view of "
+                                             r"the channels \(a channel shuffle\?\)"):
+        prune_checkpoint(ckpt, None, PruneConfig(criterion="magnitude", amount=0.5))
+
+
+def test_strict_refuses_what_is_otherwise_left_out():
+    factory, kwargs = "timm:ghostnet_050", {"num_classes": 10}
+    ckpt = Checkpoint(build_factory_model(factory, kwargs).eval(), factory=factory,
+                      factory_kwargs=kwargs, dataset={"input_shape": [3, 32, 32]})
+    with pytest.raises(PruneInfoError, match="cannot prune conv_stem.*coupled with different "
+                                             "widths.*drop `strict`"):
+        prune_checkpoint(ckpt, None, PruneConfig(criterion="magnitude", amount=0.5,
+                                                 strict=True))
