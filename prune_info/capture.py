@@ -84,6 +84,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import itertools
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -93,6 +94,7 @@ import torch
 from torch import nn
 
 from prune_info._torch import resolve_device
+from prune_info.data import Samples
 from prune_info.errors import PruneInfoError
 from prune_info.nn import (
     LayerInfo,
@@ -103,8 +105,9 @@ from prune_info.nn import (
     prunable_layers,
 )
 
-__all__ = ['CHANNEL_REDUCTIONS', 'TOKEN_REDUCTIONS', 'CaptureOptions', 'iter_unit_outputs',
-           'unit_hooks', 'unit_outputs', 'units_last']
+__all__ = ['CHANNEL_REDUCTIONS', 'TOKEN_REDUCTIONS', 'CaptureOptions', 'iter_unit_batches',
+           'iter_unit_outputs', 'unit_hooks', 'unit_outputs', 'unit_outputs_and_labels',
+           'units_last']
 
 #: Accepted values of :attr:`CaptureOptions.channel_reduce`.
 CHANNEL_REDUCTIONS = ("mean", "max")
@@ -477,7 +480,7 @@ def _check_model_device(model: nn.Module, device: torch.device) -> None:
 def iter_unit_outputs(
     model: nn.Module,
     layers: list[LayerInfo],
-    x: torch.Tensor,
+    x: torch.Tensor | Samples,
     options: CaptureOptions = CaptureOptions(),
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Yield, batch by batch, the outputs of the units of ``layers`` on the samples ``x``.
@@ -492,8 +495,9 @@ def iter_unit_outputs(
         The network, already on ``options.device``.
     layers : list of LayerInfo
         Layers whose units to read, from :func:`prune_info.nn.prunable_layers`.
-    x : Tensor, shape [n_samples, ...]
-        Inputs in the layout the model takes (``[N, C, H, W]`` for prune-info datasets).
+    x : Tensor [n_samples, ...], Split or StreamSplit
+        Inputs in the layout the model takes (``[N, C, H, W]`` for images), or labelled
+        samples read batch by batch (a streamed source is never held whole).
     options : CaptureOptions
         Pre- or post-activation, channel reduction, batch size, device.
 
@@ -509,6 +513,18 @@ def iter_unit_outputs(
         If a layer list is empty, the data does not fit the model, the model is on another
         device, or a layer's output has an unexpected shape.
     """
+    for outputs, _ in iter_unit_batches(model, layers, x, options):
+        yield outputs
+
+
+@torch.no_grad()
+def iter_unit_batches(
+    model: nn.Module,
+    layers: list[LayerInfo],
+    data: torch.Tensor | Samples,
+    options: CaptureOptions = CaptureOptions(),
+) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor | None]]:
+    """:func:`iter_unit_outputs` with each batch's labels (None for a bare tensor of inputs)."""
     if not layers:
         raise PruneInfoError(
             "the model has no prunable layer (no hidden Linear or Conv2d layer before the "
@@ -516,27 +532,34 @@ def iter_unit_outputs(
         )
     device = resolve_device(options.device)
     _check_model_device(model, device)
-    if len(x):
-        find_read_points(model, x[:1].to(device))
-        current = {layer.name: layer for layer in prunable_layers(model)}
-        layers = [current.get(layer.name, layer) for layer in layers]
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor | None]]
+    if isinstance(data, torch.Tensor):
+        batches = ((data[s : s + options.batch_size], None)
+                   for s in range(0, len(data), options.batch_size))
+    else:
+        batches = iter(data.batches(options.batch_size))
+    first = next(batches, None)
+    if first is None:
+        return
+    find_read_points(model, first[0][:1].to(device))
+    current = {layer.name: layer for layer in prunable_layers(model)}
+    layers = [current.get(layer.name, layer) for layer in layers]
     was_training = model.training
     model.eval()
     store: dict[str, torch.Tensor] = {}
     try:
         with _hooks(model, layers, options, store):
-            for start in range(0, len(x), options.batch_size):
-                batch = x[start : start + options.batch_size].to(device, non_blocking=True)
+            for i, (xb, yb) in enumerate(itertools.chain([first], batches)):
+                batch = xb.to(device, non_blocking=True)
                 store.clear()
-                if start == 0:
-                    try:
-                        model(batch)
-                    except PruneInfoError:
-                        raise
-                    except (RuntimeError, ValueError) as exc:
-                        raise input_mismatch(model, x, exc) from exc
-                else:
+                try:
                     model(batch)
+                except PruneInfoError:
+                    raise
+                except (RuntimeError, ValueError) as exc:
+                    if i:
+                        raise
+                    raise input_mismatch(model, batch, exc) from exc
                 missing = [layer.name for layer in layers if layer.name not in store]
                 if missing:
                     raise PruneInfoError(
@@ -544,16 +567,35 @@ def iter_unit_outputs(
                         "(the module is not called by forward()); fix: score only layers the "
                         "model uses"
                     )
-                yield {layer.name: store[layer.name] for layer in layers}
+                yield {layer.name: store[layer.name] for layer in layers}, yb
     finally:
         store.clear()
         model.train(was_training)
 
 
+def unit_outputs_and_labels(
+    model: nn.Module,
+    layers: list[LayerInfo],
+    data: Samples,
+    options: CaptureOptions = CaptureOptions(),
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """All unit outputs on labelled samples and their labels, read in one pass (a streamed
+    source is read once; only the units' outputs are kept, never the inputs)."""
+    parts: dict[str, list[torch.Tensor]] = {layer.name: [] for layer in layers}
+    labels: list[torch.Tensor] = []
+    for batch, y in iter_unit_batches(model, layers, data, options):
+        for name, value in batch.items():
+            parts[name].append(value)
+        labels.append(torch.as_tensor(y).cpu())
+    if not labels:
+        raise PruneInfoError("the data hold no sample; give labelled samples")
+    return {name: torch.cat(chunks) for name, chunks in parts.items()}, torch.cat(labels)
+
+
 def unit_outputs(
     model: nn.Module,
     layers: list[LayerInfo],
-    x: torch.Tensor,
+    x: torch.Tensor | Samples,
     options: CaptureOptions = CaptureOptions(),
 ) -> dict[str, torch.Tensor]:
     """All unit outputs on ``x`` at once: :func:`iter_unit_outputs` concatenated.

@@ -16,3 +16,9 @@ def malformed(path: object, problem: str, fix: str) -> PruneInfoError:
     this, naming the file, what is wrong with it and what to do.
     """
     return PruneInfoError(f"{path} is malformed ({problem}); {fix}")
+
+
+class PruneInfoNote(UserWarning):
+    """Something the user should know but need not act on (a renumbering of classes, a wrapper
+    taken off a state_dict). The CLI shows it as ``note: ...``; in the library it is a warning
+    of this category, which ``warnings.filterwarnings`` can silence."""

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from prune_info._torch import torch_threads
-from prune_info.data import Split
+from prune_info.data import Dataset, Samples, as_samples
 from prune_info.errors import PruneInfoError
 
 #: Layers whose outputs are units: their weights' first dimension indexes the units.
@@ -421,24 +421,50 @@ def count_parameters(model: nn.Module) -> int:
 
 @torch.no_grad()
 def count_correct(
-    model: nn.Module, split: Split, batch_size: int = 8192, device: torch.device | str = "cpu"
+    model: nn.Module, split: Samples, batch_size: int = 8192, device: torch.device | str = "cpu"
 ) -> int:
-    """Number of correctly classified samples (model in eval mode, batched)."""
+    """Number of correctly classified samples (model in eval mode, read in batches)."""
     was_training = model.training
     model.eval()
     correct = 0
-    for start in range(0, len(split), batch_size):
-        xb = split.x[start : start + batch_size].to(device)
-        yb = split.y[start : start + batch_size].to(device)
-        correct += int((model(xb).argmax(1) == yb).sum())
-    model.train(was_training)
+    try:
+        for xb, yb in split.batches(batch_size):
+            correct += int((logits_of(model(xb.to(device))).argmax(1) == yb.to(device)).sum())
+    finally:
+        model.train(was_training)
     return correct
 
 
-def accuracy(model: nn.Module, split: Split, device: torch.device | str = "cpu") -> float:
-    """Fraction of correctly classified samples."""
-    if len(split) == 0:
-        raise PruneInfoError("cannot compute accuracy on an empty split")
+def logits_of(output: Any) -> torch.Tensor:
+    """The class scores of a model's output: the tensor itself, or the ``logits`` of a
+    HuggingFace-style output object, or the first element of a tuple."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise PruneInfoError(f"the model returned {type(output).__name__}, not class scores; make "
+                         "its forward return a tensor of logits")
+
+
+def accuracy(model: nn.Module, split: Any, device: torch.device | str = "cpu") -> float:
+    """Fraction of correctly classified samples of ``split``: a :class:`Split`, a
+    :class:`StreamSplit`, a :class:`Dataset` (its test split), a pair ``(x, y)`` or a
+    ``DataLoader`` of ``(x, y)`` batches.
+
+    Examples
+    --------
+    >>> from prune_info.data import load_dataset
+    >>> from prune_info.zoo import build_model, parse_arch
+    >>> model = build_model(parse_arch("64-8-10", (1, 8, 8), 10))
+    >>> 0.0 <= accuracy(model, load_dataset("digits")) <= 1.0
+    True
+    """
+    if isinstance(split, Dataset):
+        split = split.test
+    split = as_samples(split, "the data of `accuracy`")
     return count_correct(model, split, device=device) / len(split)
 
 
@@ -541,13 +567,13 @@ def input_mismatch(model: nn.Module, x: torch.Tensor, exc: Exception) -> PruneIn
     )
 
 
-def first_sample(model: nn.Module, split: Split | None) -> torch.Tensor | None:
+def first_sample(model: nn.Module, split: Samples | None) -> torch.Tensor | None:
     """The first sample of ``split`` as a batch of one on the model's device (None without
     data): the input on which :func:`resolve_layers` finds where units are read."""
     if split is None or len(split) == 0:
         return None
     param = next(model.parameters(), None)
-    return split.x[:1].to(param.device if param is not None else "cpu")
+    return split.head(1).x.to(param.device if param is not None else "cpu")
 
 
 def example_input(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:

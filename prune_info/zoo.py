@@ -22,7 +22,6 @@ Checkpoints store that dict; :class:`ArchSpec` is its typed view (``ArchSpec.fro
 
 from __future__ import annotations
 
-import ast
 import difflib
 import functools
 import importlib
@@ -38,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prune_info._text import parse_kwargs
 from prune_info._torch import memory_available, memory_ceiling
 from prune_info.errors import PruneInfoError
 
@@ -530,7 +530,7 @@ def parse_model_kwargs(text: str | None) -> dict[str, Any]:
     """``"num_classes=10,img_size=28"`` -> ``{"num_classes": 10, "img_size": 28}``.
 
     Values are Python literals (numbers, strings, True/False/None, tuples); anything else is
-    kept as a string.
+    kept as a string (see :func:`prune_info._text.parse_kwargs`).
 
     Examples
     --------
@@ -539,40 +539,7 @@ def parse_model_kwargs(text: str | None) -> dict[str, Any]:
     >>> parse_model_kwargs("patch_size=(4, 4)")
     {'patch_size': (4, 4)}
     """
-    if text is None or not text.strip():
-        return {}
-    out: dict[str, Any] = {}
-    # Split on commas outside brackets and quotes, so tuples and strings survive.
-    depth, start, parts, quote = 0, 0, [], ""
-    for i, ch in enumerate(text):
-        if quote:
-            quote = "" if ch == quote else quote
-            continue
-        quote = ch if ch in "'\"" else ""
-        depth += ch in "([{"
-        depth -= ch in ")]}"
-        if ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    if depth != 0:
-        raise PruneInfoError(f"`model_kwargs`: unbalanced brackets in {text!r}; close every "
-                             "( [ { it opens, e.g. patch_size=(4,4)")
-    for part in (p.strip() for p in parts):
-        key, sep, raw = part.partition("=")
-        key = key.strip()
-        if not part or not sep or not key.isidentifier():
-            raise PruneInfoError(
-                f"`model_kwargs`: cannot read {part!r}; write NAME=VALUE pairs separated by "
-                "commas, e.g. num_classes=10,in_chans=1"
-            )
-        if key in out:
-            raise PruneInfoError(f"`model_kwargs`: {key} is given twice; give each name once")
-        try:
-            out[key] = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
-            out[key] = raw.strip()
-    return out
+    return parse_kwargs(text, "model_kwargs")
 
 
 def _timm_model(name: str, **kwargs: Any) -> nn.Module:

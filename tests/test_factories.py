@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 import prune_info as pi
-from prune_info.data import adapt_inputs, load_dataset
+from prune_info.data import adapt_inputs, in_memory, load_dataset
 from prune_info.errors import PruneInfoError
 from prune_info.training.loop import augment_batch, check_model_takes
 from prune_info.zoo import build_factory_model, factory_spec, parse_model_kwargs
@@ -64,11 +64,11 @@ def test_adapted_inputs_repeat_the_channel_and_resize():
     wide = adapt_inputs(digits, (3, 8, 8))
     assert wide.input_shape == (3, 8, 8) and wide.native_shape == (1, 8, 8)
     for c in range(3):
-        assert torch.equal(wide.train.x[:, c], digits.train.x[:, 0])
+        assert torch.equal(in_memory(wide.train).x[:, c], digits.train.x[:, 0])
     big = adapt_inputs(digits, (1, 16, 16))
     assert big.input_shape == (1, 16, 16)
     # Bilinear upsampling keeps a constant image constant and the mean close.
-    assert abs(float(big.train.x.mean()) - float(digits.train.x.mean())) < 0.02
+    assert abs(float(in_memory(big.train).x.mean()) - float(digits.train.x.mean())) < 0.02
     assert big.describe()["native_input_shape"] == [1, 8, 8]
     assert "native_input_shape" not in digits.describe()
 
@@ -128,7 +128,7 @@ def test_a_trained_factory_model_rebuilds_from_its_checkpoint(resnet_ckpt, tmp_p
     raw = torch.load(path, weights_only=True)
     assert raw["factory_kwargs"] == {"num_classes": 10}
     again = pi.load_checkpoint(path)
-    x = data.test.x[:8]
+    x = data.test.head(8).x
     assert torch.equal(again.model(x), ckpt.model.eval()(x))
     assert again.spec.startswith("torchvision.models:resnet18(num_classes=10) [64-64")
 

@@ -97,7 +97,7 @@ from prune_info._torch import shared_threads
 from prune_info.analysis.graph_cut import cut_at
 from prune_info.capture import unit_hooks, units_last
 from prune_info.criteria.ranking import RANK_ORDERS, rank_units
-from prune_info.data import Split, as_split
+from prune_info.data import Samples, Split, as_split
 from prune_info.errors import PruneInfoError
 from prune_info.nn import LayerInfo, count_correct, first_sample, resolve_layers
 
@@ -319,7 +319,7 @@ def _bar(total: int, desc: str, progress: bool, unit: str = "pass"):
 @torch.no_grad()
 def unit_means(
     model: nn.Module,
-    split: Split,
+    split: Samples,
     layers: Sequence[str] | str | None = None,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -359,8 +359,8 @@ def unit_means(
 
     with _eval_mode(model), unit_hooks(model, infos, accumulate):
         model.to(device)
-        for start in range(0, len(split), batch_size):
-            model(split.x[start : start + batch_size].to(device))
+        for xb, _ in split.batches(batch_size):
+            model(xb.to(device))
     return {name: (total / len(split)).float().cpu() for name, total in sums.items()}
 
 

@@ -43,7 +43,7 @@ from torch import nn
 
 from prune_info.checkpoint import Checkpoint
 from prune_info.criteria.gaussian import layer_outputs_float64
-from prune_info.data import Split, as_split
+from prune_info.data import Samples, as_samples
 from prune_info.errors import PruneInfoError
 from prune_info.measures.gaussian import SingularCovarianceWarning
 from prune_info.measures.multiplets import MultipletSearch, search_multiplets
@@ -71,16 +71,13 @@ def _model_of(ckpt_or_model) -> nn.Module:
     return model
 
 
-def _check_split(split: Split) -> tuple[Split, np.ndarray]:
-    split = as_split(split, "the split")
-    y = split.y.cpu().numpy()
+def _check_labels(y: np.ndarray) -> None:
     classes = np.unique(y)
     if classes.size < 2:
         raise PruneInfoError(
             f"the labels hold a single class ({classes[0]}) in {len(y)} samples: the "
             "O-information with the label is undefined; fix: use samples of at least two classes"
         )
-    return split, y
 
 
 def _clip(name: str, what: str, value: int | None, width: int) -> int | None:
@@ -153,7 +150,7 @@ def _search_layer(name: str, acts: np.ndarray, labels: np.ndarray, *, max_exhaus
 
 def layer_oinfo(
     ckpt_or_model: nn.Module | Checkpoint,
-    split: Split,
+    split: Samples,
     layers: Sequence[str | LayerInfo] | str | None = None,
     *,
     max_exhaustive: int | None = None,
@@ -215,17 +212,19 @@ def layer_oinfo(
         Once per layer with constant, duplicated or linearly dependent units.
     """
     model = _model_of(ckpt_or_model)
-    split, labels = _check_split(split)
+    split = as_samples(split, "the split")
     chosen = resolve_layers(model, layers, example=first_sample(model, split))
     for layer in chosen:
-        if len(labels) <= layer.n_units + 1:
+        if len(split) <= layer.n_units + 1:
             raise PruneInfoError(
-                f"{layer.name}: {len(labels)} samples for {layer.n_units} units + label: the "
+                f"{layer.name}: {len(split)} samples for {layer.n_units} units + label: the "
                 "Gaussian-copula estimator needs more samples than variables; fix: use a "
                 "larger split (or fewer layers)"
             )
-    outputs = layer_outputs_float64(model, chosen, split, post_activation=post_activation,
-                                    batch_size=batch_size, device=device)
+    outputs, labels = layer_outputs_float64(model, chosen, split,
+                                            post_activation=post_activation,
+                                            batch_size=batch_size, device=device)
+    _check_labels(labels)
     return {
         layer.name: _search_layer(layer.name, outputs[layer.name], labels,
                                   max_exhaustive=max_exhaustive, max_size=max_size,

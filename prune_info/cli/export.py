@@ -67,7 +67,7 @@ def export(ckpt, data_name, data_dir, output, opset, exporter, n_samples, tolera
     note = None
     if data_name is not None or ckpt.dataset_name:
         data = get_dataset(data_name, data_dir, ckpt)
-        sample = data.val.x[:n_samples]
+        sample = data.val.head(n_samples).x
     else:
         shape = model_input_shape(ckpt)
         if shape is None:

@@ -19,9 +19,9 @@ from torch.nn import functional as F
 from prune_info.capture import resolve_device, unit_hooks, units_last
 from prune_info.criteria.context import ScoringContext
 from prune_info.criteria.registry import register_criterion
-from prune_info.data import Split
+from prune_info.data import Samples
 from prune_info.errors import PruneInfoError
-from prune_info.nn import LayerInfo, get_module
+from prune_info.nn import LayerInfo, get_module, logits_of
 
 __all__ = ['taylor_scores']
 
@@ -74,7 +74,7 @@ def _magnitude_l1_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
 
 def taylor_scores(
     model: nn.Module,
-    split: Split,
+    split: Samples,
     layers: list[LayerInfo],
     *,
     pre_activation: bool = False,
@@ -88,7 +88,7 @@ def taylor_scores(
     model : nn.Module
         The network, on ``device``; put in eval mode for the passes and restored afterwards.
         Its parameters' ``.grad`` are not touched.
-    split : Split
+    split : Split or StreamSplit
         Labelled data; the loss is the cross-entropy of each sample (summed over the batch, so
         every sample's gradient is its own).
     layers : list of LayerInfo
@@ -105,8 +105,7 @@ def taylor_scores(
         scores exactly 0.
     """
     dev = resolve_device(device)
-    n = len(split)
-    if n == 0:
+    if len(split) == 0:
         raise PruneInfoError("the split is empty; fix: score on a split with labelled samples")
     store: dict[str, torch.Tensor] = {}
 
@@ -121,11 +120,11 @@ def taylor_scores(
     model.eval()
     try:
         with torch.enable_grad(), unit_hooks(model, layers, keep, pre_activation=pre_activation):
-            for start in range(0, n, batch_size):
-                x = split.x[start : start + batch_size].to(dev).requires_grad_(True)
-                y = split.y[start : start + batch_size].to(dev)
+            for xb, yb in split.batches(batch_size):
+                x = xb.to(dev).requires_grad_(True)
+                y = yb.to(dev)
                 store.clear()
-                logits = model(x)
+                logits = logits_of(model(x))
                 loss = F.cross_entropy(logits, y, reduction="sum")
                 names = [layer.name for layer in layers]
                 missing = [name for name in names if name not in store]
@@ -150,7 +149,7 @@ def taylor_scores(
     finally:
         store.clear()
         model.train(was_training)
-    return {name: total / n for name, total in totals.items()}
+    return {name: total / len(split) for name, total in totals.items()}
 
 
 @register_criterion("taylor",

@@ -15,9 +15,10 @@ from torch import nn
 
 from prune_info.capture import resolve_device
 from prune_info.criteria.information import LayerInformation, _stream_information
+from prune_info.criteria.labels import check_every_class, check_labels
 from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import get_criterion, parse_criteria
-from prune_info.data import Split, as_split
+from prune_info.data import Samples, StreamSplit, as_samples
 from prune_info.errors import PruneInfoError
 from prune_info.nn import LayerInfo, classifier_width, first_sample, resolve_layers
 
@@ -39,8 +40,9 @@ class ScoringContext:
     model : nn.Module
     layers : list of LayerInfo
         The layers to score.
-    split : Split or None
-        Labelled data (the paper's validation set D); None for criteria that need no data.
+    split : Split, StreamSplit or None
+        Labelled data (the paper's validation set D), in memory or read in batches; None for
+        criteria that need no data.
     n_classes : int
     options : ScoreOptions
     cache : dict
@@ -49,7 +51,7 @@ class ScoringContext:
 
     model: nn.Module
     layers: list[LayerInfo]
-    split: Split | None
+    split: Samples | None
     n_classes: int
     options: ScoreOptions = field(default_factory=ScoreOptions)
     cache: dict = field(default_factory=dict)
@@ -116,30 +118,21 @@ def _checked_scores(name: str, result: object, layers: list[LayerInfo]) -> dict[
 # Validation
 
 
-def _validate_split(split: Split, n_classes: int) -> None:
-    """Labels within the model's classes, every class present (the structure is checked by
-    :func:`~prune_info.data.as_split` in :func:`make_context`)."""
-    y = split.y
-    low, high = int(y.min()), int(y.max())
-    if low < 0 or high >= n_classes:
-        raise PruneInfoError(
-            f"labels lie in {low}..{high} but the model has {n_classes} classes (0.."
-            f"{n_classes - 1}); fix: score the model on the data set it was trained on"
-        )
-    present = torch.bincount(y.cpu(), minlength=n_classes)
-    absent = (present == 0).nonzero().flatten().tolist()
-    if absent:
-        which = f"class {absent[0]} is" if len(absent) == 1 else f"classes {absent} are"
-        raise PruneInfoError(
-            f"{which} absent from the validation set ({len(y)} samples), so the class-"
-            "conditional distributions of KL selectivity are undefined; fix: score on data "
-            "that contains every class (a larger or stratified split)"
-        )
+def _validate_split(split: Samples, n_classes: int) -> None:
+    """Labels within the model's classes, every class present, checked up front when the labels
+    are known without reading the inputs (a streamed source without them is checked batch by
+    batch as it is read). The structure is checked by :func:`~prune_info.data.as_samples` in
+    :func:`make_context`."""
+    if isinstance(split, StreamSplit) and split._targets is None:
+        return
+    y = split.targets()
+    check_labels(y, n_classes)
+    check_every_class(torch.bincount(y.cpu(), minlength=n_classes), len(y))
 
 
 def make_context(
     model: nn.Module,
-    split: Split | None,
+    split: Samples | None,
     *,
     n_classes: int | None = None,
     layers: Sequence[LayerInfo | str] | None = None,
@@ -160,7 +153,7 @@ def make_context(
     if not isinstance(options, ScoreOptions):
         raise PruneInfoError(f"options must be a ScoreOptions, got {type(options).__name__}")
     if split is not None:
-        split = as_split(split, "the validation set")
+        split = as_samples(split, "the validation set")
     layers = resolve_layers(model, layers, example=first_sample(model, split))
     if not layers:
         raise PruneInfoError(
@@ -169,8 +162,8 @@ def make_context(
         )
     if n_classes is None:
         n_classes = classifier_width(model)
-        if n_classes is None and split is not None and len(split.y):
-            n_classes = int(split.y.max()) + 1
+        if n_classes is None and split is not None and len(split):
+            n_classes = int(split.targets().max()) + 1
     if n_classes is None or n_classes < 2:
         raise PruneInfoError(
             f"need at least 2 classes, got {n_classes}; fix: pass n_classes (the number of "
@@ -186,7 +179,7 @@ def make_context(
 
 def compute_scores(
     model: nn.Module,
-    split: Split | None,
+    split: Samples | None,
     criteria: str | Sequence[str],
     *,
     n_classes: int | None = None,
@@ -229,7 +222,7 @@ def compute_scores(
 
 def unit_information(
     model: nn.Module,
-    split: Split,
+    split: Samples,
     n_classes: int | None = None,
     layers: Sequence[LayerInfo | str] | None = None,
     options: ScoreOptions = ScoreOptions(),

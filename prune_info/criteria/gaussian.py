@@ -63,10 +63,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from prune_info.capture import CaptureOptions, unit_outputs
+from prune_info.capture import CaptureOptions, unit_outputs_and_labels
 from prune_info.criteria.context import ScoringContext, make_context
 from prune_info.criteria.registry import register_criterion
-from prune_info.data import Split
+from prune_info.data import Samples
 from prune_info.errors import PruneInfoError
 from prune_info.measures.gaussian import gcmi_mixture_cd, gcmi_model_cd
 from prune_info.measures.multiplets import MultipletSearch, search_multiplets
@@ -81,15 +81,16 @@ GAUSSIAN_CRITERIA = ("gcmi-model", "gcmi-mixture", "synergy")
 def layer_outputs_float64(
     model: nn.Module,
     layers: list[LayerInfo],
-    split: Split,
+    split: Samples,
     *,
     post_activation: bool = False,
     channel_reduce: str = "mean",
     batch_size: int = 4096,
     device: str = "cpu",
     token_reduce: str = "mean",
-) -> dict[str, np.ndarray]:
-    """All unit outputs of ``layers`` on ``split`` as float64 numpy arrays ``[n_samples, units]``.
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """All unit outputs of ``layers`` on ``split`` as float64 numpy arrays ``[n_samples, units]``,
+    and the labels, read in one pass (a streamed split keeps the outputs only).
 
     Parameters
     ----------
@@ -97,8 +98,8 @@ def layer_outputs_float64(
         The network, on ``device``.
     layers : list of LayerInfo
         Layers to read.
-    split : Split
-        Inputs (labels are not used here).
+    split : Split or StreamSplit
+        Labelled samples.
     post_activation : bool, default False
         Read after the activation function instead of before it.
     channel_reduce, batch_size, device, token_reduce
@@ -106,17 +107,18 @@ def layer_outputs_float64(
 
     Returns
     -------
-    dict of str to ndarray
+    outputs : dict of str to ndarray
+    labels : ndarray of int
     """
     options = CaptureOptions(pre_activation=not post_activation, channel_reduce=channel_reduce,
                              batch_size=batch_size, device=device, token_reduce=token_reduce)
-    outputs = unit_outputs(model, layers, split.x, options)
-    return {name: value.detach().to("cpu", torch.float64).numpy()
-            for name, value in outputs.items()}
+    outputs, labels = unit_outputs_and_labels(model, layers, split, options)
+    return ({name: value.detach().to("cpu", torch.float64).numpy()
+             for name, value in outputs.items()}, labels.numpy())
 
 
-def _context_outputs(ctx: ScoringContext) -> dict[str, np.ndarray]:
-    """Pre-activations of the context's layers, captured once per context."""
+def _context_outputs(ctx: ScoringContext) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Pre-activations of the context's layers and the labels, captured once per context."""
     if "gaussian_outputs" not in ctx.cache:
         assert ctx.split is not None  # needs_data criteria: ScoringContext.scores checked it
         opts = ctx.options
@@ -125,10 +127,6 @@ def _context_outputs(ctx: ScoringContext) -> dict[str, np.ndarray]:
             channel_reduce=opts.channel_reduce, batch_size=opts.batch_size, device=opts.device,
             token_reduce=opts.token_reduce)
     return ctx.cache["gaussian_outputs"]
-
-
-def _labels(split: Split) -> np.ndarray:
-    return split.y.detach().cpu().numpy()
 
 
 def _check_width(layer: str, n_samples: int, n_units: int) -> None:
@@ -189,7 +187,7 @@ def synergy_searches(outputs: dict[str, np.ndarray], labels: np.ndarray, seed: i
 
 def gaussian_scores(
     model: nn.Module,
-    split: Split,
+    split: Samples,
     criterion: str,
     layers: list[LayerInfo] | None = None,
     *,
@@ -227,9 +225,11 @@ def gaussian_scores(
         )
     ctx = make_context(model, split, layers=layers)
     ctx._check_data(criterion)
-    outputs = layer_outputs_float64(model, ctx.layers, split, post_activation=post_activation,
-                                    batch_size=batch_size, device=device)
-    return _score_from_outputs(criterion, outputs, _labels(split), seed)
+    assert ctx.split is not None  # _check_data refused None
+    outputs, labels = layer_outputs_float64(model, ctx.layers, ctx.split,
+                                            post_activation=post_activation,
+                                            batch_size=batch_size, device=device)
+    return _score_from_outputs(criterion, outputs, labels, seed)
 
 
 def _score_from_outputs(criterion: str, outputs: dict[str, np.ndarray], labels: np.ndarray,
@@ -247,8 +247,7 @@ def _register(name: str, description: str) -> None:
 
     def criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
         assert ctx.split is not None  # needs_data=True: ScoringContext.scores checked it
-        return _score_from_outputs(name, _context_outputs(ctx), _labels(ctx.split),
-                                   ctx.options.seed)
+        return _score_from_outputs(name, *_context_outputs(ctx), ctx.options.seed)
 
     register_criterion(name, description=description, needs_data=True,
                        needs_labels=True)(criterion)

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from prune_info._torch import torch_threads
-from prune_info.capture import iter_unit_outputs
+from prune_info.capture import iter_unit_batches
+from prune_info.criteria.labels import check_every_class, check_labels
 from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import register_criterion
 from prune_info.errors import PruneInfoError
@@ -232,12 +233,14 @@ def _stream_information(ctx: ScoringContext) -> dict[str, LayerInformation]:
     assert ctx.split is not None  # _check_data raised otherwise
     device = ctx.device
     counters = [_LayerCounter(layer, ctx.n_classes, ctx.options, device) for layer in ctx.layers]
-    y_all = ctx.split.y
     dtype = torch.float32 if ctx.options.batch_size < 2**24 else torch.float64
     start = 0
-    for outputs in iter_unit_outputs(ctx.model, ctx.layers, ctx.split.x, ctx.options.capture):
+    seen = torch.zeros(ctx.n_classes, dtype=torch.long)
+    for outputs, labels in iter_unit_batches(ctx.model, ctx.layers, ctx.split,
+                                             ctx.options.capture):
         n = next(iter(outputs.values())).shape[0]
-        y = y_all[start : start + n].to(device)
+        y = torch.as_tensor(labels).to(device)
+        check_labels(y, ctx.n_classes, start)
         onehot = torch.zeros(n, ctx.n_classes, dtype=dtype, device=device)
         onehot.scatter_(1, y[:, None], 1.0)
         per_class = torch.bincount(y, minlength=ctx.n_classes)
@@ -246,7 +249,9 @@ def _stream_information(ctx: ScoringContext) -> dict[str, LayerInformation]:
         with torch_threads(1 if device.type == "cpu" else None):
             for counter in counters:
                 counter.update(outputs[counter.layer.name], onehot, per_class, start)
+        seen += per_class.cpu()
         start += n
+    check_every_class(seen, start)
     return _finish(counters, start)
 
 

@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from prune_info._torch import resolve_device, torch_threads
 from prune_info.checkpoint import Checkpoint, clone_model, load_checkpoint
-from prune_info.data import Dataset, Split, load_dataset_like
+from prune_info.data import Dataset, MappedSplit, Samples, Split, load_dataset_like
 from prune_info.deploy.onnx import (
     OnnxModel,
     convert_checkpoint,
@@ -361,14 +361,20 @@ def _unique_names(models: list[BenchModel]) -> None:
 # Data
 
 
-def _restandardise(split: Split, have: dict, want: dict) -> Split:
-    """Re-express a standardised split in another stored normalisation (same raw pixels)."""
+def _restandardise(split: Samples, have: dict, want: dict) -> Samples:
+    """Re-express a standardised split in another stored normalisation (same raw pixels), batch
+    by batch as it is read."""
     def vec(norm: dict, key: str) -> torch.Tensor:
         return torch.tensor(norm[key], dtype=torch.float32)[None, :, None, None]
 
-    raw = split.x * vec(have, "std") + vec(have, "mean")  # = pixels * scale
-    raw = raw * (float(want["scale"]) / float(have["scale"]))
-    return Split(((raw - vec(want, "mean")) / vec(want, "std")).contiguous(), split.y)
+    def again(x: torch.Tensor) -> torch.Tensor:
+        raw = x * vec(have, "std") + vec(have, "mean")  # = pixels * scale
+        raw = raw * (float(want["scale"]) / float(have["scale"]))
+        return (raw - vec(want, "mean")) / vec(want, "std")
+
+    if isinstance(split, Split):  # in memory already: as before
+        return Split(again(split.x).contiguous(), split.y)
+    return MappedSplit(split, again, tuple(split.sample_shape), "the test split")
 
 
 def _same_normalisation(a: dict, b: dict) -> bool:
@@ -380,7 +386,7 @@ def _same_normalisation(a: dict, b: dict) -> bool:
         return True  # nothing comparable recorded: take the data as they are
 
 
-def eval_split_for(model: BenchModel, data: Dataset) -> Split:
+def eval_split_for(model: BenchModel, data: Dataset) -> Samples:
     """The test split, normalised as the model's training data were (from its record)."""
     if model.input_shape is not None and tuple(model.input_shape) != tuple(data.input_shape):
         raise PruneInfoError(
@@ -412,7 +418,7 @@ class _DataCache:
         return self.loaded[key]
 
 
-def onnx_accuracy(session, split: Split, batch_size: int = 4096,
+def onnx_accuracy(session, split: Samples, batch_size: int = 4096,
                   fixed_batch: int | None = None) -> float:
     """Fraction of a split an onnxruntime session classifies correctly.
 
@@ -423,13 +429,12 @@ def onnx_accuracy(session, split: Split, batch_size: int = 4096,
         raise PruneInfoError("cannot compute accuracy on an empty split")
     size = fixed_batch or batch_size
     correct = 0
-    for start in range(0, len(split), size):
-        x = split.x[start:start + size]
+    for x, y in split.batches(size):
         n = len(x)
         if fixed_batch is not None and n < size:
             x = torch.cat([x, x[:1].expand(size - n, *x.shape[1:])])
         logits = run_onnx(session, x)[:n]
-        correct += int((logits.argmax(1) == split.y[start:start + n].numpy()).sum())
+        correct += int((logits.argmax(1) == y.numpy()).sum())
     return correct / len(split)
 
 
@@ -695,7 +700,8 @@ def _prepare(model: BenchModel, data: Dataset, dev: torch.device, threads: int,
         row["macs"] = count_macs(torch_model, shape)
         onnx_data = None
         if "onnxruntime" in runtimes:
-            onnx_data, _ = convert_checkpoint(model.ckpt, data.val.x[:256], opset, exporter)
+            onnx_data, _ = convert_checkpoint(model.ckpt, data.val.head(256).x, opset,
+                                              exporter)
         row["onnx_bytes"] = len(onnx_data) if onnx_data is not None else None
         prepared.torch_model = torch_model if "torch" in runtimes else None
     else:

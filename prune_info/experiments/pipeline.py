@@ -333,7 +333,7 @@ def _stage_retrain(ctx: Context) -> dict:
 
 def _stage_export(ctx: Context) -> dict:
     report = export_onnx(ctx.load("retrained.pt"), ctx.path("retrained.onnx"),
-                         sample=ctx.data.val.x[:256])
+                         sample=ctx.data.val.head(256).x)
     summary = report.to_dict()
     summary.pop("metadata", None)
     return summary

@@ -72,7 +72,7 @@ from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import parse_criteria
-from prune_info.data import DATASETS, Dataset, load_dataset
+from prune_info.data import DATASETS, Dataset, in_memory, load_dataset
 from prune_info.errors import PruneInfoError, malformed
 from prune_info.experiments.executor import (
     Executor,
@@ -320,8 +320,8 @@ def _seed_record(config: StudyConfig, ckpt, data: Dataset, device, seed: int) ->
     curves = {}
     for mode in config.modes:
         curves[mode] = compute_curves(
-            model, data.test, scores, orders=config.orders, random=config.random, seed=seed,
-            mode=mode, ablate_to=config.ablate_to, means=means, device=device).to_dict()
+            model, in_memory(data.test), scores, orders=config.orders, random=config.random,
+            seed=seed, mode=mode, ablate_to=config.ablate_to, means=means, device=device).to_dict()
     return {
         "seed": seed,
         "test_acc": ckpt.metrics.get("test_acc"),

@@ -46,7 +46,7 @@ from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.ranking import rank_units
 from prune_info.criteria.registry import get_criterion
-from prune_info.data import Dataset
+from prune_info.data import Dataset, in_memory
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.executor import Executor, LocalExecutor, Task
 from prune_info.io import check_writable_dir, read_json, run_lock, write_json
@@ -306,8 +306,8 @@ def retrain_subnetworks(
             trainable[f"biases.{i}"] = torch.stack([m[f"{name}.bias"] for _, m in starts])
         result = train_stacked(stack, data, config, device=device, progress=progress,
                                trainable=trainable)
-        x = data.test.x.to(device)
-        correct = stack.count_correct(x, data.test.y.to(device))
+        test = in_memory(data.test)
+        correct = stack.count_correct(test.x.to(device), test.y.to(device))
         return [{"test_acc": float(correct[i]) / len(data.test),
                  "val_acc": float(result.best_val_acc[i]),
                  "best_epoch": int(result.best_epoch[i])} for i in range(len(cells))]

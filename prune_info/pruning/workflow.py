@@ -31,6 +31,7 @@ from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.ranking import GROUP_REDUCTIONS, rank_units, reduce_group
 from prune_info.criteria.registry import get_criterion
+from prune_info.data import bounded, note
 from prune_info.nn import LayerInfo, count_correct, example_input, layer_costs
 from prune_info.pruning.allocation import (
     ALLOCATIONS,
@@ -90,6 +91,10 @@ class PruneConfig:
     strict : bool
         Refuse the whole prune when a group cannot be pruned faithfully, instead of leaving it
         out with a note (the default).
+    max_samples : int, optional
+        Score on (and read ``max_drop``'s curves off) the first this many validation samples
+        (a deterministic subset); default every sample for scoring, which streams, and at most
+        :data:`prune_info.data.splits.STREAM_SAMPLE` of a streamed source for ``max_drop``.
     group_reduce : {"mean", "max", "first"}
         How the scores of a group's members combine into the score of a group channel
         (``first``: the root's alone).
@@ -112,6 +117,7 @@ class PruneConfig:
     round_to: int | None = None
     verify: bool = True
     strict: bool = False
+    max_samples: int | None = None
     score_options: Any = None
     seed: int = 0
     device: str = "cpu"
@@ -135,6 +141,11 @@ class PruneConfig:
                                           or not isinstance(self.round_to, int)
                                           or self.round_to < 1):
             raise PruneInfoError(f"`round_to`={self.round_to!r} must be an integer of at least 1")
+        if self.max_samples is not None and (isinstance(self.max_samples, bool) or not
+                                             isinstance(self.max_samples, int)
+                                             or self.max_samples < 1):
+            raise PruneInfoError(f"`max_samples` must be an integer of at least 1, got "
+                                 f"{self.max_samples!r}")
         if self.min_units < 1:
             raise PruneInfoError(
                 f"`min_units`={self.min_units}: every layer must keep at least 1 unit, or the "
@@ -470,7 +481,8 @@ def _score_options(config: PruneConfig):
 
 
 def _compute_scores(model, data, criterion, layer_names, config: PruneConfig):
-    split = data.val if data is not None else None
+    split = None if data is None else data.val if config.max_samples is None else bounded(
+        data.val, config.max_samples, "scoring", note)
     n_classes = data.n_classes if data is not None else None
     scores = compute_scores(model, split, [criterion], n_classes=n_classes, layers=layer_names,
                             options=_score_options(config))
@@ -578,7 +590,8 @@ def prune_checkpoint(
         # max-drop: data was required above, and validate() requires `max_drop`
         assert data is not None and config.max_drop is not None
         plan, max_drop_report = plan_max_drop(
-            work, data.val, scores, config.max_drop,
+            work, bounded(data.val, config.max_samples, "`max_drop`", note), scores,
+            config.max_drop,
             order=config.order, seed=config.seed, min_units=config.min_units,
             groups=members, device=config.device,
         )

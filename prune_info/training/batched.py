@@ -57,7 +57,7 @@ from tqdm.auto import tqdm
 
 from prune_info._torch import small_batch_threads
 from prune_info.checkpoint import Checkpoint, quiet_torch_load
-from prune_info.data import Dataset
+from prune_info.data import Dataset, in_memory
 from prune_info.errors import PruneInfoError, malformed
 from prune_info.io import atomic_write
 from prune_info.nn import accuracy
@@ -453,10 +453,11 @@ def train_stacked(
         first_epoch = saved["epoch"] + 1
     freeze = (FrozenEntries(dict(stack.named_parameters()), trainable)
               if trainable else None)
-    x_all = data.train.x.reshape(len(data.train), -1).to(device)
-    y_all = data.train.y.to(device)
-    x_val = data.val.x.reshape(len(data.val), -1).to(device)
-    y_val = data.val.y.to(device)
+    train, val = in_memory(data.train), in_memory(data.val)  # S networks read every sample
+    x_all = train.x.reshape(len(train), -1).to(device)
+    y_all = train.y.to(device)
+    x_val = val.x.reshape(len(val), -1).to(device)
+    y_val = val.y.to(device)
     n, bs = len(data.train), config.batch_size
     bar = tqdm(range(first_epoch, config.epochs + 1), desc=f"train {n_seeds} seeds",
                unit="epoch", disable=not progress, leave=False)

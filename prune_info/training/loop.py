@@ -22,10 +22,10 @@ from tqdm.auto import tqdm
 
 from prune_info._torch import small_batch_threads
 from prune_info.checkpoint import Checkpoint, check_finite
-from prune_info.data import Dataset
+from prune_info.data import Dataset, Split
 from prune_info.errors import PruneInfoError
 from prune_info.io import cpu_state_dict
-from prune_info.nn import accuracy
+from prune_info.nn import accuracy, logits_of
 from prune_info.training.freeze import FrozenEntries
 from prune_info.zoo import build_factory_model, build_model, parse_arch
 
@@ -198,7 +198,9 @@ def fit(
                  if config.schedule == "cosine" else None)
     augment = torch.Generator().manual_seed(config.seed + 1) if config.augment else None
     loss_fn = nn.CrossEntropyLoss()
-    x_all, y_all = data.train.x.to(device), data.train.y.to(device)
+    # in memory: moved to the device once, shuffled there; streamed: batch by batch
+    train = (Split(data.train.x.to(device), data.train.y.to(device))
+             if isinstance(data.train, Split) else data.train)
     n, bs = len(data.train), config.batch_size
     best_state, step = _state_copy(model), 0
     bar = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not progress,
@@ -206,15 +208,13 @@ def fit(
     with small_batch_threads(device, bs):
         for epoch in bar:
             model.train()
-            perm = torch.randperm(n, generator=shuffle).to(device)
-            xs, ys = x_all[perm], y_all[perm]  # one gather per epoch; batches are views
             total = torch.zeros((), device=device)
-            for start in range(0, n, bs):
+            for xb, yb in train.epoch(bs, shuffle):
                 optimiser.zero_grad(set_to_none=True)
-                xb = xs[start : start + bs]
+                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
                 if augment is not None:
                     xb = augment_batch(xb, augment)
-                loss = loss_fn(model(xb), ys[start : start + bs])
+                loss = loss_fn(logits_of(model(xb)), yb)
                 loss.backward()
                 if freeze is not None:
                     freeze.mask_grads()
@@ -225,7 +225,7 @@ def fit(
                     scheduler.step()
                 if after_step is not None:
                     after_step()
-                total += loss.detach() * min(bs, n - start)
+                total += loss.detach() * len(yb)
                 step += 1
                 if step in rewind_at:
                     result.rewind_state_dicts[step] = _state_copy(model)
@@ -322,7 +322,7 @@ def check_model_takes(model: nn.Module, data: Dataset) -> None:
     was_training = model.training
     model.eval()
     try:
-        out = model(data.train.x[:2])
+        out = logits_of(model(data.train.head(2).x))
     except Exception as exc:  # the user's model: any failure is a mismatch to explain
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise PruneInfoError(

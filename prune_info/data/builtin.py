@@ -1,4 +1,4 @@
-"""Datasets as in-memory tensors with seeded train / validation / test splits.
+"""The built-in datasets, in memory, with seeded train / validation / test splits.
 
 Following Amjad, Liu & Geiger (Sec. V), 80 % of a dataset's designated training set is used for
 training and the other 20 % is the validation set D on which information measures are computed;
@@ -18,17 +18,18 @@ import math
 import os
 import pickle
 import zlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from prune_info.data.dataset import Dataset
+from prune_info.data.splits import Split, permutation
 from prune_info.errors import PruneInfoError, malformed
 
-#: Names accepted by :func:`load_dataset`.
+#: The built-in datasets (:func:`load_builtin`).
 DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10")
 
 #: Where the Debian package ``dataset-fashion-mnist`` puts its files.
@@ -44,61 +45,8 @@ _TORCHVISION_DIRS = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST", "cifar10
 _CIFAR_DIR = "cifar-10-batches-py"
 
 
-@dataclass(frozen=True)
-class Split:
-    """Inputs ``x`` (float32, ``[N, C, H, W]``) and integer labels ``y`` (int64, ``[N]``)."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A dataset split into train, validation (the paper's D) and test tensors."""
-
-    name: str
-    train: Split
-    val: Split
-    test: Split
-    n_classes: int
-    normalisation: dict = field(default_factory=dict)
-    seed: int = 0
-    #: The files' own sample shape when the inputs were adapted (see :func:`adapt_inputs`).
-    native_shape: tuple[int, ...] | None = None
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.x.shape[1:])
-
-    @property
-    def n_features(self) -> int:
-        return int(np.prod(self.input_shape))
-
-    def describe(self) -> dict:
-        """Metadata stored in checkpoints: enough to reload and normalise the same data."""
-        out = {
-            "name": self.name,
-            "input_shape": list(self.input_shape),
-            "n_classes": self.n_classes,
-            "normalisation": self.normalisation,
-            "split_seed": self.seed,
-            "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
-        }
-        if self.native_shape is not None:
-            out["native_input_shape"] = list(self.native_shape)
-        return out
-
-
 # --------------------------------------------------------------------------------------------
 # Splitting and normalisation
-
-
-def _permutation(n: int, seed: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randperm(n, generator=generator)
 
 
 def _standardise(
@@ -121,7 +69,7 @@ def _split_designated(
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """80 % / 20 % of the designated training set (seeded), the designated test set as is."""
-    perm = _permutation(len(train_y), seed).numpy()
+    perm = permutation(len(train_y), seed).numpy()
     n_train = int(round(0.8 * len(train_y)))
     tr, va = perm[:n_train], perm[n_train:]
     return {
@@ -141,7 +89,7 @@ def _load_digits(seed: int) -> Dataset:
     bunch = load_digits()
     x = bunch.images.astype(np.float32)[:, None, :, :]  # [1797, 1, 8, 8], values 0..16
     y = bunch.target.astype(np.int64)
-    perm = _permutation(len(y), seed).numpy()
+    perm = permutation(len(y), seed).numpy()
     n_train, n_val = int(round(0.6 * len(y))), int(round(0.2 * len(y)))
     parts = {
         "train": perm[:n_train],
@@ -363,36 +311,22 @@ def _load_cifar10(data_dir, seed: int) -> Dataset:
 
 
 # --------------------------------------------------------------------------------------------
-# Public entry point
+# Entry point
 
 
-def load_dataset(
-    name: str,
-    data_dir: str | os.PathLike | None = None,
-    seed: int = 0,
-    input_shape: Sequence[int] | None = None,
-) -> Dataset:
-    """Load a dataset by name with a seeded split.
+#: Class names of the built-in datasets, in label order.
+CLASSES = {
+    "digits": tuple(str(i) for i in range(10)),
+    "mnist": tuple(str(i) for i in range(10)),
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                "truck"),
+}
 
-    Parameters
-    ----------
-    name : {"digits", "fashion-mnist", "mnist", "cifar10"}
-    data_dir : path, optional
-        Directory holding the dataset files (searched before ``$PRUNE_INFO_DATA``, the Debian
-        FashionMNIST directory and a torchvision download).
-    seed : int
-        Seed of the train / validation split.
-    input_shape : (C, H, W), optional
-        Adapt the inputs to a model that expects this shape (see :func:`adapt_inputs`).
 
-    Examples
-    --------
-    >>> ds = load_dataset("digits")
-    >>> len(ds.train), len(ds.val), len(ds.test), ds.input_shape
-    (1078, 359, 360, (1, 8, 8))
-    >>> load_dataset("digits", input_shape=(3, 16, 16)).describe()["input_shape"]
-    [3, 16, 16]
-    """
+def load_builtin(name: str, data_dir: str | os.PathLike | None = None, seed: int = 0) -> Dataset:
+    """A built-in dataset, in memory, with its seeded split (see the module docstring)."""
     if name == "digits":
         data = _load_digits(seed)
     elif name in ("fashion-mnist", "mnist"):
@@ -401,134 +335,4 @@ def load_dataset(
         data = _load_cifar10(data_dir, seed)
     else:
         raise PruneInfoError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
-    return data if input_shape is None else adapt_inputs(data, input_shape)
-
-
-def load_dataset_like(described: dict, data_dir: str | os.PathLike | None = None,
-                      name: str | None = None) -> Dataset:
-    """The dataset a checkpoint records (``Checkpoint.dataset``): same split, same input shape.
-
-    ``name`` overrides the recorded name (evaluating a model on another dataset).
-    """
-    name = name or described.get("name")
-    if name is None:
-        raise PruneInfoError("the model does not record its dataset; pass `data`")
-    shape = described.get("input_shape") if described.get("native_input_shape") else None
-    return load_dataset(name, data_dir, seed=int(described.get("split_seed", 0)),
-                        input_shape=shape)
-
-
-def adapt_inputs(data: Dataset, input_shape: Sequence[int]) -> Dataset:
-    """The same samples in the shape a model expects: channels repeated, images resized.
-
-    The one mechanism by which data meet a model built for other inputs: a grey-scale image
-    (1 channel) is repeated into ``C`` channels, and ``H x W`` is reached by bilinear resizing
-    (no antialiasing; the images of the datasets here are at most 32 x 32). The standardised
-    values keep their mean and spread. The checkpoint records the shape, so every command
-    reloads the data the same way.
-
-    Raises
-    ------
-    PruneInfoError
-        If ``input_shape`` is not three positive integers, or asks to turn several channels into
-        another number of channels.
-    """
-    try:
-        shape = tuple(int(v) for v in input_shape)
-    except (TypeError, ValueError):
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise PruneInfoError(
-            f"`input_shape`={input_shape!r} must be three positive integers C,H,W, e.g. 3,32,32"
-        )
-    native = data.input_shape
-    if shape == native:
-        return data
-    if len(native) != 3:
-        raise PruneInfoError(
-            f"{data.name} holds no images ({native}); `input_shape` cannot adapt it")
-    if native[0] != shape[0] and native[0] != 1:
-        raise PruneInfoError(
-            f"{data.name} has {native[0]} channels; `input_shape` can repeat one channel into "
-            f"several but not turn {native[0]} into {shape[0]}"
-        )
-
-    def adapt(split: Split) -> Split:
-        x = split.x
-        if x.shape[1] != shape[0]:
-            x = x.expand(-1, shape[0], -1, -1)
-        if tuple(x.shape[2:]) != shape[1:]:
-            x = torch.nn.functional.interpolate(x, size=shape[1:], mode="bilinear",
-                                                align_corners=False)
-        return Split(x.contiguous(), split.y)
-
-    return replace(data, train=adapt(data.train), val=adapt(data.val), test=adapt(data.test),
-                   native_shape=data.native_shape or native)
-
-
-def as_split(data: Any, what: str = "the data") -> Split:
-    """The labelled samples of ``data`` as a :class:`Split`, checked.
-
-    Accepts what users have: a :class:`Split`; a :class:`Dataset` (its validation split, the
-    paper's D); a pair ``(x, y)`` of tensors or arrays; or an iterable of ``(x, y)`` batches such
-    as a ``torch.utils.data.DataLoader`` (concatenated, so it must fit in memory).
-
-    ``what`` names the data in messages ("the validation set").
-
-    Raises
-    ------
-    PruneInfoError
-        If ``data`` is none of these, is empty, or its labels are not one integer per sample.
-
-    Examples
-    --------
-    >>> split = as_split((torch.zeros(4, 3), torch.tensor([0, 1, 1, 0])))
-    >>> len(split), split.x.dtype, split.y.dtype
-    (4, torch.float32, torch.int64)
-    >>> as_split("digits")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    prune_info.errors.PruneInfoError: the data must be a Split, a Dataset, ..., got str
-    """
-    if isinstance(data, Dataset):
-        data = data.val
-    if isinstance(data, Split):
-        x, y = data.x, data.y
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = data
-    elif isinstance(data, Iterable) and not isinstance(data, (str, bytes, dict, torch.Tensor)):
-        xs, ys = [], []
-        for batch in data:
-            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                raise PruneInfoError(
-                    f"{what} yields {type(batch).__name__} batches; fix: give batches of (x, y)"
-                )
-            xs.append(torch.as_tensor(batch[0]))
-            ys.append(torch.as_tensor(batch[1]))
-        if not xs:
-            raise PruneInfoError(f"{what} yields no batch (0 samples); fix: give labelled samples")
-        x, y = torch.cat(xs), torch.cat(ys)
-    else:
-        raise PruneInfoError(
-            f"{what} must be a Split, a Dataset, a pair (x, y) or a DataLoader of (x, y) "
-            f"batches, got {type(data).__name__}"
-        )
-    try:
-        x, y = torch.as_tensor(x), torch.as_tensor(y)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise PruneInfoError(
-            f"{what} does not hold tensors ({exc}); fix: give tensors x, y") from exc
-    if y.ndim != 1 or len(x) != len(y):
-        raise PruneInfoError(
-            f"{what} has {len(x)} inputs but labels of shape {list(y.shape)}; fix: give one "
-            "integer label per sample"
-        )
-    if len(y) == 0:
-        raise PruneInfoError(f"{what} is empty (0 samples); fix: give labelled samples")
-    if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
-        raise PruneInfoError(f"labels must be integers, got {y.dtype}; fix: pass y.long()")
-    if not x.is_floating_point():
-        x = x.float()
-    if isinstance(data, Split) and x is data.x and y.dtype == torch.int64:
-        return data
-    return Split(x, y.long())
+    return replace(data, classes=CLASSES[name])
