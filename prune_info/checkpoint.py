@@ -25,6 +25,7 @@ import copy
 import os
 import pickle
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from prune_info.data import (
+    Dataset,
+    load_dataset,
+    load_dataset_like,
+    match_classes,
+    note,
+    parse_data_spec,
+    recorded_classes,
+)
 from prune_info.errors import PruneInfoError, malformed
 from prune_info.io import atomic_write, cpu_state_dict
 from prune_info.nn import LayerInfo, prunable_layers
@@ -226,8 +236,14 @@ def load_checkpoint(
     trust_pickle: bool = False,
     trust_factory: bool = False,
     allow_nonfinite: bool = False,
+    state_dict_key: str | None = None,
 ) -> Checkpoint:
     """Load a prune-info checkpoint, a plain state_dict, or (opt-in) a pickled module.
+
+    A training checkpoint that wraps the weights (``{"model": state_dict, "epoch": ...,
+    "optimizer": ...}``, Lightning's ``state_dict`` with ``model.`` before every key,
+    DataParallel's ``module.``) is unwrapped, with a note; ``state_dict_key`` names the key
+    when it is none of the usual ones.
 
     A file never chooses the code that runs: a checkpoint that records a ``factory`` outside the
     known model zoos (:func:`prune_info.zoo.zoo_builder`) is refused unless the caller names
@@ -253,8 +269,11 @@ def load_checkpoint(
     allow_nonfinite : bool
         Load weights holding NaN or infinity; by default such a file is refused (see
         :func:`check_finite`).
+    state_dict_key : str, optional
+        Where a training checkpoint keeps the weights (dotted for nesting: ``ema.module``).
     """
-    ckpt = _load(Path(path), arch, factory, factory_kwargs, trust_pickle, trust_factory)
+    ckpt = _load(Path(path), arch, factory, factory_kwargs, trust_pickle, trust_factory,
+                 state_dict_key)
     if not allow_nonfinite:
         check_finite(ckpt.model, str(path))
     return ckpt
@@ -284,7 +303,8 @@ def check_finite(model: nn.Module, what: str, fix: str | None = None) -> None:
 
 
 def _load(path: Path, arch: dict | None, factory: str | None, factory_kwargs: dict | None,
-          trust_pickle: bool, trust_factory: bool) -> Checkpoint:
+          trust_pickle: bool, trust_factory: bool, state_dict_key: str | None = None
+          ) -> Checkpoint:
     obj = _read(path, trust_pickle)
     recorded = isinstance(obj, nn.Module) or (isinstance(obj, dict)
                                               and obj.get("format") == CHECKPOINT_FORMAT)
@@ -300,14 +320,16 @@ def _load(path: Path, arch: dict | None, factory: str | None, factory_kwargs: di
         return Checkpoint(model=obj, source=str(path))
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         return _from_dict(obj, path, factory, trust_factory)
-    if _is_state_dict(obj):
+    state = _unwrap(obj, state_dict_key, path)
+    if state is not None:
         model: nn.Module
         if arch is not None:
             model = build_model(arch)
-            _load_state(model, obj, f"`arch`={arch_spec(arch)}")
+            _load_state(model, _strip_prefix(state, model, path), f"`arch`={arch_spec(arch)}")
         elif factory is not None:
             model = build_factory_model(factory, factory_kwargs)
-            _load_state(model, obj, f"`factory`={factory_spec(factory, factory_kwargs)}")
+            _load_state(model, _strip_prefix(state, model, path),
+                        f"`factory`={factory_spec(factory, factory_kwargs)}")
         else:
             raise PruneInfoError(
                 f"{path} is a plain state_dict with no architecture; pass `arch` (see "
@@ -320,6 +342,62 @@ def _load(path: Path, arch: dict | None, factory: str | None, factory_kwargs: di
         f"{path} is not a prune-info checkpoint or a state_dict; give a file saved by "
         "prune-info train or torch.save(model.state_dict(), ...)"
     )
+
+
+#: Keys under which training scripts keep a model's weights (PyTorch Lightning: state_dict; the
+#: ImageNet example and many others: state_dict or model; others: model_state_dict, net), in the
+#: order they are tried.
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "module")
+
+
+def _unwrap(obj: Any, key: str | None, path: Path) -> dict | None:
+    """The state_dict in ``obj``: ``obj`` itself, the one under ``key`` (dotted for nesting), or
+    the one under the first of :data:`WRAPPER_KEYS` that holds one (with a note)."""
+    if key is not None:
+        node = obj
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                keys = ", ".join(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+                raise PruneInfoError(f"{path} has no `state_dict_key` {key!r} (its keys: "
+                                     f"{keys[:200]}); name the key that holds the weights")
+            node = node[part]
+        if not _is_state_dict(node):
+            raise PruneInfoError(f"{path}: `state_dict_key` {key!r} holds a "
+                                 f"{type(node).__name__}, not a state_dict of tensors")
+        return node
+    if _is_state_dict(obj):
+        return obj
+    if not isinstance(obj, dict) or obj.get("format") == CHECKPOINT_FORMAT:
+        return None
+    for wrapper in WRAPPER_KEYS:
+        if _is_state_dict(obj.get(wrapper)):
+            others = [str(k) for k in obj if k != wrapper]
+            note(f"{path} is a training checkpoint: took the weights under {wrapper!r}"
+                 + (f" (it also holds {', '.join(others[:5])})" if others else "")
+                 + "; name another with `state_dict_key`")
+            return obj[wrapper]
+    return None
+
+
+#: Prefixes wrappers add to every key: DataParallel / DistributedDataParallel, Lightning,
+#: torch.compile.
+_KEY_PREFIXES = ("module.", "model.", "_orig_mod.")
+
+
+def _strip_prefix(state: dict, model: nn.Module, path: Path) -> dict:
+    """``state`` without a prefix that every one of its keys has and the model's keys lack."""
+    wanted = set(model.state_dict())
+    for _ in range(len(_KEY_PREFIXES)):
+        if set(state) == wanted:
+            break
+        prefix = next((p for p in _KEY_PREFIXES if all(k.startswith(p) for k in state)
+                       and not all(k.startswith(p) for k in wanted)), None)
+        if prefix is None:
+            break
+        note(f"{path}: its weights' names start with {prefix!r} (a training wrapper's); taken "
+             "off")
+        state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
 
 
 def _from_dict(obj: dict, path: Path, named_factory: str | None,
@@ -450,6 +528,54 @@ def _decode(obj: dict, path: Path, named_factory: str | None,
         pruning_history=history,
         source=str(path),
     )
+
+
+def data_for(ckpt: Checkpoint, name: str | None = None,
+             data_dir: str | os.PathLike | None = None, *, workers: int = 0,
+             normalize: str | Sequence[float] | None = None,
+             trust_factory: bool = False) -> Dataset:
+    """The data to evaluate a checkpoint's model on, its labels in the model's class order.
+
+    Without ``name``, the dataset the checkpoint records, split, shaped and normalised as it was
+    for training; with ``name`` (any ``--data`` source) that source, adapted to the model's input
+    shape and, for images, normalised with the model's recorded statistics unless ``normalize``
+    says otherwise. The classes are then checked (:func:`prune_info.data.match_classes`): the
+    same names in another order are renumbered with a note, other names refused. A checkpoint
+    that records no classes takes the data's, with a note when the data are not the ones it
+    records. A checkpoint with no dataset record gets one (``ckpt.dataset``).
+    """
+    described = dict(ckpt.dataset or {})
+    if name is None and not described.get("name"):
+        raise PruneInfoError("the model does not record its dataset; pass `data`")
+    if name is not None and normalize is None and described.get("normalisation"):
+        normalize = _recorded_normalize(described, name)
+    if described.get("name") or described.get("input_shape"):
+        data = load_dataset_like(described if described.get("name") else
+                                 {**described, "name": name}, data_dir, name=name,
+                                 trust_factory=trust_factory, workers=workers,
+                                 normalize=normalize)
+    else:
+        data = load_dataset(str(name), data_dir, workers=workers, normalize=normalize)
+    classes = recorded_classes(described)
+    if classes is None:
+        if described.get("name") not in (None, data.name):
+            note(f"{ckpt.source or 'the model'} records no class names; it is taken to number "
+                 f"its outputs as {data.name} numbers its classes")
+        ckpt.dataset = ({**described, "classes": list(data.classes)} if described.get("name")
+                        else data.describe())
+        return data
+    return match_classes(data, classes, ckpt.source or "the model")
+
+
+def _recorded_normalize(described: dict, name: str) -> str | list | None:
+    """The model's own image statistics, to read other images of ``name`` as it was trained."""
+    if parse_data_spec(name).kind == "builtin":
+        return None  # a built-in standardises itself (bench re-expresses it in the record)
+    norm = described.get("normalisation") or {}
+    mean, std = norm.get("mean"), norm.get("std")
+    if isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std):
+        return [*mean, *std]
+    return None
 
 
 def clone_model(model: nn.Module) -> nn.Module:

@@ -24,7 +24,6 @@ from prune_info.cli.common import (
     data_options,
     device_option,
     echo_json,
-    get_dataset,
     json_option,
     model_command_args,
     parse_int_list,
@@ -103,7 +102,7 @@ def modes_from_flags(layerwise: bool, whole_network: bool) -> list[str]:
               help="Draw the curves as in Figs. 2-5 of the paper.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @json_option
-def ablate(ckpt, data_name, data_dir, criteria, orders, n_random, layerwise, whole_network,
+def ablate(ckpt, data_args, criteria, orders, n_random, layerwise, whole_network,
            layers, ablate_to, at_text, steps, at_k_text, max_samples, bins, seed, device, out,
            plot, quiet, as_json):
     """Accuracy after cumulatively ablating units ranked by information measures.
@@ -162,7 +161,7 @@ def ablate(ckpt, data_name, data_dir, criteria, orders, n_random, layerwise, who
     points = {scope: _points(n, scope, steps, at_k_list, kinds[scope])
               for scope, n in scopes.items()}
 
-    data = get_dataset(data_name, data_dir, ckpt)
+    data = data_args.load(ckpt)
     test = data.test
     if max_samples is not None and max_samples < len(test):
         test = Split(test.x[:max_samples], test.y[:max_samples])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import click
 
 from prune_info._torch import resolve_device
@@ -9,12 +11,13 @@ from prune_info.cli.app import cli, flag_message
 from prune_info.cli.common import (
     DEVICES,
     check_output,
+    data_source_options,
     echo_json,
+    open_dataset,
     parse_int_list,
     trust_options,
 )
 from prune_info.cli.export import human_bytes
-from prune_info.data import DATASETS, load_dataset
 from prune_info.deploy.bench import (
     DEFAULT_REPEAT,
     DEFAULT_WARMUP,
@@ -47,10 +50,9 @@ from prune_info.viz.bench import plot_bench, plot_format
               help="Untimed calls before timing.")
 @click.option("--runtime", type=click.Choice(["all", *RUNTIMES]), default="all",
               show_default=True, help="Time PyTorch eager, onnxruntime, or both.")
-@click.option("--data", "data_name", type=click.Choice(DATASETS), default=None,
-              help="Test data for every model (default: each model's recorded dataset).")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Directory with the dataset files.")
+@functools.partial(data_source_options,
+                   help_text="Test data for every model (default: each model's recorded "
+                             "dataset).")
 @click.option("--opset", type=int, default=None, help="Opset of the ONNX conversion of .pt files.")
 @click.option("--exporter", type=click.Choice(EXPORTERS), default="auto",
               show_default=True, help="Exporter of the ONNX conversion of .pt files.")
@@ -62,6 +64,7 @@ from prune_info.viz.bench import plot_bench, plot_format
               help="Also draw accuracy vs parameters and latency vs batch (.png/.pdf/.svg).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(models, device, batch_text, threads, repeat, warmup, runtime, data_name, data_dir,
+          workers, normalize,
           opset, exporter, trust_pickle, trust_factory, as_json, csv_path, plot_path, quiet):
     """Measure test accuracy, parameters, MACs, file size and latency of models.
 
@@ -82,7 +85,8 @@ def bench(models, device, batch_text, threads, repeat, warmup, runtime, data_nam
     if plot_path is not None:
         plot_format(plot_path)
     dev = resolve_device(device)
-    data = load_dataset(data_name, data_dir) if data_name is not None else None
+    data = (open_dataset(data_name, data_dir, workers=workers, normalize=normalize)
+            if data_name is not None else None)
     runtimes = RUNTIMES if runtime == "all" else (runtime,)
     results = benchmark_models(
         models, data=data, batches=batches, device=dev, threads=threads, repeat=repeat,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from prune_info.checkpoint import Checkpoint, load_checkpoint
-from prune_info.data import DATASETS, Dataset, load_dataset, load_dataset_like
+from prune_info.checkpoint import Checkpoint, data_for, load_checkpoint
+from prune_info.data import DATASETS, Dataset, load_dataset
+from prune_info.data.sources import NORMALIZE_HELP
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.executor import EXECUTORS, Executor, LocalExecutor
 from prune_info.io import check_writable, remove_stale_temporaries, to_json_text
@@ -80,19 +82,60 @@ def make_executor(name: str = "local", *, address: str | None = None) -> Executo
     raise PruneInfoError(f"unknown `executor` {name!r}; choose one of {', '.join(EXECUTORS)}")
 
 
-def data_options(f: Callable) -> Callable:
-    """``--data`` (default: the checkpoint's dataset) and ``--data-dir``."""
+#: The forms ``--data`` takes, for its help.
+DATA_METAVAR = "NAME|imagefolder:DIR|npz:FILE|PKG.MOD:FN"
+
+
+def data_source_options(f: Callable, default: str | None = None,
+                        help_text: str = "Dataset (default: the one the checkpoint records)."
+                        ) -> Callable:
+    """``--data``, ``--data-dir``, ``--workers`` and ``--normalize``: where samples come from."""
+    f = click.option("--normalize", default=None, metavar="auto|imagenet|none|M,S",
+                     help="Normalisation of images you bring (imagefolder, npz): "
+                          f"{NORMALIZE_HELP} [default: auto, or the model's record].")(f)
+    f = click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="DataLoader worker processes reading a streamed source.")(f)
     f = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                     help="Directory with the dataset files, searched alone (else "
-                          "$PRUNE_INFO_DATA, then the Debian FashionMNIST directory).")(f)
-    f = click.option("--data", "data_name", type=click.Choice(DATASETS), default=None,
-                     help="Dataset (default: the one the checkpoint was trained on).")(f)
-    return f
+                     help="Where the files of fashion-mnist, mnist or cifar10 are, searched "
+                          "alone (else $PRUNE_INFO_DATA, then the Debian FashionMNIST "
+                          "directory).")(f)
+    return click.option("--data", "data_name", default=default, metavar=DATA_METAVAR,
+                        help=help_text + f" One of {', '.join(DATASETS)}, imagefolder:DIR, "
+                             "npz:FILE or PKG.MODULE:FUNCTION[,K=V...] (your torch Dataset).")(f)
+
+
+def data_options(f: Callable) -> Callable:
+    """The data options of a command that reads a model (default: the checkpoint's data)."""
+    return data_source_options(f)
+
+
+@dataclass
+class DataArgs:
+    """The data options of a model command, opened against its checkpoint by :meth:`load`."""
+
+    name: str | None
+    data_dir: str | None
+    workers: int = 0
+    normalize: str | None = None
+    trust_factory: bool = False
+
+    def load(self, ckpt: Checkpoint) -> Dataset:
+        """The data for ``ckpt`` (recorded or named), classes checked (:func:`data_for`)."""
+        return data_for(ckpt, self.name, self.data_dir, workers=self.workers,
+                        normalize=self.normalize, trust_factory=self.trust_factory)
+
+    @property
+    def given(self) -> bool:
+        return self.name is not None
 
 
 def model_options(f: Callable) -> Callable:
     """How to read a model file that is not a prune-info checkpoint."""
     f = trust_options(f)
+    f = click.option("--state-dict-key", default=None, metavar="KEY",
+                     help="Where a training checkpoint keeps the model's weights (e.g. "
+                          "model, or ema.module); found by itself for the usual keys "
+                          "(state_dict, model, model_state_dict, ...).")(f)
     f = allow_nonfinite_option(f)
     f = input_shape_option(f)
     f = model_kwargs_option(f)
@@ -128,14 +171,11 @@ def allow_nonfinite_option(f: Callable) -> Callable:
                              "training when an epoch produces them.")(f)
 
 
-def get_dataset(name: str | None, data_dir: str | None, ckpt: Checkpoint | None = None,
-                seed: int | None = None) -> Dataset:
-    """The dataset named on the command line, else the checkpoint's, with its split seed."""
-    if ckpt is not None and seed is None:
-        return load_dataset_like(ckpt.dataset, data_dir, name=name)
-    if name is None:
-        raise PruneInfoError("the model does not record its dataset; pass --data NAME")
-    return load_dataset(name, data_dir, seed=seed or 0)
+def open_dataset(name: str, data_dir: str | None, *, seed: int = 0, workers: int = 0,
+                 normalize: str | None = None, input_shape: str | None = None) -> Dataset:
+    """A dataset named on the command line (to train on, or to compare models on)."""
+    return load_dataset(name, data_dir, seed=seed, input_shape=parse_shape(input_shape),
+                        normalize=normalize, workers=workers)
 
 
 def parse_shape(text: str | None) -> tuple[int, ...] | None:
@@ -144,26 +184,31 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
 
 
 def open_model(path: str, arch_spec: str | None, act: str, reg: str, factory: str | None,
-               trust_pickle: bool, data_name: str | None, data_dir: str | None,
+               trust_pickle: bool, data: DataArgs,
                model_kwargs: str | None = None, input_shape: str | None = None,
-               allow_nonfinite: bool = False, trust_factory: bool = False) -> Checkpoint:
+               allow_nonfinite: bool = False, trust_factory: bool = False,
+               state_dict_key: str | None = None) -> Checkpoint:
     """Load a checkpoint, a state_dict with --arch / --model, or a trusted pickle."""
     arch = None
     shape = parse_shape(input_shape)
     if model_kwargs is not None and factory is None:
         raise PruneInfoError("--model-kwargs are the arguments of --model; pass --model too")
+    opened = None
     if arch_spec is not None:
-        if data_name is None:
+        if data.name is None:
             raise PruneInfoError("--arch needs --data to know the input shape and classes")
-        ds = load_dataset(data_name, data_dir, input_shape=shape)
-        arch = parse_arch(arch_spec, ds.input_shape, ds.n_classes, act, reg)
+        opened = open_dataset(data.name, data.data_dir, workers=data.workers,
+                              normalize=data.normalize, input_shape=input_shape)
+        arch = parse_arch(arch_spec, opened.input_shape, opened.n_classes, act, reg)
     ckpt = load_checkpoint(path, arch=arch, factory=factory,
                            factory_kwargs=(None if model_kwargs is None
                                            else parse_model_kwargs(model_kwargs)),
                            trust_pickle=trust_pickle, trust_factory=trust_factory,
-                           allow_nonfinite=allow_nonfinite)
-    if not ckpt.dataset and data_name is not None:
-        ckpt.dataset = load_dataset(data_name, data_dir, input_shape=shape).describe()
+                           allow_nonfinite=allow_nonfinite, state_dict_key=state_dict_key)
+    if not ckpt.dataset and data.name is not None:
+        opened = opened or open_dataset(data.name, data.data_dir, workers=data.workers,
+                                        normalize=data.normalize, input_shape=input_shape)
+        ckpt.dataset = opened.describe()
     elif not ckpt.dataset and shape is not None:  # data-free criteria need the shape only
         ckpt.dataset = {"input_shape": list(shape)}
     elif shape is not None:
@@ -182,13 +227,15 @@ def model_command_args(f: Callable) -> Callable:
 
     @functools.wraps(f)
     def wrapper(model_path, arch_spec, act, reg, factory, model_kwargs, input_shape,
-                trust_pickle, trust_factory, allow_nonfinite, **kwargs):
-        ckpt = open_model(model_path, arch_spec, act, reg, factory, trust_pickle,
-                          kwargs.get("data_name"), kwargs.get("data_dir"), model_kwargs,
-                          input_shape, allow_nonfinite, trust_factory)
+                trust_pickle, trust_factory, allow_nonfinite, state_dict_key, **kwargs):
+        data = DataArgs(kwargs.pop("data_name", None), kwargs.pop("data_dir", None),
+                        kwargs.pop("workers", 0), kwargs.pop("normalize", None), trust_factory)
+        ckpt = open_model(model_path, arch_spec, act, reg, factory, trust_pickle, data,
+                          model_kwargs, input_shape, allow_nonfinite, trust_factory,
+                          state_dict_key)
         if takes_allow:
             kwargs["allow_nonfinite"] = allow_nonfinite
-        return f(ckpt=ckpt, **kwargs)
+        return f(ckpt=ckpt, data_args=data, **kwargs)
 
     with_options = model_options(wrapper)
     return click.argument("model_path", metavar="MODEL.pt", type=click.Path())(with_options)

@@ -9,7 +9,6 @@ from prune_info.cli.common import (
     check_output,
     data_options,
     echo_json,
-    get_dataset,
     model_command_args,
 )
 from prune_info.deploy.onnx import (
@@ -50,7 +49,7 @@ def human_bytes(n: int | None) -> str:
 @click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=TOLERANCE,
               show_default=True, help="Largest max-abs logit difference that passes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def export(ckpt, data_name, data_dir, output, opset, exporter, n_samples, tolerance, as_json):
+def export(ckpt, data_args, output, opset, exporter, n_samples, tolerance, as_json):
     """Export a checkpoint (dense or pruned) to ONNX with a dynamic batch axis.
 
     The file is checked with onnx.checker, run in onnxruntime on a validation batch and on a
@@ -65,8 +64,8 @@ def export(ckpt, data_name, data_dir, output, opset, exporter, n_samples, tolera
     """
     check_output(output, *([ckpt.source] if ckpt.source else []))
     note = None
-    if data_name is not None or ckpt.dataset_name:
-        data = get_dataset(data_name, data_dir, ckpt)
+    if data_args.given or ckpt.dataset_name:
+        data = data_args.load(ckpt)
         sample = data.val.head(n_samples).x
     else:
         shape = model_input_shape(ckpt)

@@ -16,7 +16,6 @@ from prune_info.cli.common import (
     data_options,
     device_option,
     echo_json,
-    get_dataset,
     json_option,
     model_command_args,
     seed_option,
@@ -58,7 +57,7 @@ _METHOD = {"exhaustive": "exh", "greedy": "greedy", "beam": "beam"}
                    "et al.).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @json_option
-def oinfo(ckpt, data_name, data_dir, split, layers, max_exhaustive, max_size, beam_width,
+def oinfo(ckpt, data_args, split, layers, max_exhaustive, max_size, beam_width,
           post_activation, batch_size, seed, device, out, plot, quiet, as_json):
     """Most synergistic and most redundant multiplets of units, per layer and size.
 
@@ -84,7 +83,7 @@ def oinfo(ckpt, data_name, data_dir, split, layers, max_exhaustive, max_size, be
     if len({str(Path(p).resolve()) for p in outputs}) < len(outputs):
         raise PruneInfoError("--out and --plot name the same file; choose different files")
 
-    data = get_dataset(data_name, data_dir, ckpt)
+    data = data_args.load(ckpt)
     dev = str(resolve_device(device))
     model = ckpt.model.to(dev)
     with warnings.catch_warnings(record=True) as caught:

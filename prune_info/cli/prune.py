@@ -12,7 +12,6 @@ from prune_info.cli.common import (
     data_options,
     device_option,
     echo_json,
-    get_dataset,
     json_option,
     model_command_args,
     parse_float_list,
@@ -66,7 +65,7 @@ from prune_info.pruning.workflow import PruneConfig, PruneSummary, prune_checkpo
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Pruned checkpoint to write.")
 @json_option
-def prune(ckpt, data_name, data_dir, criterion, layerwise, amount, keep, max_drop, min_units,
+def prune(ckpt, data_args, criterion, layerwise, amount, keep, max_drop, min_units,
           order, mask, ignore, round_to, verify, strict, group_reduce, bins, binning, seed,
           device, output, as_json):
     """Remove the least important units of a model and save a smaller checkpoint.
@@ -97,8 +96,7 @@ def prune(ckpt, data_name, data_dir, criterion, layerwise, amount, keep, max_dro
         score_options=_score_options(score_kwargs, seed, dev), seed=seed, device=dev,
     )
     config.validate()
-    name = data_name or ckpt.dataset_name
-    data = get_dataset(name, data_dir, ckpt) if name else None
+    data = data_args.load(ckpt) if data_args.given or ckpt.dataset_name else None
     result = prune_checkpoint(ckpt, data, config)
     save_checkpoint(result.checkpoint, output)
     summary = result.summary

@@ -10,12 +10,12 @@ from prune_info._torch import resolve_device
 from prune_info.checkpoint import save_checkpoint
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
+    DATA_METAVAR,
     check_output,
     data_options,
     device_option,
     echo_json,
     executor_options,
-    get_dataset,
     json_option,
     make_executor,
     model_command_args,
@@ -24,7 +24,7 @@ from prune_info.cli.common import (
     seed_option,
 )
 from prune_info.criteria.registry import parse_criteria
-from prune_info.data import DATASETS, load_dataset
+from prune_info.data import load_dataset
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.subnetworks import (
     REST,
@@ -79,7 +79,7 @@ def _retrain_options(f):
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @json_option
-def retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, rewind, freeze_others,
+def retrain(ckpt, data_args, epochs, optimizer, lr, batch_size, rewind, freeze_others,
             compare_finetune, seed, device, output, quiet, as_json, allow_nonfinite=False):
     """Retrain a pruned model: fine-tune, or rewind to initialisation (lottery ticket).
 
@@ -99,7 +99,7 @@ def retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, rewind
     config = RetrainConfig(epochs=epochs, rewind=_rewind(rewind), freeze_others=freeze_others,
                            optimizer=optimizer, lr=lr, batch_size=batch_size, seed=seed,
                            device=dev, allow_nonfinite=allow_nonfinite)
-    data = get_dataset(data_name, data_dir, ckpt)
+    data = data_args.load(ckpt)
     new, summary = retrain_checkpoint(ckpt, data, config, progress=not quiet)
     runs = [summary]
     if compare_finetune and config.rewind is not None:
@@ -143,7 +143,7 @@ def retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, rewind
               help="Directory for round1.pt ... and rounds.json.")
 @click.option("--quiet", is_flag=True)
 @json_option
-def prune_retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, criterion,
+def prune_retrain(ckpt, data_args, epochs, optimizer, lr, batch_size, criterion,
                   rounds, amount_per_round, ignore, seed, device, out_dir, quiet, as_json,
                   allow_nonfinite=False):
     """Iterative pruning: prune then retrain, several rounds, keeping every round.
@@ -165,7 +165,7 @@ def prune_retrain(ckpt, data_name, data_dir, epochs, optimizer, lr, batch_size, 
                                    batch_size=batch_size, seed=seed, device=dev,
                                    allow_nonfinite=allow_nonfinite)
     check_writable_dir(out)
-    data = get_dataset(data_name, data_dir, ckpt)
+    data = data_args.load(ckpt)
 
     def save(r, checkpoint, row):
         path = out / f"round{r}.pt"
@@ -193,8 +193,10 @@ SUBNET_CRITERIA = "synergy,gcmi-model,gcmi-mixture,mi,kl,entropy,magnitude,rando
 
 
 @cli.command()
-@click.option("--data", "data_name", type=click.Choice(DATASETS), default="digits",
-              show_default=True)
+@click.option("--data", "data_name", default="digits", show_default=True,
+              metavar=DATA_METAVAR,
+              help="Dataset (a source of yours is read into memory: the sub-networks train at "
+                   "once).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--arch", "spec", default="64-20-20-20-10", show_default=True)
 @click.option("--act", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
@@ -9,6 +10,7 @@ import click
 from prune_info.checkpoint import load_checkpoint
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
+    data_source_options,
     input_shape_option,
     model_kwargs_option,
     parse_int_list,
@@ -17,7 +19,6 @@ from prune_info.cli.common import (
     track_option,
     trust_factory_option,
 )
-from prune_info.data import DATASETS
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.pipeline import RunOptions, run_pipeline
 from prune_info.experiments.tracking import make_tracker, pipeline_run
@@ -25,10 +26,8 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS, is_factory_spec, parse_mod
 
 
 @cli.command()
-@click.option("--data", "data_name", type=click.Choice(DATASETS), default=None,
-              help="Dataset [default: the --model checkpoint's, else digits].")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Directory with the dataset files.")
+@functools.partial(data_source_options,
+                   help_text="Dataset [default: the --model checkpoint's, else digits].")
 @click.option("--arch", "spec", default="64-100-100-10", show_default=True,
               help="Architecture to train (ignored with --model).")
 @click.option("--model", "model_path", default=None, metavar="FILE|PKG.MOD:FN|timm:NAME",
@@ -61,8 +60,8 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS, is_factory_spec, parse_mod
 @click.option("--out", "out_dir", required=True, type=click.Path(),
               help="Directory of the run's artefacts and report.html (resumed when rerun).")
 @click.option("--quiet", is_flag=True, help="No progress bars (stage lines still shown).")
-def run(data_name, data_dir, spec, model_path, model_kwargs, input_shape, trust_factory, act,
-        reg, epochs,
+def run(data_name, data_dir, workers, normalize, spec, model_path, model_kwargs, input_shape,
+        trust_factory, act, reg, epochs,
         criterion, amount, ignore,
         n_random,
         max_exhaustive, max_size, retrain_epochs, bench_repeat, bench_batch, seed, track,
@@ -87,7 +86,8 @@ def run(data_name, data_dir, spec, model_path, model_kwargs, input_shape, trust_
     if model_kwargs is not None and factory is None:
         raise PruneInfoError("--model-kwargs are the arguments of a --model factory")
     options = RunOptions(
-        data=data_name, data_dir=data_dir, arch=None if model_path else spec,
+        data=data_name, data_dir=data_dir, workers=workers, normalize=normalize,
+        arch=None if model_path else spec,
         model=None if factory else model_path, factory=factory,
         factory_kwargs=parse_model_kwargs(model_kwargs), input_shape=parse_shape(input_shape),
         act=act, reg=reg, epochs=epochs, seed=seed, criterion=criterion, amount=amount,

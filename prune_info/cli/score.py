@@ -13,7 +13,6 @@ from prune_info.cli.common import (
     data_options,
     device_option,
     echo_json,
-    get_dataset,
     json_option,
     model_command_args,
     seed_option,
@@ -79,7 +78,7 @@ def _csv_path(out: str) -> str:
 @click.option("--plot", default=None, type=click.Path(dir_okay=False), metavar="FILE.png",
               help="Draw per-layer violin plots of each measure (as Fig. 1 of the paper).")
 @json_option
-def score(ckpt, data_name, data_dir, split, criteria, bins, binning, pre_activation,
+def score(ckpt, data_args, split, criteria, bins, binning, pre_activation,
           channel_reduce, token_reduce, group_reduce, batch_size, seed, device, out, plot,
           as_json):
     """Score every unit by entropy, mutual information and KL selectivity.
@@ -112,7 +111,7 @@ def score(ckpt, data_name, data_dir, split, criteria, bins, binning, pre_activat
     if len(set(map(lambda p: str(Path(p).resolve()), outputs))) < len(outputs):
         raise PruneInfoError("--out and --plot name the same file; choose different files")
 
-    data = get_dataset(data_name, data_dir, ckpt)
+    data = data_args.load(ckpt)
     model = ckpt.model.to(options.device)
     report = score_report(model, getattr(data, split), names, n_classes=data.n_classes,
                           options=options)

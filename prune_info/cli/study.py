@@ -9,6 +9,7 @@ from prune_info.analysis.curves import ORDERS
 from prune_info.cli.ablate import modes_from_flags, parse_names
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
+    DATA_METAVAR,
     DEVICES,
     echo_json,
     executor_options,
@@ -16,7 +17,6 @@ from prune_info.cli.common import (
     parse_int_list,
     track_option,
 )
-from prune_info.data import DATASETS
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.study import StudyConfig, format_table, run_study, seeds_from_count
 from prune_info.experiments.tracking import make_tracker, study_run
@@ -26,8 +26,9 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS
 
 
 @cli.command()
-@click.option("--data", "data_name", type=click.Choice(DATASETS), default="fashion-mnist",
-              show_default=True)
+@click.option("--data", "data_name", default="fashion-mnist", show_default=True,
+              metavar=DATA_METAVAR,
+              help="Dataset (a source of yours is read into memory: the seeds train at once).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Directory with the dataset files.")
 @click.option("--arch", "spec", default="784-100-100-10", show_default=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import click
@@ -13,15 +14,15 @@ from prune_info.cli.common import (
     DEVICES,
     allow_nonfinite_option,
     check_output,
+    data_source_options,
     echo_json,
     input_shape_option,
     model_command_args,
     model_kwargs_option,
+    open_dataset,
     parse_int_list,
-    parse_shape,
     seed_option,
 )
-from prune_info.data import DATASETS, load_dataset
 from prune_info.errors import PruneInfoError
 from prune_info.nn import count_parameters
 from prune_info.training.loop import OPTIMIZERS, SCHEDULES, TrainConfig, train_model
@@ -29,10 +30,8 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS, parse_model_kwargs
 
 
 @cli.command()
-@click.option("--data", "data_name", type=click.Choice(DATASETS), default="digits",
-              show_default=True, help="Dataset to train on.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Directory with the dataset files.")
+@functools.partial(data_source_options, default="digits",
+                   help_text="Dataset to train on [default: digits].")
 @click.option("--arch", "spec", default=None,
               help="784-100-100-10 (MLP) or c32-c64-f128 (CNN)  [default: 64-100-100-10 "
                    "unless --model is given].")
@@ -71,9 +70,9 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS, parse_model_kwargs
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @allow_nonfinite_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def train(data_name, data_dir, spec, factory, model_kwargs, input_shape, act, reg, batchnorm,
-          epochs, batch_size, optimizer, lr, momentum, schedule, augment, weight_decay,
-          rewind_steps, seed, device, output, quiet, allow_nonfinite, as_json):
+def train(data_name, data_dir, workers, normalize, spec, factory, model_kwargs, input_shape, act,
+          reg, batchnorm, epochs, batch_size, optimizer, lr, momentum, schedule, augment,
+          weight_decay, rewind_steps, seed, device, output, quiet, allow_nonfinite, as_json):
     """Train a model and save a self-describing checkpoint.
 
     Defaults follow Amjad et al.: RMSprop, lr 1e-3, momentum 0.01, batch 32, weight decay 1e-4
@@ -105,7 +104,8 @@ def train(data_name, data_dir, spec, factory, model_kwargs, input_shape, act, re
               else TrainConfig(**changes))
     config.validate()
     kwargs = parse_model_kwargs(model_kwargs)
-    data = load_dataset(data_name, data_dir, seed=seed, input_shape=parse_shape(input_shape))
+    data = open_dataset(data_name, data_dir, seed=seed, workers=workers, normalize=normalize,
+                        input_shape=input_shape)
     start = time.perf_counter()
     if factory is not None:
         ckpt = train_model(data, config=config, reg=reg, device=dev, progress=not quiet,
@@ -178,11 +178,9 @@ def _print_summary(s: dict) -> None:
 
 @cli.command()
 @model_command_args
-@click.option("--data", "data_name", type=click.Choice(DATASETS), default=None,
-              help="Dataset, needed only with --arch.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
+@functools.partial(data_source_options, help_text="Dataset, needed only with --arch.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
-def info(ckpt, data_name, data_dir, as_json):
+def info(ckpt, data_args, as_json):
     """Show a checkpoint: architecture, parameters, accuracy, dataset, pruning history.
 
     \b

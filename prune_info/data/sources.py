@@ -96,7 +96,7 @@ def parse_data_spec(text: str) -> DataSpec:
     >>> parse_data_spec("digitz")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    prune_info.errors.PruneInfoError: unknown dataset 'digitz'; choose one of: digits, ...
+    prune_info.errors.PruneInfoError: unknown dataset `data`=digitz; choose one of: digits, ...
     """
     if not isinstance(text, str) or not text.strip():
         raise PruneInfoError("`data` names no dataset; choose one of: " + _FORMS)
@@ -112,7 +112,7 @@ def parse_data_spec(text: str) -> DataSpec:
     if sep and rest and "/" not in kind and all(p.isidentifier() for p in kind.split(".")):
         target, comma, args = text.partition(",")
         return DataSpec("factory", target, parse_kwargs(args, "data") if comma else {})
-    raise PruneInfoError(f"unknown dataset {text!r}; choose one of: {_FORMS}")
+    raise PruneInfoError(f"unknown dataset `data`={text}; choose one of: {_FORMS}")
 
 
 _FORMS = (f"{', '.join(DATASETS)}, imagefolder:DIR, npz:FILE or PKG.MODULE:FUNCTION[,K=V...] "
@@ -646,7 +646,7 @@ def load_dataset(
 
 def load_dataset_like(described: dict, data_dir: str | os.PathLike | None = None,
                       name: str | None = None, *, trust_factory: bool = False,
-                      workers: int = 0) -> Dataset:
+                      workers: int = 0, normalize: Any = None) -> Dataset:
     """The dataset a checkpoint records (``Checkpoint.dataset``): same split, same input shape,
     same normalisation.
 
@@ -671,9 +671,10 @@ def load_dataset_like(described: dict, data_dir: str | os.PathLike | None = None
         shape = described.get("input_shape") if described.get("native_input_shape") else None
         return load_dataset(name, data_dir, seed=seed, input_shape=shape)
     shape = described.get("input_shape") or source.get("input_shape")
-    normalize = source.get("normalize") if same else None
-    if isinstance(normalize, list):
-        normalize = [*normalize[0], *normalize[1]]
+    if normalize is None and same:
+        normalize = source.get("normalize")
+        if isinstance(normalize, list):
+            normalize = [*normalize[0], *normalize[1]]
     if spec.kind == "factory" or (spec.kind == "npz" and not described.get("native_input_shape")):
         shape = None  # the source gives the shape itself
     return load_dataset(name, data_dir, seed=seed, input_shape=shape, normalize=normalize,

@@ -51,7 +51,15 @@ from tqdm.auto import tqdm
 
 from prune_info._torch import resolve_device, torch_threads
 from prune_info.checkpoint import Checkpoint, clone_model, load_checkpoint
-from prune_info.data import Dataset, MappedSplit, Samples, Split, load_dataset_like
+from prune_info.data import (
+    Dataset,
+    MappedSplit,
+    Samples,
+    Split,
+    load_dataset_like,
+    match_classes,
+    recorded_classes,
+)
 from prune_info.deploy.onnx import (
     OnnxModel,
     convert_checkpoint,
@@ -393,6 +401,7 @@ def eval_split_for(model: BenchModel, data: Dataset) -> Samples:
             f"{model.name} takes inputs of shape {list(model.input_shape)} but {data.name} has "
             f"{list(data.input_shape)}; pass the model's dataset as `data`"
         )
+    data = match_classes(data, recorded_classes(model.dataset), model.name)
     stored = model.dataset.get("normalisation")
     if (stored and data.normalisation and model.dataset.get("name") == data.name
             and not _same_normalisation(stored, data.normalisation)):

@@ -40,11 +40,11 @@ import torch
 
 from prune_info.analysis.curves import compute_curves, default_at_k
 from prune_info.analysis.oinfo import layer_oinfo, results_to_dict
-from prune_info.checkpoint import load_checkpoint, save_checkpoint
+from prune_info.checkpoint import data_for, load_checkpoint, save_checkpoint
 from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import get_criterion
 from prune_info.criteria.report import score_report
-from prune_info.data import DATASETS, load_dataset, load_dataset_like
+from prune_info.data import load_dataset, parse_data_spec
 from prune_info.deploy.bench import bench_document, benchmark_models
 from prune_info.deploy.onnx import export_onnx
 from prune_info.errors import PruneInfoError, malformed
@@ -80,6 +80,8 @@ class RunOptions:
 
     data: str = "digits"
     data_dir: str | None = None
+    workers: int = 0
+    normalize: str | None = None
     arch: str | None = "64-100-100-10"
     model: str | None = None
     factory: str | None = None
@@ -116,9 +118,7 @@ class RunOptions:
 
     def validate(self) -> None:
         """Check every option before the first stage runs (nothing is trained or written)."""
-        if self.data not in DATASETS:
-            raise PruneInfoError(f"unknown dataset {self.data!r}; choose one of: "
-                                 f"{', '.join(DATASETS)}")
+        parse_data_spec(self.data)
         if sum(x is not None for x in (self.arch, self.model, self.factory)) != 1:
             raise PruneInfoError("give exactly one of `arch`, `model` (a checkpoint) and "
                                  "`factory`")
@@ -153,6 +153,10 @@ class RunOptions:
         args = ["--data", self.data]
         if self.data_dir:
             args += ["--data-dir", self.data_dir]
+        if self.normalize:
+            args += ["--normalize", self.normalize]
+        if self.workers:
+            args += ["--workers", str(self.workers)]
         if self.model is not None:
             args += ["--model", self.model]
             if self.trust_factory:
@@ -204,11 +208,12 @@ class Context:
         if self._data is None:
             o = self.options
             if o.model is not None:  # the data as the model was trained on them (input shape)
-                self._data = load_dataset_like(self.load_model().dataset, o.data_dir,
-                                               name=o.data)
+                self._data = data_for(self.load_model(), o.data, o.data_dir, workers=o.workers,
+                                      normalize=o.normalize, trust_factory=o.trust_factory)
             else:
                 self._data = load_dataset(o.data, o.data_dir, seed=o.seed,
-                                          input_shape=o.input_shape)
+                                          input_shape=o.input_shape, normalize=o.normalize,
+                                          workers=o.workers)
         return self._data
 
     def path(self, name: str) -> Path:

@@ -72,7 +72,7 @@ from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import parse_criteria
-from prune_info.data import DATASETS, Dataset, in_memory, load_dataset
+from prune_info.data import Dataset, in_memory, load_dataset, parse_data_spec
 from prune_info.errors import PruneInfoError, malformed
 from prune_info.experiments.executor import (
     Executor,
@@ -158,9 +158,7 @@ class StudyConfig:
 
     def validate(self) -> None:
         """Check every field; raises :class:`PruneInfoError` naming the first problem."""
-        if self.data not in DATASETS:
-            raise PruneInfoError(f"unknown dataset {self.data!r}; choose one of: "
-                                 f"{', '.join(DATASETS)}")
+        parse_data_spec(self.data)
         for act in self.acts:
             if act not in ACTIVATIONS:
                 raise PruneInfoError(f"unknown activation {act!r}; choose from: "
