@@ -20,11 +20,13 @@ from prune_info.analysis.curves import (
 )
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
+    check_max_samples,
     check_output,
     data_options,
     device_option,
     echo_json,
     json_option,
+    max_samples_option,
     model_command_args,
     parse_int_list,
     seed_option,
@@ -32,7 +34,7 @@ from prune_info.cli.common import (
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import parse_criteria
-from prune_info.data import Split
+from prune_info.data import bounded, note
 from prune_info.errors import PruneInfoError
 from prune_info.io import write_json
 from prune_info.nn import resolve_layers
@@ -90,8 +92,7 @@ def modes_from_flags(layerwise: bool, whole_network: bool) -> list[str]:
                    "otherwise).")
 @click.option("--at-k", "at_k_text", default=None, metavar="K,K[,K...]",
               help="Compute each curve at these k only (sorted, at least two).")
-@click.option("--max-samples", type=int, default=None, metavar="M",
-              help="Count correct predictions on the first M test samples only.")
+@max_samples_option
 @click.option("--bins", type=int, default=2, show_default=True,
               help="Quantisation bins of the information criteria.")
 @seed_option
@@ -129,11 +130,10 @@ def ablate(ckpt, data_args, criteria, orders, n_random, layerwise, whole_network
                              "--random R")
     if not names and n_random == 0:
         raise PruneInfoError("nothing to ablate: give --criteria or --random R")
+    check_max_samples(max_samples)
     if steps is not None and at_k_text is not None:
         raise PruneInfoError("--steps and --at-k both choose the points; give one of them")
     at_k_list = parse_int_list(at_k_text, "--at-k", 0) if at_k_text is not None else None
-    if max_samples is not None and max_samples < 1:
-        raise PruneInfoError(f"--max-samples must be at least 1, got {max_samples}")
     inputs = [ckpt.source] if ckpt.source else []
     outputs = [p for p in (out, plot) if p is not None]
     if plot is not None:
@@ -162,9 +162,7 @@ def ablate(ckpt, data_args, criteria, orders, n_random, layerwise, whole_network
               for scope, n in scopes.items()}
 
     data = data_args.load(ckpt)
-    test = data.test
-    if max_samples is not None and max_samples < len(test):
-        test = Split(test.x[:max_samples], test.y[:max_samples])
+    test = bounded(data.test, max_samples, "the ablation curves", note)
     scores = {}
     if names:
         scores = compute_scores(model, data.val, names, n_classes=data.n_classes,
@@ -182,7 +180,7 @@ def ablate(ckpt, data_args, criteria, orders, n_random, layerwise, whole_network
                                        means=means, device=dev, progress=not quiet,
                                        at_k=mode_points)
     document = _document(ckpt, data, results, at, seed)
-    if test is not data.test:
+    if len(test) < len(data.test):
         document["max_samples"] = len(test)
     if plot is not None:
         _plot(results, plot, f"{ckpt.spec} on {data.name} test set, ablation to {ablate_to}")

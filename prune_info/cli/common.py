@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from prune_info.checkpoint import Checkpoint, data_for, load_checkpoint
-from prune_info.data import DATASETS, Dataset, load_dataset
+from prune_info.data import DATASETS, Dataset, Samples, bounded, load_dataset, note
 from prune_info.data.sources import NORMALIZE_HELP
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.executor import EXECUTORS, Executor, LocalExecutor
@@ -127,6 +127,26 @@ class DataArgs:
     @property
     def given(self) -> bool:
         return self.name is not None
+
+
+def max_samples_option(f: Callable) -> Callable:
+    """``--max-samples M``: work on the first M samples of the split (a deterministic subset)."""
+    return click.option("--max-samples", type=int, default=None, metavar="M",
+                        help="Use the first M samples of the split (a seeded, deterministic "
+                             "subset) [default: all; a streamed source gives engines that "
+                             "hold samples in memory at most 10,000].")(f)
+
+
+def samples_of(split: Samples, max_samples: int | None, what: str) -> Samples:
+    """``split`` itself, or its first ``max_samples`` (with a note when that cuts it)."""
+    check_max_samples(max_samples)
+    return split if max_samples is None else bounded(split, max_samples, what, note)
+
+
+def check_max_samples(max_samples: int | None) -> None:
+    """Refuse ``--max-samples`` below 1 before any work."""
+    if max_samples is not None and max_samples < 1:
+        raise PruneInfoError(f"--max-samples must be at least 1, got {max_samples}")
 
 
 def model_options(f: Callable) -> Callable:

@@ -17,7 +17,9 @@ from prune_info.cli.common import (
     device_option,
     echo_json,
     json_option,
+    max_samples_option,
     model_command_args,
+    samples_of,
     seed_option,
 )
 from prune_info.errors import PruneInfoError
@@ -34,6 +36,7 @@ _METHOD = {"exhaustive": "exh", "greedy": "greedy", "beam": "beam"}
 @data_options
 @click.option("--split", type=click.Choice(SPLITS), default="val", show_default=True,
               help="Data split to measure on (Clauw et al. use the test set).")
+@max_samples_option
 @click.option("--layers", default=None, metavar="NAME[,NAME]",
               help="Hidden layers to analyse (default: all), e.g. fc1,fc2.")
 @click.option("--max-exhaustive", type=int, default=None,
@@ -57,7 +60,7 @@ _METHOD = {"exhaustive": "exh", "greedy": "greedy", "beam": "beam"}
                    "et al.).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @json_option
-def oinfo(ckpt, data_args, split, layers, max_exhaustive, max_size, beam_width,
+def oinfo(ckpt, data_args, split, max_samples, layers, max_exhaustive, max_size, beam_width,
           post_activation, batch_size, seed, device, out, plot, quiet, as_json):
     """Most synergistic and most redundant multiplets of units, per layer and size.
 
@@ -84,11 +87,12 @@ def oinfo(ckpt, data_args, split, layers, max_exhaustive, max_size, beam_width,
         raise PruneInfoError("--out and --plot name the same file; choose different files")
 
     data = data_args.load(ckpt)
+    samples = samples_of(getattr(data, split), max_samples, "the O-information search")
     dev = str(resolve_device(device))
     model = ckpt.model.to(dev)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        results = layer_oinfo(model, getattr(data, split), layers, max_exhaustive=max_exhaustive,
+        results = layer_oinfo(model, samples, layers, max_exhaustive=max_exhaustive,
                               max_size=max_size, beam_width=beam_width,
                               post_activation=post_activation, seed=seed,
                               batch_size=batch_size, device=dev,
@@ -99,7 +103,7 @@ def oinfo(ckpt, data_args, split, layers, max_exhaustive, max_size, beam_width,
 
     reading = "post-activation" if post_activation else "pre-activation"
     meta = {"model": ckpt.source, "arch": ckpt.spec, "dataset": data.name, "split": split,
-            "n_samples": len(getattr(data, split)), "reading": reading, "seed": seed,
+            "n_samples": len(samples), "reading": reading, "seed": seed,
             "notes": notes}
     document = {**meta, **results_to_dict(results)}
     if plot is not None:

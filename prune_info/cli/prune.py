@@ -13,6 +13,7 @@ from prune_info.cli.common import (
     device_option,
     echo_json,
     json_option,
+    max_samples_option,
     model_command_args,
     parse_float_list,
     parse_int_list,
@@ -50,6 +51,7 @@ from prune_info.pruning.workflow import PruneConfig, PruneSummary, prune_checkpo
                    "[default: 8 for conv layers of 64+ channels, else 1].")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Check the pruned model against the original with the units ablated.")
+@max_samples_option
 @click.option("--strict", is_flag=True,
               help="Refuse the prune when a group cannot be pruned faithfully, instead of "
                    "leaving it out with a note.")
@@ -66,8 +68,8 @@ from prune_info.pruning.workflow import PruneConfig, PruneSummary, prune_checkpo
               help="Pruned checkpoint to write.")
 @json_option
 def prune(ckpt, data_args, criterion, layerwise, amount, keep, max_drop, min_units,
-          order, mask, ignore, round_to, verify, strict, group_reduce, bins, binning, seed,
-          device, output, as_json):
+          order, mask, ignore, round_to, verify, max_samples, strict, group_reduce, bins, binning,
+          seed, device, output, as_json):
     """Remove the least important units of a model and save a smaller checkpoint.
 
     Units are ranked by CRITERION on the validation set; the pruned model has smaller weight
@@ -93,6 +95,7 @@ def prune(ckpt, data_args, criterion, layerwise, amount, keep, max_drop, min_uni
         keep=tuple(parse_int_list(keep, "--keep")) if keep is not None else None,
         max_drop=max_drop, min_units=min_units, order=order, mask=mask, ignore=tuple(ignore),
         group_reduce=group_reduce, round_to=round_to, verify=verify, strict=strict,
+        max_samples=max_samples,
         score_options=_score_options(score_kwargs, seed, dev), seed=seed, device=dev,
     )
     config.validate()

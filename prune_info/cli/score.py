@@ -14,7 +14,9 @@ from prune_info.cli.common import (
     device_option,
     echo_json,
     json_option,
+    max_samples_option,
     model_command_args,
+    samples_of,
     seed_option,
 )
 from prune_info.criteria.options import ScoreOptions
@@ -48,6 +50,7 @@ def _csv_path(out: str) -> str:
 @data_options
 @click.option("--split", type=click.Choice(SPLITS), default="val", show_default=True,
               help="Data split to measure on (the paper uses the validation set).")
+@max_samples_option
 @click.option("--criteria", default="entropy,mi,kl", show_default=True, metavar="NAME[,NAME]",
               help="Criteria to score and summarise, e.g. entropy,mi,kl,magnitude,random "
                    "(an unknown name lists the known ones).")
@@ -78,7 +81,7 @@ def _csv_path(out: str) -> str:
 @click.option("--plot", default=None, type=click.Path(dir_okay=False), metavar="FILE.png",
               help="Draw per-layer violin plots of each measure (as Fig. 1 of the paper).")
 @json_option
-def score(ckpt, data_args, split, criteria, bins, binning, pre_activation,
+def score(ckpt, data_args, split, max_samples, criteria, bins, binning, pre_activation,
           channel_reduce, token_reduce, group_reduce, batch_size, seed, device, out, plot,
           as_json):
     """Score every unit by entropy, mutual information and KL selectivity.
@@ -113,7 +116,8 @@ def score(ckpt, data_args, split, criteria, bins, binning, pre_activation,
 
     data = data_args.load(ckpt)
     model = ckpt.model.to(options.device)
-    report = score_report(model, getattr(data, split), names, n_classes=data.n_classes,
+    samples = samples_of(getattr(data, split), max_samples, "scoring")
+    report = score_report(model, samples, names, n_classes=data.n_classes,
                           options=options)
     meta = {"model": ckpt.source, "arch": ckpt.spec, "dataset": data.name, "split": split}
     document = {**meta, **report.to_dict()}

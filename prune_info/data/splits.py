@@ -327,8 +327,7 @@ def bounded(split: Split | StreamSplit, max_samples: int | None = None, what: st
     """
     if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(
             max_samples, int) or max_samples < 1):
-        raise PruneInfoError(f"`max_samples` must be an integer of at least 1, got "
-                             f"{max_samples!r}")
+        raise PruneInfoError(f"`max_samples` must be at least 1, got {max_samples!r}")
     if max_samples is None:
         max_samples = len(split) if isinstance(split, Split) else STREAM_SAMPLE
     n = min(max_samples, len(split))

@@ -144,8 +144,7 @@ class PruneConfig:
         if self.max_samples is not None and (isinstance(self.max_samples, bool) or not
                                              isinstance(self.max_samples, int)
                                              or self.max_samples < 1):
-            raise PruneInfoError(f"`max_samples` must be an integer of at least 1, got "
-                                 f"{self.max_samples!r}")
+            raise PruneInfoError(f"`max_samples` must be at least 1, got {self.max_samples!r}")
         if self.min_units < 1:
             raise PruneInfoError(
                 f"`min_units`={self.min_units}: every layer must keep at least 1 unit, or the "
