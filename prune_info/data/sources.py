@@ -182,22 +182,24 @@ class _ImageFiles(torch.utils.data.Dataset):
     """``(file, label)`` pairs read as preprocessed image tensors."""
 
     def __init__(self, files: Sequence[tuple[str, int]], shape: tuple[int, int, int],
-                 normalisation: dict) -> None:
+                 normalisation: dict, resize: bool = True) -> None:
         self.files = list(files)
         self.shape = shape
         self.normalisation = normalisation
+        self.resize = resize
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path, label = self.files[i]
-        return _standardise_batch(_read_image(path, self.shape)[None], self.normalisation)[0], \
-            label
+        image = _read_image(path, self.shape, self.resize)
+        return _standardise_batch(image[None], self.normalisation)[0], label
 
 
-def _read_image(path: str, shape: tuple[int, int, int]) -> torch.Tensor:
-    """One image as ``[C, H, W]`` in [0, 1]: grey or RGB, resized and centre-cropped."""
+def _read_image(path: str, shape: tuple[int, int, int], resize: bool = True) -> torch.Tensor:
+    """One image as ``[C, H, W]`` in [0, 1]: grey or RGB, resized and centre-cropped (or, with
+    ``resize`` off, refused unless it has the shape already)."""
     from PIL import Image, UnidentifiedImageError
 
     channels, height, width = shape
@@ -205,6 +207,11 @@ def _read_image(path: str, shape: tuple[int, int, int]) -> torch.Tensor:
         with Image.open(path) as image:
             image = image.convert("L" if channels == 1 else "RGB")
             w, h = image.size
+            if (w, h) != (width, height) and not resize:
+                raise PruneInfoError(
+                    f"image {path} is {w}x{h} but the first training image is {width}x"
+                    f"{height}; images of different sizes need `input_shape`=C,H,W, to which "
+                    "every image is resized")
             if (w, h) != (width, height):
                 if w * height != h * width:  # another aspect ratio: shorter side, centre crop
                     scale = max(width / w, height / h)
@@ -284,10 +291,11 @@ def _load_imagefolder(spec: DataSpec, seed: int, input_shape: tuple[int, int, in
             raise PruneInfoError(f"imagefolder:{root} leaves the {name} split empty; add images")
     shape = input_shape or _native_image_shape(chosen["train"][0][0])
     asked = parse_normalize(normalize, shape[0])
-    normalisation = _image_normalisation(asked, chosen["train"], shape, seed)
+    normalisation = _image_normalisation(asked, chosen["train"], shape, seed,
+                                         resize=input_shape is not None)
     splits = {}
     for name, files in chosen.items():
-        source = _ImageFiles(files, shape, normalisation)
+        source = _ImageFiles(files, shape, normalisation, resize=input_shape is not None)
         splits[name] = StreamSplit(source, workers=workers,
                                    targets=torch.tensor([y for _, y in files], dtype=torch.long),
                                    name=f"imagefolder:{root} ({name})")
@@ -310,7 +318,7 @@ def _native_image_shape(path: str) -> tuple[int, int, int]:
 
 
 def _image_normalisation(asked: Any, train: Sequence[tuple[str, int]],
-                         shape: tuple[int, int, int], seed: int) -> dict:
+                         shape: tuple[int, int, int], seed: int, resize: bool) -> dict:
     if asked == "none":
         return {}
     if asked != "auto":
@@ -321,7 +329,7 @@ def _image_normalisation(asked: Any, train: Sequence[tuple[str, int]],
     squares = torch.zeros(shape[0], dtype=torch.float64)
     count = 0
     for i in order:
-        x = _read_image(train[i][0], shape).double()
+        x = _read_image(train[i][0], shape, resize).double()
         total += x.sum(dim=(1, 2))
         squares += (x * x).sum(dim=(1, 2))
         count += x[0].numel()
