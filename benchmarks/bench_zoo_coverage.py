@@ -200,7 +200,7 @@ def run_one(name: str, out: Path) -> dict:
 
         def reload():
             again = load_checkpoint(pruned_path)
-            x = data.val.x[:4]
+            x = data.val.head(4).x
             with torch.no_grad():
                 diff = float((again.model(x) - result.checkpoint.model.eval()(x)).abs().max())
             if diff > 1e-5:
@@ -211,7 +211,7 @@ def run_one(name: str, out: Path) -> dict:
         if again is None:
             return record
         report = step("export", lambda: export_onnx(again, Path(tmp) / "pruned.onnx",
-                                                    sample=data.val.x[:8]))
+                                                    sample=data.val.head(8).x))
         if report is not None:
             record["export"] = {"exporter": report.exporter, "max_abs_diff": report.max_abs_diff}
         bench = step("bench", lambda: benchmark_models([ckpt, again], data, batches=(1,),
