@@ -22,15 +22,18 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch import nn
 
 from prune_info.errors import PruneInfoError
 
 __all__ = ["fixed_threads", "free_cores", "memory_available", "memory_ceiling", "out_of_memory",
-           "resolve_device", "shared_threads", "small_batch_threads", "torch_threads"]
+           "resolve_device", "shared_threads", "small_batch_threads", "time_interleaved",
+           "timing_input", "torch_threads", "torch_timer"]
 
 #: Batches up to this size train on one CPU thread (see :func:`small_batch_threads`).
 SMALL_BATCH = 256
@@ -295,3 +298,62 @@ def out_of_memory(exc: BaseException | None, lower: str | Sequence[str] | None =
             )
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# Timing
+
+#: A function that runs something once and returns its time in milliseconds.
+Timer = Callable[[], float]
+
+
+def torch_timer(model: nn.Module, x: torch.Tensor, device: torch.device | str = "cpu") -> Timer:
+    """A function that runs PyTorch eager inference on ``x`` once and returns its time in ms.
+
+    ``model`` and ``x`` must already be on ``device``. On CUDA the call is bracketed by CUDA
+    events after a synchronisation; on the CPU by ``time.perf_counter_ns``.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+        def timed_cuda() -> float:
+            with torch.inference_mode():
+                torch.cuda.synchronize(device)
+                start.record()
+                model(x)
+                end.record()
+                end.synchronize()
+            return float(start.elapsed_time(end))
+
+        return timed_cuda
+
+    def timed_cpu() -> float:
+        with torch.inference_mode():
+            t0 = time.perf_counter_ns()
+            model(x)
+            return (time.perf_counter_ns() - t0) / 1e6
+
+    return timed_cpu
+
+
+def time_interleaved(timers: Sequence[Timer], repeat: int, warmup: int) -> list[np.ndarray]:
+    """Warm every timer up, then call them round-robin ``repeat`` times; times in ms.
+
+    Interleaving spreads slow phases of a shared machine (another process waking up, frequency
+    changes) over all models alike, so their medians stay comparable.
+    """
+    for timer in timers:
+        for _ in range(warmup):
+            timer()
+    times = np.empty((len(timers), repeat))
+    for r in range(repeat):
+        for i, timer in enumerate(timers):
+            times[i, r] = timer()
+    return list(times)
+
+
+def timing_input(input_shape: Sequence[int], batch: int, seed: int = 0) -> torch.Tensor:
+    """The seeded standard-normal batch every model of that input shape is timed on."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, *input_shape, generator=generator)

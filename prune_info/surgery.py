@@ -421,6 +421,73 @@ def unit_groups(model: nn.Module, example_input: torch.Tensor,
     return sorted(groups, key=lambda g: order[g.root])
 
 
+@dataclass(frozen=True)
+class ChannelFlow:
+    """Which group's channels each layer writes and reads: how its cost scales with a plan.
+
+    Attributes
+    ----------
+    writes : dict
+        ``{layer: group root}``: the group whose units are the layer's output channels.
+    reads : dict
+        ``{layer: group root}``: the group whose units feed the layer's input channels.
+    depthwise : frozenset of str
+        Convolutions whose inputs and outputs are the same channels (their cost scales once).
+    """
+
+    writes: dict[str, str]
+    reads: dict[str, str]
+    depthwise: frozenset[str]
+
+
+def channel_flow(model: nn.Module, example_input: torch.Tensor,
+                 groups: Sequence[UnitGroup]) -> ChannelFlow:
+    """Follow each group's channels through torch-pruning's graph to every layer they reach.
+
+    A layer's multiply-accumulates scale with the share of its output channels kept (the group
+    it belongs to) times the share of its input channels kept (the group feeding it): what
+    :class:`prune_info.pruning.budget.CostModel` needs to price a plan without pruning. The
+    heads of an attention module scale its ``qkv`` outputs, its ``proj`` inputs and the
+    attention products (under the module's name).
+
+    Examples
+    --------
+    >>> from prune_info.zoo import build_model, parse_arch
+    >>> model = build_model(parse_arch("64-16-8-10", (1, 8, 8), 10))
+    >>> x = torch.zeros(2, 1, 8, 8)
+    >>> flow = channel_flow(model, x, unit_groups(model, x))
+    >>> flow.writes["fc2"], flow.reads["fc2"], flow.reads["out"]
+    ('fc2', 'fc1', 'fc2')
+    """
+    writes: dict[str, str] = {}
+    reads: dict[str, str] = {}
+    depthwise: set[str] = set()
+    with torch_threads(1), torch.inference_mode(False), torch.enable_grad():
+        graph = _Graph(model, example_input.clone())
+        for g in groups:
+            if g.note:
+                continue
+            module = model.get_submodule(g.root)
+            if attention_heads(module) is not None and not isinstance(module, WEIGHT_TYPES):
+                writes[f"{g.root}.qkv"] = reads[f"{g.root}.proj"] = writes[g.root] = g.root
+                continue
+            for member in g.members:
+                writes[member] = g.root
+            for dep, _ in graph.group(g.root, [0]):
+                target = dep.target.module
+                if not isinstance(target, WEIGHT_TYPES):
+                    continue
+                name = graph.names.get(target)
+                if name is None:
+                    continue
+                if graph.is_in_channel(dep.handler):
+                    reads[name] = g.root
+                groups_ = getattr(target, "groups", 1)
+                if groups_ > 1 and groups_ == getattr(target, "in_channels", 0):
+                    depthwise.add(name)
+    return ChannelFlow(writes, reads, frozenset(depthwise))
+
+
 def _check_layers(model: nn.Module, plan: PrunePlan) -> None:
     prunable = {layer.name: layer for layer in prunable_layers(model)}
     for layer in plan.remove:

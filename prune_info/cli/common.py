@@ -16,6 +16,7 @@ from prune_info.data.sources import NORMALIZE_HELP
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.executor import EXECUTORS, Executor, LocalExecutor
 from prune_info.io import check_writable, remove_stale_temporaries, to_json_text
+from prune_info.pruning.budget import ALLOCATIONS_UNDER_TARGET
 from prune_info.training.loop import MAX_SEED
 from prune_info.zoo import ACTIVATIONS, REGULARISERS, parse_arch, parse_model_kwargs
 
@@ -127,6 +128,35 @@ class DataArgs:
     @property
     def given(self) -> bool:
         return self.name is not None
+
+
+def target_options(f: Callable) -> Callable:
+    """``--target``, ``--allocation`` and ``--latency-batch``: prune to a budget."""
+    f = click.option("--latency-batch", type=click.IntRange(min=1), default=1,
+                     show_default=True,
+                     help="Batch size a latency= or speedup= target is timed at.")(f)
+    f = click.option("--allocation", type=click.Choice(ALLOCATIONS_UNDER_TARGET), default=None,
+                     help="How --target is met: uniform (one fraction for every layer), global "
+                          "(one ranking across layers) or curves (each layer's ablation curve: "
+                          "units go where they cost least accuracy per MAC or ms saved) "
+                          "[default: uniform].")(f)
+    return click.option("--target", default=None, metavar="KIND=VALUE",
+                        help="Prune to a budget instead of an amount: macs=0.5 or macs=x2 "
+                             "(share kept, or N times fewer), params=..., latency=MS (per "
+                             "batch, PyTorch on --device), speedup=N.")(f)
+
+
+def target_allocation(target: str | None, allocation: str | None, default: str) -> str:
+    """The allocation a command runs: ``--allocation`` under ``--target``, else ``default``.
+
+    Raises :class:`PruneInfoError` for ``--allocation`` without ``--target``.
+    """
+    if allocation is None:
+        return "uniform" if target is not None and default == "layerwise" else default
+    if target is None:
+        raise PruneInfoError(f"--allocation {allocation} chooses how a --target is met; give "
+                             "one, e.g. --target macs=x2")
+    return allocation
 
 
 def max_samples_option(f: Callable) -> Callable:

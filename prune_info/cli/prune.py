@@ -18,6 +18,8 @@ from prune_info.cli.common import (
     parse_float_list,
     parse_int_list,
     seed_option,
+    target_allocation,
+    target_options,
 )
 from prune_info.criteria.options import BINNINGS, ScoreOptions
 from prune_info.criteria.ranking import GROUP_REDUCTIONS
@@ -38,6 +40,7 @@ from prune_info.pruning.workflow import PruneConfig, PruneSummary, prune_checkpo
 @click.option("--keep", default=None, metavar="N[,N...]", help="Units to keep, one per layer.")
 @click.option("--max-drop", type=float, default=None, metavar="PP",
               help="Choose per-layer counts so validation accuracy drops at most PP points.")
+@target_options
 @click.option("--min-units", type=int, default=1, show_default=True,
               help="Units every layer keeps under --global and --max-drop.")
 @click.option("--order", type=click.Choice(ORDERS), default="low", show_default=True,
@@ -67,7 +70,8 @@ from prune_info.pruning.workflow import PruneConfig, PruneSummary, prune_checkpo
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Pruned checkpoint to write.")
 @json_option
-def prune(ckpt, data_args, criterion, layerwise, amount, keep, max_drop, min_units,
+def prune(ckpt, data_args, criterion, layerwise, amount, keep, max_drop, target, allocation,
+          latency_batch, min_units,
           order, mask, ignore, round_to, verify, max_samples, strict, group_reduce, bins, binning,
           seed, device, output, as_json):
     """Remove the least important units of a model and save a smaller checkpoint.
@@ -83,14 +87,16 @@ def prune(ckpt, data_args, criterion, layerwise, amount, keep, max_drop, min_uni
       prune-info prune model.pt --criterion mi --layerwise --amount 0.5 -o pruned.pt
       prune-info prune model.pt --keep 30,20 -o pruned.pt
       prune-info prune model.pt --max-drop 1.0 -o pruned.pt
+      prune-info prune model.pt --target macs=x2 --allocation curves -o pruned.pt
     """
     check_output(output, *([ckpt.source] if ckpt.source else []))
     dev = str(resolve_device(device))
     score_kwargs = {k: v for k, v in (("bins", bins), ("binning", binning)) if v is not None}
     config = PruneConfig(
         criterion=criterion,
-        allocation="max-drop" if max_drop is not None and layerwise else
-        ("layerwise" if layerwise else "global"),
+        allocation=target_allocation(target, allocation, "max-drop" if max_drop is not None
+                                     and layerwise else ("layerwise" if layerwise else "global")),
+        target=target, latency_batch=latency_batch,
         amount=tuple(parse_float_list(amount, "--amount")) if amount is not None else None,
         keep=tuple(parse_int_list(keep, "--keep")) if keep is not None else None,
         max_drop=max_drop, min_units=min_units, order=order, mask=mask, ignore=tuple(ignore),
@@ -148,8 +154,25 @@ def _print(s: PruneSummary) -> None:
     if left_out:
         click.echo(f"left as they are: {len(left_out)} of {len(s.layers)} layers "
                    "(ignored, or left out: see the notes above)")
+    if s.target is not None:
+        _print_target(s.target)
     if s.max_drop is not None:
         md = s.max_drop
         counts = ", ".join(f"{k} {v}" for k, v in md["counts"].items())
         click.echo(f"max-drop {md['budget_pp']:g} pp: removed {counts}; joint drop "
                    f"{md['joint_drop_pp']:.2f} pp after {len(md['rounds']) - 1} back-off rounds")
+
+
+def _print_target(t: dict) -> None:
+    """The target line: asked, predicted, achieved."""
+    verdict = "met" if t["met"] else "NOT met"
+    if t["kind"] in ("macs", "params"):
+        what = "MACs" if t["kind"] == "macs" else "parameters"
+        click.echo(f"target {t['target']} ({t['allocation']}): {100 * t['achieved_share']:.2f} % "
+                   f"of the {what} kept, {1 / t['achieved_share']:.2f}x fewer (asked "
+                   f"{100 * t['limit'] / t['dense']:.2f} %): {verdict}")
+        return
+    click.echo(f"target {t['target']} ({t['allocation']}): {t['achieved']:.3g} ms against "
+               f"{t['dense_measured']:.3g} ms dense, {1 / t['achieved_share']:.2f}x faster "
+               f"(asked {t['limit_measured']:.3g} ms; batch {t['batch']}, {t['device']}, "
+               f"{t['threads']} threads): {verdict}")

@@ -22,6 +22,8 @@ from prune_info.cli.common import (
     parse_float_list,
     parse_int_list,
     seed_option,
+    target_allocation,
+    target_options,
 )
 from prune_info.criteria.registry import parse_criteria
 from prune_info.data import load_dataset
@@ -133,8 +135,10 @@ def retrain(ckpt, data_args, epochs, optimizer, lr, batch_size, rewind, freeze_o
 @_retrain_options
 @click.option("--criterion", default="mi", show_default=True)
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--amount-per-round", type=float, default=0.2, show_default=True,
-              help="Fraction of the remaining units of every layer removed per round.")
+@click.option("--amount-per-round", type=float, default=None,
+              help="Fraction of the remaining units of every layer removed per round "
+                   "[default: 0.2 without --target].")
+@target_options
 @click.option("--ignore", multiple=True, metavar="LAYER|GLOB",
               help="Leave these layers untouched (names or globs, repeatable).")
 @seed_option
@@ -144,13 +148,18 @@ def retrain(ckpt, data_args, epochs, optimizer, lr, batch_size, rewind, freeze_o
 @click.option("--quiet", is_flag=True)
 @json_option
 def prune_retrain(ckpt, data_args, epochs, optimizer, lr, batch_size, criterion,
-                  rounds, amount_per_round, ignore, seed, device, out_dir, quiet, as_json,
+                  rounds, amount_per_round, target, allocation, latency_batch, ignore, seed,
+                  device, out_dir, quiet, as_json,
                   allow_nonfinite=False):
     """Iterative pruning: prune then retrain, several rounds, keeping every round.
 
     \b
     Example:
       prune-info prune-retrain model.pt --criterion mi --rounds 5 --amount-per-round 0.2 -o out/
+      prune-info prune-retrain model.pt --target macs=x2 --rounds 3 -o out/
+
+    Under --target the share of the cost kept shrinks geometrically over the rounds (the
+    last reaches the target), and each round scores the retrained model afresh.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -158,8 +167,12 @@ def prune_retrain(ckpt, data_args, epochs, optimizer, lr, batch_size, criterion,
     if epochs < 1:
         raise PruneInfoError(f"--epochs must be at least 1, got {epochs}")
     dev = str(resolve_device(device))
+    if amount_per_round is None and target is None:
+        amount_per_round = 0.2
     prune_config = PruneConfig(criterion=criterion, amount=amount_per_round, seed=seed,
-                               device=dev, ignore=tuple(ignore))
+                               device=dev, ignore=tuple(ignore), target=target,
+                               allocation=target_allocation(target, allocation, "layerwise"),
+                               latency_batch=latency_batch)
     prune_config.validate()
     retrain_config = RetrainConfig(epochs=epochs, optimizer=optimizer, lr=lr,
                                    batch_size=batch_size, seed=seed, device=dev,
@@ -176,13 +189,17 @@ def prune_retrain(ckpt, data_args, epochs, optimizer, lr, batch_size, criterion,
         rows = iterative_prune(ckpt, data, prune_config, retrain_config, rounds, on_round=save,
                                progress=not quiet)
         write_json({"criterion": criterion, "amount_per_round": amount_per_round,
-                    "rounds": rows}, out / "rounds.json", "prune-info-prune-retrain")
+                    "target": target, "allocation": prune_config.planner, "rounds": rows},
+                   out / "rounds.json", "prune-info-prune-retrain")
     if as_json:
         echo_json({"rounds": rows}, "prune-info-prune-retrain")
         return
     click.echo(f"{'round':>5}  {'arch':<18} {'params':>9} {'MACs':>9} {'pruned':>9} "
                f"{'retrained':>9}")
     for row in rows:
+        if row.get("target_met") is False:
+            click.echo(f"warning: round {row['round']} missed its target {row['target']}",
+                       err=True)
         click.echo(f"{row['round']:>5}  {row['arch']:<18} {row['parameters']:>9,} "
                    f"{row['macs']:>9,} {_pct(row['test_acc_pruned']):>9} "
                    f"{_pct(row['test_acc']):>9}")

@@ -16,6 +16,8 @@ from prune_info.cli.common import (
     parse_int_list,
     parse_shape,
     seed_option,
+    target_allocation,
+    target_options,
     track_option,
     trust_factory_option,
 )
@@ -41,8 +43,9 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS, is_factory_spec, parse_mod
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True,
               help="Training epochs.")
 @click.option("--criterion", default="mi", show_default=True, help="Pruning criterion.")
-@click.option("--amount", type=click.FloatRange(0, 1, max_open=True), default=0.5,
-              show_default=True, help="Fraction of units removed in each layer.")
+@click.option("--amount", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Fraction of units removed in each layer [default: 0.5 without --target].")
+@target_options
 @click.option("--ignore", multiple=True, metavar="LAYER|GLOB",
               help="Layers the prune stage leaves untouched (names or globs, repeatable).")
 @click.option("--random", "n_random", type=click.IntRange(min=0), default=10, show_default=True,
@@ -62,7 +65,7 @@ from prune_info.zoo import ACTIVATIONS, REGULARISERS, is_factory_spec, parse_mod
 @click.option("--quiet", is_flag=True, help="No progress bars (stage lines still shown).")
 def run(data_name, data_dir, workers, normalize, spec, model_path, model_kwargs, input_shape,
         trust_factory, act, reg, epochs,
-        criterion, amount, ignore,
+        criterion, amount, target, allocation, latency_batch, ignore,
         n_random,
         max_exhaustive, max_size, retrain_epochs, bench_repeat, bench_batch, seed, track,
         out_dir, quiet):
@@ -90,7 +93,9 @@ def run(data_name, data_dir, workers, normalize, spec, model_path, model_kwargs,
         arch=None if model_path else spec,
         model=None if factory else model_path, factory=factory,
         factory_kwargs=parse_model_kwargs(model_kwargs), input_shape=parse_shape(input_shape),
-        act=act, reg=reg, epochs=epochs, seed=seed, criterion=criterion, amount=amount,
+        act=act, reg=reg, epochs=epochs, seed=seed, criterion=criterion,
+        amount=0.5 if amount is None and target is None else amount, target=target,
+        allocation=target_allocation(target, allocation, "uniform"), latency_batch=latency_batch,
         ignore=tuple(ignore),
         random=n_random, max_exhaustive=max_exhaustive, max_size=max_size,
         retrain_epochs=retrain_epochs, bench_repeat=bench_repeat,

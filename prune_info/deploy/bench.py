@@ -39,7 +39,7 @@ import io
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from prune_info._torch import resolve_device, torch_threads
+from prune_info._torch import (  # the timers are re-exported here, where bench uses them
+    Timer,
+    resolve_device,
+    time_interleaved,
+    timing_input,
+    torch_threads,
+    torch_timer,
+)
 from prune_info.checkpoint import Checkpoint, clone_model, load_checkpoint
 from prune_info.data import (
     Dataset,
@@ -460,39 +467,6 @@ def latency_stats(times_ms: Sequence[float] | np.ndarray, batch: int) -> dict:
     }
 
 
-Timer = Callable[[], float]
-
-
-def torch_timer(model: nn.Module, x: torch.Tensor, device: torch.device | str = "cpu") -> Timer:
-    """A function that runs PyTorch eager inference on ``x`` once and returns its time in ms.
-
-    ``model`` and ``x`` must already be on ``device``. On CUDA the call is bracketed by CUDA
-    events after a synchronisation; on the CPU by ``time.perf_counter_ns``.
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-
-        def timed_cuda() -> float:
-            with torch.inference_mode():
-                torch.cuda.synchronize(device)
-                start.record()
-                model(x)
-                end.record()
-                end.synchronize()
-            return float(start.elapsed_time(end))
-
-        return timed_cuda
-
-    def timed_cpu() -> float:
-        with torch.inference_mode():
-            t0 = time.perf_counter_ns()
-            model(x)
-            return (time.perf_counter_ns() - t0) / 1e6
-
-    return timed_cpu
-
-
 def onnx_timer(session, x: np.ndarray, device: str = "cpu") -> Timer:
     """A function that runs an onnxruntime session on ``x`` once and returns its time in ms.
 
@@ -527,22 +501,6 @@ def onnx_timer(session, x: np.ndarray, device: str = "cpu") -> Timer:
     return timed_cpu
 
 
-def time_interleaved(timers: Sequence[Timer], repeat: int, warmup: int) -> list[np.ndarray]:
-    """Warm every timer up, then call them round-robin ``repeat`` times; times in ms.
-
-    Interleaving spreads slow phases of a shared machine (another process waking up, frequency
-    changes) over all models alike, so their medians stay comparable.
-    """
-    for timer in timers:
-        for _ in range(warmup):
-            timer()
-    times = np.empty((len(timers), repeat))
-    for r in range(repeat):
-        for i, timer in enumerate(timers):
-            times[i, r] = timer()
-    return list(times)
-
-
 def time_torch(model: nn.Module, x: torch.Tensor, repeat: int, warmup: int,
                device: torch.device | str = "cpu") -> np.ndarray:
     """Per-call latency (ms) of PyTorch eager inference on ``x`` (see :func:`torch_timer`)."""
@@ -553,12 +511,6 @@ def time_onnx(session, x: np.ndarray, repeat: int, warmup: int, device: str = "c
               ) -> np.ndarray:
     """Per-call latency (ms) of an onnxruntime session on ``x`` (see :func:`onnx_timer`)."""
     return time_interleaved([onnx_timer(session, x, device)], repeat, warmup)[0]
-
-
-def timing_input(input_shape: Sequence[int], batch: int, seed: int = 0) -> torch.Tensor:
-    """The seeded standard-normal batch every model of that input shape is timed on."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, *input_shape, generator=generator)
 
 
 def onnx_cuda_available() -> bool:

@@ -92,7 +92,10 @@ class RunOptions:
     epochs: int = 10
     seed: int = 0
     criterion: str = "mi"
-    amount: float = 0.5
+    amount: float | None = 0.5
+    target: str | None = None
+    allocation: str = "uniform"
+    latency_batch: int = 1
     ignore: tuple[str, ...] = ()
     random: int = 10
     max_exhaustive: int = 3
@@ -129,8 +132,7 @@ class RunOptions:
             raise PruneInfoError(f"`model`={self.model} does not exist")
         TrainConfig(epochs=self.epochs, seed=self.seed).validate()
         get_criterion(self.criterion)
-        PruneConfig(criterion=self.criterion, amount=self.amount, seed=self.seed,
-                    ignore=self.ignore).validate()
+        self.prune_config().validate()
         for name, value, least in (("random", self.random, 0),
                                    ("max_exhaustive", self.max_exhaustive, 2),
                                    ("max_size", self.max_size, 2),
@@ -147,6 +149,23 @@ class RunOptions:
         if not self.bench_batches or any(b < 1 for b in self.bench_batches):
             raise PruneInfoError(f"`bench_batches` must be at least 1, got "
                                  f"{list(self.bench_batches)}")
+
+    def prune_config(self) -> PruneConfig:
+        """The prune stage's settings: ``amount`` of every layer, or a ``target``."""
+        if self.target is None:
+            return PruneConfig(criterion=self.criterion, amount=self.amount, seed=self.seed,
+                               ignore=self.ignore)
+        return PruneConfig(criterion=self.criterion, target=self.target,
+                           allocation=self.allocation, latency_batch=self.latency_batch,
+                           seed=self.seed, ignore=self.ignore)
+
+    def prune_options(self) -> dict:
+        """What the prune stage depends on (a run without a target keeps its old keys)."""
+        how = ({"amount": self.amount} if self.target is None
+               else {"target": self.target, "allocation": self.allocation,
+                     "latency_batch": self.latency_batch})
+        return {"criterion": self.criterion, **how,
+                **({"ignore": list(self.ignore)} if self.ignore else {})}
 
     def cli_args(self) -> list[str]:
         """The ``prune-info run`` arguments reproducing these options."""
@@ -171,8 +190,10 @@ class RunOptions:
         else:
             args += ["--arch", str(self.arch), "--act", self.act, "--reg", self.reg,
                      "--epochs", str(self.epochs)]
-        args += ["--seed", str(self.seed), "--criterion", self.criterion,
-                 "--amount", f"{self.amount:g}",
+        how = (["--amount", f"{self.amount:g}"] if self.target is None
+               else ["--target", self.target, "--allocation", self.allocation,
+                     "--latency-batch", str(self.latency_batch)])
+        args += ["--seed", str(self.seed), "--criterion", self.criterion, *how,
                  *[a for pattern in self.ignore for a in ("--ignore", pattern)],
                  "--random", str(self.random),
                  "--max-exhaustive", str(self.max_exhaustive), "--max-size", str(self.max_size),
@@ -320,7 +341,7 @@ def _stage_oinfo(ctx: Context) -> dict:
 
 def _stage_prune(ctx: Context) -> dict:
     o = ctx.options
-    config = PruneConfig(criterion=o.criterion, amount=o.amount, seed=o.seed, ignore=o.ignore)
+    config = o.prune_config()
     config.validate()
     result = prune_checkpoint(ctx.load("model.pt"), ctx.data, config)
     save_checkpoint(result.checkpoint, ctx.path("pruned.pt"))
@@ -377,8 +398,7 @@ STAGES: list[Stage] = [
           "cumulative ablation curves"),
     Stage("oinfo", lambda o: {"max_exhaustive": o.max_exhaustive, "max_size": o.max_size},
           ("train",), ("oinfo.json", "oinfo.png"), _stage_oinfo, "synergy / redundancy"),
-    Stage("prune", lambda o: {"criterion": o.criterion, "amount": o.amount,
-                              **({"ignore": list(o.ignore)} if o.ignore else {})}, ("train",),
+    Stage("prune", RunOptions.prune_options, ("train",),
           ("pruned.pt",), _stage_prune, "remove units"),
     Stage("retrain", lambda o: {"epochs": o.retrain_epochs}, ("prune",), ("retrained.pt",),
           _stage_retrain, "fine-tune the pruned model"),

@@ -36,7 +36,9 @@ GLOBAL_RANKING_WARNING = (
     "Sec. VI); prefer --layerwise or --max-drop"
 )
 
-ALLOCATIONS = ("layerwise", "global", "max-drop")
+ALLOCATIONS = ("layerwise", "global", "max-drop", "uniform", "curves")
+#: Allocations that only meet a `target` (:mod:`prune_info.pruning.budget`).
+TARGET_ALLOCATIONS = ("uniform", "curves")
 #: Which units go first: the lowest-ranked, the highest-ranked, or random ones.
 ORDERS = RANK_ORDERS
 
@@ -260,6 +262,44 @@ def _masked_correct(model: nn.Module, plan: PrunePlan, split: Split, device: str
                                           for m in groups.get(root, (root,))}, device=device)
 
 
+def group_drops(
+    model: nn.Module,
+    split: Split,
+    scores: Mapping[str, torch.Tensor],
+    *,
+    order: str = "low",
+    seed: int = 0,
+    min_units: int = 1,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    device: str = "cpu",
+) -> dict[str, tuple[list[int], list[float]]]:
+    """Each layer's (or coupled group's) cumulative-ablation curve as accuracy drops.
+
+    ``{layer: (ks, drop in percentage points after ablating the first k by the ranking)}``, with
+    every ``k`` for a Linear layer (the prefix-sum path is cheap) and
+    :data:`COSTLY_CURVE_STEPS` evenly spaced ``k`` for a group or a convolution (a network pass
+    per point); ``k`` stops where ``min_units`` would be crossed.
+    """
+    model.eval()
+    n = len(split)
+    groups = groups or {}
+    kinds = {info.name: info.kind for info in resolve_layers(model, list(scores))}
+    out = {}
+    for layer, values in scores.items():
+        members = tuple(groups.get(layer, (layer,)))
+        width = int(values.numel())
+        cap = max(0, width - min_units)
+        costly = len(members) > 1 or kinds[layer] != "linear"
+        at_k = (spaced_ks(cap, COSTLY_CURVE_STEPS)
+                if costly and cap + 1 > COSTLY_CURVE_STEPS else None)
+        curve = group_curves(model, members, _rank(values, order, seed), split,
+                             ablate_to="zero", at_k=at_k, device=device)[0].to(torch.long)
+        ks = at_k if at_k is not None else list(range(width + 1))
+        drops = (100.0 * (curve[0] - curve).double() / n).tolist()
+        out[layer] = ([int(k) for k in ks], [float(d) for d in drops])
+    return out
+
+
 def plan_max_drop(
     model: nn.Module,
     split: Split,
@@ -333,24 +373,19 @@ def plan_max_drop(
     widths = {layer: int(scores[layer].numel()) for layer in layers}
     rankings = {layer: _rank(scores[layer], order, seed) for layer in layers}
     groups = {root: tuple(groups[root]) for root in layers if groups and root in groups}
-    kinds = {info.name: info.kind for info in resolve_layers(model, layers)}
+    curves = group_drops(model, split, scores, order=order, seed=seed, min_units=min_units,
+                         groups=groups, device=device)
     alone: dict[str, dict] = {}
     for layer in layers:
         members = groups.get(layer, (layer,))
         cap = max(0, widths[layer] - min_units)
-        costly = len(members) > 1 or kinds[layer] != "linear"  # a network pass per point
-        at_k = (spaced_ks(cap, COSTLY_CURVE_STEPS)
-                if costly and cap + 1 > COSTLY_CURVE_STEPS else None)
-        curve = group_curves(model, members, rankings[layer], split, ablate_to="zero",
-                             at_k=at_k, device=device)[0].to(torch.long)
-        ks = at_k if at_k is not None else list(range(widths[layer] + 1))
-        drops = 100.0 * (curve[0] - curve).double() / n
+        ks, drops = curves[layer]
         ok = [i for i, k in enumerate(ks) if k <= cap and drops[i] <= max_drop + 1e-9]
         best = max(ok) if ok else 0
         alone[layer] = {"k": int(ks[best]), "drop_pp": float(drops[best])}
         if len(members) > 1:
             alone[layer]["members"] = list(members)
-        if len(members) > 1 or at_k is not None:
+        if len(members) > 1 or len(ks) != widths[layer] + 1:
             alone[layer]["at_k"] = list(ks)
     base = _masked_correct(model, PrunePlan({}, {}), split, device, groups)
     rounds = []

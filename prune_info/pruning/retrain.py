@@ -23,15 +23,17 @@ validation accuracy is kept.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
+from prune_info._torch import timing_input
 from prune_info.checkpoint import Checkpoint
 from prune_info.data import Dataset
 from prune_info.errors import PruneInfoError
 from prune_info.nn import accuracy, count_parameters, example_input, prunable_layers, total_macs
+from prune_info.pruning.budget import Target, measure_latencies, parse_target
 from prune_info.pruning.workflow import prune_checkpoint
 from prune_info.surgery import mask_plan, plan_from_entry
 from prune_info.training.loop import TrainConfig, fit
@@ -248,14 +250,17 @@ def iterative_prune(
     progress: bool = True,
 ) -> list[dict]:
     """Prune then retrain, ``rounds`` times; each round removes ``prune_config.amount`` of the
-    units that are left (so 5 rounds of 0.2 keep 0.8**5 = 33 % of every layer).
+    units that are left (so 5 rounds of 0.2 keep 0.8**5 = 33 % of every layer), or, under a
+    ``prune_config.target``, reaches the target over the rounds (:func:`round_target`), scoring
+    the retrained model afresh each round.
 
     ``on_round(r, checkpoint, row)`` is called after each round (e.g. to save the checkpoint).
     Returns one row per round (round 0 is the starting model) with widths, parameters, MACs and
-    accuracies.
+    accuracies, and under a target the round's target and what its prune achieved.
     """
     if rounds < 1:
         raise PruneInfoError(f"`rounds` must be at least 1, got {rounds}")
+    prune_config.validate()
     input_shape = tuple(data.input_shape)
 
     def row(r: int, c: Checkpoint, pruned_acc: float | None) -> dict:
@@ -272,10 +277,56 @@ def iterative_prune(
     rows = [row(0, ckpt, None)]
     current = ckpt
     for r in range(1, rounds + 1):
-        pruned = prune_checkpoint(current, data, prune_config).checkpoint
-        pruned_acc = pruned.metrics.get("test_acc")
+        config, reached = prune_config, None
+        if prune_config.target is not None:
+            step = round_target(parse_target(prune_config.target), r, rounds, ckpt.model,
+                                current.model, input_shape, prune_config)
+            config = replace(prune_config, target=step)
+        if config.target is None and prune_config.target is not None:
+            pruned, pruned_acc = current, None  # within this round's share already: retrain
+        else:
+            result = prune_checkpoint(current, data, config)
+            pruned, pruned_acc = result.checkpoint, result.checkpoint.metrics.get("test_acc")
+            reached = result.summary.target
         current, _ = retrain_checkpoint(pruned, data, retrain_config, progress=progress)
         rows.append(row(r, current, pruned_acc))
+        if prune_config.target is not None:
+            rows[-1]["target"] = config.target
+            rows[-1]["target_met"] = None if reached is None else reached["met"]
         if on_round is not None:
             on_round(r, current, rows[-1])
     return rows
+
+
+def round_target(target: Target, r: int, rounds: int, first: nn.Module, current: nn.Module,
+                 input_shape: tuple[int, ...], config) -> str | None:
+    """The target of round ``r`` of ``rounds`` on the way to ``target``, relative to the
+    ``current`` model (``first`` is the model before round 1): the share of the first model's
+    cost kept shrinks geometrically, ``share ** (r / rounds)`` (as torch-pruning's iterative
+    steps), and the last round asks for ``target`` itself. ``None`` when ``current`` is
+    already within the round's share.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> a, b = nn.Linear(10, 10), nn.Linear(10, 10)
+    >>> round_target(parse_target("params=0.25"), 1, 2, a, b, (10,), None)
+    'params=0.5'
+    """
+    if target.measured:
+        timed = timing_input(input_shape, config.latency_batch).to(config.device)
+        dense, now = measure_latencies([copy.deepcopy(first).to(config.device),
+                                        copy.deepcopy(current).to(config.device)], timed)
+    elif target.kind == "macs":
+        dense, now = float(total_macs(first, input_shape)), float(total_macs(current, input_shape))
+    else:
+        dense, now = float(count_parameters(first)), float(count_parameters(current))
+    share = target.limit(dense) / dense
+    goal = dense * share ** (r / rounds)
+    if r == rounds and target.kind == "latency":
+        return target.text  # absolute: met as asked
+    if goal >= now:
+        return None
+    if target.measured:
+        return f"speedup={now / goal:.6g}"
+    return f"{target.kind}={goal / now:.6g}"

@@ -27,6 +27,7 @@ from prune_info.nn import count_parameters, prunable_layers
 if TYPE_CHECKING:
     from prune_info.checkpoint import Checkpoint
     from prune_info.data import Dataset
+from prune_info._torch import timing_input
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.ranking import GROUP_REDUCTIONS, rank_units, reduce_group
@@ -37,16 +38,27 @@ from prune_info.pruning.allocation import (
     ALLOCATIONS,
     GLOBAL_RANKING_WARNING,
     ORDERS,
+    TARGET_ALLOCATIONS,
     check_amount,
+    group_drops,
     plan_global,
     plan_layerwise,
     plan_max_drop,
     removal_counts,
 )
+from prune_info.pruning.budget import (
+    ALLOCATIONS_UNDER_TARGET,
+    CostModel,
+    Target,
+    measure_latencies,
+    parse_target,
+    search_counts,
+)
 from prune_info.surgery import (
     PrunePlan,
     UnitGroup,
     apply_plan,
+    channel_flow,
     history_entry,
     mask_plan,
     unit_groups,
@@ -64,13 +76,21 @@ class PruneConfig:
     ----------
     criterion : str
         Name in :data:`prune_info.criteria.registry.CRITERIA`.
-    allocation : {"layerwise", "global", "max-drop"}
+    allocation : {"layerwise", "global", "max-drop", "uniform", "curves"}
+        Under a ``target``: ``uniform`` (``layerwise`` reads the same: one fraction for every
+        group), ``global`` or ``curves`` (see :mod:`prune_info.pruning.budget`).
     amount : float or tuple of float, optional
         Fraction removed; one value, or one per layer (``layerwise`` only).
     keep : tuple of int, optional
         Units kept per layer (``layerwise`` only).
     max_drop : float, optional
         Accuracy budget in percentage points (``max-drop``).
+    target : str, optional
+        A budget to meet instead of an amount: ``macs=x2``, ``params=0.5``, ``latency=5`` (ms
+        per batch of ``latency_batch``), ``speedup=2`` (:func:`prune_info.pruning.budget.
+        parse_target`). Latency is measured in PyTorch on ``device`` with the process's threads.
+    latency_batch : int
+        The batch size a ``latency`` or ``speedup`` target is measured at.
     min_units : int
         Units every layer keeps under ``global`` and ``max-drop``.
     order : {"low", "high", "random"}
@@ -109,6 +129,8 @@ class PruneConfig:
     amount: float | tuple[float, ...] | None = None
     keep: tuple[int, ...] | None = None
     max_drop: float | None = None
+    target: str | None = None
+    latency_batch: int = 1
     min_units: int = 1
     order: str = "low"
     mask: bool = False
@@ -151,12 +173,19 @@ class PruneConfig:
                 "network is disconnected"
             )
         given = [name for name, value in (("`amount`", self.amount), ("`keep`", self.keep),
-                                          ("`max_drop`", self.max_drop)) if value is not None]
+                                          ("`max_drop`", self.max_drop),
+                                          ("`target`", self.target)) if value is not None]
         if len(given) != 1:
             raise PruneInfoError(
-                "say how much to prune with exactly one of `amount`, `keep` and `max_drop`"
-                + (f" (got {', '.join(given)})" if given else "")
+                "say how much to prune with exactly one of `amount`, `keep`, `max_drop` and "
+                "`target`" + (f" (got {', '.join(given)})" if given else "")
             )
+        if self.target is not None:
+            self._validate_target()
+            return
+        if self.allocation in TARGET_ALLOCATIONS:
+            raise PruneInfoError(f"`allocation='{self.allocation}'` chooses how a `target` is "
+                                 "met; give one, e.g. `target`=macs=x2")
         amounts = self.amounts()
         for value in amounts or ():
             check_amount(value)
@@ -184,6 +213,27 @@ class PruneConfig:
             if amounts is not None and len(amounts) != 1:
                 raise PruneInfoError(
                     "`allocation='global'` takes one `amount` for the whole network")
+
+    def _validate_target(self) -> None:
+        target = parse_target(self.target)  # type: ignore[arg-type]
+        if self.allocation not in ("layerwise", *ALLOCATIONS_UNDER_TARGET):
+            raise PruneInfoError(
+                f"`allocation='{self.allocation}'` does not meet a `target`; choose one of "
+                f"{', '.join(ALLOCATIONS_UNDER_TARGET)}")
+        if self.mask:
+            raise PruneInfoError("a `target` is met by removing units, and masking removes "
+                                 "none; drop `mask`")
+        if isinstance(self.latency_batch, bool) or not isinstance(self.latency_batch, int) \
+                or self.latency_batch < 1:
+            raise PruneInfoError(f"`latency_batch` must be at least 1, got "
+                                 f"{self.latency_batch!r}")
+        del target
+
+    @property
+    def planner(self) -> str:
+        """The allocation as carried out: ``layerwise`` under a target is ``uniform``."""
+        return "uniform" if self.target is not None and self.allocation == "layerwise" \
+            else self.allocation
 
     def amounts(self) -> tuple[float, ...] | None:
         if self.amount is None:
@@ -260,6 +310,12 @@ class PruneSummary:
         Layers held at ``min_units`` by the ``global`` allocation.
     max_drop : dict, optional
         The report of :func:`prune_info.pruning.allocation.plan_max_drop` (``max-drop`` only).
+    target : dict, optional
+        Under a ``target``: what was asked (``target``, ``kind``, ``limit``), the dense cost,
+        what the plan was predicted and measured to cost (``predicted``, ``achieved``), the
+        shares of the dense cost (``predicted_share``, ``achieved_share``) and ``met``.
+    groups : tuple of tuple of str
+        The coupled groups pruned together.
     """
 
     criterion: str
@@ -281,6 +337,7 @@ class PruneSummary:
     warnings: tuple[str, ...] = ()
     layers_at_min_units: tuple[str, ...] = ()
     max_drop: dict | None = None
+    target: dict | None = None
     groups: tuple[tuple[str, ...], ...] = ()
 
     @property
@@ -296,7 +353,8 @@ class PruneSummary:
         dict
             Keys ``criterion``, ``allocation``, ``order``, ``mode``, ``arch_before``,
             ``arch_after``, ``layers``, ``removed``, ``parameters``, ``macs``, ``accuracy``,
-            ``warnings``, ``layers_at_min_units`` and, for ``max-drop``, ``max_drop``.
+            ``warnings``, ``layers_at_min_units`` and, for ``max-drop``, ``max_drop``, under a
+            target, ``target``.
         """
         out = {
             "criterion": self.criterion,
@@ -317,6 +375,8 @@ class PruneSummary:
         }
         if self.max_drop is not None:
             out["max_drop"] = self.max_drop
+        if self.target is not None:
+            out["target"] = self.target
         if self.groups:
             out["groups"] = [list(members) for members in self.groups]
         return out
@@ -385,26 +445,46 @@ def _transform_state(model: nn.Module, state: dict, plan: PrunePlan, example: to
 AUTO_ROUND_MIN_WIDTH = 64
 
 
+def _on_members(plan: PrunePlan, by_root: Mapping[str, UnitGroup]) -> PrunePlan:
+    """A plan on the groups' roots (their units) as the channels every member loses."""
+    return PrunePlan.from_indices(
+        {m: by_root[root].channels(idxs) for root, idxs in plan.remove.items()
+         for m in by_root[root].members},
+        {m: by_root[root].n_units for root in plan.remove for m in by_root[root].members})
+
+
+def _round_step(layer: str, n: int, config: PruneConfig, kinds: Mapping[str, str],
+                groups: Mapping[str, UnitGroup]) -> int:
+    """The step, in units, of the widths ``layer``'s group may keep (see ``round_to``). A unit
+    of a grouped convolution's group is one channel per block, so its step is ``round_to`` over
+    what the blocks share."""
+    blocks = groups[layer].channel_groups if layer in groups else 1
+    step = config.round_to
+    if step is None and config.keep is not None:
+        step = 1  # an explicit count is kept as asked
+    if step is None:
+        step = 8 if kinds.get(layer) == "conv" and n * blocks >= AUTO_ROUND_MIN_WIDTH else 1
+    return step // math.gcd(step, blocks)
+
+
+def _rounded_count(n: int, count: int, step: int) -> int:
+    """How many of ``n`` units a plan removing ``count`` removes once a multiple of ``step``
+    is kept (rounded up, at most all of them)."""
+    return n - min(n, -(-(n - count) // step) * step)
+
+
 def _round_widths(plan: PrunePlan, scores: Mapping[str, torch.Tensor], config: PruneConfig,
                   kinds: Mapping[str, str], groups: Mapping[str, UnitGroup]) -> PrunePlan:
     """Remove fewer units so that each layer keeps a multiple of ``round_to`` channels (the
-    best-ranked of the planned units are spared first). A unit of a grouped convolution's group
-    is one channel per block, so its step in units is ``round_to`` over what the blocks share."""
+    best-ranked of the planned units are spared first)."""
     remove: dict[str, list[int]] = {}
     for layer, idxs in plan.remove.items():
         n = plan.widths[layer]
-        blocks = groups[layer].channel_groups if layer in groups else 1
-        step = config.round_to
-        if step is None and config.keep is not None:
-            step = 1  # an explicit count is kept as asked
-        if step is None:
-            step = 8 if kinds.get(layer) == "conv" and n * blocks >= AUTO_ROUND_MIN_WIDTH else 1
-        step //= math.gcd(step, blocks)
-        keep = min(n, -(-(n - len(idxs)) // step) * step)
+        count = _rounded_count(n, len(idxs), _round_step(layer, n, config, kinds, groups))
         planned = set(idxs)
         ranked = [int(i) for i in rank_units(scores[layer], config.order, config.seed)
                   if int(i) in planned]
-        remove[layer] = ranked[: n - keep]
+        remove[layer] = ranked[:count]
     return PrunePlan.from_indices(remove, plan.widths)
 
 
@@ -521,9 +601,11 @@ def prune_checkpoint(
     criterion = get_criterion(config.criterion)
     names = [layer.name for layer in ckpt.layers]
     ignored = match_layers(config.ignore, names, "ignore")
-    needs_data = criterion.needs_data or config.allocation == "max-drop"
+    reads_curves = config.planner in ("max-drop", "curves")
+    needs_data = criterion.needs_data or reads_curves
     if data is None and needs_data:
-        what = "`max_drop`" if config.allocation == "max-drop" else f"criterion {criterion.name}"
+        what = (f"`allocation='{config.planner}'`" if reads_curves
+                else f"criterion {criterion.name}")
         raise PruneInfoError(
             f"{what} needs data, and the model does not record its dataset; pass `data`"
         )
@@ -535,9 +617,9 @@ def prune_checkpoint(
     all_groups = unit_groups(model, example, [n for n in names if n not in ignored])
     warnings: list[str] = []
     unfaithful = [g for g in all_groups if g.note and not set(g.members) & ignored]
-    if config.allocation == "max-drop":  # its group curves ablate channels one at a time
-        unfaithful += [replace(g, note="the max-drop allocation does not split a grouped "
-                               f"convolution's {g.channel_groups} blocks")
+    if reads_curves:  # its group curves ablate channels one at a time
+        unfaithful += [replace(g, note=f"the {config.planner} allocation does not split a "
+                               f"grouped convolution's {g.channel_groups} blocks")
                        for g in all_groups if g.channel_groups > 1 and not g.note]
     for g in unfaithful:
         if config.strict:
@@ -558,7 +640,7 @@ def prune_checkpoint(
     members = {g.root: g.members for g in groups}
     per_group = {"amounts": _per_root(config.amounts(), groups, "amounts", names),
                  "keep": _per_root(config.keep, groups, "keep", names)}
-    if config.allocation == "layerwise":
+    if config.planner == "layerwise":
         counts = removal_counts(widths, **per_group)  # fail early
         if not any(counts.values()):
             raise PruneInfoError(
@@ -576,8 +658,14 @@ def prune_checkpoint(
                         "outputs are split into heads by an attention module prune-info does "
                         "not recognise (see prune_info.nn.attention_heads)")
     at_minimum: list[str] = []
-    max_drop_report = None
-    if config.allocation == "layerwise":
+    max_drop_report = target_report = None
+    kinds = {layer.name: layer.kind for layer in ckpt.layers}
+    if config.target is not None:
+        if config.planner == "global":
+            warnings.append(GLOBAL_RANKING_WARNING)
+        plan, target_report = _plan_to_target(model, work, data, scores, groups, config,
+                                              input_shape, kinds)
+    elif config.allocation == "layerwise":
         plan = plan_layerwise(scores, **per_group, order=config.order, seed=config.seed)
     elif config.allocation == "global":
         warnings.append(GLOBAL_RANKING_WARNING)
@@ -595,7 +683,6 @@ def prune_checkpoint(
             groups=members, device=config.device,
         )
     del work
-    kinds = {layer.name: layer.kind for layer in ckpt.layers}
     rounded = _round_widths(plan, scores, config, kinds, by_root)
     if rounded.is_empty() and not plan.is_empty():
         step = (f"`round_to`={config.round_to}" if config.round_to is not None else
@@ -605,10 +692,7 @@ def prune_checkpoint(
             f"this prune would remove nothing once every layer keeps a multiple of {step}: "
             f"the {sum(plan.n_removed().values())} units planned round away; lower "
             "`round_to` (1 keeps any width) or remove more (`amount`)")
-    plan = PrunePlan.from_indices(
-        {m: by_root[root].channels(rounded.remove[root]) for root in rounded.remove
-         for m in members[root]},
-        {m: by_root[root].n_units for root in rounded.remove for m in members[root]})
+    plan = _on_members(rounded, by_root)
 
     mode = "mask" if config.mask else "remove"
     transform = mask_plan if config.mask else apply_plan
@@ -655,6 +739,10 @@ def prune_checkpoint(
 
     before = _accuracies(model, data, config.device)
     after = _accuracies(new_model, data, config.device)
+    if target_report is not None:
+        target_report = _achieved(target_report, model, new_model, input_shape)
+        if not target_report["met"]:
+            warnings.append(_missed(target_report))
     requested_amounts = config.amounts()
     requested = {"amount": list(requested_amounts) if requested_amounts is not None else None,
                  "keep": list(config.keep) if config.keep is not None else None,
@@ -666,7 +754,9 @@ def prune_checkpoint(
     if max_drop_report is not None:
         extra["max_drop"] = {k: max_drop_report[k]
                              for k in ("budget_pp", "counts", "joint_drop_pp")}
-    entry = history_entry(plan, mode=mode, allocation=config.allocation,
+    if target_report is not None:
+        extra["target"] = target_report
+    entry = history_entry(plan, mode=mode, allocation=config.planner,
                           criterion=criterion.name, order=config.order,
                           input_shape=input_shape, requested=requested, extra=extra)
     metrics = dict(ckpt.metrics)
@@ -678,10 +768,165 @@ def prune_checkpoint(
     )
     summary = _summary(ckpt, new_ckpt, plan, input_shape, before, after, config, entry,
                        warnings=tuple(warnings), at_minimum=tuple(at_minimum),
-                       max_drop_report=max_drop_report,
+                       max_drop_report=max_drop_report, target_report=target_report,
                        groups=tuple(g.members for g in groups if len(g.members) > 1),
                        ignored=frozenset(ignored))
     return PruneResult(new_ckpt, plan, summary)
+
+
+# --------------------------------------------------------------------------------------------
+# Pruning to a target
+
+#: Achieved MACs or parameters meet a target within this share of it (a rounding step, or the
+#: parameters of a bias, can go a little over what the plan was priced at).
+TARGET_TOLERANCE = 0.02
+#: A measured latency meets a target within this share of it (timing noise).
+LATENCY_TOLERANCE = 0.05
+#: Plans timed against a latency target before the last is kept, met or not.
+LATENCY_ATTEMPTS = 3
+
+
+def _plan_to_target(model: nn.Module, work: nn.Module, data: Dataset | None,
+                    scores: Mapping[str, torch.Tensor], groups: Sequence[UnitGroup],
+                    config: PruneConfig, input_shape: tuple[int, ...],
+                    kinds: Mapping[str, str]) -> tuple[PrunePlan, dict]:
+    """Per-group counts that meet ``config.target`` by ``config.planner`` (see
+    :mod:`prune_info.pruning.budget`), as a plan on the groups' roots, and what was predicted."""
+    target = parse_target(config.target)  # type: ignore[arg-type]
+    by_root = {g.root: g for g in groups}
+    example = example_input(model, input_shape)
+    flow = channel_flow(model, example, groups)
+    steps = {root: _round_step(root, g.units, config, kinds, by_root)
+             for root, g in by_root.items()}
+
+    def round_counts(root: str, count: int) -> int:
+        return _rounded_count(by_root[root].units, count, steps[root])
+
+    def plan_of(counts: Mapping[str, int]) -> PrunePlan:
+        return plan_layerwise(scores, keep={root: by_root[root].units - counts.get(root, 0)
+                                            for root in scores},
+                              order=config.order, seed=config.seed)
+
+    fewest = {root: round_counts(root, max(0, g.units - config.min_units))
+              for root, g in by_root.items()}
+    if target.measured:
+        smallest = apply_plan(copy.deepcopy(model).cpu(), _on_members(plan_of(fewest), by_root),
+                              example, verify=False, left_out={})
+        timed = timing_input(input_shape, config.latency_batch).to(config.device)
+        costs = CostModel.timed(work, smallest.to(config.device), fewest, timed, groups, flow)
+    else:
+        costs = CostModel.build(model, example, groups, flow, target.kind)
+    dense = costs.dense
+    limit = target.limit(dense)
+    if costs.cost(fewest) > limit:
+        raise PruneInfoError(_unmeetable(target, dense, costs.cost(fewest), config))
+    global_counts = drops = None
+    if config.planner == "global":
+        def global_counts(fraction: float) -> dict[str, int]:
+            plan, _ = plan_global(scores, min(fraction, 1 - 1e-9), min_units=config.min_units,
+                                  order=config.order, seed=config.seed)
+            return {root: plan.n_removed().get(root, 0) for root in scores}
+    elif config.planner == "curves":
+        assert data is not None  # prune_checkpoint requires data for the curves
+        drops = group_drops(work, bounded(data.val, config.max_samples, "the curves",
+                                          note), scores, order=config.order, seed=config.seed,
+                            min_units=config.min_units,
+                            groups={g.root: g.members for g in groups}, device=config.device)
+    def search(asked: float) -> tuple[dict[str, int], dict]:
+        counts, found = search_counts(costs, asked, config.planner, round_counts=round_counts,
+                                      min_units=config.min_units, global_counts=global_counts,
+                                      drops=drops)
+        if not any(counts.values()):
+            raise PruneInfoError(f"the model already meets `target`={target.text} ("
+                                 f"{_figure(target, dense)}); nothing to prune")
+        return counts, found
+
+    counts, found = search(limit)
+    report: dict = {"target": target.text, "kind": target.kind, "allocation": config.planner,
+                    "limit": limit, "dense": dense}
+    if target.measured:
+        # The table predicts; the pruned model is timed against the dense one, and while it
+        # misses, the table is asked for proportionally less.
+        asked = limit
+        for attempt in range(1, LATENCY_ATTEMPTS + 1):
+            candidate = apply_plan(copy.deepcopy(model).cpu(), _on_members(plan_of(counts),
+                                                                           by_root),
+                                   example, verify=False, left_out={}).to(config.device)
+            dense_ms, pruned_ms = measure_latencies([work, candidate], timed, repeat=30,
+                                                    warmup=5)
+            wanted = target.limit(dense_ms)
+            report.update(dense_measured=dense_ms, limit_measured=wanted, achieved=pruned_ms,
+                          attempts=attempt)
+            asked *= wanted / pruned_ms
+            if pruned_ms <= wanted * (1 + LATENCY_TOLERANCE) or attempt == LATENCY_ATTEMPTS \
+                    or costs.cost(fewest) > asked:
+                break
+            counts, found = search(asked)
+        report.update(unit="ms", batch=config.latency_batch, device=config.device,
+                      threads=torch.get_num_threads())
+    report.update(predicted=found["predicted"], predicted_share=found["predicted"] / dense,
+                  counts=counts)
+    report.update({k: v for k, v in found.items() if k in ("fraction", "summed_drop_pp")})
+    return plan_of(counts), report
+
+
+def _achieved(report: dict, model: nn.Module, new_model: nn.Module,
+              input_shape: tuple[int, ...]) -> dict:
+    """``report`` with the cost of the pruned model: exact MACs or parameters, or the latencies
+    of the dense and pruned models timed round-robin in one run (by :func:`_plan_to_target`)."""
+    kind = report["kind"]
+    if kind in ("macs", "params"):
+        def total(m: nn.Module) -> float:
+            if kind == "params":
+                return float(count_parameters(m))
+            return float(sum(c["macs"] for c in layer_costs(m, input_shape).values()))
+        dense, achieved = total(model), total(new_model)
+        met = achieved <= report["limit"] * (1 + TARGET_TOLERANCE)
+    else:  # timed against the dense model while the plan was made
+        dense, achieved = report["dense_measured"], report["achieved"]
+        met = achieved <= report["limit_measured"] * (1 + LATENCY_TOLERANCE)
+    return {**report, "achieved": achieved, "achieved_share": achieved / dense, "met": bool(met)}
+
+
+def _figure(target: Target, dense: float) -> str:
+    if target.measured:
+        return f"{dense:.3g} ms per pass measured here"
+    return f"{dense:,.0f} {_what(target.kind)}"
+
+
+def _what(kind: str) -> str:
+    return {"macs": "MACs", "params": "parameters"}.get(kind, "latency")
+
+
+def _unmeetable(target: Target, dense: float, fewest: float, config: PruneConfig) -> str:
+    """Why ``target`` cannot be met, with the best the model can do."""
+    floor = (f"{config.min_units} unit{'s' * (config.min_units > 1)}"
+             + (f", a multiple of `round_to`={config.round_to}" if config.round_to else ""))
+    if target.measured:
+        return (f"`target`={target.text} cannot be met: with every group at its smallest width "
+                f"({floor}) a pass is predicted to take {fewest:.3g} ms at best, "
+                f"{dense / fewest:.3g}x faster than the dense model's {dense:.3g} ms measured "
+                "here; ask for less")
+    best = dense / fewest
+    return (f"`target`={target.text} cannot be met: with every group at its smallest width "
+            f"({floor}) the model keeps {100 * fewest / dense:.3g} % of its "
+            f"{_what(target.kind)} at best ({best:.3g}x fewer); ask for at most "
+            f"{target.kind}={fewest / dense:.3g} (x{best:.3g}), or lower `min_units`")
+
+
+def _missed(report: dict) -> str:
+    """The warning of a target not met (a group left out, a bias term, timing noise)."""
+    if report["kind"] in ("macs", "params"):
+        asked = 100 * report["limit"] / report["dense"]
+        return (f"warning: `target`={report['target']} missed: "
+                f"{100 * report['achieved_share']:.3g} % of the {_what(report['kind'])} kept "
+                f"against {asked:.3g} % asked (predicted {100 * report['predicted_share']:.3g} "
+                "%); a group left out keeps its cost")
+    return (f"warning: `target`={report['target']} missed: measured {report['achieved']:.3g} ms "
+            f"against {report['limit_measured']:.3g} ms (the per-layer table predicted "
+            f"{report['predicted']:.3g} ms); timings on a shared machine vary: rerun, or ask for "
+            "a little more")
+
 
 
 def _nothing_removed(widths: Mapping[str, int], config: PruneConfig) -> str:
@@ -698,7 +943,7 @@ def _nothing_removed(widths: Mapping[str, int], config: PruneConfig) -> str:
 def _summary(old: Checkpoint, new: Checkpoint, plan: PrunePlan, input_shape, before: dict,
              after: dict, config: PruneConfig, entry: dict, *, warnings: tuple[str, ...] = (),
              at_minimum: tuple[str, ...] = (), max_drop_report: dict | None = None,
-             groups: tuple[tuple[str, ...], ...] = (),
+             target_report: dict | None = None, groups: tuple[tuple[str, ...], ...] = (),
              ignored: frozenset[str] = frozenset()) -> PruneSummary:
     cost_before = layer_costs(old.model, input_shape)
     cost_after = layer_costs(new.model, input_shape)
@@ -727,7 +972,7 @@ def _summary(old: Checkpoint, new: Checkpoint, plan: PrunePlan, input_shape, bef
         ))
     return PruneSummary(
         criterion=config.criterion,
-        allocation=config.allocation,
+        allocation=config.planner,
         order=config.order,
         mode=entry["mode"],
         arch_before=old.spec,
@@ -745,5 +990,6 @@ def _summary(old: Checkpoint, new: Checkpoint, plan: PrunePlan, input_shape, bef
         warnings=warnings,
         layers_at_min_units=at_minimum,
         max_drop=max_drop_report,
+        target=target_report,
         groups=groups,
     )

@@ -74,6 +74,18 @@ def _pct(value) -> str:
     return "-" if value is None else f"{100 * float(value):.2f} %"
 
 
+def _achieved(target: dict | None) -> str:
+    """What a prune to a target reached, in words."""
+    if not target:
+        return "-"
+    share = target.get("achieved_share")
+    verdict = "met" if target.get("met") else "not met"
+    if share is None:
+        return verdict
+    what = "faster" if target.get("kind") in ("latency", "speedup") else "fewer"
+    return f"{1 / share:.2f}x {what} ({verdict})"
+
+
 def _fmt(value, spec: str = ".4f") -> str:
     return "-" if value is None else format(float(value), spec)
 
@@ -159,7 +171,10 @@ def render_report(out: str | Path, options=None) -> str:
     retrain = stages.get("retrain", {}).get("summary", {})
     export = stages.get("export", {}).get("summary", {})
     prune = stages.get("prune", {}).get("summary", {})
-    rows = [["criterion", criterion], ["amount removed per layer", opts.get("amount")],
+    how = (["amount removed per layer", opts.get("amount")] if opts.get("target") is None else
+           ["target", f"{opts.get('target')} ({opts.get('allocation')} allocation): "
+                      + _achieved(prune.get("target"))])
+    rows = [["criterion", criterion], how,
             ["pruned architecture", prune.get("arch_after", prune.get("arch", "-"))],
             ["retraining epochs", opts.get("retrain_epochs")]]
     for label, key in (("dense", "dense"), ("pruned, before retraining", "before"),
@@ -171,8 +186,10 @@ def render_report(out: str | Path, options=None) -> str:
              ["ONNX max |diff| vs PyTorch", _fmt(export.get("max_abs_diff"), ".2e")]]
     parts += [f"<h2>{SECTIONS[3]}</h2>",
               _table(["", "value"], rows),
-              _cmd(f"prune-info prune {q('model.pt')} --criterion {criterion} --amount "
-                   f"{opts.get('amount')} --seed {seed} -o {q('pruned.pt')}",
+              _cmd(f"prune-info prune {q('model.pt')} --criterion {criterion} "
+                   + (f"--amount {opts.get('amount')}" if opts.get("target") is None else
+                      f"--target {q(opts['target'])} --allocation {opts.get('allocation')}")
+                   + f" --seed {seed} -o {q('pruned.pt')}",
                    f"prune-info retrain {q('pruned.pt')} --epochs {opts.get('retrain_epochs')}"
                    f" --seed {seed} -o {q('retrained.pt')}",
                    f"prune-info export {q('retrained.pt')} -o {q('retrained.onnx')}")]
