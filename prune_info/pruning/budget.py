@@ -18,11 +18,16 @@ counts that meet the target:
     One ranking across groups (:func:`~prune_info.pruning.allocation.plan_global`), the largest
     fraction that meets the target.
 ``curves``
-    Per group, the accuracy each further removal costs, read off the group's cumulative
-    ablation curve on the validation set; units are given up greedily where they cost the least
-    accuracy per unit of budget saved (MACs, parameters or milliseconds), until the target is
-    met, then improved by exchanges between groups that keep the budget and lower the summed
-    drop. The joint drop of the plan is measured on the validation set and reported.
+    Per group, the accuracy lost after each number of removals, read off the group's
+    cumulative ablation curve on the validation set (ablating the criterion's lowest-ranked
+    first); the counts chosen minimise the summed drop over groups within the budget (a
+    knapsack whose costs couple neighbouring groups). With few plans (at most
+    :data:`EXHAUSTIVE_PLANS`) every plan is tried; otherwise the better of two searches, each
+    improved by exchanges between groups while the budget holds: a Lagrangian one (summed drop
+    + price x cost minimised by coordinate descent over whole curves, the price bisected) and a
+    greedy one (units given up where they cost least accuracy per MAC, parameter or
+    millisecond saved). The summed drop is a prediction; the pruned model's accuracy is
+    measured and reported.
 
 The counts respect ``round_to`` (each step keeps a multiple of it), so the cost searched is the
 cost of the plan carried out; the achieved figures are measured on the pruned model and reported
@@ -31,6 +36,7 @@ next to the target.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -406,58 +412,128 @@ def _greedy_curves(model: CostModel, limit: float,
                    drops: Mapping[str, tuple[Sequence[int], Sequence[float]]],
                    caps: Mapping[str, int], round_counts: Callable[[str, int], int]
                    ) -> dict[str, int]:
-    """Counts meeting ``limit`` with the least summed drop: greedy by drop per cost saved over
-    each group's next step, then exchanges of one step between two groups while they lower the
-    summed drop and keep the budget."""
-    steps = {root: [k for k in sorted({round_counts(root, k) for k in ks})
-                    if 0 <= k <= caps[root]] or [0]
-             for root, (ks, _) in drops.items()}
-    at = {root: 0 for root in steps}  # index into steps[root]
-    counts = {root: steps[root][0] for root in steps}
-    current = model.cost(counts)
+    """Counts meeting ``limit`` with a small summed drop (see :func:`search_counts`)."""
+    steps = {root: [k for k in sorted({round_counts(root, min(k, caps[root])) for k in ks})]
+             or [0] for root, (ks, _) in drops.items()}
+    table = {root: [_drop_at(drops[root], k) for k in steps[root]] for root in steps}
+    space = math.prod(len(v) for v in steps.values())
+    if space <= EXHAUSTIVE_PLANS:
+        return _exhaustive(model, limit, steps, table)
+    candidates = [_lagrangian(model, limit, steps, table), _by_rate(model, limit, steps, table)]
+    candidates = [_exchange(model, limit, steps, table, at) for at in candidates]
+    best = min(candidates, key=lambda at: (model.cost(_counts(steps, at)) > limit,
+                                           sum(table[r][i] for r, i in at.items())))
+    return _counts(steps, best)
 
-    def drop(root: str, index: int) -> float:
-        return _drop_at(drops[root], steps[root][index])
 
+#: Plans (products of every group's steps) up to which ``curves`` searches them all.
+EXHAUSTIVE_PLANS = 20_000
+
+
+def _counts(steps: Mapping[str, Sequence[int]], at: Mapping[str, int]) -> dict[str, int]:
+    return {root: steps[root][i] for root, i in at.items()}
+
+
+def _exhaustive(model: CostModel, limit: float, steps: Mapping[str, Sequence[int]],
+                table: Mapping[str, Sequence[float]]) -> dict[str, int]:
+    """The plan of least summed drop within ``limit``, every plan tried (few groups)."""
+    roots = list(steps)
+    best, best_drop = None, math.inf
+    for at in itertools.product(*(range(len(steps[r])) for r in roots)):
+        drop = sum(table[r][i] for r, i in zip(roots, at))
+        if drop < best_drop:
+            counts = {r: steps[r][i] for r, i in zip(roots, at)}
+            if model.cost(counts) <= limit:
+                best, best_drop = counts, drop
+    return best if best is not None else {r: steps[r][-1] for r in roots}
+
+
+def _by_rate(model: CostModel, limit: float, steps: Mapping[str, Sequence[int]],
+             table: Mapping[str, Sequence[float]]) -> dict[str, int]:
+    """Greedy: give up, one step at a time, where the drop per cost saved is least."""
+    at = {root: 0 for root in steps}
+    current = model.cost(_counts(steps, at))
     while current > limit:
         best, best_rate = None, math.inf
         for root in steps:
-            if at[root] + 1 >= len(steps[root]):
+            i = at[root]
+            if i + 1 >= len(steps[root]):
                 continue
-            trial = {**counts, root: steps[root][at[root] + 1]}
-            saved = current - model.cost(trial)
+            saved = current - model.cost(_counts(steps, {**at, root: i + 1}))
             if saved <= 0:
                 continue
-            rate = max(0.0, drop(root, at[root] + 1) - drop(root, at[root])) / saved
+            rate = max(0.0, table[root][i + 1] - table[root][i]) / saved
             if rate < best_rate:
                 best, best_rate = root, rate
         if best is None:
             break  # nothing left to give up: the target is below the floor
         at[best] += 1
-        counts[best] = steps[best][at[best]]
-        current = model.cost(counts)
-    # exchanges: one group gives one step back while another gives one more, if the summed drop
-    # falls and the budget holds; until none improves
-    improved = True
-    while improved and current <= limit:
-        improved = False
-        for back in steps:
-            if at[back] == 0:
-                continue
-            for more in steps:
-                if more == back or at[more] + 1 >= len(steps[more]):
-                    continue
-                trial = {**counts, back: steps[back][at[back] - 1],
-                         more: steps[more][at[more] + 1]}
-                gain = (drop(back, at[back]) - drop(back, at[back] - 1)
-                        - (drop(more, at[more] + 1) - drop(more, at[more])))
-                if gain > 1e-9 and model.cost(trial) <= limit:
-                    at[back] -= 1
-                    at[more] += 1
-                    counts = trial
-                    current = model.cost(counts)
-                    improved = True
-                    break
-            if improved:
+        current = model.cost(_counts(steps, at))
+    return at
+
+
+def _lagrangian(model: CostModel, limit: float, steps: Mapping[str, Sequence[int]],
+                table: Mapping[str, Sequence[float]], sweeps: int = 3) -> dict[str, int]:
+    """Minimise summed drop + ``price`` x cost by coordinate descent (each group tries every
+    step with the others fixed, so curves that rise and fall are searched whole), with the
+    least ``price`` whose plan meets ``limit`` found by bisection in log space."""
+    def solve(price: float) -> dict[str, int]:
+        at = {root: 0 for root in steps}
+        for _ in range(sweeps):
+            moved = False
+            for root in steps:
+                values = [table[root][i] + price * model.cost(_counts(steps, {**at, root: i}))
+                          for i in range(len(steps[root]))]
+                best = min(range(len(values)), key=values.__getitem__)
+                moved |= best != at[root]
+                at[root] = best
+            if not moved:
                 break
-    return counts
+        return at
+
+    scale = max(1e-12, max(max(v) - min(v) for v in table.values()) / max(model.dense, 1e-12))
+    lo, hi = -12.0, 12.0  # log10 of price / scale
+    best = solve(scale * 10 ** hi)
+    if model.cost(_counts(steps, best)) > limit:
+        return best
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        at = solve(scale * 10 ** mid)
+        if model.cost(_counts(steps, at)) <= limit:
+            hi, best = mid, at
+        else:
+            lo = mid
+    return best
+
+
+def _exchange(model: CostModel, limit: float, steps: Mapping[str, Sequence[int]],
+              table: Mapping[str, Sequence[float]], at: dict[str, int]) -> dict[str, int]:
+    """Improve a plan within ``limit``: move one group to any of its steps and another by one
+    step either way while the summed drop falls and the budget holds."""
+    at = dict(at)
+    if model.cost(_counts(steps, at)) > limit:
+        return at
+    improved = True
+    while improved:
+        improved = False
+        for root in steps:  # one group alone, to any step that keeps the budget
+            for i in range(len(steps[root])):
+                if table[root][i] < table[root][at[root]] - 1e-12 and \
+                        model.cost(_counts(steps, {**at, root: i})) <= limit:
+                    at[root], improved = i, True
+        for back in steps:
+            for more in steps:
+                if more == back:
+                    continue
+                for i in range(at[back]):  # give some back ...
+                    for j in range(at[more] + 1, len(steps[more])):  # ... take more here
+                        gain = (table[back][at[back]] - table[back][i]
+                                + table[more][at[more]] - table[more][j])
+                        if gain > 1e-12 and model.cost(
+                                _counts(steps, {**at, back: i, more: j})) <= limit:
+                            at[back], at[more], improved = i, j, True
+                            break
+                    else:
+                        continue
+                    break
+    return at
