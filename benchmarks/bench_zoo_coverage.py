@@ -62,6 +62,24 @@ def all_models() -> list[str]:
             *(f"timm:{name}" for name in TIMM)]
 
 
+def by_size(names: list[str]) -> list[str]:
+    """``names``, fewest parameters first (built on the meta device: no memory, no time), so
+    that a sweep cut short has covered the most models."""
+    import torch
+
+    from prune_info.zoo import build_factory_model
+
+    def size(name: str) -> float:
+        try:
+            with torch.device("meta"):
+                model = build_factory_model(factory_of(name), {"num_classes": 10})
+            return sum(p.numel() for p in model.parameters())
+        except Exception:  # built at another input size later: keep it, last
+            return float("inf")
+
+    return sorted(names, key=size)
+
+
 def factory_of(name: str) -> str:
     return name if name.startswith("timm:") else f"torchvision.models:{name}"
 
@@ -263,7 +281,8 @@ def summary(records: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=None,
-                        help="comma-separated (torchvision names, timm:NAME); default: all")
+                        help="comma-separated (torchvision names, timm:NAME); default: all, "
+                             "fewest parameters first")
     parser.add_argument("--out", default="benchmarks/out/zoo")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per model")
     parser.add_argument("--redo", action="store_true")
@@ -276,7 +295,7 @@ def main() -> None:
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
         run_one(args.one, out)
         return
-    names = args.models.split(",") if args.models else all_models()
+    names = args.models.split(",") if args.models else by_size(all_models())
     records = []
     for name in names:
         path = out / "models" / f"{name.replace(':', '_')}.json"

@@ -391,8 +391,7 @@ def search_counts(
                              f"{', '.join(ALLOCATIONS_UNDER_TARGET)}")
     if drops is None:
         raise PruneInfoError("the curves allocation needs each group's ablation curve")
-    counts = _greedy_curves(model, limit, drops, caps, round_counts)
-    total = sum(_drop_at(drops[root], k) for root, k in counts.items())
+    counts, total = _greedy_curves(model, limit, drops, caps, round_counts)
     return counts, {"predicted": cost(counts), "met": cost(counts) <= limit,
                     "summed_drop_pp": total}
 
@@ -411,19 +410,56 @@ def _drop_at(curve: tuple[Sequence[int], Sequence[float]], k: int) -> float:
 def _greedy_curves(model: CostModel, limit: float,
                    drops: Mapping[str, tuple[Sequence[int], Sequence[float]]],
                    caps: Mapping[str, int], round_counts: Callable[[str, int], int]
-                   ) -> dict[str, int]:
-    """Counts meeting ``limit`` with a small summed drop (see :func:`search_counts`)."""
+                   ) -> tuple[dict[str, int], float]:
+    """Counts meeting ``limit`` with a small summed drop (see :func:`search_counts`), and that
+    drop."""
     steps = {root: [k for k in sorted({round_counts(root, min(k, caps[root])) for k in ks})]
              or [0] for root, (ks, _) in drops.items()}
-    table = {root: [_drop_at(drops[root], k) for k in steps[root]] for root in steps}
+    table = {root: envelope([_drop_at(drops[root], k) for k in steps[root]])
+             for root in steps}
     space = math.prod(len(v) for v in steps.values())
     if space <= EXHAUSTIVE_PLANS:
-        return _exhaustive(model, limit, steps, table)
-    candidates = [_lagrangian(model, limit, steps, table), _by_rate(model, limit, steps, table)]
-    candidates = [_exchange(model, limit, steps, table, at) for at in candidates]
-    best = min(candidates, key=lambda at: (model.cost(_counts(steps, at)) > limit,
-                                           sum(table[r][i] for r, i in at.items())))
-    return _counts(steps, best)
+        best = _exhaustive(model, limit, steps, table)
+    else:
+        candidates = [_exchange(model, limit, steps, table, at)
+                      for at in (_lagrangian(model, limit, steps, table),
+                                 _by_rate(model, limit, steps, table))]
+        best = min(candidates, key=lambda at: (model.cost(_counts(steps, at)) > limit,
+                                               sum(table[r][i] for r, i in at.items())))
+    best = _fill(model, limit, steps, table, best)
+    return _counts(steps, best), sum(table[root][i] for root, i in best.items())
+
+
+def envelope(drops: Sequence[float]) -> list[float]:
+    """A curve read as the most accuracy lost by any smaller removal so far: removing more
+    units is never taken to help (a dip of a few validation samples is noise, and trusting it
+    would prune a group far past what the budget asks).
+
+    >>> envelope([0.0, 0.5, 0.2, 1.0])
+    [0.0, 0.5, 0.5, 1.0]
+    """
+    return list(itertools.accumulate(drops, max))
+
+
+def _fill(model: CostModel, limit: float, steps: Mapping[str, Sequence[int]],
+          table: Mapping[str, Sequence[float]], at: Mapping[str, int]) -> dict[str, int]:
+    """Give units back while the budget allows, where that lowers the drop most (then where it
+    costs least): a plan uses its whole budget, flat stretches of the curves included."""
+    at = dict(at)
+    if model.cost(_counts(steps, at)) > limit:
+        return at
+    while True:
+        options = []
+        for root, i in at.items():
+            if i == 0:
+                continue
+            cost = model.cost(_counts(steps, {**at, root: i - 1}))
+            if cost <= limit:
+                options.append((table[root][i - 1] - table[root][i], cost, root))
+        if not options:
+            return at
+        _, _, root = min(options)
+        at[root] -= 1
 
 
 #: Plans (products of every group's steps) up to which ``curves`` searches them all.
