@@ -18,7 +18,7 @@ from prune_info.analysis.curves import (
     spaced_ks,
     unit_means,
 )
-from prune_info.cli.app import cli
+from prune_info.cli.app import cli, flag_message
 from prune_info.cli.common import (
     check_max_samples,
     check_output,
@@ -33,6 +33,7 @@ from prune_info.cli.common import (
 )
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.ranking import tie_warnings
 from prune_info.criteria.registry import parse_criteria
 from prune_info.data import bounded, note
 from prune_info.errors import PruneInfoError
@@ -168,6 +169,8 @@ def ablate(ckpt, data_args, criteria, orders, n_random, layerwise, whole_network
         scores = compute_scores(model, data.val, names, n_classes=data.n_classes,
                                 layers=[i.name for i in infos],
                                 options=ScoreOptions(bins=bins, seed=seed, device=str(dev)))
+        for line in tie_warnings(scores):
+            click.echo(flag_message(line, click.get_current_context().command), err=True)
     means = unit_means(model, data.train, [i.name for i in infos], device=dev) \
         if ablate_to == "mean" else None
     results = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from prune_info.capture import resolve_device
-from prune_info.cli.app import cli
+from prune_info.cli.app import cli, flag_message
 from prune_info.cli.common import (
     check_output,
     data_options,
@@ -19,7 +19,7 @@ from prune_info.cli.common import (
     samples_of,
     seed_option,
 )
-from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.options import BIAS_CORRECTIONS, CHANNEL_QUANTISERS, ScoreOptions
 from prune_info.criteria.ranking import GROUP_REDUCTIONS, reduce_group
 from prune_info.criteria.registry import parse_criteria
 from prune_info.criteria.report import score_report
@@ -72,6 +72,18 @@ def _csv_path(out: str) -> str:
               show_default=True,
               help="How coupled layers (residual, depthwise) combine into one score per group "
                    "channel, reported beside the per-layer scores.")
+@click.option("--channel-quantiser", type=click.Choice(CHANNEL_QUANTISERS), default="median",
+              show_default=True,
+              help="2-bin quantiser of conv channels: each channel's median, or the paper's "
+                   "'is it active?' threshold (after a ReLU most channels are always on, and tie).")
+@click.option("--bias-correction", type=click.Choice(BIAS_CORRECTIONS), default="none",
+              show_default=True,
+              help="Correct entropy, MI and KL for the plug-in bias: miller-madow (free), or "
+                   "shuffle (minus the mean over label permutations: also corrects KL).")
+@click.option("--null", "n_null", type=click.IntRange(min=0), default=0, show_default=True,
+              metavar="N",
+              help="N label permutations: a p-value per unit for MI and KL, and per layer the "
+                   "units above chance at a 5 % false discovery rate (no forward passes).")
 @click.option("--batch-size", type=int, default=4096, show_default=True,
               help="Samples per forward pass.")
 @seed_option
@@ -82,8 +94,8 @@ def _csv_path(out: str) -> str:
               help="Draw per-layer violin plots of each measure (as Fig. 1 of the paper).")
 @json_option
 def score(ckpt, data_args, split, max_samples, criteria, bins, binning, pre_activation,
-          channel_reduce, token_reduce, group_reduce, batch_size, seed, device, out, plot,
-          as_json):
+          channel_reduce, token_reduce, group_reduce, channel_quantiser, bias_correction, n_null,
+          batch_size, seed, device, out, plot, as_json):
     """Score every unit by entropy, mutual information and KL selectivity.
 
     Prints, per layer, min / median / mean / max of each measure (bits) and how many units have
@@ -96,11 +108,20 @@ def score(ckpt, data_args, split, max_samples, criteria, bins, binning, pre_acti
       prune-info score model.pt
       prune-info score model.pt --criteria entropy,mi,kl,magnitude --out scores.json
       prune-info score model.pt --bins 8 --binning quantile --plot scores.png
+      prune-info score model.pt --null 100 --bias-correction miller-madow
+
+    With --null N each unit's MI and KL selectivity are compared with their values under N
+    permutations of the labels: p = (1 + #permutations scoring at least as high) / (1 + N),
+    and Benjamini-Hochberg q-values over each layer; the table says how many units per layer
+    beat chance at q <= 0.05. The plug-in estimates are biased upward with few samples per
+    bin (by about (bins - 1)(classes - 1) / (2 N ln 2) bits for MI); --bias-correction removes
+    most of it.
     """
     names = parse_criteria(criteria)
     options = ScoreOptions(bins=bins, binning=binning, pre_activation=pre_activation,
                            channel_reduce=channel_reduce, token_reduce=token_reduce, seed=seed,
-                           batch_size=batch_size,
+                           batch_size=batch_size, channel_quantiser=channel_quantiser,
+                           bias_correction=bias_correction, null=n_null,
                            device=str(resolve_device(device)))
     inputs = [ckpt.source] if ckpt.source else []
     outputs = []
@@ -133,6 +154,8 @@ def score(ckpt, data_args, split, max_samples, criteria, bins, binning, pre_acti
         report.write_csv(_csv_path(out))
         write_json(document, out, SCORES_FORMAT)
 
+    for line in report.warnings:
+        click.echo(flag_message(line, click.get_current_context().command), err=True)
     if as_json:
         echo_json(document, SCORES_FORMAT)
         return
@@ -180,6 +203,10 @@ def _print_summary(report, meta: dict) -> None:
         notes[len(rows) - 1] = (f"zero entropy: {s['zero_entropy']} of {layer.n_units} units "
                                 f"({s['zero_entropy_dead']} dead, "
                                 f"{s['zero_entropy_always_active']} always active)")
+        if "above_chance" in s:
+            chance = s["above_chance"]
+            notes[len(rows) - 1] += (f"; above chance (q <= {chance['q']:g}): MI {chance['mi']}, "
+                                     f"KL {chance['kl']} of {layer.n_units}")
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for index, row in enumerate(rows):
         cells = [cell.ljust(w) if i < 3 else cell.rjust(w)

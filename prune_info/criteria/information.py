@@ -30,7 +30,9 @@ from prune_info.measures.discrete import (
     digitize,
     entropy,
     kl_selectivity,
+    miller_madow,
     mutual_information,
+    permuted_counts,
     specific_information,
 )
 from prune_info.nn import LayerInfo
@@ -98,6 +100,14 @@ class LayerInformation:
         The 1-bit threshold (also used for ``dead`` / ``always_active`` when ``bins > 2``).
     edges : Tensor [n_units, bins - 1] or None
         Per-unit bin edges when ``bins > 2``.
+    bias_correction : str
+        How ``entropy``, ``mi``, ``kl`` and ``spectrum`` were corrected (see
+        :class:`~prune_info.criteria.options.ScoreOptions`); ``none``: the plug-in values.
+    mi_p, kl_p : Tensor [n_units] or None
+        Permutation p-values of the plug-in MI and KL selectivity (``null`` > 0):
+        ``(1 + #{permutations scoring at least as high}) / (1 + permutations)``.
+    mi_q, kl_q : Tensor [n_units] or None
+        Benjamini-Hochberg q-values of those over the layer's units.
     """
 
     layer: str
@@ -111,6 +121,11 @@ class LayerInformation:
     counts: CountTable
     threshold: float
     edges: torch.Tensor | None = None
+    bias_correction: str = "none"
+    mi_p: torch.Tensor | None = None
+    kl_p: torch.Tensor | None = None
+    mi_q: torch.Tensor | None = None
+    kl_q: torch.Tensor | None = None
 
     @property
     def n_units(self) -> int:
@@ -130,9 +145,14 @@ class _LayerCounter:
         self.layer = layer
         self.options = options
         self.threshold = layer_threshold(layer, options.pre_activation)
+        #: a convolutional channel split at its median instead of the threshold
+        self.median = (options.bins == 2 and layer.kind == "conv"
+                       and options.channel_quantiser == "median")
         self.table = CountTable(layer.n_units, options.bins, n_classes, device=device)
         self.active = torch.zeros(layer.n_units, dtype=torch.int64, device=device)
         self.edges: torch.Tensor | None = None
+        #: each sample's bins (uint8, CPU), kept for the label permutations of the null
+        self.ids: list[torch.Tensor] | None = [] if options.permutations else None
 
     def update(self, acts: torch.Tensor, onehot: torch.Tensor, per_class: torch.Tensor,
                start: int) -> None:
@@ -141,14 +161,17 @@ class _LayerCounter:
         (for error messages)."""
         _check_finite(acts, self.layer.name, start)
         counts = self.table.counts
-        if self.options.bins == 2 and self.layer.kind != "heads":
+        if self.options.bins == 2 and self.layer.kind != "heads" and not self.median:
             on = _count_where(torch.gt, acts, self.threshold, onehot)
             counts[:, 1, :] += on
             counts[:, 0, :] += per_class[None, :] - on
             self.active += on.sum(dim=1)
+            if self.ids is not None:
+                self.ids.append((acts > self.threshold).to(torch.uint8).cpu())
             return
         if self.edges is None:
-            self.edges = bin_edges(acts, self.options.bins, self.options.binning,
+            self.edges = bin_edges(acts, self.options.bins,
+                                   "quantile" if self.median else self.options.binning,
                                    name=self.layer.name)
         ids = digitize(acts, self.edges, name=self.layer.name)
         upper = torch.zeros_like(counts[:, 0, :])
@@ -158,40 +181,103 @@ class _LayerCounter:
             upper += in_k
         counts[:, 0, :] += per_class[None, :] - upper
         self.active += (acts > self.threshold).sum(dim=0)
+        if self.ids is not None:
+            self.ids.append(ids.to(torch.uint8).cpu())
 
 
-def _finish(counters: list[_LayerCounter], n_samples: int) -> dict[str, LayerInformation]:
+def _finish(counters: list[_LayerCounter], n_samples: int, options: ScoreOptions,
+            labels: torch.Tensor | None) -> dict[str, LayerInformation]:
     """Measures of every layer from its counts; all layers in one call of each measure.
 
     The count tables of all layers share their bins and classes, so they are stacked along the
-    units: four calls in all instead of four per layer.
+    units: four calls in all instead of four per layer. Then the bias correction and the null
+    (label permutations recounted from the stored bins), per layer.
     """
     for counter in counters:
         counter.table.counts = counter.table.counts.cpu()
     sizes = [counter.layer.n_units for counter in counters]
     joint = torch.cat([counter.table.counts for counter in counters])
     where = ", ".join(counter.layer.name for counter in counters)
-    columns = {
-        "entropy": entropy(joint, name=where),
-        "mi": mutual_information(joint, name=where),
-        "spectrum": specific_information(joint, name=where),
-    }
-    selectivity = kl_selectivity(joint, name=where)
-    columns["kl"], columns["kl_class"] = selectivity.values, selectivity.classes
+    columns = _measures(joint, where)
+    if options.bias_correction == "miller-madow":
+        bias = miller_madow(joint, name=where)
+        columns["entropy"] = columns["entropy"] - bias.entropy
+        columns["mi"] = columns["mi"] - bias.mi
+        columns["spectrum"] = columns["spectrum"] - bias.spectrum
+        columns["kl"], columns["kl_class"] = columns["spectrum"].max(dim=1)
     parts = {key: value.split(sizes) for key, value in columns.items()}
     out = {}
     for i, counter in enumerate(counters):
         active = counter.active.cpu()
+        values = {key: parts[key][i].clone() for key in columns}
+        tests: dict[str, torch.Tensor] = {}
+        if counter.ids is not None:
+            assert labels is not None  # kept with the bins
+            tests = _null(counter, values, labels, options)
         out[counter.layer.name] = LayerInformation(
             layer=counter.layer.name,
-            **{key: parts[key][i].clone() for key in columns},
+            **values,
             dead=active == 0,
             always_active=active == n_samples,
             counts=counter.table,
             threshold=counter.threshold,
             edges=None if counter.edges is None else counter.edges.cpu(),
+            bias_correction=options.bias_correction,
+            **tests,
         )
     return out
+
+
+def _measures(joint: torch.Tensor, where: str) -> dict[str, torch.Tensor]:
+    """The plug-in measures of count tables ``[units, bins, classes]``."""
+    columns = {"entropy": entropy(joint, name=where),
+               "mi": mutual_information(joint, name=where),
+               "spectrum": specific_information(joint, name=where)}
+    selectivity = kl_selectivity(joint, name=where)
+    columns["kl"], columns["kl_class"] = selectivity.values, selectivity.classes
+    return columns
+
+
+#: Label permutations recounted at once (bounds the memory of the one-hot labels).
+_PERMUTATION_CHUNK = 16
+
+
+def _null(counter: _LayerCounter, values: dict[str, torch.Tensor], labels: torch.Tensor,
+          options: ScoreOptions) -> dict[str, torch.Tensor]:
+    """Permutation p-values and BH q-values of the plug-in MI and KL selectivity; under the
+    ``shuffle`` correction, ``values`` lose each unit's mean over the permutations."""
+    from scipy.stats import false_discovery_control
+
+    ids = torch.cat(counter.ids or [])
+    counter.ids = None  # the bins are no longer needed
+    plug_in = _measures(counter.table.counts, counter.layer.name)
+    generator = torch.Generator().manual_seed(options.seed)
+    n_perm, n = options.permutations, len(labels)
+    at_least = {"mi": torch.zeros(ids.shape[1], dtype=torch.int64),
+                "kl": torch.zeros(ids.shape[1], dtype=torch.int64)}
+    sums = {"mi": torch.zeros(ids.shape[1], dtype=torch.float64),
+            "kl": torch.zeros(ids.shape[1], dtype=torch.float64),
+            "spectrum": torch.zeros_like(plug_in["spectrum"])}
+    for start in range(0, n_perm, _PERMUTATION_CHUNK):
+        count = min(_PERMUTATION_CHUNK, n_perm - start)
+        perms = torch.stack([torch.randperm(n, generator=generator) for _ in range(count)])
+        tables = permuted_counts(ids, labels, options.bins, counter.table.n_classes, perms)
+        null = _measures(tables.flatten(0, 1), counter.layer.name)
+        for key in ("mi", "kl"):
+            shaped = null[key].view(count, -1)
+            # a tolerance for the rounding of equal tables counted in another order
+            at_least[key] += (shaped >= plug_in[key] - 1e-12).sum(dim=0)
+            sums[key] += shaped.sum(dim=0)
+        sums["spectrum"] += null["spectrum"].view(count, *plug_in["spectrum"].shape).sum(dim=0)
+    if options.bias_correction == "shuffle":
+        for key in ("mi", "kl", "spectrum"):
+            values[key] = plug_in[key] - sums[key] / n_perm
+    tests = {}
+    for key in ("mi", "kl"):
+        p = (1.0 + at_least[key].double()) / (1.0 + n_perm)
+        tests[f"{key}_p"] = p
+        tests[f"{key}_q"] = torch.as_tensor(false_discovery_control(p.numpy(), method="bh"))
+    return tests
 
 
 def _count_where(compare, values: torch.Tensor, other, onehot: torch.Tensor) -> torch.Tensor:
@@ -228,11 +314,26 @@ def _check_finite(acts: torch.Tensor, name: str, start: int) -> None:
     )
 
 
+#: The null keeps one byte per unit and sample; above this many bytes it is refused.
+NULL_MEMORY = 4 * 2**30
+
+
+def _check_null_memory(layers: list[LayerInfo], n_samples: int) -> None:
+    needed = sum(layer.n_units for layer in layers) * n_samples
+    if needed > NULL_MEMORY:
+        raise PruneInfoError(
+            f"the null keeps each unit's bin of each sample: {needed / 2**30:.1f} GiB for "
+            f"{n_samples:,} samples; lower `max_samples` (or score fewer layers)")
+
+
 def _stream_information(ctx: ScoringContext) -> dict[str, LayerInformation]:
     ctx._check_data("entropy/mi/kl")
     assert ctx.split is not None  # _check_data raised otherwise
     device = ctx.device
     counters = [_LayerCounter(layer, ctx.n_classes, ctx.options, device) for layer in ctx.layers]
+    kept_labels: list[torch.Tensor] | None = [] if ctx.options.permutations else None
+    if kept_labels is not None:
+        _check_null_memory(ctx.layers, len(ctx.split))
     dtype = torch.float32 if ctx.options.batch_size < 2**24 else torch.float64
     start = 0
     seen = torch.zeros(ctx.n_classes, dtype=torch.long)
@@ -251,8 +352,11 @@ def _stream_information(ctx: ScoringContext) -> dict[str, LayerInformation]:
                 counter.update(outputs[counter.layer.name], onehot, per_class, start)
         seen += per_class.cpu()
         start += n
+        if kept_labels is not None:
+            kept_labels.append(y.cpu())
     check_every_class(seen, start)
-    return _finish(counters, start)
+    return _finish(counters, start, ctx.options,
+                   None if kept_labels is None else torch.cat(kept_labels))
 
 
 @register_criterion("entropy", description="entropy H(T) of the quantised output (eq. 3), bits",

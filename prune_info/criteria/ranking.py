@@ -8,7 +8,8 @@ import torch
 
 from prune_info.errors import PruneInfoError
 
-__all__ = ['GROUP_REDUCTIONS', 'RANK_ORDERS', 'rank_units', 'reduce_group']
+__all__ = ['GROUP_REDUCTIONS', 'RANK_ORDERS', 'TIE_SHARE', 'rank_units', 'reduce_group',
+           'tie_warnings', 'tied_share']
 #: Accepted values of ``order`` in :func:`rank_units`.
 RANK_ORDERS = ("low", "high", "random")
 
@@ -53,6 +54,63 @@ def rank_units(scores: torch.Tensor, order: str = "low", seed: int = 0) -> torch
     if scores.is_floating_point() and not torch.isfinite(scores).all():
         raise PruneInfoError("scores contain NaN/Inf; fix: recompute them on finite outputs")
     return torch.sort(scores.cpu(), descending=(order == "high"), stable=True).indices
+
+
+#: A ranking is called a tie-break when more than this share of a layer's units tie.
+TIE_SHARE = 0.5
+
+#: Criteria that never rank by their values (nothing to warn about).
+_UNRANKED = ("random",)
+
+
+def tied_share(scores: torch.Tensor) -> float:
+    """The share of units in the largest group of exactly equal scores (1 / n when none tie).
+
+    Small groups of equal values are common and harmless (two 1-bit units on for the same
+    number of samples have the same entropy); a large group (a layer of always-on channels, all
+    at MI 0) makes the ranking of its members an index order.
+
+    >>> tied_share(torch.tensor([0.0, 0.0, 0.0, 0.3, 0.3, 0.5]))
+    0.5
+    """
+    values = torch.as_tensor(scores).flatten()
+    if values.numel() == 0:
+        return 0.0
+    _, counts = torch.unique(values, return_counts=True)
+    return float(counts.max()) / values.numel()
+
+
+def tie_warnings(scores: Mapping[str, Mapping[str, torch.Tensor]]) -> list[str]:
+    """One warning per criterion whose ranking is mostly a tie-break in some layers, naming
+    them and the fix.
+
+    ``scores`` is ``{criterion: {layer: scores}}``; ties are broken by unit index
+    (:func:`rank_units`), so such a ranking says little about the tied units.
+    """
+    out = []
+    for criterion, layers in scores.items():
+        if criterion in _UNRANKED:
+            continue
+        tied = []
+        for layer, values in layers.items():
+            share = tied_share(values)
+            if share > TIE_SHARE and len(values) > 1:
+                common = float(torch.mode(torch.as_tensor(values).flatten().cpu()).values)
+                tied.append((layer, share, common))
+        if not tied:
+            continue
+        shown = ", ".join(f"{layer} {round(100 * share)} % at {common:.4g}"
+                          for layer, share, common in tied[:3])
+        more = f" and {len(tied) - 3} more" if len(tied) > 3 else ""
+        if criterion == "entropy" and any(abs(c - 1.0) < 1e-6 for _, _, c in tied):
+            fix = ("a median split gives every channel one bit by design: rank channels by mi "
+                   "or kl")
+        else:
+            fix = "quantise finer, e.g. `bins`=4 `binning`=quantile, or rank by another criterion"
+        out.append(f"warning: most units tie under {criterion} in {len(tied)} layer"
+                   f"{'s' * (len(tied) > 1)} ({shown}{more}), so the {criterion} ranking there "
+                   f"is the tie-break order (lowest index first); {fix}")
+    return out
 
 
 #: How the scores of a group's members combine into one score per group channel.

@@ -12,7 +12,8 @@ from torch import nn
 
 from prune_info.criteria.context import make_context
 from prune_info.criteria.information import LayerInformation
-from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.options import FDR_Q, ScoreOptions
+from prune_info.criteria.ranking import tie_warnings
 from prune_info.criteria.registry import parse_criteria
 from prune_info.data import Split
 from prune_info.io import atomic_write
@@ -55,17 +56,28 @@ class ScoreReport:
     n_samples: int
     options: ScoreOptions
 
+    @property
+    def warnings(self) -> list[str]:
+        """Rankings that are mostly a tie-break (:func:`~prune_info.criteria.ranking.
+        tie_warnings`)."""
+        return tie_warnings({c: self.scores[c] for c in self.criteria})
+
     def layer_summary(self, layer: LayerInfo) -> dict:
-        """Statistics of each criterion, and zero-entropy units split by activity."""
+        """Statistics of each criterion, zero-entropy units split by activity and, with a
+        null, how many units beat chance (BH q-value at most :data:`FDR_Q`)."""
         info = self.information[layer.name]
         zero = info.zero_entropy
-        return {
+        out = {
             "n_units": layer.n_units,
             "measures": {c: summarise(self.scores[c][layer.name]) for c in self.criteria},
             "zero_entropy": int(zero.sum()),
             "zero_entropy_dead": int((zero & info.dead).sum()),
             "zero_entropy_always_active": int((zero & info.always_active).sum()),
         }
+        if info.mi_q is not None and info.kl_q is not None:
+            out["above_chance"] = {"q": FDR_Q, "mi": int((info.mi_q <= FDR_Q).sum()),
+                                   "kl": int((info.kl_q <= FDR_Q).sum())}
+        return out
 
     def to_dict(self) -> dict:
         """The JSON document (without the ``format`` keys, added by the writer)."""
@@ -85,6 +97,8 @@ class ScoreReport:
                 "dead": info.dead,
                 "always_active": info.always_active,
                 "spectrum": info.spectrum,
+                **({"null": {"mi_p": info.mi_p, "mi_q": info.mi_q, "kl_p": info.kl_p,
+                             "kl_q": info.kl_q}} if info.mi_p is not None else {}),
             })
         return {
             "criteria": self.criteria,
@@ -93,11 +107,17 @@ class ScoreReport:
             "quantiser": self.options.quantiser,
             "options": asdict(self.options),
             "layers": layers,
+            "warnings": self.warnings,
         }
+
+    @property
+    def _tested(self) -> bool:
+        return any(info.mi_p is not None for info in self.information.values())
 
     def csv_header(self) -> list[str]:
         return (["layer", "unit", *self.criteria, "kl_class", "dead", "always_active"]
-                + [f"spectrum_{c}" for c in range(self.n_classes)])
+                + [f"spectrum_{c}" for c in range(self.n_classes)]
+                + (["mi_p", "mi_q", "kl_p", "kl_q"] if self._tested else []))
 
     def csv_rows(self) -> list[list]:
         """One row per unit; floats as ``repr`` so that the file round-trips exactly."""
@@ -107,9 +127,12 @@ class ScoreReport:
             columns = [self.scores[c][layer.name].tolist() for c in self.criteria]
             kl_class, dead = info.kl_class.tolist(), info.dead.tolist()
             active, spectrum = info.always_active.tolist(), info.spectrum.tolist()
+            tests = ([t.tolist() for t in (info.mi_p, info.mi_q, info.kl_p, info.kl_q)
+                      if t is not None] if self._tested else [])
             for u in range(layer.n_units):
                 rows.append([layer.name, u, *(repr(col[u]) for col in columns), kl_class[u],
-                             int(dead[u]), int(active[u]), *map(repr, spectrum[u])])
+                             int(dead[u]), int(active[u]), *map(repr, spectrum[u]),
+                             *(repr(t[u]) for t in tests)])
         return rows
 
     def csv_text(self) -> str:

@@ -613,7 +613,8 @@ def c2_seed_task(model_path: str, dataset: str, data_dir: str | None, search: di
     """Every C2 cell of one network (criteria x sizes x rest), retrained as one stack."""
     data = load_dataset(dataset, data_dir)
     ckpt = load_checkpoint(model_path)
-    options = ScoreOptions(seed=seed)
+    # the quantiser these runs were specified and stored with
+    options = ScoreOptions(seed=seed, channel_quantiser="threshold")
     scores = {c: compute_scores(ckpt.model, data.test, [c], n_classes=data.n_classes,
                                 options=options)[c]
               for c in C2_CRITERIA if c != "synergy"}

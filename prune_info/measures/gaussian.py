@@ -927,7 +927,7 @@ def gcmi_model_cd(x, y, *, seed: int = 0, bias_correct: bool = True) -> np.ndarr
     -------
     ndarray of float64, shape (n_units,)
         MI in bits; about 0 (slightly negative values possible after bias correction) for a
-        unit independent of the label.
+        unit independent of the label, exactly 0 for a constant unit (:func:`_constant`).
     """
     xs, codes, n_classes = _labels_and_units(x, y)
     n = xs.shape[0]
@@ -939,7 +939,7 @@ def gcmi_model_cd(x, y, *, seed: int = 0, bias_correct: bool = True) -> np.ndarr
         h_cond += part.shape[0] / n * _entropy_1d_nats(
             np.var(part, axis=0, ddof=1), part.shape[0], bias_correct
         )
-    return (h_all - h_cond) / LN2
+    return np.where(_constant(xs), 0.0, (h_all - h_cond) / LN2)
 
 
 def gcmi_mixture_cd(x, y, *, seed: int = 0) -> np.ndarray:
@@ -980,7 +980,7 @@ def gcmi_mixture_cd(x, y, *, seed: int = 0) -> np.ndarray:
     -------
     ndarray of float64, shape (n_units,)
         MI in bits (about 0 for an independent unit; the unscented approximation may give
-        values slightly below 0).
+        values slightly below 0); exactly 0 for a constant unit (:func:`_constant`).
     """
     xs, codes, n_classes = _labels_and_units(x, y)
     n, n_units = xs.shape
@@ -1012,7 +1012,15 @@ def gcmi_mixture_cd(x, y, *, seed: int = 0) -> np.ndarray:
     loglik = -0.5 * z * z - np.log(sds)[None, None, :, :] - 0.5 * math.log(2.0 * math.pi)
     log_mix = _logsumexp(loglik + np.log(weights)[None, None, :, None], axis=2)  # [c, 2, u]
     h_mix = -np.einsum("c,cu->u", weights, 0.5 * log_mix.sum(axis=1))
-    return (h_mix - weights @ h_cond) / LN2
+    return np.where(_constant(xs), 0.0, (h_mix - weights @ h_cond) / LN2)
+
+
+def _constant(xs: np.ndarray) -> np.ndarray:
+    """Bool [n_units]: units with one value on every sample. A constant unit carries no
+    information about anything; the copula (random tie breaking) would turn it into noise, and
+    the estimators would score that noise (between -0.02 and +0.02 bits on a layer of dead
+    units), so such units score exactly 0."""
+    return np.all(xs == xs[:1], axis=0)
 
 
 def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:

@@ -30,7 +30,12 @@ if TYPE_CHECKING:
 from prune_info._torch import timing_input
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
-from prune_info.criteria.ranking import GROUP_REDUCTIONS, rank_units, reduce_group
+from prune_info.criteria.ranking import (
+    GROUP_REDUCTIONS,
+    rank_units,
+    reduce_group,
+    tie_warnings,
+)
 from prune_info.criteria.registry import get_criterion
 from prune_info.data import bounded, note
 from prune_info.nn import LayerInfo, count_correct, example_input, layer_costs
@@ -653,6 +658,7 @@ def prune_checkpoint(
                                     [m for g in groups for m in g.members], config)
     scores = {root: by_root[root].fold(reduce_group(member_scores, names, config.group_reduce))
               for root, names in members.items()}
+    warnings += tie_warnings({criterion.name: scores})
     if heads:
         warnings.append(f"left out the attention projections {', '.join(sorted(heads))}: their "
                         "outputs are split into heads by an attention module prune-info does "
