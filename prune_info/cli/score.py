@@ -149,7 +149,7 @@ def score(ckpt, data_args, split, max_samples, criteria, bins, binning, pre_acti
     if plot is not None:
         values = {c: report.scores[c] for c in report.criteria}
         violin_plot(values, plot, title=f"{ckpt.spec} on {data.name} ({split}), "
-                                        f"{options.quantiser}")
+                                        f"{report.quantiser}")
     if out is not None:
         report.write_csv(_csv_path(out))
         write_json(document, out, SCORES_FORMAT)
@@ -190,7 +190,7 @@ def group_scores(model, input_shape, report, how: str) -> list[dict]:
 def _print_summary(report, meta: dict) -> None:
     where = "pre-activation" if report.options.pre_activation else "post-activation"
     click.echo(f"{meta['arch']} on {meta['dataset']} {meta['split']} ({report.n_samples} "
-               f"samples, {report.n_classes} classes); {report.options.quantiser}, {where}; "
+               f"samples, {report.n_classes} classes); {report.quantiser}, {where}; "
                "measures in bits")
     rows = [("layer", "units", "criterion", "min", "median", "mean", "max")]
     notes = {}

@@ -28,12 +28,9 @@ from prune_info.measures.discrete import (
     bin_edges,
     default_threshold,
     digitize,
-    entropy,
-    kl_selectivity,
+    measures,
     miller_madow,
-    mutual_information,
     permuted_counts,
-    specific_information,
 )
 from prune_info.nn import LayerInfo
 
@@ -230,12 +227,7 @@ def _finish(counters: list[_LayerCounter], n_samples: int, options: ScoreOptions
 
 def _measures(joint: torch.Tensor, where: str) -> dict[str, torch.Tensor]:
     """The plug-in measures of count tables ``[units, bins, classes]``."""
-    columns = {"entropy": entropy(joint, name=where),
-               "mi": mutual_information(joint, name=where),
-               "spectrum": specific_information(joint, name=where)}
-    selectivity = kl_selectivity(joint, name=where)
-    columns["kl"], columns["kl_class"] = selectivity.values, selectivity.classes
-    return columns
+    return measures(joint, name=where)._asdict()
 
 
 #: Label permutations recounted at once (bounds the memory of the one-hot labels).

@@ -125,9 +125,13 @@ class ScoreOptions:
     @property
     def quantiser(self) -> str:
         """A short human description, e.g. ``1-bit threshold`` or ``8 quantile bins``."""
+        return self.describe(channels=True)
+
+    def describe(self, channels: bool) -> str:
+        """:attr:`quantiser`, naming the channel quantiser only when ``channels`` are scored."""
         if self.bins > 2:
             text = f"{self.bins} {self.binning} bins"
-        elif self.channel_quantiser == "median":
+        elif channels and self.channel_quantiser == "median":
             text = "1-bit threshold (channels: median split)"
         else:
             text = "1-bit threshold"

@@ -57,6 +57,11 @@ class ScoreReport:
     options: ScoreOptions
 
     @property
+    def quantiser(self) -> str:
+        """How the units were quantised (the channel quantiser named if channels were)."""
+        return self.options.describe(any(layer.kind == "conv" for layer in self.layers))
+
+    @property
     def warnings(self) -> list[str]:
         """Rankings that are mostly a tie-break (:func:`~prune_info.criteria.ranking.
         tie_warnings`)."""
@@ -104,7 +109,7 @@ class ScoreReport:
             "criteria": self.criteria,
             "n_samples": self.n_samples,
             "n_classes": self.n_classes,
-            "quantiser": self.options.quantiser,
+            "quantiser": self.quantiser,
             "options": asdict(self.options),
             "layers": layers,
             "warnings": self.warnings,

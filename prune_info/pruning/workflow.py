@@ -917,7 +917,8 @@ def _unmeetable(target: Target, dense: float, fewest: float, config: PruneConfig
     return (f"`target`={target.text} cannot be met: with every group at its smallest width "
             f"({floor}) the model keeps {100 * fewest / dense:.3g} % of its "
             f"{_what(target.kind)} at best ({best:.3g}x fewer); ask for at most "
-            f"{target.kind}={fewest / dense:.3g} (x{best:.3g}), or lower `min_units`")
+            f"{target.kind}={fewest / dense:.3g} (x{best:.3g})"
+            + (", or lower `min_units`" if config.min_units > 1 else ""))
 
 
 def _missed(report: dict) -> str:
