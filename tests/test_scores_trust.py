@@ -152,3 +152,29 @@ def test_mutual_information_unchanged_by_default(digits_mlp, digits):
     """The default stays the papers' plug-in estimator on fully-connected units."""
     info = unit_information(digits_mlp.model, digits.val, 10)["fc1"]
     assert torch.equal(info.mi, mutual_information(info.counts))
+
+
+def test_benjamini_hochberg_adjustment_equals_the_hand_computed_step_up():
+    from prune_info.analysis.stats import adjust_p
+
+    p = [0.001, 0.04, None, 0.03, 0.5]
+    # sorted 0.001, 0.03, 0.04, 0.5 (m = 4): p * m / rank = 0.004, 0.06, 0.0533, 0.5;
+    # then the running minimum from the top: 0.004, 0.0533, 0.0533, 0.5
+    assert adjust_p(p) == pytest.approx([0.004, 0.16 / 3, None, 0.16 / 3, 0.5])
+    assert adjust_p([None, None]) == [None, None]
+
+
+def test_subnetwork_summaries_adjust_every_comparison_together():
+    from types import SimpleNamespace
+
+    from prune_info.analysis.stats import adjust_p
+    from prune_info.experiments.subnetworks import format_table, summarise
+
+    rows = [{"criterion": c, "value": k, "seed": s, "arch": "a", "parameters": 1, "macs": 1,
+             "test_acc": 0.9 - 0.01 * s * (c == "mi") + 0.001 * k, "drop_pp": 1.0}
+            for c in ("mi", "kl", "random") for k in (5, 10) for s in range(6)]
+    config = SimpleNamespace(criteria=["mi", "kl", "random"],
+                             selections=[("keep", 5), ("keep", 10)])
+    table = summarise(SimpleNamespace(rows=rows, config=config))
+    assert [e["p_adjusted"] for e in table] == adjust_p([e["p_value"] for e in table])
+    assert "q (BH)" in format_table(table).splitlines()[0]

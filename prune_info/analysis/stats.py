@@ -14,7 +14,7 @@ import numpy as np
 
 from prune_info.errors import PruneInfoError
 
-__all__ = ['MIN_WILCOXON_SEEDS', 'GapTest', 'format_p', 'ks_gap', 'mean_gap']
+__all__ = ['MIN_WILCOXON_SEEDS', 'GapTest', 'adjust_p', 'format_p', 'ks_gap', 'mean_gap']
 
 #: Below this many seeds a two-sided Wilcoxon signed-rank test cannot reach p < 0.05
 #: (the smallest exact p-value with 5 pairs is 2 / 2**5 = 0.0625).
@@ -160,3 +160,22 @@ def ks_gap(a, b, k: int) -> GapTest:
         note = f"only {min(a.size, b.size)} seeds in a scenario: the KS test has little power"
     return GapTest(k, gap, float(result.pvalue), "ks", int(a.size), float(result.statistic),
                    note)
+
+
+def adjust_p(p_values: list[float | None]) -> list[float | None]:
+    """Benjamini-Hochberg adjusted p-values (q-values) of a family of tests, ``None`` kept where
+    a test had no p-value: a q-value at most ``q`` keeps the expected share of false discoveries
+    among the rejected tests at most ``q``.
+
+    >>> [round(v, 3) if v is not None else v for v in adjust_p([0.01, None, 0.04, 0.03])]
+    [0.03, None, 0.04, 0.04]
+    """
+    from scipy.stats import false_discovery_control
+
+    present = [i for i, p in enumerate(p_values) if p is not None]
+    out: list[float | None] = [None] * len(p_values)
+    if present:
+        adjusted = false_discovery_control([p_values[i] for i in present], method="bh")
+        for i, q in zip(present, adjusted):
+            out[i] = float(q)
+    return out

@@ -94,7 +94,13 @@ from typing import Any
 import numpy as np
 
 from prune_info.analysis.oinfo import average_over_seeds, dominance, layer_oinfo
-from prune_info.analysis.stats import MIN_WILCOXON_SEEDS, format_p, ks_gap, mean_gap
+from prune_info.analysis.stats import (
+    MIN_WILCOXON_SEEDS,
+    adjust_p,
+    format_p,
+    ks_gap,
+    mean_gap,
+)
 from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
@@ -146,7 +152,9 @@ RULE = (
     "p >= 0.05 and disagrees otherwise (stricter than the paper, which also calls a small gap "
     "similar). Verdict: reproduced "
     "when every panel agrees; partly when at least one panel agrees or leans; not reproduced "
-    "otherwise.")
+    "otherwise. Statuses use each panel's own p-value, as the papers test each comparison; the "
+    "Benjamini-Hochberg q-value over a finding's panels is reported beside it (p_adjusted), so "
+    "a reader can see which agreements survive control of the false discovery rate.")
 VERDICTS = ("reproduced", "partly", "not reproduced")
 
 _AMJAD = "Amjad, Liu & Geiger"
@@ -799,6 +807,8 @@ def _finding(fid: str, panels: list[dict], options: ReproduceOptions, nets: dict
     paper, figure, claim = _CLAIMS[base]
     if fid.endswith("-wide") or "-wide-" in fid:
         claim = claim + " (784-100-100-10, beyond the paper)"
+    for panel, q in zip(panels, adjust_p([p["ours"]["p_value"] for p in panels])):
+        panel["ours"]["p_adjusted"] = q
     return {"id": fid, "paper": paper,
             "paper_file": _AMJAD_FILE if fid.startswith("A") else _CLAUW_FILE,
             "figure": figure, "claim": claim, "command": command,
@@ -1107,8 +1117,10 @@ def format_findings(report: dict) -> str:
             paper = panel["paper"]
             paper_text = (_number(paper["value"], paper["p_value"]) if paper["value"] is not None
                           else paper["text"])
+            q = ("" if ours.get("p_adjusted") is None
+                 else f", BH q = {format_p(ours['p_adjusted'])}")
             mine = (f"{ours['mean']:+.3g} ± {ours['std']:.2g}{unit} (n = {ours['n']}, "
-                    f"{ours['test']} p = {format_p(ours['p_value'])})")
+                    f"{ours['test']} p = {format_p(ours['p_value'])}{q})")
             lines.append(f"    [{panel['expect']}] {panel['name']}")
             lines.append(f"        paper: {paper_text}   ours: {mine}   {panel['status']}")
         for diff in finding["differences"]:

@@ -67,7 +67,7 @@ import numpy as np
 import torch
 
 from prune_info.analysis.curves import ABLATE_TO, ORDERS, compute_curves, unit_means
-from prune_info.analysis.stats import MIN_WILCOXON_SEEDS, ks_gap, mean_gap
+from prune_info.analysis.stats import MIN_WILCOXON_SEEDS, adjust_p, ks_gap, mean_gap
 from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
@@ -694,7 +694,17 @@ def summarise(config: StudyConfig, records: dict[str, list[dict]], *, at: Sequen
             str(r["seed"]): {mode: r["curves"][mode]["counts"] for mode in config.modes}
             for r in recs}
     out["ks"] = _ks_comparisons(randoms, at)
+    _adjust_family([gap for entry in out["scenarios"].values()
+                    for scopes in entry["modes"].values() for block in scopes.values()
+                    for gap in block["gaps"]])
+    _adjust_family(out["ks"])
     return out
+
+
+def _adjust_family(tests: list[dict]) -> None:
+    """Add ``p_adjusted`` (Benjamini-Hochberg over ``tests``, one family) to each test."""
+    for test, q in zip(tests, adjust_p([t.get("p_value") for t in tests])):
+        test["p_adjusted"] = q
 
 
 def _ks_comparisons(randoms: dict[tuple[str, str, str], np.ndarray], at: Sequence[int]) -> list:

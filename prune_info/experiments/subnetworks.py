@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prune_info.analysis.stats import mean_gap
+from prune_info.analysis.stats import adjust_p, mean_gap
 from prune_info.checkpoint import Checkpoint
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
@@ -413,20 +413,23 @@ def summarise(comparison: Comparison, baseline: str = "random") -> list[dict]:
                                 [base[r["seed"]] for r in paired], int(round(float(value))))
                 entry.update(gap_pp=test.gap, p_value=test.p_value, note=test.note)
             table.append(entry)
+    for entry, q in zip(table, adjust_p([e["p_value"] for e in table])):
+        entry["p_adjusted"] = q  # Benjamini-Hochberg over every comparison of the table
     return table
 
 
 def format_table(table: list[dict]) -> str:
     """The summary as a fixed-width text table."""
     lines = [f"{'criterion':<13} {'sel.':>6} {'arch':<18} {'test acc':>15} {'drop (pp)':>13} "
-             f"{'vs random':>10} {'p':>8}"]
+             f"{'vs random':>10} {'p':>8} {'q (BH)':>8}"]
     for e in table:
         sel = f"{e['value']:g}" if e["selection"] == "amount" else f"k={e['value']}"
         gap = "-" if e["gap_pp"] is None else f"{e['gap_pp']:+.2f}"
         p = "-" if e["p_value"] is None else f"{e['p_value']:.2g}"
+        q = "-" if e.get("p_adjusted") is None else f"{e['p_adjusted']:.2g}"
         lines.append(
             f"{e['criterion']:<13} {sel:>6} {e['arch']:<18} "
             f"{100 * e['test_acc_mean']:6.2f} ± {100 * e['test_acc_std']:5.2f} "
-            f"{e['drop_pp_mean']:6.2f} ± {e['drop_pp_std']:4.2f} {gap:>10} {p:>8}"
+            f"{e['drop_pp_mean']:6.2f} ± {e['drop_pp_std']:4.2f} {gap:>10} {p:>8} {q:>8}"
         )
     return "\n".join(lines)
