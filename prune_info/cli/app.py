@@ -17,7 +17,7 @@ import click
 
 from prune_info._torch import fixed_threads, out_of_memory
 from prune_info._version import __version__
-from prune_info.errors import PruneInfoError
+from prune_info.errors import PruneInfoError, PruneInfoNote
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -111,26 +111,30 @@ def main(argv: list[str] | None = None) -> None:
     if debug:
         _dispatch(args, debug)
         return
+    command = next((cli.commands[a] for a in args if a in cli.commands), None)
     with warnings.catch_warnings(record=True) as held:
         try:
             _dispatch(args, debug)
         except SystemExit as exc:
             if exc.code in (0, None):
-                _show_warnings(held)
+                _show_warnings(held, command)
             raise
         except BaseException:
-            _show_warnings(held)
+            _show_warnings(held, command)
             raise
-    _show_warnings(held)
+    _show_warnings(held, command)
 
 
-def _show_warnings(held: list[warnings.WarningMessage]) -> None:
+def _show_warnings(held: list[warnings.WarningMessage], command: click.Command | None) -> None:
+    """Each distinct warning once, in the command's flags; a :class:`PruneInfoNote` (something
+    done as documented, said so) as ``note:``, anything else as ``warning:``."""
     seen: set[str] = set()
     for caught in held:
         text = (str(caught.message).strip().splitlines() or [caught.category.__name__])[0]
         if text not in seen:
             seen.add(text)
-            click.echo(f"warning: {text}", err=True)
+            kind = "note" if issubclass(caught.category, PruneInfoNote) else "warning"
+            click.echo(f"{kind}: {flag_message(text, command)}", err=True)
 
 
 def _dispatch(args: list[str], debug: bool) -> None:
