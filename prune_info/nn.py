@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from prune_info._torch import torch_threads
-from prune_info.data import Dataset, Samples, as_samples
+from prune_info.data import Dataset, Samples, as_samples, note
 from prune_info.errors import PruneInfoError
 
 #: Layers whose outputs are units: their weights' first dimension indexes the units.
@@ -136,10 +136,19 @@ class ReadPoints:
         (not their widths: pruning keeps the data flow) is traced again.
     points : dict
         ``{layer: (norm module or None, activation module or None)}``.
+    unused : frozenset of str
+        Layers the forward pass never called (GoogLeNet's auxiliary classifiers in eval mode):
+        nothing the model outputs depends on them, so they are not prunable layers.
+    folded : frozenset of str
+        Layers whose output does not keep the batch as its first dimension (MobileViT folds
+        image patches into it): their outputs are not one row of units per sample, so they are
+        not prunable layers either.
     """
 
     layers: tuple[str, ...]
     points: dict[str, tuple[str | None, str | None]]
+    unused: frozenset[str] = frozenset()
+    folded: frozenset[str] = frozenset()
 
 
 def _weight_layer_names(model: nn.Module) -> tuple[str, ...]:
@@ -234,6 +243,9 @@ def find_read_points(model: nn.Module, example_input: torch.Tensor) -> ReadPoint
         return next((c for c in calls if c[0] == kind and c[2] is value and c[3] == seen), None)
 
     points: dict[str, tuple[str | None, str | None]] = {}
+    unused = frozenset(name for name in names if name not in outputs)
+    folded = frozenset(name for name, (value, _) in outputs.items()
+                       if value.ndim == 0 or value.shape[0] != 1)
     for name in names:
         if name not in outputs:
             continue
@@ -243,7 +255,15 @@ def find_read_points(model: nn.Module, example_input: torch.Tensor) -> ReadPoint
             value, seen = norm[4]
         act = taker("act", value, seen)
         points[name] = (norm[1] if norm else None, act[1] if act else None)
-    reads = ReadPoints(names, points)
+    reads = ReadPoints(names, points, unused, folded)
+    left = [(unused, "the model's forward (in eval mode) never calls them"),
+            (folded, "their outputs fold something else into the batch dimension, so they are "
+                     "not one row of units per sample")]
+    for which, why in left:
+        if which:
+            shown = ", ".join(sorted(which)[:4]) + (f" and {len(which) - 4} more"
+                                                    if len(which) > 4 else "")
+            note(f"left out {shown}: {why}")
     setattr(model, READS_ATTRIBUTE, reads)
     return reads
 
@@ -296,8 +316,9 @@ def prunable_layers(model: nn.Module) -> list[LayerInfo]:
     weights = [i for i, (_, m) in enumerate(modules) if isinstance(m, (nn.Linear, nn.Conv2d))]
     classifier = classifier_index(modules, weights)
     layers = []
+    left_out = reads.unused | reads.folded if reads is not None else frozenset()
     for pos, i in enumerate(weights):
-        if i == classifier:
+        if i == classifier or modules[i][0] in left_out:
             continue
         name, module = modules[i]
         parent, _, leaf = name.rpartition(".")

@@ -602,11 +602,14 @@ class _AblationCheck:
         self.renormalised.pop(root, None)
 
     def _layer(self, layer: str) -> LayerInfo:
-        """The layer's read point; a layer that is not prunable is masked at its own output."""
+        """The layer's read point; a layer that is not prunable is masked at its own output
+        (a Linear one on its last axis, as its units are)."""
         info = self.info.get(layer)
         if info is not None:
             return info
-        return LayerInfo(layer, "other", 0, None, None, None)
+        module = self.ref.get_submodule(layer)
+        return LayerInfo(layer, "linear" if isinstance(module, nn.Linear) else "other", 0, None,
+                         None, None)
 
     def _mask(self, info: LayerInfo, output: torch.Tensor) -> torch.Tensor:
         idxs, value = self.fill[info.name]

@@ -42,6 +42,8 @@ ZOO = [
     ("timm:mixer_s16_224", {"img_size": 32}, 32, "token-mixing MLPs: the stream left out", 0.3),
     ("timm:poolformer_s12", {}, 32, "GroupNorm stream, pooling token mixer", 0.3),
     ("timm:edgenext_xx_small", {}, 32, "split convolutions and channel attention", 0.4),
+    ("torchvision.models:googlenet", {}, 64, "auxiliary classifiers never called in eval", 0.5),
+    ("timm:mobilevit_xxs", {}, 64, "patches folded into the batch: transformers left out", 0.5),
 ]
 
 

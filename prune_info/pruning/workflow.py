@@ -38,7 +38,13 @@ from prune_info.criteria.ranking import (
 )
 from prune_info.criteria.registry import get_criterion
 from prune_info.data import bounded, note
-from prune_info.nn import LayerInfo, count_correct, example_input, layer_costs
+from prune_info.nn import (
+    LayerInfo,
+    count_correct,
+    example_input,
+    find_read_points,
+    layer_costs,
+)
 from prune_info.pruning.allocation import (
     ALLOCATIONS,
     GLOBAL_RANKING_WARNING,
@@ -604,6 +610,10 @@ def prune_checkpoint(
             "`factory`=package.module:factory"
         )
     criterion = get_criterion(config.criterion)
+    input_shape = _input_shape(ckpt, data)
+    model = ckpt.model.eval()
+    example = example_input(model, input_shape)
+    find_read_points(model, example)  # layers the forward never calls are not prunable
     names = [layer.name for layer in ckpt.layers]
     ignored = match_layers(config.ignore, names, "ignore")
     reads_curves = config.planner in ("max-drop", "curves")
@@ -614,9 +624,6 @@ def prune_checkpoint(
         raise PruneInfoError(
             f"{what} needs data, and the model does not record its dataset; pass `data`"
         )
-    input_shape = _input_shape(ckpt, data)
-    model = ckpt.model.eval()
-    example = example_input(model, input_shape)
     heads = attention_projections(model, [n for n in names if n not in ignored])
     ignored |= heads
     all_groups = unit_groups(model, example, [n for n in names if n not in ignored])
