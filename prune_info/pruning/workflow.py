@@ -610,12 +610,6 @@ def prune_checkpoint(
             "`factory`=package.module:factory"
         )
     criterion = get_criterion(config.criterion)
-    input_shape = _input_shape(ckpt, data)
-    model = ckpt.model.eval()
-    example = example_input(model, input_shape)
-    find_read_points(model, example)  # layers the forward never calls are not prunable
-    names = [layer.name for layer in ckpt.layers]
-    ignored = match_layers(config.ignore, names, "ignore")
     reads_curves = config.planner in ("max-drop", "curves")
     needs_data = criterion.needs_data or reads_curves
     if data is None and needs_data:
@@ -624,6 +618,12 @@ def prune_checkpoint(
         raise PruneInfoError(
             f"{what} needs data, and the model does not record its dataset; pass `data`"
         )
+    input_shape = _input_shape(ckpt, data)
+    model = ckpt.model.eval()
+    example = example_input(model, input_shape)
+    find_read_points(model, example)  # layers the forward never calls are not prunable
+    names = [layer.name for layer in ckpt.layers]
+    ignored = match_layers(config.ignore, names, "ignore")
     heads = attention_projections(model, [n for n in names if n not in ignored])
     ignored |= heads
     all_groups = unit_groups(model, example, [n for n in names if n not in ignored])
