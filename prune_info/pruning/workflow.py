@@ -845,6 +845,7 @@ def _plan_to_target(model: nn.Module, work: nn.Module, data: Dataset | None,
                                           note), scores, order=config.order, seed=config.seed,
                             min_units=config.min_units,
                             groups={g.root: g.members for g in groups}, device=config.device)
+
     def search(asked: float) -> tuple[dict[str, int], dict]:
         counts, found = search_counts(costs, asked, config.planner, round_counts=round_counts,
                                       min_units=config.min_units, global_counts=global_counts,
