@@ -286,6 +286,9 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/out/zoo")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per model")
     parser.add_argument("--redo", action="store_true")
+    parser.add_argument("--report", action="store_true",
+                        help="run nothing: the table of the models finished so far, and the "
+                             "list of those not run")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process: one model
     args = parser.parse_args()
     out = Path(args.out)
@@ -297,6 +300,16 @@ def main() -> None:
         return
     names = args.models.split(",") if args.models else by_size(all_models())
     records = []
+    if args.report:
+        done = [n for n in names if (out / "models" / f"{n.replace(':', '_')}.json").exists()]
+        records = [json.loads((out / "models" / f"{n.replace(':', '_')}.json").read_text())
+                   ["result"] for n in done]
+        missing = [n for n in names if n not in done]
+        text = (summary(records) + (f" Not run: {len(missing)} ({', '.join(missing)})."
+                                    if missing else "") + "\n\n" + table(records) + "\n")
+        (out / "table.md").write_text(text)
+        print(text)
+        return
     for name in names:
         path = out / "models" / f"{name.replace(':', '_')}.json"
         if path.exists() and not args.redo:
