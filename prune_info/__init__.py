@@ -58,7 +58,8 @@ _EXPORTS = {
     "LayerInfo": "prune_info.nn", "accuracy": "prune_info.nn",
     "count_parameters": "prune_info.nn", "example_input": "prune_info.nn",
     "prunable_layers": "prune_info.nn", "total_macs": "prune_info.nn",
-    "PruneConfig": "prune_info.pruning", "RetrainConfig": "prune_info.pruning",
+    "CriterionImportance": "prune_info.pruning", "PruneConfig": "prune_info.pruning",
+    "RetrainConfig": "prune_info.pruning",
     "plan_global": "prune_info.pruning", "plan_layerwise": "prune_info.pruning",
     "plan_max_drop": "prune_info.pruning", "prune_checkpoint": "prune_info.pruning",
     "retrain_checkpoint": "prune_info.pruning",
@@ -69,8 +70,9 @@ _EXPORTS = {
     "build_model": "prune_info.zoo", "parse_arch": "prune_info.zoo",
 }
 
-__all__ = ["Checkpoint", "Dataset", "LayerInfo", "PruneConfig", "PruneInfoError", "PrunePlan",
-    "RetrainConfig", "RunOptions", "ScoreOptions", "Split", "StudyConfig", "TrainConfig",
+__all__ = ["Checkpoint", "CriterionImportance", "Dataset", "LayerInfo", "PruneConfig",
+    "PruneInfoError", "PrunePlan", "RetrainConfig", "RunOptions", "ScoreOptions", "Split",
+    "StudyConfig", "TrainConfig",
     "__version__", "accuracy", "apply_plan", "as_split", "available_criteria", "benchmark_models",
     "build_model", "clone_model", "compute_curves", "compute_scores", "count_parameters",
     "example_input", "export_onnx", "ks_gap", "layer_oinfo", "load_checkpoint", "load_dataset",
@@ -118,6 +120,7 @@ if TYPE_CHECKING:  # the names as mypy and editors see them
         total_macs,
     )
     from prune_info.pruning import (
+        CriterionImportance,
         PruneConfig,
         RetrainConfig,
         plan_global,

@@ -364,3 +364,17 @@ def test_importance_recomputes_its_criterion_between_iterative_steps(digits, dig
         stale.scores()
     with pytest.raises(PruneInfoError, match="exactly one of scores= .* or criterion="):
         CriterionImportance(model)
+
+
+def test_importance_with_a_data_free_criterion_needs_no_data():
+    """`pi.CriterionImportance(model, criterion="magnitude")` prunes a ResNet with no split."""
+    import torchvision
+
+    import prune_info as pi
+
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.zeros(1, 3, 32, 32)
+    pruner = tp.pruner.BasePruner(model, x, pi.CriterionImportance(model, criterion="magnitude"),
+                                  pruning_ratio=0.5, ignored_layers=[model.fc])
+    pruner.step()
+    assert model.conv1.out_channels == 32 and model(x).shape == (1, 10)

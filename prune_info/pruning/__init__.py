@@ -10,6 +10,7 @@ from prune_info.pruning.allocation import (
     plan_max_drop,
     removal_counts,
 )
+from prune_info.pruning.importance import CriterionImportance
 from prune_info.pruning.retrain import RetrainConfig, iterative_prune, retrain_checkpoint
 from prune_info.pruning.workflow import (
     LayerPruneSummary,
@@ -19,7 +20,7 @@ from prune_info.pruning.workflow import (
     prune_checkpoint,
 )
 
-__all__ = ["ALLOCATIONS", "ORDERS", "LayerPruneSummary", "PruneConfig", "PruneResult",
-           "PruneSummary", "RetrainConfig",
+__all__ = ["ALLOCATIONS", "ORDERS", "CriterionImportance", "LayerPruneSummary", "PruneConfig",
+           "PruneResult", "PruneSummary", "RetrainConfig",
            "iterative_prune", "plan_global", "plan_layerwise", "plan_max_drop", "prune_checkpoint",
            "removal_counts", "retrain_checkpoint"]

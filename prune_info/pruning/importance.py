@@ -129,8 +129,7 @@ class CriterionImportance(tp.importance.Importance):
             widths.get(name) != len(values) for name, values in self._scores.items()
         )
         if stale and self.criterion is not None:
-            split = self.split if self.split is not None else Split(torch.empty(0), torch.empty(0))
-            self._scores = compute_scores(self.model, split, [self.criterion],
+            self._scores = compute_scores(self.model, self.split, [self.criterion],
                                           n_classes=self.n_classes,
                                           options=self.options)[self.criterion]
         elif stale:
