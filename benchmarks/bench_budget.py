@@ -345,6 +345,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="resnet18,mobilenet_v2")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed-list", default=None,
+                        help="comma-separated seeds to run instead of 0..--seeds-1 (to share "
+                             "seeds between processes; the table covers the seeds given)")
     parser.add_argument("--macs", default="2,3,4", help="N times fewer MACs, comma-separated")
     parser.add_argument("--speedup", type=float, default=1.5, help="0: no latency budget")
     parser.add_argument("--latency-batch", type=int, default=64)
@@ -362,6 +365,8 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/out/budget")
     args = parser.parse_args()
     args.methods = args.methods.split(",")
+    seeds = ([int(v) for v in args.seed_list.split(",")] if args.seed_list
+             else list(range(args.seeds)))
     unknown = set(args.methods) - set(METHODS)
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}")
@@ -372,7 +377,7 @@ def main() -> None:
     data = dataset(args)
     docs: dict[str, list[dict]] = {}
     for name in args.models.split(","):
-        for seed in range(args.seeds):
+        for seed in seeds:
             docs.setdefault(name, []).append(run(name, seed, data, args, out))
     text = summarise(docs, out)
     (out / "table.md").write_text(text + "\n")
