@@ -64,7 +64,7 @@ Examples
 """
 
 # Importing the modules that define criteria registers them.
-from prune_info.criteria import baselines, gaussian, information  # noqa: F401
+from prune_info.criteria import baselines, discrete, gaussian  # noqa: F401
 from prune_info.criteria.context import (
     ScoringContext,
     compute_scores,

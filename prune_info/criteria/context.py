@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from prune_info.capture import resolve_device
-from prune_info.criteria.information import LayerInformation, _stream_information
+from prune_info.criteria.information import LayerInformation, stream_information
 from prune_info.criteria.labels import check_every_class, check_labels
 from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import get_criterion, parse_criteria
@@ -69,7 +69,10 @@ class ScoringContext:
             Keyed by layer name, in the order of :attr:`layers`.
         """
         if "information" not in self.cache:
-            self.cache["information"] = _stream_information(self)
+            self._check_data("entropy/mi/kl")
+            assert self.split is not None  # _check_data raised otherwise
+            self.cache["information"] = stream_information(self.model, self.layers, self.split,
+                                                           self.n_classes, self.options)
         return self.cache["information"]
 
     def scores(self, criteria: str | Sequence[str]) -> dict[str, dict[str, torch.Tensor]]:

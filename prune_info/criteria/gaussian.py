@@ -235,8 +235,13 @@ def gaussian_scores(
 def _score_from_outputs(criterion: str, outputs: dict[str, np.ndarray], labels: np.ndarray,
                         seed: int) -> dict[str, torch.Tensor]:
     if criterion == "synergy":
+        # A unit constant over the samples (a dead unit) carries no information and scores 0,
+        # below every ranked unit: the copula's random tie-break would make it noise that the
+        # search places anywhere (a dead unit of a digits MLP came 7th of 32).
         searches = synergy_searches(outputs, labels, seed)
-        return {name: torch.from_numpy(res.synergy_scores()) for name, res in searches.items()}
+        return {name: torch.from_numpy(np.where((outputs[name] == outputs[name][:1]).all(axis=0),
+                                                0.0, res.synergy_scores()))
+                for name, res in searches.items()}
     for name, acts in outputs.items():
         _check_width(name, acts.shape[0], 1)
     return _gcmi(outputs, labels, criterion.split("-")[1], seed)

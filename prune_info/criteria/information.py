@@ -1,4 +1,5 @@
-"""The information criteria ``entropy``, ``mi`` and ``kl`` of Amjad, Liu & Geiger (eqs. 3-5).
+"""The engine of the information criteria ``entropy``, ``mi`` and ``kl`` of Amjad, Liu & Geiger
+(eqs. 3-5; registered in :mod:`prune_info.criteria.discrete`).
 
 One streaming pass over the data fills, per layer, count tables of each unit's quantised output
 against the class (:mod:`prune_info.measures.discrete`); the three measures are read off those
@@ -13,15 +14,15 @@ as for more bins (``binning``); ``dead`` / ``always_active`` still compare with 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from prune_info._torch import torch_threads
-from prune_info.capture import iter_unit_batches
+from prune_info.capture import iter_unit_batches, resolve_device
 from prune_info.criteria.labels import check_every_class, check_labels
 from prune_info.criteria.options import ScoreOptions
-from prune_info.criteria.registry import register_criterion
+from prune_info.data import Samples
 from prune_info.errors import PruneInfoError
 from prune_info.measures.discrete import (
     CountTable,
@@ -34,10 +35,7 @@ from prune_info.measures.discrete import (
 )
 from prune_info.nn import LayerInfo
 
-if TYPE_CHECKING:
-    from prune_info.criteria.context import ScoringContext
-
-__all__ = ['LayerInformation', 'layer_threshold', ]
+__all__ = ['LayerInformation', 'layer_threshold', 'stream_information']
 
 # LayerInfo.activation is the lower-case class name; the discrete module uses function names.
 _ACTIVATION_KEYS = {"leakyrelu": "leaky_relu", "relu6": "relu", None: "identity"}
@@ -52,7 +50,8 @@ def layer_threshold(layer: LayerInfo, pre_activation: bool = False) -> float:
 
     Examples
     --------
-    >>> from prune_info.nn import LayerInfo
+    >>> from prune_info.data import Samples
+from prune_info.nn import LayerInfo
     >>> layer_threshold(LayerInfo("fc1", "linear", 8, "sigmoid", "act1", None))
     0.5
     >>> layer_threshold(LayerInfo("fc1", "linear", 8, "sigmoid", "act1", None), True)
@@ -318,25 +317,27 @@ def _check_null_memory(layers: list[LayerInfo], n_samples: int) -> None:
             f"{n_samples:,} samples; lower `max_samples` (or score fewer layers)")
 
 
-def _stream_information(ctx: ScoringContext) -> dict[str, LayerInformation]:
-    ctx._check_data("entropy/mi/kl")
-    assert ctx.split is not None  # _check_data raised otherwise
-    device = ctx.device
-    counters = [_LayerCounter(layer, ctx.n_classes, ctx.options, device) for layer in ctx.layers]
-    kept_labels: list[torch.Tensor] | None = [] if ctx.options.permutations else None
+def stream_information(model: nn.Module, layers: list[LayerInfo], split: Samples,
+                       n_classes: int, options: ScoreOptions) -> dict[str, LayerInformation]:
+    """Per-unit discrete measures of ``layers``, in one streaming pass over ``split``: the
+    engine behind ``entropy``, ``mi`` and ``kl`` (:meth:`ScoringContext.information
+    <prune_info.criteria.context.ScoringContext.information>` calls it once per context)."""
+    device = resolve_device(options.device)
+    counters = [_LayerCounter(layer, n_classes, options, device) for layer in layers]
+    kept_labels: list[torch.Tensor] | None = [] if options.permutations else None
     if kept_labels is not None:
-        _check_null_memory(ctx.layers, len(ctx.split))
-    dtype = torch.float32 if ctx.options.batch_size < 2**24 else torch.float64
+        _check_null_memory(layers, len(split))
+    dtype = torch.float32 if options.batch_size < 2**24 else torch.float64
     start = 0
-    seen = torch.zeros(ctx.n_classes, dtype=torch.long)
-    for outputs, labels in iter_unit_batches(ctx.model, ctx.layers, ctx.split,
-                                             ctx.options.capture):
+    seen = torch.zeros(n_classes, dtype=torch.long)
+    for outputs, labels in iter_unit_batches(model, layers, split,
+                                             options.capture):
         n = next(iter(outputs.values())).shape[0]
         y = torch.as_tensor(labels).to(device)
-        check_labels(y, ctx.n_classes, start)
-        onehot = torch.zeros(n, ctx.n_classes, dtype=dtype, device=device)
+        check_labels(y, n_classes, start)
+        onehot = torch.zeros(n, n_classes, dtype=dtype, device=device)
         onehot.scatter_(1, y[:, None], 1.0)
-        per_class = torch.bincount(y, minlength=ctx.n_classes)
+        per_class = torch.bincount(y, minlength=n_classes)
         # Counting is a few sub-millisecond operations per batch: one thread is faster
         # (score took 2.3x the forward pass on 2 busy cores with two threads, 1.2x with one).
         with torch_threads(1 if device.type == "cpu" else None):
@@ -347,23 +348,5 @@ def _stream_information(ctx: ScoringContext) -> dict[str, LayerInformation]:
         if kept_labels is not None:
             kept_labels.append(y.cpu())
     check_every_class(seen, start)
-    return _finish(counters, start, ctx.options,
+    return _finish(counters, start, options,
                    None if kept_labels is None else torch.cat(kept_labels))
-
-
-@register_criterion("entropy", description="entropy H(T) of the quantised output (eq. 3), bits",
-                    needs_data=True, needs_labels=False)
-def _entropy_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
-    return {name: info.entropy for name, info in ctx.information().items()}
-
-
-@register_criterion("mi", description="mutual information I(T;Y) with the class (eq. 4), bits",
-                    needs_data=True, needs_labels=True)
-def _mi_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
-    return {name: info.mi for name, info in ctx.information().items()}
-
-
-@register_criterion("kl", description="KL selectivity max_y D(P_T|Y=y || P_T) (eq. 5), bits",
-                    needs_data=True, needs_labels=True)
-def _kl_criterion(ctx: ScoringContext) -> dict[str, torch.Tensor]:
-    return {name: info.kl for name, info in ctx.information().items()}
