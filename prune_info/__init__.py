@@ -44,13 +44,14 @@ from prune_info.errors import PruneInfoError
 _EXPORTS = {
     "compute_curves": "prune_info.analysis", "ks_gap": "prune_info.analysis",
     "layer_oinfo": "prune_info.analysis", "mean_gap": "prune_info.analysis",
-    "score": "prune_info.api",
+    "prune": "prune_info.api", "retrain": "prune_info.api", "score": "prune_info.api",
     "Checkpoint": "prune_info.checkpoint", "clone_model": "prune_info.checkpoint",
     "load_checkpoint": "prune_info.checkpoint", "save_checkpoint": "prune_info.checkpoint",
     "ScoreOptions": "prune_info.criteria", "available_criteria": "prune_info.criteria",
     "compute_scores": "prune_info.criteria", "rank_units": "prune_info.criteria",
     "register_criterion": "prune_info.criteria",
-    "Dataset": "prune_info.data", "Split": "prune_info.data", "as_split": "prune_info.data",
+    "Dataset": "prune_info.data", "Split": "prune_info.data", "as_dataset": "prune_info.data",
+    "as_split": "prune_info.data",
     "load_dataset": "prune_info.data",
     "benchmark_models": "prune_info.deploy", "export_onnx": "prune_info.deploy",
     "RunOptions": "prune_info.experiments", "StudyConfig": "prune_info.experiments",
@@ -72,14 +73,14 @@ _EXPORTS = {
 
 __all__ = ["Checkpoint", "CriterionImportance", "Dataset", "LayerInfo", "PruneConfig",
     "PruneInfoError", "PrunePlan", "RetrainConfig", "RunOptions", "ScoreOptions", "Split",
-    "StudyConfig", "TrainConfig",
-    "__version__", "accuracy", "apply_plan", "as_split", "available_criteria", "benchmark_models",
-    "build_model", "clone_model", "compute_curves", "compute_scores", "count_parameters",
-    "example_input", "export_onnx", "ks_gap", "layer_oinfo", "load_checkpoint", "load_dataset",
-    "mask_plan", "mean_gap", "parse_arch", "plan_global", "plan_layerwise", "plan_max_drop",
-    "prunable_layers", "prune_checkpoint", "rank_units", "register_criterion",
-    "retrain_checkpoint", "run_pipeline", "run_study", "save_checkpoint", "score", "total_macs",
-    "train_model", "train_seeds"]
+    "StudyConfig", "TrainConfig", "__version__", "accuracy", "apply_plan", "as_dataset",
+    "as_split", "available_criteria", "benchmark_models", "build_model", "clone_model",
+    "compute_curves", "compute_scores", "count_parameters", "example_input", "export_onnx",
+    "ks_gap", "layer_oinfo", "load_checkpoint", "load_dataset", "mask_plan", "mean_gap",
+    "parse_arch", "plan_global", "plan_layerwise", "plan_max_drop", "prunable_layers", "prune",
+    "prune_checkpoint", "rank_units", "register_criterion", "retrain", "retrain_checkpoint",
+    "run_pipeline", "run_study", "save_checkpoint", "score", "total_macs", "train_model",
+    "train_seeds"]
 
 
 def __getattr__(name: str) -> Any:
@@ -99,7 +100,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # the names as mypy and editors see them
     from prune_info.analysis import compute_curves, ks_gap, layer_oinfo, mean_gap
-    from prune_info.api import score
+    from prune_info.api import prune, retrain, score
     from prune_info.checkpoint import Checkpoint, clone_model, load_checkpoint, save_checkpoint
     from prune_info.criteria import (
         ScoreOptions,
@@ -108,7 +109,7 @@ if TYPE_CHECKING:  # the names as mypy and editors see them
         rank_units,
         register_criterion,
     )
-    from prune_info.data import Dataset, Split, as_split, load_dataset
+    from prune_info.data import Dataset, Split, as_dataset, as_split, load_dataset
     from prune_info.deploy import benchmark_models, export_onnx
     from prune_info.experiments import RunOptions, StudyConfig, run_pipeline, run_study
     from prune_info.nn import (

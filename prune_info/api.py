@@ -1,22 +1,65 @@
 """Library calls that take what a researcher has: an ``nn.Module`` or a :class:`Checkpoint`, and
-data in any form the data seam reads (see :func:`prune_info.data.as_split`).
+data in any form the data seam reads (a ``DataLoader`` of ``(x, y)`` batches, tensors, a
+mapping of splits: see :func:`prune_info.data.as_dataset`).
 
-Re-exported by ``prune_info`` (``pi.score``).
+Re-exported by ``prune_info`` (``pi.score``, ``pi.prune``, ``pi.retrain``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields, replace
 from typing import Any
 
 import torch
 
-from prune_info.checkpoint import Checkpoint
+from prune_info.checkpoint import Checkpoint, as_checkpoint
 from prune_info.criteria import ScoreOptions, compute_scores
-from prune_info.data import as_split
+from prune_info.data import as_dataset, as_split
 from prune_info.errors import PruneInfoError
+from prune_info.pruning import PruneConfig, PruneResult, RetrainConfig, prune_checkpoint
+from prune_info.pruning import retrain_checkpoint as _retrain_checkpoint
 
-__all__ = ["score"]
+__all__ = ["prune", "retrain", "score"]
+
+
+def _config(cls: type, config: Any, settings: dict[str, Any]) -> Any:
+    """``config`` (or the defaults) with ``settings`` (its field names) applied."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(settings) - names)
+    if unknown:
+        raise PruneInfoError(f"unknown setting {', '.join(f'`{u}`' for u in unknown)} of "
+                             f"{cls.__name__}; use {', '.join(sorted(names))}")
+    if config is not None and not isinstance(config, cls):
+        raise PruneInfoError(f"`config` must be a {cls.__name__}, got {type(config).__name__}")
+    base: Any = config or cls()
+    return replace(base, **settings)
+
+
+def prune(model: torch.nn.Module | Checkpoint, data: Any = None,
+          config: PruneConfig | None = None, **settings: Any) -> PruneResult:
+    """Prune ``model`` on ``data`` in one call: ``pi.prune(model, loader, criterion="mi",
+    amount=0.5)`` or ``target="macs=x2"``.
+
+    ``settings`` are :class:`~prune_info.pruning.PruneConfig` fields, applied over ``config``.
+    ``data`` is anything :func:`~prune_info.data.as_dataset` reads (scores and ``max-drop``
+    read its validation split; ``None`` for the data-free criteria). The model is not changed:
+    ``result.checkpoint.model`` is the smaller copy, ``result.summary`` the report.
+    """
+    ckpt = as_checkpoint(model)
+    dataset = None if data is None else as_dataset(data)
+    return prune_checkpoint(ckpt, dataset, _config(PruneConfig, config, settings))
+
+
+def retrain(model: torch.nn.Module | Checkpoint, data: Any,
+            config: RetrainConfig | None = None, progress: bool = False,
+            **settings: Any) -> tuple[Checkpoint, dict]:
+    """Fine-tune ``model`` (a pruned one keeps its masked entries at zero) on ``data``'s train
+    split; returns the new checkpoint and the summary of
+    :func:`~prune_info.pruning.retrain_checkpoint`. ``settings`` are
+    :class:`~prune_info.pruning.RetrainConfig` fields (``epochs=3``, ``lr=0.01``)."""
+    return _retrain_checkpoint(as_checkpoint(model), as_dataset(data),
+                               _config(RetrainConfig, config, settings), progress=progress)
 
 
 def score(
@@ -45,12 +88,7 @@ def score(
     options : ScoreOptions, optional
         Quantiser, reading point, device, seed.
     """
-    if isinstance(model, Checkpoint):
-        model = model.model
-    if not isinstance(model, torch.nn.Module):
-        raise PruneInfoError(
-            f"`model` must be an nn.Module or a Checkpoint, got {type(model).__name__}"
-        )
+    model = as_checkpoint(model).model
     if not isinstance(criterion, str):
         raise PruneInfoError(
             f"`criterion` names one criterion, got {type(criterion).__name__}; for several, use "

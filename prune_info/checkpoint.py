@@ -80,6 +80,11 @@ class Checkpoint:
         return prunable_layers(self.model)
 
     @property
+    def rebuildable(self) -> bool:
+        """Whether a load can build the model again: it records an architecture or a factory."""
+        return self.arch is not None or bool(self.factory)
+
+    @property
     def dataset_name(self) -> str | None:
         return self.dataset.get("name")
 
@@ -113,8 +118,32 @@ class Checkpoint:
         }
 
 
+def as_checkpoint(model: Any) -> Checkpoint:
+    """``model`` as a :class:`Checkpoint`: a checkpoint as it is, an ``nn.Module`` wrapped (it
+    then records no architecture or factory, so it prunes and trains but cannot be saved:
+    build ``Checkpoint(model, factory=...)`` for that)."""
+    if isinstance(model, Checkpoint):
+        return model
+    if isinstance(model, nn.Module):
+        return Checkpoint(model=model)
+    raise PruneInfoError(
+        f"`model` must be an nn.Module or a Checkpoint, got {type(model).__name__}")
+
+
+def check_savable(ckpt: Checkpoint) -> None:
+    """Refuse a checkpoint that no load could rebuild: one whose model records neither an
+    architecture nor a factory (a bare ``Checkpoint(model)``, or a model unpickled whole)."""
+    if not ckpt.rebuildable:
+        raise PruneInfoError(
+            "the checkpoint records neither an architecture nor a factory, so its file could "
+            "not be loaded again: build it as Checkpoint(model, factory='package.module:function', "
+            "factory_kwargs={...}) naming the function that builds the model")
+
+
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
-    """Write a checkpoint atomically (temporary file, then rename)."""
+    """Write a checkpoint atomically (temporary file, then rename); refused when the file
+    could not be loaded again (:func:`check_savable`)."""
+    check_savable(ckpt)
     with atomic_write(path) as tmp:
         torch.save(ckpt.to_dict(), tmp)
 

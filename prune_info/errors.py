@@ -5,8 +5,11 @@ exception is a bug and keeps its traceback.
 """
 
 
-class PruneInfoError(Exception):
-    """A problem with the user's input: the message names the problem and the fix."""
+class PruneInfoError(ValueError):
+    """A problem with the user's input: the message names the problem and the fix.
+
+    A ``ValueError`` too (as scikit-learn's input errors are), so code that guards a call with
+    ``except ValueError`` keeps working."""
 
 
 def malformed(path: object, problem: str, fix: str) -> PruneInfoError:

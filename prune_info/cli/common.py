@@ -317,6 +317,21 @@ def parse_float_list(text: str, what: str) -> list[float]:
     return values
 
 
+def check_checkpoint_output(path: str, ckpt: Checkpoint) -> None:
+    """:func:`check_output` for a command that writes the checkpoint it read, changed."""
+    check_output(path, *([ckpt.source] if ckpt.source else []))
+    check_rebuildable(ckpt)
+
+
+def check_rebuildable(ckpt: Checkpoint) -> None:
+    """Refuse, before any work, a model whose changed checkpoint could not be loaded again."""
+    if not ckpt.rebuildable:
+        raise PruneInfoError(
+            f"{ckpt.source or 'the model'} is a pickled module, which records no architecture "
+            "or factory, so the checkpoint written could not be loaded again: save "
+            "torch.save(model.state_dict(), ...) and pass --model FACTORY (or --arch) instead")
+
+
 def check_output(path: str, *inputs: str) -> None:
     """Refuse an output path that cannot be written, is a directory, or is one of the inputs.
 

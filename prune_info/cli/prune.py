@@ -8,7 +8,7 @@ from prune_info._torch import resolve_device
 from prune_info.checkpoint import save_checkpoint
 from prune_info.cli.app import cli, flag_message
 from prune_info.cli.common import (
-    check_output,
+    check_checkpoint_output,
     data_options,
     device_option,
     echo_json,
@@ -89,7 +89,7 @@ def prune(ckpt, data_args, criterion, layerwise, amount, keep, max_drop, target,
       prune-info prune model.pt --max-drop 1.0 -o pruned.pt
       prune-info prune model.pt --target macs=x2 --allocation curves -o pruned.pt
     """
-    check_output(output, *([ckpt.source] if ckpt.source else []))
+    check_checkpoint_output(output, ckpt)
     dev = str(resolve_device(device))
     score_kwargs = {k: v for k, v in (("bins", bins), ("binning", binning)) if v is not None}
     config = PruneConfig(

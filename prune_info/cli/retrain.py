@@ -11,7 +11,8 @@ from prune_info.checkpoint import save_checkpoint
 from prune_info.cli.app import cli
 from prune_info.cli.common import (
     DATA_METAVAR,
-    check_output,
+    check_checkpoint_output,
+    check_rebuildable,
     data_options,
     device_option,
     echo_json,
@@ -94,7 +95,7 @@ def retrain(ckpt, data_args, epochs, optimizer, lr, batch_size, rewind, freeze_o
       prune-info retrain pruned.pt --rewind init --compare-finetune -o ticket.pt
       prune-info retrain pruned.pt --freeze-others --rewind init -o subnet.pt
     """
-    check_output(output, *([ckpt.source] if ckpt.source else []))
+    check_checkpoint_output(output, ckpt)
     if epochs < 1:
         raise PruneInfoError(f"--epochs must be at least 1, got {epochs}")
     dev = str(resolve_device(device))
@@ -162,6 +163,7 @@ def prune_retrain(ckpt, data_args, epochs, optimizer, lr, batch_size, criterion,
     last reaches the target), and each round scores the retrained model afresh.
     """
     out = Path(out_dir)
+    check_rebuildable(ckpt)
     if out.exists() and not out.is_dir():
         raise PruneInfoError(f"--out {out_dir} is a file; give a directory")
     if epochs < 1:

@@ -8,7 +8,14 @@ grow with the data. :func:`load_dataset` opens any source (:mod:`prune_info.data
 """
 
 from prune_info.data.builtin import DATASETS, DEBIAN_FASHION_DIR, read_idx
-from prune_info.data.dataset import Dataset, MappedSplit, adapt_inputs, match_classes, note
+from prune_info.data.coerce import as_dataset, as_samples, as_split
+from prune_info.data.dataset import (
+    Dataset,
+    MappedSplit,
+    adapt_inputs,
+    match_classes,
+    note,
+)
 from prune_info.data.sources import (
     DataSpec,
     load_dataset,
@@ -21,15 +28,13 @@ from prune_info.data.splits import (
     Samples,
     Split,
     StreamSplit,
-    as_samples,
-    as_split,
     bounded,
     in_memory,
     permutation,
 )
 
 __all__ = ["DATASETS", "DEBIAN_FASHION_DIR", "DataSpec", "Dataset", "LoaderSplit",
-           "MappedSplit", "Samples", "Split", "StreamSplit", "adapt_inputs", "as_samples",
-           "as_split", "bounded", "in_memory", "load_dataset", "load_dataset_like",
+           "MappedSplit", "Samples", "Split", "StreamSplit", "adapt_inputs", "as_dataset",
+           "as_samples", "as_split", "bounded", "in_memory", "load_dataset", "load_dataset_like",
            "match_classes", "note", "parse_data_spec", "permutation", "read_idx",
            "recorded_classes"]

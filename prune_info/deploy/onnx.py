@@ -88,7 +88,7 @@ import torch
 from torch import nn
 
 from prune_info._version import __version__
-from prune_info.checkpoint import Checkpoint, clone_model
+from prune_info.checkpoint import Checkpoint, as_checkpoint, clone_model
 from prune_info.errors import PruneInfoError, malformed
 from prune_info.io import atomic_write
 from prune_info.nn import count_parameters, total_macs
@@ -824,15 +824,15 @@ def convert_checkpoint(ckpt: Checkpoint, sample: torch.Tensor | None = None,
     return done.data, report
 
 
-def export_onnx(ckpt: Checkpoint, path: str | os.PathLike, opset: int | None = None,
+def export_onnx(ckpt: Checkpoint | nn.Module, path: str | os.PathLike, opset: int | None = None,
                 sample: torch.Tensor | None = None, exporter: str = "auto",
                 tolerance: float = TOLERANCE) -> ExportReport:
     """Export a checkpoint to ONNX, check it, compare it with PyTorch, then write it.
 
     Parameters
     ----------
-    ckpt : Checkpoint
-        Dense or pruned; MLP, CNN or a user model.
+    ckpt : Checkpoint or nn.Module
+        Dense or pruned; MLP, CNN or a user model (a bare module needs ``sample``).
     path : path
         The ONNX file to write (atomically; nothing is written when a check fails).
     opset : int, optional
@@ -865,7 +865,7 @@ def export_onnx(ckpt: Checkpoint, path: str | os.PathLike, opset: int | None = N
     ([16, 1], True)
     """
     start = time.perf_counter()
-    data, report = convert_checkpoint(ckpt, sample, opset, exporter, tolerance)
+    data, report = convert_checkpoint(as_checkpoint(ckpt), sample, opset, exporter, tolerance)
     with atomic_write(path) as tmp:
         tmp.write_bytes(data)
     report.path = str(path)

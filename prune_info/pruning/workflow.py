@@ -591,8 +591,8 @@ def prune_checkpoint(
     Parameters
     ----------
     ckpt : Checkpoint
-        A model with an architecture (``arch``) or a ``factory``, so the result can be saved
-        safely and rebuilt.
+        The model; the result can be saved (and rebuilt from the file) when it records an
+        architecture (``arch``) or a ``factory``: :func:`~prune_info.checkpoint.check_savable`.
     data : Dataset or None
         Scores and ``max-drop`` use ``data.val``; accuracies before / after use val and test.
         ``None`` is allowed only for criteria that need no data (accuracies are then omitted).
@@ -603,12 +603,6 @@ def prune_checkpoint(
     PruneResult
     """
     config.validate()
-    if ckpt.arch is None and ckpt.factory is None:
-        raise PruneInfoError(
-            "this model records neither an architecture nor a factory, so a pruned copy could "
-            "not be rebuilt from a safe checkpoint; save its state_dict and load it with "
-            "`factory`=package.module:factory"
-        )
     criterion = get_criterion(config.criterion)
     reads_curves = config.planner in ("max-drop", "curves")
     needs_data = criterion.needs_data or reads_curves
