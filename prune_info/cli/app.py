@@ -37,6 +37,7 @@ PARAM_ALIASES: dict[str, tuple[str, ...]] = {
     "random": ("n_random",),
     "seeds": ("n_seeds",),
     "at": ("at_text",),
+    "at_k": ("at_k_text",),
     "save_rewind_steps": ("rewind_steps",),
     "factory_kwargs": ("model_kwargs",),
     "allocation='global'": ("--global",),

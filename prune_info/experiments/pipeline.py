@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prune_info.analysis.curves import compute_curves, default_at_k
+from prune_info.analysis.ablate import AblationConfig, ablate_checkpoint
 from prune_info.analysis.oinfo import layer_oinfo, results_to_dict
 from prune_info.checkpoint import data_for, load_checkpoint, save_checkpoint
 from prune_info.criteria.options import ScoreOptions
@@ -306,12 +306,13 @@ def _read_scores(path: Path, criterion: str) -> dict:
 
 def _stage_ablate(ctx: Context) -> dict:
     o = ctx.options
-    ckpt = ctx.load("model.pt")
     scores = {o.criterion: _read_scores(ctx.path("scores.json"), o.criterion)}
     # wide layers (CNN channels) get evenly spaced points, as `prune-info ablate` does
-    at_k = {layer.name: default_at_k(layer.n_units, layer.kind) for layer in ckpt.layers}
-    curves = compute_curves(ckpt.model, ctx.data.test, scores, random=o.random, seed=o.seed,
-                            at_k=at_k, progress=o.progress)
+    report = ablate_checkpoint(ctx.load("model.pt"), ctx.data,
+                               AblationConfig(criteria=(o.criterion,), random=o.random,
+                                              seed=o.seed),
+                               scores=scores, progress=o.progress)
+    curves = report.curves["layerwise"]
     document = curves.to_dict()
     plot_curves(document, ctx.path("curves.png"),
                 title=f"cumulative ablation by {o.criterion} ({ctx.data.name}, test)")

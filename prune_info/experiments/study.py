@@ -58,7 +58,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -66,11 +66,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from prune_info.analysis.curves import ABLATE_TO, ORDERS, compute_curves, unit_means
+from prune_info.analysis.ablate import AblationConfig, ablate_checkpoint
+from prune_info.analysis.curves import ABLATE_TO, ORDERS
 from prune_info.analysis.stats import MIN_WILCOXON_SEEDS, adjust_p, ks_gap, mean_gap
 from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from prune_info.criteria.context import compute_scores
-from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import parse_criteria
 from prune_info.data import Dataset, in_memory, load_dataset, parse_data_spec
 from prune_info.errors import PruneInfoError, malformed
@@ -308,18 +307,14 @@ def _emit(on_event, kind: str, **details) -> None:
 
 def _seed_record(config: StudyConfig, ckpt, data: Dataset, device, seed: int) -> dict:
     """Scores on the validation set and every curve on the test set, for one trained seed."""
-    model = ckpt.model.to(device).eval()
-    scores = {}
-    if config.criteria:
-        options = ScoreOptions(bins=config.bins, seed=seed, device=str(device))
-        scores = compute_scores(model, data.val, list(config.criteria),
-                                n_classes=data.n_classes, options=options)
-    means = unit_means(model, data.train, device=device) if config.ablate_to == "mean" else None
-    curves = {}
-    for mode in config.modes:
-        curves[mode] = compute_curves(
-            model, in_memory(data.test), scores, orders=config.orders, random=config.random,
-            seed=seed, mode=mode, ablate_to=config.ablate_to, means=means, device=device).to_dict()
+    report = ablate_checkpoint(
+        ckpt, replace(data, test=in_memory(data.test)),
+        AblationConfig(criteria=tuple(config.criteria), orders=tuple(config.orders),
+                       random=config.random, modes=tuple(config.modes),
+                       ablate_to=config.ablate_to, every_k=True, bins=config.bins, seed=seed,
+                       device=str(device)))
+    scores = report.scores
+    curves = {mode: curve_set.to_dict() for mode, curve_set in report.curves.items()}
     return {
         "seed": seed,
         "test_acc": ckpt.metrics.get("test_acc"),

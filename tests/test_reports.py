@@ -1,0 +1,104 @@
+"""The typed reports: every Report subclass round-trips through JSON, renders its table and
+refuses a document of another format or version; the ablation report's document is pinned."""
+
+import json
+
+import pytest
+import torch
+
+from prune_info.analysis.ablate import AblationConfig, AblationReport, ablate_checkpoint
+from prune_info.analysis.curves import CurveSet, compute_curves
+from prune_info.errors import PruneInfoError
+from prune_info.reports import Report
+
+
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def small_ablation() -> AblationReport:
+    """Two orderings of a 2-unit layer on 4 samples, one random order; a gap at k=1."""
+    curves = CurveSet(mode="layerwise", ablate_to="zero", n_samples=4, units={"fc1": 2},
+                      counts={"fc1": {"mi:low": torch.tensor([[4, 3, 1]]),
+                                      "random": torch.tensor([[4, 2, 1], [4, 1, 1]])}})
+    return AblationReport(model="m.pt", arch="8-2-3", dataset="digits", seed=0,
+                          curves={"layerwise": curves}, at=(1,))
+
+
+#: One example of every Report subclass; a new report without one fails the contract below.
+EXAMPLES = {AblationReport: small_ablation}
+
+
+def test_every_report_has_an_example():
+    assert set(_subclasses(Report)) <= set(EXAMPLES)
+
+
+@pytest.mark.parametrize("cls", list(EXAMPLES), ids=lambda c: c.__name__)
+def test_report_round_trips_renders_and_refuses_other_formats(cls, tmp_path):
+    report = EXAMPLES[cls]()
+    path = tmp_path / "report.json"
+    report.write(path)
+    doc = json.loads(path.read_text())
+    assert doc["format"] == cls.FORMAT and doc["format_version"] == cls.VERSION
+    again = cls.read(path)
+    assert again.to_dict() == report.to_dict()
+    assert again.table() == report.table() and report.table().strip()
+    assert json.loads(report.to_json()) == doc
+    with pytest.raises(PruneInfoError, match=r"is malformed \(its format is 'other'"):
+        cls.from_dict({**doc, "format": "other"}, "x.json")
+    with pytest.raises(PruneInfoError, match=r"is malformed \(format version 99"):
+        cls.from_dict({**doc, "format_version": 99}, "x.json")
+    with pytest.raises(PruneInfoError, match=r"x.json is malformed \(a JSON list"):
+        cls.from_dict([doc], "x.json")
+
+
+def test_ablation_document_is_pinned():
+    """The ``prune-info-ablation`` JSON of ``ablate --out``, field by field (format version 1)."""
+    assert small_ablation().to_dict() == {
+        "model": "m.pt", "arch": "8-2-3", "dataset": "digits", "split": "test", "seed": 0,
+        "modes": {"layerwise": {"ablate_to": "zero", "n_samples": 4, "scopes": {"fc1": {
+            "units": 2,
+            "counts": {"mi:low": [[4, 3, 1]], "random": [[4, 2, 1], [4, 1, 1]]},
+            "accuracy": {"mi:low": {"mean": [1.0, 0.75, 0.25], "std": None},
+                         "random": {"mean": [1.0, 0.375, 0.25],
+                                    "std": pytest.approx([0.0, 0.1767767, 0.0])}},
+            "gaps": [{"label": "mi:low", "k": 1, "gap": 37.5,
+                      "text": "gap@1 = 37.5 points (one model: no p-value; use prune-info "
+                              "study)"}]}}}}}
+    table = small_ablation().table().splitlines()
+    assert table[0] == "8-2-3 on digits test set: accuracy [%] after ablating k units"
+    assert table[3].split() == ["mi:low", "100.0", "75.0", "25.0"]
+
+
+def test_a_missing_field_is_named(tmp_path):
+    doc = small_ablation().to_dict()
+    del doc["modes"]["layerwise"]["n_samples"]
+    with pytest.raises(PruneInfoError, match=r"malformed \(its fields: missing field 'n_samples'"):
+        AblationReport.from_dict(doc, "x.json")
+
+
+def test_ablate_checkpoint_equals_the_curves_computed_by_hand(digits, digits_mlp):
+    config = AblationConfig(criteria=("mi",), random=3, modes=("layerwise", "network"), seed=2)
+    report = ablate_checkpoint(digits_mlp, digits, config)
+    scores = report.scores
+    assert set(scores) == {"mi"}
+    for mode in ("layerwise", "network"):
+        by_hand = compute_curves(digits_mlp.model, digits.test, scores, random=3, seed=2,
+                                 mode=mode)
+        assert by_hand.to_dict() == report.curves[mode].to_dict()
+    assert report.max_samples is None and report.warnings == ()
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"criteria": (), "random": 0}, "nothing to ablate"),
+    ({"random": 0, "at": (3,)}, "`at` compares with random ablation"),
+    ({"steps": 5, "at_k": (0, 3)}, "give one of them"),
+    ({"modes": ("sideways",)}, "unknown mode or order 'sideways'"),
+    ({"at": (40,)}, "`at`=40 is beyond the 32 units of fc1"),
+    ({"steps": 1}, "`steps` = 1: choose 2 to 33 points"),
+])
+def test_ablation_config_refuses_in_parameter_vocabulary(digits, digits_mlp, settings, message):
+    with pytest.raises(PruneInfoError, match=message):
+        ablate_checkpoint(digits_mlp, digits, AblationConfig(**settings))
