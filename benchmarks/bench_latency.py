@@ -8,7 +8,7 @@ The dense model is a FashionMNIST-shaped 784-100-100-10 MLP (untrained: latency 
 on the weights); the pruned one is made from it by ``prune_info.pruning.workflow.prune_checkpoint``
 (magnitude criterion, layerwise, amount 0.5: a real 784-50-50-10). Both are converted to ONNX
 and verified exactly as ``prune-info export`` does. Each (runtime, batch) times the two models
-round-robin (see :func:`prune_info.deploy.bench.time_interleaved`) for ``--repeat`` calls each
+round-robin (see :func:`prune_info._torch.time_interleaved`) for ``--repeat`` calls each
 after a
 warm-up, and compares medians. Batch 1 is reported too: there per-call overhead dominates and
 no speed-up is expected.
@@ -26,17 +26,16 @@ import sys
 import onnxruntime as ort
 import torch
 
-from prune_info._torch import resolve_device, torch_threads
-from prune_info.checkpoint import Checkpoint
-from prune_info.deploy.bench import (
-    latency_stats,
-    onnx_cuda_available,
-    onnx_timer,
+from prune_info._torch import (
+    resolve_device,
     time_interleaved,
     timing_input,
+    torch_threads,
     torch_timer,
 )
+from prune_info.checkpoint import Checkpoint
 from prune_info.deploy.onnx import convert_checkpoint, count_macs, ort_session
+from prune_info.deploy.timing import latency_stats, onnx_cuda_available, onnx_timer
 from prune_info.errors import PruneInfoError
 from prune_info.nn import count_parameters
 from prune_info.zoo import build_model, parse_arch

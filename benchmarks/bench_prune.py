@@ -33,8 +33,8 @@ import platform
 import numpy as np
 import torch
 
-from prune_info._torch import torch_threads
-from prune_info.deploy.bench import latency_stats, time_interleaved, timing_input, torch_timer
+from prune_info._torch import time_interleaved, timing_input, torch_threads, torch_timer
+from prune_info.deploy.timing import latency_stats
 from prune_info.nn import count_parameters, prunable_layers, total_macs
 from prune_info.pruning.allocation import removal_count
 from prune_info.surgery import PrunePlan, apply_plan

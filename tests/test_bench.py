@@ -10,18 +10,17 @@ import onnx
 import pytest
 import torch
 
-from prune_info._torch import torch_threads
+from prune_info._torch import time_interleaved, torch_threads
 from prune_info.checkpoint import save_checkpoint
 from prune_info.deploy.bench import (
     CSV_COLUMNS,
     benchmark_models,
     eval_split_for,
     flat_rows,
-    latency_stats,
     open_bench_model,
-    time_interleaved,
 )
 from prune_info.deploy.onnx import export_onnx
+from prune_info.deploy.timing import latency_stats
 from prune_info.errors import PruneInfoError
 from prune_info.nn import accuracy, count_parameters, total_macs
 from prune_info.training.loop import TrainConfig, train_model
