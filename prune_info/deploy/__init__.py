@@ -1,5 +1,6 @@
 """Deployment: ONNX export checked against PyTorch (:mod:`.onnx`), and accuracy / size / latency
-benchmarks of checkpoints and ONNX files (:mod:`.bench`, timed as :mod:`.timing` says). onnxruntime is imported on first use."""
+benchmarks of checkpoints and ONNX files (:mod:`.bench`, timed as :mod:`.timing` says).
+onnxruntime is imported on first use."""
 
 from prune_info.deploy.bench import benchmark_models, open_bench_model
 from prune_info.deploy.onnx import ExportReport, export_onnx, load_onnx
