@@ -26,7 +26,7 @@ For each model (torchvision ResNet-18 and MobileNetV2, ``num_classes=10``) and e
    round-robin with the dense model (median of 20).
 
 Results: one JSON per (model, seed) in ``--out`` (resumable: finished methods are kept), a
-table of mean +- std over seeds per (model, budget, method), a paired t-test of each method
+table of mean +- std (ddof=1) over seeds per (model, budget, method), a paired t-test of each method
 against the best torch-pruning method of that budget (two-sided, over seeds), and an
 accuracy-vs-latency figure per model (``--out``/front-MODEL.png).
 
@@ -261,6 +261,11 @@ def prune_for(method: str, budget: str, dense: Checkpoint, data: Dataset, args, 
 # The table, the test, the figure
 
 
+def spread(values) -> float:
+    """The sample standard deviation (ddof=1) over seeds; 0 for one seed."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def summarise(docs: dict[str, list[dict]], out: Path) -> str:
     from scipy import stats
 
@@ -268,7 +273,7 @@ def summarise(docs: dict[str, list[dict]], out: Path) -> str:
     for name, runs in docs.items():
         dense = [d["dense"]["test_acc"] for d in runs]
         lines.append(f"\n**{name}** — dense test accuracy {100 * np.mean(dense):.2f} ± "
-                     f"{100 * np.std(dense):.2f} % over {len(runs)} seeds\n")
+                     f"{100 * spread(dense):.2f} % over {len(runs)} seeds\n")
         budgets = list(dict.fromkeys(r["budget"] for d in runs for r in d["records"]))
         for budget in budgets:
             by_method: dict[str, dict[int, dict]] = {}
@@ -289,7 +294,7 @@ def summarise(docs: dict[str, list[dict]], out: Path) -> str:
 
                 def ms(key: str, scale: float = 100.0, rs=rs) -> str:
                     v = [scale * r[key] for r in rs]
-                    return f"{np.mean(v):.2f} ± {np.std(v):.2f}"
+                    return f"{np.mean(v):.2f} ± {spread(v):.2f}"
 
                 p = "-"
                 if best_tp and method != best_tp:
