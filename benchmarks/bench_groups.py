@@ -45,17 +45,14 @@ import copy
 import json
 import math
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from harness import MODELS, error_record, loadavg_text, short_error, subsample, write_json
 
 import prune_info
-
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_zoo import MODELS, error_record, loadavg, short_error, subsample, write_json  # noqa: E402
 
 PI_CRITERIA = ("mi", "kl", "entropy", "gcmi-model", "magnitude", "taylor", "random")
 TP_IMPORTANCES = ("magnitude", "lamp", "fpgm", "taylor")
@@ -154,7 +151,7 @@ def run_cell(method: str, ratio: float, dense: prune_info.Checkpoint, data: prun
     cell["latency_ms"] = {str(e.batch): e.median_ms for e in rows[1].latency}
     cell["dense_latency_ms"] = {str(e.batch): e.median_ms for e in rows[0].latency}
     cell["speedup"] = {str(e.batch): e.speedup for e in rows[1].latency}
-    cell["loadavg"] = loadavg()
+    cell["loadavg"] = loadavg_text()
     return cell
 
 
@@ -366,7 +363,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    print(f"loadavg at start: {loadavg()}; {platform.machine()}, torch {torch.__version__}",
+    print(f"loadavg at start: {loadavg_text()}; {platform.machine()}, torch {torch.__version__}",
           flush=True)
     results: dict = {}
     for model in models:
@@ -382,7 +379,7 @@ def main() -> None:
               f"dense {args.epochs} epochs, fine-tune {args.finetune_epochs} epochs at lr "
               f"{args.finetune_lr}; onnxruntime 1 thread, median of {args.repeat}; "
               f"{platform.machine()}, torch {torch.__version__}; {elapsed / 60:.1f} min; "
-              f"loadavg at end {loadavg()}")
+              f"loadavg at end {loadavg_text()}")
     write_json({"settings": settings, "header": header, "summary": summary},
                out / "summary.json")
     text = header + "\n\n" + table(summary)

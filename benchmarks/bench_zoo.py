@@ -37,50 +37,17 @@ import json
 import platform
 import signal
 import time
-import traceback
-from dataclasses import replace
 from pathlib import Path
 
 import torch
+from harness import MODELS, error_record, loadavg_text, short_error, subsample, write_json
 
 import prune_info
-from prune_info.data import Split
-from prune_info.io import atomic_write
 
-#: name -> (factory, factory_kwargs, input shape the data are adapted to; None: native 1x28x28)
-MODELS: dict[str, tuple[str, dict, tuple[int, int, int] | None]] = {
-    "resnet18": ("torchvision.models:resnet18", {"num_classes": 10}, (3, 32, 32)),
-    "mobilenet_v2": ("torchvision.models:mobilenet_v2", {"num_classes": 10}, (3, 32, 32)),
-    "vgg11_bn": ("torchvision.models:vgg11_bn", {"num_classes": 10}, (3, 32, 32)),
-    "vit_tiny": ("timm:vit_tiny_patch16_224",
-                 {"img_size": 28, "patch_size": 4, "in_chans": 1, "num_classes": 10}, None),
-}
 #: Settings that change the results; a saved model with other values is recomputed.
 RESULT_SETTINGS = ("data", "train_samples", "val_samples", "test_samples", "epochs",
                    "finetune_epochs", "finetune_lr", "criterion", "amount", "prune_timeout",
                    "batches", "repeat", "seed")
-
-
-def loadavg() -> str:
-    try:
-        return Path("/proc/loadavg").read_text().strip()
-    except OSError:
-        return "n/a"
-
-
-def subsample(data: prune_info.Dataset, n_train: int, n_val: int, n_test: int,
-              seed: int) -> prune_info.Dataset:
-    """The first samples of a seeded permutation of each split (train and val are random
-    permutations already; the designated test set is in file order)."""
-    def take(split: Split, n: int, salt: int) -> Split:
-        if n >= len(split):
-            return split
-        g = torch.Generator().manual_seed(seed * 1000 + salt)
-        idx = torch.randperm(len(split), generator=g)[:n]
-        return Split(split.x[idx].contiguous(), split.y[idx].contiguous())
-
-    return replace(data, train=take(data.train, n_train, 1), val=take(data.val, n_val, 2),
-                   test=take(data.test, n_test, 3))
 
 
 class StageTimeout(Exception):
@@ -106,26 +73,6 @@ def time_limit(seconds: int, what: str):
         signal.signal(signal.SIGALRM, old)
 
 
-def write_json(doc: dict, path: Path) -> None:
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-
-
-def error_record(exc: BaseException) -> dict:
-    """Type, message, full traceback, and the innermost prune_info frame it came from."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "prune_info" in f.filename]
-    where = (f"{Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name}"
-             if frames else None)
-    return {"type": type(exc).__name__, "message": str(exc).strip(), "where": where,
-            "traceback": traceback.format_exc()}
-
-
-def short_error(err: dict) -> str:
-    first = (err.get("message") or "").splitlines()
-    where = f" (in {err['where']})" if err.get("where") else ""
-    return f"{err['type']}: {first[0] if first else ''}{where}"
-
-
 def run_model(name: str, data: prune_info.Dataset, settings: dict, out: Path) -> dict:
     """Train, prune, fine-tune and measure one model; the JSON is rewritten after each stage."""
     factory, kwargs, _ = MODELS[name]
@@ -139,7 +86,7 @@ def run_model(name: str, data: prune_info.Dataset, settings: dict, out: Path) ->
         "input_shape": list(data.input_shape), "settings": settings,
         "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
         "status": "running", "errors": {}, "seconds": {},
-        "loadavg_start": loadavg(), "torch": torch.__version__,
+        "loadavg_start": loadavg_text(), "torch": torch.__version__,
     }
     stages_done = previous.get("stages_done", []) if resume else []
     if resume:
@@ -254,7 +201,7 @@ def run_model(name: str, data: prune_info.Dataset, settings: dict, out: Path) ->
                 entry["speedup_per_mac_ratio"] = (entry["speedup"] / mac_ratio
                                                   if entry["speedup"] else None)
         stage_done("bench", time.perf_counter() - t0)
-    doc["loadavg_end"] = loadavg()
+    doc["loadavg_end"] = loadavg_text()
     if not doc["errors"]:
         doc["status"] = "done"
     elif set(doc["errors"]) == {"prune"}:
@@ -352,7 +299,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     redo = set(args.redo.split(",")) - {""}
     start = time.perf_counter()
-    print(f"loadavg at start: {loadavg()}; {platform.machine()}, torch {torch.__version__}, "
+    print(f"loadavg at start: {loadavg_text()}; {platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} training threads", flush=True)
 
     datasets: dict = {}
@@ -398,7 +345,7 @@ def main() -> None:
         "",
         table(docs, batches),
         "",
-        f"this invocation {elapsed / 60:.1f} min; loadavg at end: {loadavg()}",
+        f"this invocation {elapsed / 60:.1f} min; loadavg at end: {loadavg_text()}",
     ])
     (out / "table.md").write_text(text + "\n")
     print(text)

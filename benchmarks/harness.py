@@ -1,5 +1,6 @@
 """The small harness every benchmark script shares: the machine, its load, wall times, and one
-JSON result file per configuration.
+JSON result file per configuration; and what the real-model benchmarks (``bench_zoo``,
+``bench_groups``) share: their model table, seeded subsets of a dataset, error records.
 
 A result file (``write_result``) holds what a RESULTS.md row needs to be checked later: the
 command line that produced it, the date, the machine (CPU, cores, memory, Python and torch
@@ -17,11 +18,14 @@ import platform
 import shlex
 import sys
 import time
+import traceback
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Stopwatch", "loadavg", "machine", "result_path", "write_result"]
+__all__ = ["MODELS", "Stopwatch", "error_record", "loadavg", "loadavg_text", "machine",
+           "result_path", "short_error", "subsample", "write_json", "write_result"]
 
 
 def loadavg() -> list[float] | None:
@@ -30,6 +34,12 @@ def loadavg() -> list[float] | None:
         return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
     except (OSError, ValueError):
         return None
+
+
+def loadavg_text() -> str:
+    """The load averages as one line (``"1.02 0.87 0.75"``), or ``n/a``."""
+    load = loadavg()
+    return " ".join(map(str, load)) if load else "n/a"
 
 
 def _cpu_model() -> str:
@@ -98,3 +108,55 @@ def write_result(path: str | Path, config: dict[str, Any], result: dict[str, Any
     tmp.write_text(json.dumps(document, indent=2, default=str) + "\n")
     os.replace(tmp, path)
     return path
+
+
+#: The real models bench_zoo and bench_groups train: name -> (factory, factory_kwargs, input
+#: shape the data are adapted to; None: native 1x28x28)
+MODELS: dict[str, tuple[str, dict, tuple[int, int, int] | None]] = {
+    "resnet18": ("torchvision.models:resnet18", {"num_classes": 10}, (3, 32, 32)),
+    "mobilenet_v2": ("torchvision.models:mobilenet_v2", {"num_classes": 10}, (3, 32, 32)),
+    "vgg11_bn": ("torchvision.models:vgg11_bn", {"num_classes": 10}, (3, 32, 32)),
+    "vit_tiny": ("timm:vit_tiny_patch16_224",
+                 {"img_size": 28, "patch_size": 4, "in_chans": 1, "num_classes": 10}, None),
+}
+
+
+def subsample(data, n_train: int, n_val: int, n_test: int, seed: int):
+    """The first samples of a seeded permutation of each split (train and val are random
+    permutations already; the designated test set is in file order)."""
+    import torch
+
+    from prune_info.data import Split
+
+    def take(split: Split, n: int, salt: int) -> Split:
+        if n >= len(split):
+            return split
+        g = torch.Generator().manual_seed(seed * 1000 + salt)
+        idx = torch.randperm(len(split), generator=g)[:n]
+        return Split(split.x[idx].contiguous(), split.y[idx].contiguous())
+
+    return replace(data, train=take(data.train, n_train, 1), val=take(data.val, n_val, 2),
+                   test=take(data.test, n_test, 3))
+
+
+def write_json(doc: dict, path: Path) -> None:
+    """Write ``doc`` as indented JSON, atomically (temporary file, then rename)."""
+    from prune_info.io import atomic_write
+
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def error_record(exc: BaseException) -> dict:
+    """Type, message, full traceback, and the innermost prune_info frame it came from."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "prune_info" in f.filename]
+    where = (f"{Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name}"
+             if frames else None)
+    return {"type": type(exc).__name__, "message": str(exc).strip(), "where": where,
+            "traceback": traceback.format_exc()}
+
+
+def short_error(err: dict) -> str:
+    first = (err.get("message") or "").splitlines()
+    where = f" (in {err['where']})" if err.get("where") else ""
+    return f"{err['type']}: {first[0] if first else ''}{where}"
