@@ -579,51 +579,37 @@ def _compute_scores(model, data, criterion, layer_names, config: PruneConfig):
     return {layer: scores[criterion][layer].detach().cpu().double() for layer in layer_names}
 
 
-def prune_checkpoint(
-    ckpt: Checkpoint, data: Dataset | None, config: PruneConfig
-) -> PruneResult:
-    """Rank units by a criterion on the validation set and prune a checkpoint's model.
+@dataclass
+class _Groups:
+    """What can be pruned: the dependency groups kept, the layers left out and why."""
 
-    The input checkpoint is left untouched; the result holds a new checkpoint whose model,
-    initial and rewind weights are pruned (or masked) alike, whose architecture records the new
-    widths and whose pruning history gains one entry (:func:`history_entry`).
+    groups: list[UnitGroup]
+    ignored: set[str]
+    heads: set[str]
+    warnings: list[str]
 
-    Parameters
-    ----------
-    ckpt : Checkpoint
-        The model; the result can be saved (and rebuilt from the file) when it records an
-        architecture (``arch``) or a ``factory``: :func:`~prune_info.checkpoint.check_savable`.
-    data : Dataset or None
-        Scores and ``max-drop`` use ``data.val``; accuracies before / after use val and test.
-        ``None`` is allowed only for criteria that need no data (accuracies are then omitted).
-    config : PruneConfig
+    @property
+    def by_root(self) -> dict[str, UnitGroup]:
+        return {g.root: g for g in self.groups}
 
-    Returns
-    -------
-    PruneResult
-    """
-    config.validate()
-    criterion = get_criterion(config.criterion)
-    reads_curves = config.planner in ("max-drop", "curves")
-    needs_data = criterion.needs_data or reads_curves
-    if data is None and needs_data:
-        what = (f"`allocation='{config.planner}'`" if reads_curves
-                else f"criterion {criterion.name}")
-        raise PruneInfoError(
-            f"{what} needs data, and the model does not record its dataset; pass `data`"
-        )
-    input_shape = _input_shape(ckpt, data)
-    model = ckpt.model.eval()
-    example = example_input(model, input_shape)
+    @property
+    def members(self) -> dict[str, tuple[str, ...]]:
+        return {g.root: g.members for g in self.groups}
+
+
+def _prunable_groups(model: nn.Module, example: torch.Tensor, names: list[str],
+                     config: PruneConfig) -> _Groups:
+    """Phase 1: the dependency groups that can be pruned faithfully (``ignore``, attention
+    projections prune-info cannot split, groups the surgery or the allocation cannot follow
+    are left out, each with a warning; under ``strict`` they are refused)."""
     find_read_points(model, example)  # layers the forward never calls are not prunable
-    names = [layer.name for layer in ckpt.layers]
     ignored = match_layers(config.ignore, names, "ignore")
     heads = attention_projections(model, [n for n in names if n not in ignored])
     ignored |= heads
     all_groups = unit_groups(model, example, [n for n in names if n not in ignored])
     warnings: list[str] = []
     unfaithful = [g for g in all_groups if g.note and not set(g.members) & ignored]
-    if reads_curves:  # its group curves ablate channels one at a time
+    if config.planner in ("max-drop", "curves"):  # its group curves ablate channels one at a time
         unfaithful += [replace(g, note=f"the {config.planner} allocation does not split a "
                                f"grouped convolution's {g.channel_groups} blocks")
                        for g in all_groups if g.channel_groups > 1 and not g.note]
@@ -639,38 +625,32 @@ def prune_checkpoint(
     if not groups:
         raise PruneInfoError("every prunable layer is ignored or left out; nothing to prune"
                              + (f" ({warnings[0]})" if warnings else ""))
-    # Plans are made on the groups' roots (their units: channels, or positions in the blocks
-    # of a grouped convolution), then every member loses the same channels.
-    by_root = {g.root: g for g in groups}
-    widths = {g.root: g.units for g in groups}
-    members = {g.root: g.members for g in groups}
-    per_group = {"amounts": _per_root(config.amounts(), groups, "amounts", names),
-                 "keep": _per_root(config.keep, groups, "keep", names)}
-    if config.planner == "layerwise":
-        counts = removal_counts(widths, **per_group)  # fail early
-        if not any(counts.values()):
-            raise PruneInfoError(
-                f"this prune would remove nothing: {_nothing_removed(widths, config)}; "
-                "raise `amount`, or lower `keep`")
+    return _Groups(groups, ignored, heads, warnings)
 
-    # scoring and max-drop run on config.device, on a copy so the input model stays on the CPU
-    work = model if config.device == "cpu" else copy.deepcopy(model).to(config.device)
-    member_scores = _compute_scores(work, data, criterion.name,
-                                    [m for g in groups for m in g.members], config)
-    scores = {root: by_root[root].fold(reduce_group(member_scores, names, config.group_reduce))
-              for root, names in members.items()}
-    warnings += tie_warnings({criterion.name: scores})
-    if heads:
-        warnings.append(f"left out the attention projections {', '.join(sorted(heads))}: their "
-                        "outputs are split into heads by an attention module prune-info does "
-                        "not recognise (see prune_info.nn.attention_heads)")
+
+@dataclass
+class _Planned:
+    """Phase 3's result: the plan on every member, and the reports of its allocation."""
+
+    plan: PrunePlan
+    at_minimum: list[str]
+    max_drop_report: dict | None
+    target_report: dict | None
+
+
+def _make_plan(model: nn.Module, work: nn.Module, data: Dataset | None,
+               scores: dict[str, torch.Tensor], found: _Groups, config: PruneConfig,
+               per_group: dict, input_shape: tuple[int, ...], kinds: dict[str, str]
+               ) -> _Planned:
+    """Phase 3: the allocation ``config`` asks for, on the groups' roots, rounded to
+    ``round_to``, then spread to every member of each group."""
+    warnings = found.warnings
     at_minimum: list[str] = []
     max_drop_report = target_report = None
-    kinds = {layer.name: layer.kind for layer in ckpt.layers}
     if config.target is not None:
         if config.planner == "global":
             warnings.append(GLOBAL_RANKING_WARNING)
-        plan, target_report = _plan_to_target(model, work, data, scores, groups, config,
+        plan, target_report = _plan_to_target(model, work, data, scores, found.groups, config,
                                               input_shape, kinds)
     elif config.allocation == "layerwise":
         plan = plan_layerwise(scores, **per_group, order=config.order, seed=config.seed)
@@ -687,10 +667,9 @@ def prune_checkpoint(
             work, bounded(data.val, config.max_samples, "`max_drop`", note), scores,
             config.max_drop,
             order=config.order, seed=config.seed, min_units=config.min_units,
-            groups=members, device=config.device,
+            groups=found.members, device=config.device,
         )
-    del work
-    rounded = _round_widths(plan, scores, config, kinds, by_root)
+    rounded = _round_widths(plan, scores, config, kinds, found.by_root)
     if rounded.is_empty() and not plan.is_empty():
         step = (f"`round_to`={config.round_to}" if config.round_to is not None else
                 f"the default `round_to` (8 channels for conv layers of {AUTO_ROUND_MIN_WIDTH} "
@@ -699,25 +678,31 @@ def prune_checkpoint(
             f"this prune would remove nothing once every layer keeps a multiple of {step}: "
             f"the {sum(plan.n_removed().values())} units planned round away; lower "
             "`round_to` (1 keeps any width) or remove more (`amount`)")
-    plan = _on_members(rounded, by_root)
+    return _Planned(_on_members(rounded, found.by_root), at_minimum, max_drop_report,
+                    target_report)
 
-    mode = "mask" if config.mask else "remove"
+
+def _apply(model: nn.Module, plan: PrunePlan, found: _Groups, config: PruneConfig,
+           input_shape: tuple[int, ...]) -> tuple[nn.Module, PrunePlan]:
+    """Phase 4: the pruned (or masked) copy, each step checked against the masked original;
+    a layer the check refuses is left out, with a warning. Returns the model and the plan of
+    what was removed."""
+    warnings, members = found.warnings, found.members
     transform = mask_plan if config.mask else apply_plan
     report: dict = {}
     left_out: dict[str, str] | None = None if config.strict else {}
     new_model = transform(copy.deepcopy(model).cpu(), plan, example_input(model, input_shape),
                           verify=config.verify, report=report, left_out=left_out)
-    root_of = {m: g.root for g in groups for m in g.members}
+    root_of = {m: g.root for g in found.groups for m in g.members}
     for layer, reason in (left_out or {}).items():
         root = root_of.get(layer, layer)
         warnings.append(f"left out {', '.join(members.get(root, (layer,)))} (as with "
                         f"`ignore`={root}): " + reason.replace(
                             f"; leave it out with `ignore`={layer}", ""))
-        ignored |= set(members.get(root, (layer,)))
-    kept = {k: v for k, v in plan.remove.items() if k not in ignored}
+        found.ignored |= set(members.get(root, (layer,)))
+    kept = {k: v for k, v in plan.remove.items() if k not in found.ignored}
     if left_out and not any(kept.values()):
         raise PruneInfoError(f"no planned layer can be pruned: {'; '.join(warnings)}")
-    plan = PrunePlan.from_indices(kept, {k: plan.widths[k] for k in kept})
     new_model.eval()
     if not config.verify:
         warnings.append("not verified: the pruned model was not compared with the original "
@@ -738,6 +723,90 @@ def prune_checkpoint(
             f"the original normalised over the kept units (equal). Against plain zeroing the "
             f"outputs differ by up to {diff:.3g}"
         )
+    return new_model, PrunePlan.from_indices(kept, {k: plan.widths[k] for k in kept})
+
+
+def prune_checkpoint(
+    ckpt: Checkpoint, data: Dataset | None, config: PruneConfig
+) -> PruneResult:
+    """Rank units by a criterion on the validation set and prune a checkpoint's model.
+
+    The input checkpoint is left untouched; the result holds a new checkpoint whose model,
+    initial and rewind weights are pruned (or masked) alike, whose architecture records the new
+    widths and whose pruning history gains one entry (:func:`history_entry`).
+
+    The phases: the groups that can be pruned (:func:`_prunable_groups`), their scores, the
+    plan (:func:`_make_plan`), the checked surgery (:func:`_apply`), the new checkpoint and
+    its summary (:func:`_result`).
+
+    Parameters
+    ----------
+    ckpt : Checkpoint
+        The model; the result can be saved (and rebuilt from the file) when it records an
+        architecture (``arch``) or a ``factory``: :func:`~prune_info.checkpoint.check_savable`.
+    data : Dataset or None
+        Scores and ``max-drop`` use ``data.val``; accuracies before / after use val and test.
+        ``None`` is allowed only for criteria that need no data (accuracies are then omitted).
+    config : PruneConfig
+
+    Returns
+    -------
+    PruneResult
+    """
+    config.validate()
+    criterion = get_criterion(config.criterion)
+    reads_curves = config.planner in ("max-drop", "curves")
+    if data is None and (criterion.needs_data or reads_curves):
+        what = (f"`allocation='{config.planner}'`" if reads_curves
+                else f"criterion {criterion.name}")
+        raise PruneInfoError(
+            f"{what} needs data, and the model does not record its dataset; pass `data`"
+        )
+    input_shape = _input_shape(ckpt, data)
+    model = ckpt.model.eval()
+    names = [layer.name for layer in ckpt.layers]
+    found = _prunable_groups(model, example_input(model, input_shape), names, config)
+    # Plans are made on the groups' roots (their units: channels, or positions in the blocks
+    # of a grouped convolution), then every member loses the same channels.
+    widths = {g.root: g.units for g in found.groups}
+    per_group = {"amounts": _per_root(config.amounts(), found.groups, "amounts", names),
+                 "keep": _per_root(config.keep, found.groups, "keep", names)}
+    if config.planner == "layerwise":
+        counts = removal_counts(widths, **per_group)  # fail early
+        if not any(counts.values()):
+            raise PruneInfoError(
+                f"this prune would remove nothing: {_nothing_removed(widths, config)}; "
+                "raise `amount`, or lower `keep`")
+
+    # Phase 2, the scores: on config.device, on a copy so the input model stays on the CPU
+    work = model if config.device == "cpu" else copy.deepcopy(model).to(config.device)
+    member_scores = _compute_scores(work, data, criterion.name,
+                                    [m for g in found.groups for m in g.members], config)
+    by_root = found.by_root
+    scores = {root: by_root[root].fold(reduce_group(member_scores, group, config.group_reduce))
+              for root, group in found.members.items()}
+    found.warnings += tie_warnings({criterion.name: scores})
+    if found.heads:
+        found.warnings.append(
+            f"left out the attention projections {', '.join(sorted(found.heads))}: their "
+            "outputs are split into heads by an attention module prune-info does not recognise "
+            "(see prune_info.nn.attention_heads)")
+    kinds = {layer.name: layer.kind for layer in ckpt.layers}
+    planned = _make_plan(model, work, data, scores, found, config, per_group, input_shape,
+                         kinds)
+    del work
+    new_model, plan = _apply(model, planned.plan, found, config, input_shape)
+    return _result(ckpt, data, config, criterion.name, found, planned, new_model, plan,
+                   input_shape)
+
+
+def _result(ckpt: Checkpoint, data: Dataset | None, config: PruneConfig, criterion: str,
+            found: _Groups, planned: _Planned, new_model: nn.Module, plan: PrunePlan,
+            input_shape: tuple[int, ...]) -> PruneResult:
+    """Phase 5: the new checkpoint (weights, initial and rewind states transformed alike, the
+    history entry, the accuracies) and its summary."""
+    model, warnings = ckpt.model, found.warnings
+    example = example_input(model, input_shape)
     init = (None if ckpt.init_state_dict is None
             else _transform_state(model, ckpt.init_state_dict, plan, example, config.mask))
     rewinds = {k: _transform_state(model, state, plan, example, config.mask)
@@ -746,6 +815,7 @@ def prune_checkpoint(
 
     before = _accuracies(model, data, config.device)
     after = _accuracies(new_model, data, config.device)
+    target_report = planned.target_report
     if target_report is not None:
         target_report = _achieved(target_report, model, new_model, input_shape)
         if not target_report["met"]:
@@ -758,13 +828,13 @@ def prune_checkpoint(
     extra = {"score_options": dataclasses.asdict(_score_options(config)),
              "val_acc_before": before["val"], "val_acc_after": after["val"],
              "test_acc_before": before["test"], "test_acc_after": after["test"]}
-    if max_drop_report is not None:
-        extra["max_drop"] = {k: max_drop_report[k]
+    if planned.max_drop_report is not None:
+        extra["max_drop"] = {k: planned.max_drop_report[k]
                              for k in ("budget_pp", "counts", "joint_drop_pp")}
     if target_report is not None:
         extra["target"] = target_report
-    entry = history_entry(plan, mode=mode, allocation=config.planner,
-                          criterion=criterion.name, order=config.order,
+    entry = history_entry(plan, mode="mask" if config.mask else "remove",
+                          allocation=config.planner, criterion=criterion, order=config.order,
                           input_shape=input_shape, requested=requested, extra=extra)
     metrics = dict(ckpt.metrics)
     metrics.update({"val_acc": after["val"], "test_acc": after["test"],
@@ -774,10 +844,10 @@ def prune_checkpoint(
         rewind_state_dicts=rewinds, pruning_history=[*ckpt.pruning_history, entry], source=None,
     )
     summary = _summary(ckpt, new_ckpt, plan, input_shape, before, after, config, entry,
-                       warnings=tuple(warnings), at_minimum=tuple(at_minimum),
-                       max_drop_report=max_drop_report, target_report=target_report,
-                       groups=tuple(g.members for g in groups if len(g.members) > 1),
-                       ignored=frozenset(ignored))
+                       warnings=tuple(warnings), at_minimum=tuple(planned.at_minimum),
+                       max_drop_report=planned.max_drop_report, target_report=target_report,
+                       groups=tuple(g.members for g in found.groups if len(g.members) > 1),
+                       ignored=frozenset(found.ignored))
     return PruneResult(new_ckpt, plan, summary)
 
 
