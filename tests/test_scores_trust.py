@@ -178,3 +178,23 @@ def test_subnetwork_summaries_adjust_every_comparison_together():
     table = summarise(SimpleNamespace(rows=rows, config=config))
     assert [e["p_adjusted"] for e in table] == adjust_p([e["p_value"] for e in table])
     assert "q (BH)" in format_table(table).splitlines()[0]
+
+
+def test_the_median_split_counts_as_digitize_does(digits_cnn, digits):
+    """Conv channels split at their median (edges from the first batch) are counted by a
+    comparison; the counts equal digitize + CountTable on the same edges, batch by batch."""
+    from prune_info.capture import CaptureOptions, unit_outputs_and_labels
+    from prune_info.measures.discrete import bin_edges, digitize
+
+    batch = 100
+    options = ScoreOptions(batch_size=batch)
+    info = unit_information(digits_cnn.model, digits.val, n_classes=10, options=options)
+    conv = [layer for layer in digits_cnn.layers if layer.kind == "conv"]
+    outputs, labels = unit_outputs_and_labels(digits_cnn.model, conv, digits.val,
+                                              CaptureOptions(batch_size=batch))
+    for layer in conv:
+        acts = outputs[layer.name]
+        edges = bin_edges(acts[:batch], 2, "quantile")
+        table = CountTable(layer.n_units, 2, 10).update(digitize(acts, edges), labels)
+        assert torch.equal(info[layer.name].counts.counts, table.counts), layer.name
+        assert torch.equal(info[layer.name].edges, edges)
