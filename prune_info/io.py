@@ -433,3 +433,59 @@ def cpu_state_dict(state: dict) -> dict:
     if metadata is not None:
         copied._metadata = copy.deepcopy(metadata)  # type: ignore[attr-defined]
     return copied
+
+
+class RunDirectory:
+    """A directory that one resumable run owns, known by a record of its configuration.
+
+    ``root/record`` holds ``{"config": identity}`` in JSON format ``kind``. :meth:`check` runs
+    before any work: it refuses a file, a directory whose parent is missing, a non-empty
+    directory without the record, and a record of another identity (naming what differs), and
+    says whether the directory already holds this run. :meth:`owned` is the context the run
+    works in: the directory created and locked (:func:`locked_output_dir`: removed again if the
+    block fails before writing anything), checked again under the lock, the record written when
+    the run is new.
+
+    ``what`` names the run in messages ("a study"); ``other`` how a mismatch reads ("another
+    configuration"); ``param`` the parameter that named the directory.
+    """
+
+    def __init__(self, root: str | os.PathLike, record: str, kind: str, *, what: str,
+                 other: str = "another configuration", param: str = "out_dir") -> None:
+        self.root = Path(root)
+        self.record = self.root / record
+        self.kind, self.what, self.other, self.param = kind, what, other, param
+
+    def check(self, identity: dict) -> bool:
+        """True when the directory holds this run (resume), False when it is new or empty."""
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise PruneInfoError(f"`{self.param}`={root} is a file; give a directory")
+        if not root.parent.is_dir():
+            raise PruneInfoError(f"cannot create {root}: directory {root.parent} does not exist")
+        check_writable_dir(root)
+        if self.record.exists():
+            fix = f"delete the directory to start over, or use another `{self.param}`"
+            saved = read_json(self.record, self.kind, fix).get("config")
+            if not isinstance(saved, dict):
+                raise malformed(self.record, "its `config` is not a JSON object", fix)
+            diffs = [f"{k}: {saved.get(k)!r} there, {identity.get(k)!r} here"
+                     for k in sorted(set(saved) | set(identity))
+                     if saved.get(k) != identity.get(k)]
+            if diffs:
+                raise PruneInfoError(f"{root} holds {self.other} ({'; '.join(diffs[:3])}); "
+                                     + fix)
+            return True
+        if root.is_dir() and any(p.name != LOCK_NAME for p in root.iterdir()):
+            raise PruneInfoError(f"`{self.param}`={root} is a non-empty directory without "
+                                 f"{self.what}; give a new or empty directory")
+        return False
+
+    @contextlib.contextmanager
+    def owned(self, identity: dict) -> Iterator[Path]:
+        """Lock the directory for the run (see the class); yields its path."""
+        self.check(identity)
+        with locked_output_dir(self.root):
+            if not self.check(identity):  # again under the lock, then claimed
+                write_json({"config": identity}, self.record, self.kind)
+            yield self.root

@@ -418,7 +418,7 @@ def test_commands_given_damaged_files_print_one_error_line(run_cli, tmp_path, ml
 
 
 def test_run_directory_documents_that_are_not_json_objects_are_refused(tmp_path):
-    from prune_info.experiments.study import StudyConfig, prepare_directory
+    from prune_info.experiments.study import StudyConfig, study_directory
     from prune_info.experiments.subnetworks import CompareConfig, run_comparison
 
     config = StudyConfig(data="digits", arch="64-8-10", seeds=(0,), epochs=1, random=1)
@@ -427,7 +427,7 @@ def test_run_directory_documents_that_are_not_json_objects_are_refused(tmp_path)
         root.mkdir()
         (root / "config.json").write_text(text, errors="surrogateescape")
         with pytest.raises(PruneInfoError, match=r"config\.json is malformed .*delete the "):
-            prepare_directory(config, root)
+            study_directory(root).check(config.identity())
     out = tmp_path / "compare"
     out.mkdir()
     (out / "results.json").write_text("[]")
@@ -679,3 +679,31 @@ def test_output_paths_that_name_no_file_or_a_read_only_one_are_refused(run_cli, 
                      ["score", model, "--out", out], ["export", model, "-o", out]):
             assert_refused(run_cli, tmp_path, args, "cannot write", text)
     assert read_only.read_bytes() == b"the user's file"
+
+
+def test_a_run_directory_is_claimed_once_and_resumed_only_by_the_same_run(tmp_path):
+    from prune_info.io import LOCK_NAME, RunDirectory
+
+    def run_dir(path):
+        return RunDirectory(path, "config.json", "prune-info-test-config", what="a test run")
+
+    root = tmp_path / "run"
+    assert run_dir(root).check({"epochs": 2}) is False and not root.exists()
+    with run_dir(root).owned({"epochs": 2}) as owned:
+        assert owned == root and (root / LOCK_NAME).exists()
+        (root / "result.txt").write_text("done")
+    saved = json.loads((root / "config.json").read_text())
+    assert saved["format"] == "prune-info-test-config" and saved["config"] == {"epochs": 2}
+    assert run_dir(root).check({"epochs": 2}) is True  # the same run: resumed
+    with pytest.raises(PruneInfoError, match=r"holds another configuration \(epochs: 2 there, "
+                                             r"3 here\); delete the directory"):
+        run_dir(root).check({"epochs": 3})
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("mine")
+    with pytest.raises(PruneInfoError, match="non-empty directory without a test run"):
+        run_dir(tmp_path / "notes").check({})
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PruneInfoError, match="`out_dir`=.*file is a file"):
+        run_dir(tmp_path / "file").check({})
+    with pytest.raises(PruneInfoError, match="directory .*missing does not exist"):
+        run_dir(tmp_path / "missing" / "run").check({})

@@ -160,9 +160,11 @@ class _LayerCounter:
         if self.options.bins == 2 and self.layer.kind != "heads":
             # one split per unit: a comparison, which is what digitize does with one edge (and
             # 0.45 s of searchsorted less over ResNet-18's 12,000 validation images)
-            if self.median and self.edges is None:
-                self.edges = bin_edges(acts, 2, "quantile", name=self.layer.name)
-            split = self.edges[:, 0] if self.median else self.threshold
+            split: torch.Tensor | float = self.threshold
+            if self.median:
+                if self.edges is None:
+                    self.edges = bin_edges(acts, 2, "quantile", name=self.layer.name)
+                split = self.edges[:, 0]
             on = _count_where(torch.gt, acts, split, onehot)
             counts[:, 1, :] += on
             counts[:, 0, :] += per_class[None, :] - on

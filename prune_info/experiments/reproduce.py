@@ -105,7 +105,7 @@ from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.options import ScoreOptions
 from prune_info.data import DATASETS, Dataset, load_dataset
-from prune_info.errors import PruneInfoError, malformed
+from prune_info.errors import PruneInfoError
 from prune_info.experiments.executor import Executor, LocalExecutor, Task, gpus_for
 from prune_info.experiments.study import (
     SEED_FORMAT,
@@ -116,15 +116,7 @@ from prune_info.experiments.study import (
     scenario_name,
 )
 from prune_info.experiments.subnetworks import SubnetCell, retrain_subnetworks, top_units
-from prune_info.io import (
-    LOCK_NAME,
-    atomic_write,
-    check_writable_dir,
-    locked_output_dir,
-    missing_keys,
-    read_json,
-    write_json,
-)
+from prune_info.io import RunDirectory, atomic_write, missing_keys, read_json, write_json
 from prune_info.nn import prunable_layers
 from prune_info.training.loop import TrainConfig, train_model
 from prune_info.viz.html import write_findings_page
@@ -829,31 +821,10 @@ def _command(options: ReproduceOptions, finding: str, out: str) -> str:
     return " ".join(parts)
 
 
-def _check_out(out_dir: Path, options: ReproduceOptions) -> bool:
-    """Check the run directory before any work; True when it holds this protocol's run."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PruneInfoError(f"`out_dir`={out_dir} is a file; give a directory")
-    parent = out_dir.parent
-    if not parent.is_dir():
-        raise PruneInfoError(f"cannot create {out_dir}: directory {parent} does not exist")
-    check_writable_dir(out_dir)
-    config = out_dir / "reproduce.json"
-    if config.exists():
-        fix = "use another `out_dir`"
-        saved = read_json(config, CONFIG_FORMAT, fix).get("config")
-        if not isinstance(saved, dict):
-            raise malformed(config, "its `config` is not a JSON object", fix)
-        identity = options.identity()
-        if saved != identity:
-            diffs = [f"{k}: {saved.get(k)!r} there, {v!r} here"
-                     for k, v in identity.items() if saved.get(k) != v]
-            raise PruneInfoError(f"{out_dir} holds a reproduce run of another protocol "
-                                 f"({'; '.join(diffs)}); use another `out_dir`")
-        return True
-    if out_dir.is_dir() and any(p.name != LOCK_NAME for p in out_dir.iterdir()):
-        raise PruneInfoError(f"`out_dir`={out_dir} is a non-empty directory without a reproduce "
-                             "run; give a new or empty directory")
-    return False
+def _run_directory(out_dir: Path) -> RunDirectory:
+    """The run directory of ``reproduce``: ``reproduce.json`` records its protocol."""
+    return RunDirectory(out_dir, "reproduce.json", CONFIG_FORMAT, what="a reproduce run",
+                        other="a reproduce run of another protocol")
 
 
 @dataclass
@@ -916,14 +887,13 @@ def run_reproduce(
         raise PruneInfoError(f"{', '.join(wanted)} need the dataset {options.dataset}: {exc}"
                              ) from None
     root = Path(out_dir)
-    _check_out(root, options)
+    run_dir = _run_directory(root)
+    run_dir.check(options.identity())  # before any work
     nets = _nets(options)
     configs = {name: net.study_config(data, options.dataset) for name, net in nets.items()}
     for config in configs.values():
         config.validate()
-    with locked_output_dir(root):
-        if not _check_out(root, options):  # checked again under the lock, then claimed
-            write_json({"config": options.identity()}, root / "reproduce.json", CONFIG_FORMAT)
+    with run_dir.owned(options.identity()):
         timer = _Timer(root / "timings.json")
         families = [n for n in nets if any(n in _NEEDS[f] for f in wanted)]
         studies = {}
@@ -977,7 +947,7 @@ def run_reproduce(
 def _with_earlier(root: Path, findings: list[dict],
                   protocols: dict[str, dict]) -> tuple[list[dict], dict[str, dict]]:
     """This run's findings and protocols, with those of earlier runs into ``root`` that this
-    run did not recompute (the directory's protocol is the same, see :func:`_check_out`), in
+    run did not recompute (the directory's protocol is the same, see :func:`_run_directory`), in
     the order of :data:`FINDINGS`."""
     path = root / "findings.json"
     if not path.exists():

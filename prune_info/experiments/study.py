@@ -72,7 +72,7 @@ from prune_info.analysis.stats import MIN_WILCOXON_SEEDS, adjust_p, ks_gap, mean
 from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from prune_info.criteria.registry import parse_criteria
 from prune_info.data import Dataset, in_memory, load_dataset, parse_data_spec
-from prune_info.errors import PruneInfoError, malformed
+from prune_info.errors import PruneInfoError
 from prune_info.experiments.executor import (
     Executor,
     LocalExecutor,
@@ -80,14 +80,7 @@ from prune_info.experiments.executor import (
     Task,
     gpus_for,
 )
-from prune_info.io import (
-    LOCK_NAME,
-    atomic_write,
-    check_writable_dir,
-    read_json,
-    run_lock,
-    write_json,
-)
+from prune_info.io import RunDirectory, atomic_write, read_json, write_json
 from prune_info.training.batched import batchable, train_seeds
 from prune_info.training.loop import OPTIMIZERS, TrainConfig
 from prune_info.viz.ablation import plot_ablation
@@ -261,39 +254,10 @@ def _differences(saved: dict, wanted: dict) -> list[str]:
             if saved.get(k) != wanted.get(k)]
 
 
-def prepare_directory(config: StudyConfig, root: str | os.PathLike) -> StudyPaths:
-    """Create the study directory or check that it holds this configuration.
-
-    Raises
-    ------
-    PruneInfoError
-        If ``root`` is a file, is a non-empty directory that is not a study, or holds a study
-        of another configuration.
-    """
-    paths = StudyPaths(Path(root))
-    if paths.root.exists() and not paths.root.is_dir():
-        raise PruneInfoError(f"`out_dir`={root} is a file; give a directory for the study")
-    identity = config.identity()
-    if paths.config.exists():
-        fix = "delete the directory or use another `out_dir`"
-        saved = read_json(paths.config, CONFIG_FORMAT, fix)
-        if not isinstance(saved.get("config", {}), dict):
-            raise malformed(paths.config, "its `config` is not a JSON object", fix)
-        diffs = _differences(saved.get("config", {}), identity)
-        if diffs:
-            raise PruneInfoError(
-                f"study directory {root} holds another configuration ({'; '.join(diffs[:3])}); "
-                "use another `out_dir` directory, or delete it to start over")
-        return paths
-    if paths.root.is_dir() and any(p.name != LOCK_NAME for p in paths.root.iterdir()):
-        raise PruneInfoError(f"`out_dir`={root} is a non-empty directory without a study "
-                             "configuration; give a new or empty directory")
-    parent = paths.root.parent
-    if not parent.is_dir():
-        raise PruneInfoError(f"cannot create {root}: directory {parent} does not exist")
-    paths.root.mkdir(exist_ok=True)
-    write_json({"config": identity}, paths.config, CONFIG_FORMAT)
-    return paths
+def study_directory(root: str | os.PathLike) -> RunDirectory:
+    """The run directory of a study: ``config.json`` records its configuration."""
+    return RunDirectory(root, StudyPaths(Path(root)).config.name, CONFIG_FORMAT,
+                        what="a study configuration")
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,9 +478,8 @@ def run_study(
     data = load_dataset(config.data, data_dir, seed=config.split_seed)
     layer_units = _layer_units(config, data)
     at = _check_at(config, layer_units, at)
-    check_writable_dir(out_dir)
-    paths = prepare_directory(config, out_dir)
-    with run_lock(paths.root):
+    paths = StudyPaths(Path(out_dir))
+    with study_directory(paths.root).owned(config.identity()):
         return _run_locked(config, paths, data, at, wilcoxon, device, batched, seed_batch,
                            progress, on_event, executor or LocalExecutor())
 
