@@ -50,8 +50,7 @@ def layer_threshold(layer: LayerInfo, pre_activation: bool = False) -> float:
 
     Examples
     --------
-    >>> from prune_info.data import Samples
-from prune_info.nn import LayerInfo
+    >>> from prune_info.nn import LayerInfo
     >>> layer_threshold(LayerInfo("fc1", "linear", 8, "sigmoid", "act1", None))
     0.5
     >>> layer_threshold(LayerInfo("fc1", "linear", 8, "sigmoid", "act1", None), True)
