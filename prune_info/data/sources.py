@@ -187,6 +187,10 @@ class _ImageFiles(torch.utils.data.Dataset):
         self.shape = shape
         self.normalisation = normalisation
         self.resize = resize
+        # per-channel mean and std as tensors once, not two new tensors per image
+        self._mean_std = ((torch.tensor(normalisation["mean"]).view(-1, 1, 1),
+                           torch.tensor(normalisation["std"]).view(-1, 1, 1))
+                          if normalisation else None)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -194,7 +198,10 @@ class _ImageFiles(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path, label = self.files[i]
         image = _read_image(path, self.shape, self.resize)
-        return _standardise_batch(image[None], self.normalisation)[0], label
+        if self._mean_std is None:
+            return image, label
+        mean, std = self._mean_std
+        return (image - mean) / std, label
 
 
 def _read_image(path: str, shape: tuple[int, int, int], resize: bool = True) -> torch.Tensor:
