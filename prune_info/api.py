@@ -2,7 +2,7 @@
 data in any form the data seam reads (a ``DataLoader`` of ``(x, y)`` batches, tensors, a
 mapping of splits: see :func:`prune_info.data.as_dataset`).
 
-Re-exported by ``prune_info`` (``pi.score``, ``pi.prune``, ``pi.retrain``).
+Re-exported by ``prune_info`` (``pi.score``, ``pi.ablate``, ``pi.prune``, ``pi.retrain``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from prune_info.analysis.ablate import AblationConfig, AblationReport, ablate_checkpoint
 from prune_info.checkpoint import Checkpoint, as_checkpoint
 from prune_info.criteria import ScoreOptions, compute_scores
 from prune_info.data import as_dataset, as_split
@@ -20,7 +21,7 @@ from prune_info.errors import PruneInfoError
 from prune_info.pruning import PruneConfig, PruneResult, RetrainConfig, prune_checkpoint
 from prune_info.pruning import retrain_checkpoint as _retrain_checkpoint
 
-__all__ = ["prune", "retrain", "score"]
+__all__ = ["ablate", "prune", "retrain", "score"]
 
 
 def _config(cls: type, config: Any, settings: dict[str, Any]) -> Any:
@@ -98,3 +99,17 @@ def score(
     scores = compute_scores(model, split, [criterion], layers=layers,
                             options=options or ScoreOptions())
     return scores[criterion]
+
+
+def ablate(model: torch.nn.Module | Checkpoint, data: Any, config: AblationConfig | None = None,
+           progress: bool = False, **settings: Any) -> AblationReport:
+    """Cumulative-ablation curves of ``model`` in one call: ``pi.ablate(model, loaders,
+    criteria=("mi",), random=10)``.
+
+    ``settings`` are :class:`~prune_info.analysis.ablate.AblationConfig` fields. Units are
+    ranked on ``data``'s validation split and ablated on its test split (one loader serves as
+    both: :func:`~prune_info.data.as_dataset`). The report's ``table()`` is what ``prune-info
+    ablate`` prints, ``write(path)`` its ``--out`` JSON.
+    """
+    return ablate_checkpoint(as_checkpoint(model), as_dataset(data),
+                             _config(AblationConfig, config, settings), progress=progress)

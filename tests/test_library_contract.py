@@ -150,3 +150,13 @@ def test_cli_refuses_to_prune_a_pickled_module_before_any_work(run_cli, tmp_path
         f"error: {whole} is a pickled module, which records no architecture or factory, so "
         "the checkpoint written could not be loaded again: save torch.save(model.state_dict(), "
         "...) and pass --model FACTORY (or --arch) instead"]
+
+
+def test_ablate_takes_a_module_and_dataloaders_and_returns_the_cli_report(module_and_loader,
+                                                                          digits_mlp, digits):
+    model, loaders = module_and_loader
+    report = pi.ablate(model, loaders, criteria=("mi",), random=2, at=(8,))
+    by_checkpoint = pi.ablate(digits_mlp, digits, pi.AblationConfig(criteria=("mi",), random=2,
+                                                                    at=(8,)))
+    assert report.to_dict()["modes"] == by_checkpoint.to_dict()["modes"]
+    assert "mi:low: gap@8 = " in report.table()
