@@ -198,3 +198,43 @@ def test_the_median_split_counts_as_digitize_does(digits_cnn, digits):
         table = CountTable(layer.n_units, 2, 10).update(digitize(acts, edges), labels)
         assert torch.equal(info[layer.name].counts.counts, table.counts), layer.name
         assert torch.equal(info[layer.name].edges, edges)
+
+
+def test_prune_with_a_null_names_the_layers_whose_ranking_is_noise(digits_mlp, digits):
+    """Labels shuffled: no unit beats chance, so each layer's MI ranking is called noise; with
+    the real labels the trained MLP's layers are not. A criterion without a null is refused."""
+    from prune_info.pruning import PruneConfig, prune_checkpoint
+
+    options = ScoreOptions(null=40)
+    config = PruneConfig(criterion="mi", amount=0.5, score_options=options)
+    shuffled = Split(digits.val.x, digits.val.y[torch.randperm(len(digits.val.y),
+                                                 generator=torch.Generator().manual_seed(0))])
+    noisy = prune_checkpoint(digits_mlp, replace_val(digits, shuffled), config)
+    chance = [w for w in noisy.summary.warnings if "than chance" in w]
+    assert [w.split(":")[0] for w in chance] == ["fc1", "fc2"]
+    assert "so the mi ranking there is mostly noise" in chance[0]
+    assert "`ignore`=fc1" in chance[0]
+    real = prune_checkpoint(digits_mlp, digits, config)
+    assert not [w for w in real.summary.warnings if "than chance" in w]
+    assert real.plan.remove == prune_checkpoint(
+        digits_mlp, digits, PruneConfig(criterion="mi", amount=0.5)).plan.remove
+    with pytest.raises(PruneInfoError, match="criterion magnitude has no null"):
+        PruneConfig(criterion="magnitude", amount=0.5, score_options=options).validate()
+
+
+def replace_val(data, split):
+    from dataclasses import replace
+
+    return replace(data, val=split)
+
+
+def test_prune_cli_null_is_refused_for_a_criterion_without_one(run_cli, mlp_path, tmp_path):
+    out = tmp_path / "p.pt"
+    code, _, stderr = run_cli("prune", str(mlp_path), "--criterion", "magnitude", "--amount",
+                              "0.5", "--null", "20", "-o", str(out))
+    assert code == 2 and not out.exists()
+    assert stderr.strip() == ("error: --null 20 tests the mi and kl scores against label "
+                              "permutations; criterion magnitude has no null: leave --null out")
+    code, _, stderr = run_cli("prune", str(mlp_path), "--criterion", "mi", "--amount", "0.5",
+                              "--null", "20", "-o", str(out))
+    assert code == 0 and out.exists(), stderr

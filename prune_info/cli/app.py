@@ -38,6 +38,7 @@ PARAM_ALIASES: dict[str, tuple[str, ...]] = {
     "seeds": ("n_seeds",),
     "at": ("at_text",),
     "at_k": ("at_k_text",),
+    "null": ("n_null",),
     "save_rewind_steps": ("rewind_steps",),
     "factory_kwargs": ("model_kwargs",),
     "allocation='global'": ("--global",),

@@ -65,6 +65,10 @@ from prune_info.pruning.workflow import PruneConfig, PruneSummary, prune_checkpo
               help="Quantisation bins of the information criteria (default: 2).")
 @click.option("--binning", type=click.Choice(BINNINGS), default=None,
               help="Quantiser of the criterion's bins (default: uniform).")
+@click.option("--null", "n_null", type=click.IntRange(min=0), default=0, show_default=True,
+              metavar="N",
+              help="With mi or kl: N label permutations, and a warning for each layer where "
+                   "most units do not beat chance (q <= 0.05), whose ranking is then noise.")
 @seed_option
 @device_option
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
@@ -73,7 +77,7 @@ from prune_info.pruning.workflow import PruneConfig, PruneSummary, prune_checkpo
 def prune(ckpt, data_args, criterion, layerwise, amount, keep, max_drop, target, allocation,
           latency_batch, min_units,
           order, mask, ignore, round_to, verify, max_samples, strict, group_reduce, bins, binning,
-          seed, device, output, as_json):
+          n_null, seed, device, output, as_json):
     """Remove the least important units of a model and save a smaller checkpoint.
 
     Units are ranked by CRITERION on the validation set; the pruned model has smaller weight
@@ -92,6 +96,8 @@ def prune(ckpt, data_args, criterion, layerwise, amount, keep, max_drop, target,
     check_checkpoint_output(output, ckpt)
     dev = str(resolve_device(device))
     score_kwargs = {k: v for k, v in (("bins", bins), ("binning", binning)) if v is not None}
+    if n_null:
+        score_kwargs["null"] = n_null
     config = PruneConfig(
         criterion=criterion,
         allocation=target_allocation(target, allocation, "max-drop" if max_drop is not None

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from prune_info.checkpoint import Checkpoint
     from prune_info.data import Dataset
 from prune_info._torch import timing_input
-from prune_info.criteria.context import compute_scores
-from prune_info.criteria.options import ScoreOptions
+from prune_info.criteria.context import make_context
+from prune_info.criteria.options import FDR_Q, ScoreOptions
 from prune_info.criteria.ranking import (
     GROUP_REDUCTIONS,
     rank_units,
@@ -183,6 +183,11 @@ class PruneConfig:
                 f"`min_units`={self.min_units}: every layer must keep at least 1 unit, or the "
                 "network is disconnected"
             )
+        null = getattr(self.score_options, "null", 0)
+        if null and self.criterion not in TESTED_CRITERIA:
+            raise PruneInfoError(
+                f"`null`={null} tests the {' and '.join(TESTED_CRITERIA)} scores against label "
+                f"permutations; criterion {self.criterion} has no null: leave `null` out")
         given = [name for name, value in (("`amount`", self.amount), ("`keep`", self.keep),
                                           ("`max_drop`", self.max_drop),
                                           ("`target`", self.target)) if value is not None]
@@ -570,13 +575,36 @@ def _score_options(config: PruneConfig):
     return config.score_options or ScoreOptions(seed=config.seed, device=config.device)
 
 
-def _compute_scores(model, data, criterion, layer_names, config: PruneConfig):
+#: The criteria whose scores a null tests (``ScoreOptions.null``): a per-unit q-value each.
+TESTED_CRITERIA = ("mi", "kl")
+#: With a null, a layer where fewer than this share of the units beat chance is named.
+CHANCE_SHARE = 0.5
+
+
+def _compute_scores(model, data, criterion, layer_names, config: PruneConfig
+                    ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Each layer's scores, and with a null, a warning per layer whose ranking is mostly
+    noise (fewer than :data:`CHANCE_SHARE` of its units above chance at q <= ``FDR_Q``)."""
     split = None if data is None else data.val if config.max_samples is None else bounded(
         data.val, config.max_samples, "scoring", note)
     n_classes = data.n_classes if data is not None else None
-    scores = compute_scores(model, split, [criterion], n_classes=n_classes, layers=layer_names,
-                            options=_score_options(config))
-    return {layer: scores[criterion][layer].detach().cpu().double() for layer in layer_names}
+    options = _score_options(config)
+    ctx = make_context(model, split, n_classes=n_classes, layers=layer_names, options=options)
+    scores = ctx.scores([criterion])[criterion]
+    warnings = []
+    if options.null:
+        for layer, info in ctx.information().items():
+            q = info.mi_q if criterion == "mi" else info.kl_q
+            assert q is not None  # a null was counted
+            above = int((q <= FDR_Q).sum())
+            if above < CHANCE_SHARE * len(q):
+                warnings.append(
+                    f"{layer}: {above} of {len(q)} units carry more information about the class "
+                    f"than chance ({criterion}, q <= {FDR_Q:g} over `null`={options.null} label "
+                    f"permutations), so the {criterion} ranking there is mostly noise; rank it "
+                    f"by another criterion, or leave it out with `ignore`={layer}")
+    return ({layer: scores[layer].detach().cpu().double() for layer in layer_names},
+            warnings)
 
 
 @dataclass
@@ -780,12 +808,12 @@ def prune_checkpoint(
 
     # Phase 2, the scores: on config.device, on a copy so the input model stays on the CPU
     work = model if config.device == "cpu" else copy.deepcopy(model).to(config.device)
-    member_scores = _compute_scores(work, data, criterion.name,
-                                    [m for g in found.groups for m in g.members], config)
+    member_scores, chance = _compute_scores(work, data, criterion.name,
+                                            [m for g in found.groups for m in g.members], config)
     by_root = found.by_root
     scores = {root: by_root[root].fold(reduce_group(member_scores, group, config.group_reduce))
               for root, group in found.members.items()}
-    found.warnings += tie_warnings({criterion.name: scores})
+    found.warnings += chance + tie_warnings({criterion.name: scores})
     if found.heads:
         found.warnings.append(
             f"left out the attention projections {', '.join(sorted(found.heads))}: their "
