@@ -121,8 +121,9 @@ def mean_accuracy(curves: CurveSet, scope: str, label: str) -> torch.Tensor:
 class AblationReport(Report):
     """The curves of one checkpoint, by mode, with what they were computed on.
 
-    ``curves`` maps a mode to its :class:`~prune_info.analysis.curves.CurveSet`; ``gaps``
-    are the rows of :meth:`gap_rows` at ``at``; ``warnings`` name criteria tied on most of a
+    ``curves`` maps a mode to its :class:`~prune_info.analysis.curves.CurveSet`; the
+    document's ``gaps`` are the rows of :meth:`gap_rows` at ``at``. In memory only: the
+    ``scores`` the units were ranked by, and ``warnings`` naming criteria tied on most of a
     layer (their ranking there is the tie-break order).
     """
 

@@ -97,7 +97,6 @@ def _check_labels(x: torch.Tensor, y: torch.Tensor, what: str) -> None:
         raise PruneInfoError(f"labels must be integers, got {y.dtype}; fix: pass y.long()")
 
 
-
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -126,9 +125,8 @@ def as_dataset(data: Any, what: str = "`data`", n_classes: int | None = None) ->
     else:
         one = as_samples(data, what)
         parts = dict.fromkeys(SPLIT_NAMES, one)
-    val = parts.get("val") or parts.get("test") or parts["train"]
-    test = parts.get("test") or val
-    train = parts.get("train") or val
+    val = next(parts[k] for k in ("val", "test", "train") if k in parts)
+    test, train = parts.get("test", val), parts.get("train", val)
     if n_classes is None:
         labels = [s.y if isinstance(s, Split) else s.targets() for s in {id(s): s for s in
                   (train, val, test)}.values()]

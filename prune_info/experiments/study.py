@@ -248,12 +248,6 @@ class StudyPaths:
         return self.root / scenario / f"train-state-{digest}.pt"
 
 
-def _differences(saved: dict, wanted: dict) -> list[str]:
-    keys = sorted(set(saved) | set(wanted))
-    return [f"{k}: {saved.get(k)!r} there, {wanted.get(k)!r} here" for k in keys
-            if saved.get(k) != wanted.get(k)]
-
-
 def study_directory(root: str | os.PathLike) -> RunDirectory:
     """The run directory of a study: ``config.json`` records its configuration."""
     return RunDirectory(root, StudyPaths(Path(root)).config.name, CONFIG_FORMAT,
