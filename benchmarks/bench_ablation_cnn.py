@@ -119,6 +119,7 @@ def _layer(model, layer: str, test: Split, val: Split, args) -> dict:
 def _groups(model, test: Split, args) -> list[dict]:
     """Every coupled group's curves, with the traced cut and with it disabled."""
     from prune_info.analysis import curves
+    from prune_info.analysis.curves import masked  # where the engine cuts the graph
     from prune_info.surgery import unit_groups
 
     rows = []
@@ -131,13 +132,13 @@ def _groups(model, test: Split, args) -> list[dict]:
         start = time.perf_counter()
         cut = curves.group_curves(model, group.members, orders, test, at_k=ks)
         cut_s = time.perf_counter() - start
-        real, curves.cut_at = curves.cut_at, lambda *a, **k: None
+        real, masked.cut_at = masked.cut_at, lambda *a, **k: None
         try:
             start = time.perf_counter()
             whole = curves.group_curves(model, group.members, orders, test, at_k=ks)
             whole_s = time.perf_counter() - start
         finally:
-            curves.cut_at = real
+            masked.cut_at = real
         rows.append({"group": "+".join(group.members), "channels": first.n_units,
                      "cut_s": round(cut_s, 3), "whole_s": round(whole_s, 3),
                      "speedup": round(whole_s / cut_s, 2), "equal": bool(torch.equal(cut, whole))})

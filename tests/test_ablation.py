@@ -99,7 +99,7 @@ def test_prefix_sums_are_exact_through_sigmoid_tanh_and_batchnorm(digits, act, r
 def test_running_sums_stay_within_their_rounding_bound(digits, act, reg):
     """The prefix path's outputs at every k differ from the naive forward's by less than the
     bound it checks margins against, and the bound is tight (so few predictions recheck)."""
-    from prune_info.analysis import curves as curves_module
+    from prune_info.analysis.curves import running
     from prune_info.nn import resolve_layers
     from prune_info.training.loop import TrainConfig, train_model
 
@@ -110,11 +110,11 @@ def test_running_sums_stay_within_their_rounding_bound(digits, act, reg):
     x = digits.test.x
     for layer, n in (("fc1", 20), ("fc2", 16), ("fc3", 12)):
         (info,) = resolve_layers(model, [layer])
-        plan = curves_module._prefix_plan(model, info, x[:1])
+        plan = running._prefix_plan(model, info, x[:1])
         assert plan is not None
         for fill in (None, means[layer]):
             order = random_orders(n, 1, seed=n)[0]
-            sums = curves_module._RunningSums(plan, fill, n, torch.device("cpu"))
+            sums = running._RunningSums(plan, fill, n, torch.device("cpu"))
             with torch.no_grad():
                 h = plan.prefix(x)
                 outputs, err = sums.logits(sums.block(h), order)

@@ -2,7 +2,7 @@
 
 Ablation curves run the network once per ablation mask, but everything up to the (first) ablated
 layer is the same for every mask. For a :class:`~torch.nn.Sequential` model the cut is a slice
-of its children (``curves._segments``); any other model (a ResNet's blocks, with their skip
+of its children (``curves.masked._segments``); any other model (a ResNet's blocks, with their skip
 connections) is traced with :mod:`torch.fx` and its graph split at the node that holds the
 layer's units, as :func:`prune_info.capture.unit_hooks` finds them: the layer's activation call
 whose input is the layer's (or its normalisation's) output, or that output when the layer has
