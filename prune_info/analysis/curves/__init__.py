@@ -13,7 +13,8 @@ How the curves are computed
 A curve is not ``n + 1`` passes of the whole network. For a :class:`torch.nn.Sequential` model
 (every model prune-info builds), the network is cut at the point where the units are read (the
 activation module after the layer); the part before the cut runs once per batch of test samples.
-Then, for layer-wise curves (:func:`layerwise_curves`), one of two paths:
+Then, for layer-wise curves (:func:`layerwise_curves`), one of two paths (:mod:`.running` and
+:mod:`.masked`; the points and orderings are in :mod:`.points`, the public curves here):
 
 * ``prefix`` (MLP layers, and any layer followed by a Linear layer): ablating unit ``j`` removes
   ``W[:, j] (h_j - a_j)`` from the next layer's input, so the inputs for ``k = 0..n`` are one
