@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -551,3 +552,28 @@ def test_cli_export_saved_pruned_like_checkpoint(run_cli, pruned_like, tmp_path)
     code, stdout, _ = run_cli("export", str(src), "-o", str(out))
     assert code == 0 and "(pruned in 1 step)" in stdout
     assert load_onnx(out).metadata["pruning_steps"] == 1
+
+
+def test_the_limit_grows_with_large_logits(digits_mlp, tmp_path, monkeypatch):
+    """Logits a thousand times larger: float32 rounding grows with them, so a difference of
+    1e-3 passes where it is under 1e-5 of the largest logit, and the report says the limit."""
+    from prune_info.deploy.onnx import default_sample, difference_limit
+
+    assert difference_limit([np.array([[3.0, -5.0]])], 1e-4) == 1e-4
+    assert difference_limit([np.array([[3.0, -2e5]])], 1e-4) == pytest.approx(2.0)
+    model = copy.deepcopy(digits_mlp.model)
+    with torch.no_grad():
+        model.out.weight.mul_(1000.0)
+        model.out.bias.mul_(1000.0)
+    big = Checkpoint(model=model, dataset=digits_mlp.dataset)
+    sample = default_sample(digits_mlp.dataset["input_shape"])
+    expected = [_torch_logits(big, sample), _torch_logits(big, sample[:1])]
+    limit = difference_limit(expected, 1e-4)
+    assert limit > 1e-3  # the logits are in the hundreds or more
+    real = export.run_onnx
+    monkeypatch.setattr(export, "run_onnx", lambda s, x: real(s, x) + 1e-3)
+    report = export_onnx(big, tmp_path / "m.onnx")
+    assert 0.9e-3 < report.max_abs_diff <= limit  # the 1e-3, and float32's own rounding
+    assert report.tolerance == pytest.approx(limit)
+    with pytest.raises(PruneInfoError, match=r"by up to 0\.001 \(limit 0\.0001\)"):
+        export_onnx(digits_mlp, tmp_path / "small.onnx")  # logits near 1e1: 1e-3 is too much

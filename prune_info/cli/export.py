@@ -47,7 +47,9 @@ def human_bytes(n: int | None) -> str:
 @click.option("--batch", "n_samples", type=click.IntRange(min=1), default=256, show_default=True,
               help="Validation samples run through both onnxruntime and PyTorch.")
 @click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=TOLERANCE,
-              show_default=True, help="Largest max-abs logit difference that passes.")
+              show_default=True,
+              help="Largest max-abs logit difference that passes (or 1e-5 of the largest "
+                   "logit, when that is more: float32 rounding grows with the values).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def export(ckpt, data_args, output, opset, exporter, n_samples, tolerance, as_json):
     """Export a checkpoint (dense or pruned) to ONNX with a dynamic batch axis.
