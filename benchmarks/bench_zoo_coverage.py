@@ -132,8 +132,10 @@ def torch_pruning_alone(model, example) -> tuple[bool, float, str | None]:
         return False, time.perf_counter() - start, _error(exc)
 
 
-def run_one(name: str, out: Path) -> dict:
-    """Every step for one model (in this process); the record is written as steps finish."""
+def run_one(name: str, out: Path, skip_tp: bool = False) -> dict:
+    """Every step for one model (in this process); the record is written as steps finish.
+    ``skip_tp``: torch-pruning alone is not run (where it exhausts memory, prune-info's steps
+    are still judged)."""
     import torch
 
     import prune_info as pi
@@ -179,11 +181,14 @@ def run_one(name: str, out: Path) -> dict:
     example = torch.zeros(1, *shape)
 
     # torch-pruning alone, and its wall time against prune-info's data-free prune
-    runs, tp_seconds, tp_error = torch_pruning_alone(copy.deepcopy(model), example)
-    record["steps"]["tp"] = runs
-    record["seconds"] = {"tp_prune": round(tp_seconds, 2)}
-    if tp_error:
-        record["errors"]["tp"] = tp_error
+    if skip_tp:
+        record["errors"]["tp"] = "not run (--skip-tp)"
+    else:
+        runs, tp_seconds, tp_error = torch_pruning_alone(copy.deepcopy(model), example)
+        record["steps"]["tp"] = runs
+        record["seconds"] = {"tp_prune": round(tp_seconds, 2)}
+        if tp_error:
+            record["errors"]["tp"] = tp_error
     save()
     with tempfile.TemporaryDirectory() as tmp:
         sd = Path(tmp) / "sd.pt"
@@ -289,6 +294,9 @@ def main() -> None:
     parser.add_argument("--report", action="store_true",
                         help="run nothing: the table of the models finished so far, and the "
                              "list of those not run")
+    parser.add_argument("--skip-tp", default="", metavar="MODEL[,MODEL]",
+                        help="models whose torch-pruning-alone step is not run (where it "
+                             "exhausts memory), so prune-info's steps are still judged")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process: one model
     args = parser.parse_args()
     out = Path(args.out)
@@ -296,7 +304,7 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
-        run_one(args.one, out)
+        run_one(args.one, out, skip_tp=args.one in args.skip_tp.split(","))
         return
     names = args.models.split(",") if args.models else by_size(all_models())
     records = []
@@ -317,10 +325,13 @@ def main() -> None:
             continue
         start = time.perf_counter()
         try:
-            proc = subprocess.run([sys.executable, __file__, "--out", str(out), "--one", name],
+            proc = subprocess.run([sys.executable, __file__, "--out", str(out), "--one", name,
+                                   "--skip-tp", args.skip_tp],
                                   timeout=args.timeout, capture_output=True, text=True)
             crashed = proc.returncode != 0
-            tail = proc.stderr.strip().splitlines()[-1:] if crashed else []
+            tail = ([f"exit status {proc.returncode}"
+                     + (" (SIGKILL: out of memory?)" if proc.returncode == -9 else "") + ": "
+                     + "".join(proc.stderr.strip().splitlines()[-1:])] if crashed else [])
         except subprocess.TimeoutExpired:
             crashed, tail = True, [f"timed out after {args.timeout} s"]
         record = json.loads(path.read_text())["result"] if path.exists() else {

@@ -61,7 +61,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from prune_info._torch import torch_threads
+from prune_info._torch import memory_ceiling, out_of_memory, torch_threads
 from prune_info.capture import unit_hooks, units_last
 from prune_info.errors import PruneInfoError
 from prune_info.nn import (
@@ -223,27 +223,38 @@ class _Graph:
         flags = {p: p.requires_grad for p in model.parameters()}
         was_training = model.training
         model.eval()
+        ran_out = False
         try:
             for p in flags:
                 p.requires_grad_(True)
-            with torch.enable_grad():
+            # the graph of some models (Swin, MaxViT) grows past the machine's memory: fail
+            # with a message rather than be killed by the system
+            with torch.enable_grad(), memory_ceiling():
                 self.dg = tp.DependencyGraph().build_dependency(
                     model, example_inputs=example_input, verbose=False
                 )
         except PruneInfoError:
             raise
         except Exception as exc:  # noqa: BLE001  (any tracing failure is the model's shape)
-            raise PruneInfoError(
-                f"torch-pruning cannot trace the model{_traced_operation(exc)} "
-                f"({_first_line(exc)}); prune-info prunes through torch-pruning's dependency "
-                "graph, so this model cannot be pruned (check that its forward runs on the "
-                "input shape and returns a tensor)"
-            ) from exc
+            ran_out = out_of_memory(exc) is not None
+            if not ran_out:
+                raise PruneInfoError(
+                    f"torch-pruning cannot trace the model{_traced_operation(exc)} "
+                    f"({_first_line(exc)}); prune-info prunes through torch-pruning's dependency "
+                    "graph, so this model cannot be pruned (check that its forward runs on the "
+                    "input shape and returns a tensor)"
+                ) from exc
         finally:
             for p, flag in flags.items():
                 p.requires_grad_(flag)
             model.train(was_training)
             _detach_caches(model)
+        if ran_out:  # raised here, not in the handler, so no memory error is chained to it
+            raise PruneInfoError(
+                "torch-pruning ran out of memory tracing the model's dependency graph (on an "
+                f"input of shape {list(example_input.shape[1:])}); prune-info prunes through "
+                "that graph, so this model cannot be pruned on this machine (a smaller input, "
+                "or more memory)")
 
     def group(self, layer: str, idxs: Sequence[int]):
         module = self.model.get_submodule(layer)

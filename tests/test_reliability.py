@@ -457,6 +457,30 @@ def test_random_bytes_give_exactly_one_stderr_line_and_no_torch_warning(tmp_path
 # 8. Out of memory: one line naming what to lower
 
 
+def test_a_dependency_graph_that_outgrows_memory_is_one_line_not_a_kill(run_cli, tmp_path,
+                                                                         mlp_path, monkeypatch):
+    """Swin-T's torch-pruning graph grew past 24 GB and the system killed the process: the
+    graph is built under the memory ceiling, so the allocation fails instead, in one line."""
+    import resource
+
+    import torch_pruning as tp
+
+    limits = []
+
+    def outgrows(self, *args, **kwargs):
+        limits.append(resource.getrlimit(resource.RLIMIT_AS)[0])
+        raise MemoryError()
+
+    monkeypatch.setattr(tp.DependencyGraph, "build_dependency", outgrows)
+    out = tmp_path / "p.pt"
+    assert_refused(run_cli, tmp_path, ["prune", str(mlp_path), "--amount", "0.5", "-o", str(out)],
+                   "torch-pruning ran out of memory tracing the model's dependency graph (on an "
+                   "input of shape [1, 8, 8]); prune-info prunes through that graph, so this "
+                   "model cannot be pruned on this machine")
+    assert limits and limits[0] != resource.RLIM_INFINITY  # the ceiling was on
+    assert resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY  # and lifted
+
+
 def test_out_of_memory_names_the_batch_size_flag(run_cli, tmp_path, mlp_path, monkeypatch):
     import prune_info.cli.score
     import prune_info.cli.train
