@@ -11,7 +11,8 @@ images only. On a torchvision ResNet-18 (``num_classes=10``, no weights) at 3x32
   10,000-image folder and on the 70,000-image one (target: within 10 %; at the default batch of
   4,096 the small folder's 2,000 validation images are one smaller batch, which measured the batch
   size rather than the data: 1,152 against 1,668 MiB);
-* ``prune`` (mi, 0.5) and ``bench`` (batch 1, 64) on the big folder, with their wall times.
+* ``prune`` (mi, 0.5) and ``bench`` (batch 1, 64) on the big folder, with their wall times;
+* ``--in-memory``: only the throughput, on 12,000 random inputs held in memory.
 
     .venv/bin/python benchmarks/bench_data.py --out benchmarks/out/data
 """
@@ -66,19 +67,24 @@ def rss_of(args: list[str]) -> tuple[float, float]:
     return usage.ru_maxrss / 1024, seconds
 
 
-def throughput(folder: Path, repeat: int, batch: int, workers: int) -> dict:
-    """Seconds of scoring vs a bare loop over the same batches, interleaved, one process."""
+def throughput(folder: Path | None, repeat: int, batch: int, workers: int) -> dict:
+    """Seconds of scoring vs a bare loop over the same batches, interleaved, one process.
+    ``folder`` None: 12,000 seeded random inputs in memory (the counting's cost without the
+    image decoding)."""
     import torch
 
     from prune_info.criteria.options import ScoreOptions
     from prune_info.criteria.report import score_report
-    from prune_info.data import load_dataset
+    from prune_info.data import Split, load_dataset
     from prune_info.zoo import build_factory_model
 
     torch.manual_seed(0)
-    data = load_dataset(f"imagefolder:{folder}", input_shape=(3, 32, 32), workers=workers)
     model = build_factory_model("torchvision.models:resnet18", {"num_classes": 10}).eval()
-    split = data.val
+    if folder is None:
+        split = Split(torch.randn(12_000, 3, 32, 32), torch.randint(0, 10, (12_000,)))
+    else:
+        data = load_dataset(f"imagefolder:{folder}", input_shape=(3, 32, 32), workers=workers)
+        split = data.val
     options = ScoreOptions(batch_size=batch)
 
     @torch.no_grad()
@@ -108,8 +114,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--in-memory", action="store_true",
+                        help="only the throughput, on random inputs in memory (no folders)")
     args = parser.parse_args()
     out = Path(args.out)
+    if args.in_memory:
+        print(json.dumps(throughput(None, args.repeat, args.batch, 0), indent=1))
+        return
     started = harness.loadavg()
     watch = harness.Stopwatch()
     with watch("write_folders"):
