@@ -2,6 +2,7 @@
 refuses a document of another format or version; the ablation report's document is pinned."""
 
 import json
+from dataclasses import dataclass, field
 
 import pytest
 import torch
@@ -27,8 +28,29 @@ def small_ablation() -> AblationReport:
                           curves={"layerwise": curves}, at=(1,))
 
 
+@dataclass(frozen=True)
+class PlainReport(Report):
+    """A report whose document is its fields: the base's own round trip."""
+
+    FORMAT = "prune-info-test-plain"
+
+    name: str
+    values: list
+    in_memory: int = field(default=0, metadata={"json": False})
+
+    def table(self) -> str:
+        return f"{self.name}: {self.values}"
+
+
 #: One example of every Report subclass; a new report without one fails the contract below.
-EXAMPLES = {AblationReport: small_ablation}
+EXAMPLES = {AblationReport: small_ablation,
+            PlainReport: lambda: PlainReport("fc1", [1, 2], in_memory=7)}
+
+
+def test_the_base_writes_its_fields_but_not_the_in_memory_ones():
+    report = PlainReport("fc1", [1, 2], in_memory=7)
+    assert report.to_dict() == {"name": "fc1", "values": [1, 2]}
+    assert PlainReport.from_dict(report.to_dict()) == PlainReport("fc1", [1, 2])
 
 
 def test_every_report_has_an_example():
