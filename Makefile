@@ -9,12 +9,12 @@ DEMO_OUT ?= demo-out
 
 # torch and torchvision are installed first, as the pinned pair that loads together; left to
 # torch-pruning and timm, pip would pick a newer torch that torchvision 0.29.1 cannot load.
-# The ray and mlflow extras are installed too, so that their tests run (they leave torch as is).
+# The ray, mlflow and hf extras are installed too, so that their tests run (they leave torch as is).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,ray,mlflow]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,ray,mlflow,hf]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -24,6 +24,7 @@ Each model runs in its own process (a crash or an out-of-memory kill is recorded
 
     .venv/bin/python benchmarks/bench_zoo_coverage.py --out benchmarks/out/zoo   # hours
     .venv/bin/python benchmarks/bench_zoo_coverage.py --models resnet18,timm:resnet50
+    .venv/bin/python benchmarks/bench_zoo_coverage.py --hf --out benchmarks/out/zoo-hf
 """
 
 from __future__ import annotations
@@ -51,15 +52,31 @@ TIMM = ["resnet50", "regnetx_002", "regnety_002", "efficientnet_b0", "mobilenetv
         "swin_tiny_patch4_window7_224", "seresnext26d_32x4d", "dla34", "hrnet_w18_small",
         "efficientformer_l1", "ese_vovnet19b_dw"]
 
+#: HuggingFace image classifiers (``--hf``), built from their default configuration (base
+#: sizes) with ``num_labels=10``: every ``...ForImageClassification`` of transformers 5 that
+#: takes images, except Dinat (needs the natten package) and the multimodal ones.
+HF = ["ViT", "DeiT", "Beit", "Data2VecVision", "Dinov2", "ViTMSN", "IJepa", "Swin", "Swinv2",
+      "ConvNext", "ConvNextV2", "ResNet", "RegNet", "Bit", "MobileNetV1", "MobileNetV2",
+      "MobileViT", "MobileViTV2", "EfficientNet", "Levit", "PoolFormer", "Pvt", "PvtV2", "Cvt",
+      "FocalNet", "SwiftFormer", "Hiera", "HGNetV2", "Segformer"]
+
 STEPS = ("info", "score", "prune", "reload", "check", "export", "bench")
 SIZES = (32, 64, 96, 128, 160, 192, 224, 256, 299)
 
 
-def all_models() -> list[str]:
+def all_models(hf: bool = False) -> list[str]:
+    """Every torchvision classifier and the timm list; with ``hf``, the HuggingFace list."""
+    if hf:
+        return [f"hf:{name}ForImageClassification" for name in HF]
     import torchvision
 
     return [*torchvision.models.list_models(module=torchvision.models),
             *(f"timm:{name}" for name in TIMM)]
+
+
+def classes_kwarg(name: str) -> dict:
+    """Ten classes, in the model's own vocabulary (HuggingFace configs call them labels)."""
+    return {"num_labels": 10} if name.startswith("hf:") else {"num_classes": 10}
 
 
 def by_size(names: list[str]) -> list[str]:
@@ -72,7 +89,7 @@ def by_size(names: list[str]) -> list[str]:
     def size(name: str) -> float:
         try:
             with torch.device("meta"):
-                model = build_factory_model(factory_of(name), {"num_classes": 10})
+                model = build_factory_model(factory_of(name), classes_kwarg(name))
             return sum(p.numel() for p in model.parameters())
         except Exception:  # built at another input size later: keep it, last
             return float("inf")
@@ -81,7 +98,7 @@ def by_size(names: list[str]) -> list[str]:
 
 
 def factory_of(name: str) -> str:
-    return name if name.startswith("timm:") else f"torchvision.models:{name}"
+    return name if name.startswith(("timm:", "hf:")) else f"torchvision.models:{name}"
 
 
 def smallest_input(name: str) -> tuple[dict, tuple[int, int, int]]:
@@ -94,8 +111,8 @@ def smallest_input(name: str) -> tuple[dict, tuple[int, int, int]]:
     last: Exception | None = None
     for size in SIZES:
         for extra in ({"img_size": size} if name.startswith("timm:") else
-                      {"image_size": size} if name.startswith(("vit_",)) else {}, {}):
-            kwargs = {"num_classes": 10, **extra}
+                      {"image_size": size} if name.startswith(("vit_", "hf:")) else {}, {}):
+            kwargs = {**classes_kwarg(name), **extra}
             try:
                 model = build_factory_model(factory, kwargs).eval()
                 with torch.no_grad():
@@ -286,8 +303,10 @@ def summary(records: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=None,
-                        help="comma-separated (torchvision names, timm:NAME); default: all, "
-                             "fewest parameters first")
+                        help="comma-separated (torchvision names, timm:NAME, hf:CLASS); "
+                             "default: all, fewest parameters first")
+    parser.add_argument("--hf", action="store_true",
+                        help="the HuggingFace image classifiers instead of the default list")
     parser.add_argument("--out", default="benchmarks/out/zoo")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per model")
     parser.add_argument("--redo", action="store_true")
@@ -306,7 +325,7 @@ def main() -> None:
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
         run_one(args.one, out, skip_tp=args.one in args.skip_tp.split(","))
         return
-    names = args.models.split(",") if args.models else by_size(all_models())
+    names = args.models.split(",") if args.models else by_size(all_models(args.hf))
     records = []
     if args.report:
         done = [n for n in names if (out / "models" / f"{n.replace(':', '_')}.json").exists()]

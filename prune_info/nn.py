@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -47,6 +47,9 @@ class LayerInfo:
         Qualified name of the activation module whose output is the unit's post-activation.
     norm_module : str or None
         Qualified name of a BatchNorm between the layer and its activation.
+    heads_read : str or None
+        Kind ``heads``: qualified name of the attention's output projection, whose input holds
+        the heads' outputs (see :func:`attention_heads`).
     """
 
     name: str
@@ -55,6 +58,7 @@ class LayerInfo:
     activation: str | None
     act_module: str | None
     norm_module: str | None
+    heads_read: str | None = None
 
     @property
     def output_module(self) -> str:
@@ -65,8 +69,8 @@ class LayerInfo:
         Attention heads are read at the *input* of the output projection (see
         :func:`attention_heads`), which is the module named here.
         """
-        if self.kind == "heads":
-            return f"{self.name}.proj"
+        if self.heads_read is not None:
+            return self.heads_read
         return self.act_module or self.norm_module or self.name
 
     def read_point(self, pre_activation: bool = False) -> tuple[str, str]:
@@ -268,28 +272,97 @@ def find_read_points(model: nn.Module, example_input: torch.Tensor) -> ReadPoint
     return reads
 
 
-def attention_heads(module: nn.Module) -> tuple[int, int] | None:
-    """``(num_heads, head_dim)`` of a multi-head attention module whose heads can be units.
+@dataclass(frozen=True)
+class AttentionHeads:
+    """Where the heads of a multi-head attention module live, as :func:`attention_heads` found.
 
-    Recognised: a module with integer ``num_heads`` and ``head_dim``, a fused ``qkv`` Linear
-    producing ``3 x num_heads x head_dim`` features (queries, keys, values, each head's
-    ``head_dim`` consecutive) and a ``proj`` Linear reading the heads' concatenated outputs,
-    with nothing between them that mixes heads (no normalisation over the concatenation, no
-    gate) — timm's ``Attention`` of its ViTs. A head's output (``softmax(q k^T) v``, for every
-    token) is what ``proj`` reads from it; removing the head drops its ``q``, ``k`` and ``v``
-    rows of ``qkv`` and its columns of ``proj``. Anything else gives None.
+    Attributes
+    ----------
+    n_heads, head_dim : int
+    inputs : tuple of str
+        The projections computing queries, keys and values, as child names: one fused Linear
+        (``("qkv",)``, timm: queries, keys, values one after another, each head's ``head_dim``
+        features consecutive) or three (``("q_proj", "k_proj", "v_proj")``, HuggingFace).
+    output : str
+        The Linear reading the heads' concatenated outputs (``proj``, ``o_proj``).
+    count_attribute : str
+        The module's attribute holding the number of heads (``num_heads``,
+        ``num_attention_heads``), lowered when heads are removed.
     """
-    heads, head_dim = getattr(module, "num_heads", None), getattr(module, "head_dim", None)
-    qkv, proj = getattr(module, "qkv", None), getattr(module, "proj", None)
-    if not (isinstance(heads, int) and isinstance(head_dim, int) and heads > 0 and head_dim > 0
-            and isinstance(qkv, nn.Linear) and isinstance(proj, nn.Linear)):
+
+    n_heads: int
+    head_dim: int
+    inputs: tuple[str, ...]
+    output: str
+    count_attribute: str
+
+    def columns(self, heads: Sequence[int]) -> torch.Tensor:
+        """The features of ``heads`` in a concatenation of every head's ``head_dim`` values."""
+        return torch.tensor([h * self.head_dim + d for h in heads for d in range(self.head_dim)],
+                            dtype=torch.long)
+
+    def input_rows(self, heads: Sequence[int]) -> torch.Tensor:
+        """The rows of heads ``heads`` in each input projection's weight: their q, k and v rows
+        of a fused projection, their rows of each of three separate ones."""
+        cols = self.columns(heads)
+        if len(self.inputs) == 1:
+            return torch.cat([cols + part * self.n_heads * self.head_dim for part in range(3)])
+        return cols
+
+    def incoming_weights(self, module: nn.Module) -> torch.Tensor:
+        """``[n_heads, ...]``: every weight computing a head's queries, keys and values."""
+        parts = [cast(torch.Tensor, module.get_submodule(name).weight).detach()
+                 for name in self.inputs]
+        per_head = [w.unflatten(0, (-1, self.n_heads, self.head_dim)).transpose(0, 1)
+                    for w in parts]
+        return torch.cat([w.flatten(1) for w in per_head], dim=1)
+
+
+#: The layouts :func:`attention_heads` recognises: (inputs, output, head-count attributes).
+_HEAD_LAYOUTS = ((("qkv",), "proj", ("num_heads",)),
+                 (("q_proj", "k_proj", "v_proj"), "o_proj", ("num_attention_heads", "num_heads")))
+
+
+def attention_heads(module: nn.Module) -> AttentionHeads | None:
+    """The heads of a multi-head attention module whose heads can be units, else None.
+
+    Recognised: a module with an integer head count (``num_heads`` / ``num_attention_heads``)
+    and ``head_dim``, whose queries, keys and values come from a fused ``qkv`` Linear (timm's
+    ``Attention`` of its ViTs) or from ``q_proj``, ``k_proj``, ``v_proj`` Linears (HuggingFace's
+    ViT family), each head's ``head_dim`` features consecutive, and whose heads' concatenated
+    outputs are read by one Linear (``proj``, ``o_proj``), with nothing between them that mixes
+    heads (no normalisation over the concatenation, no gate). A head's output (``softmax(q k^T)
+    v``, for every token) is what the output projection reads from it; removing the head drops
+    its rows of the input projections and its columns of the output one.
+
+    Examples
+    --------
+    >>> import timm
+    >>> vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32,
+    ...                         patch_size=8, depth=1)
+    >>> heads = attention_heads(vit.blocks[0].attn)
+    >>> heads.n_heads, heads.head_dim, heads.inputs, heads.output
+    (3, 64, ('qkv',), 'proj')
+    """
+    head_dim = getattr(module, "head_dim", None)
+    if not isinstance(head_dim, int) or head_dim <= 0:
         return None
-    if qkv.out_features != 3 * heads * head_dim or proj.in_features != heads * head_dim:
-        return None
-    norm, gate = getattr(module, "norm", None), getattr(module, "gate", None)
-    if (norm is not None and not isinstance(norm, nn.Identity)) or gate is not None:
-        return None
-    return heads, head_dim
+    for inputs, output, counts in _HEAD_LAYOUTS:
+        count = next((c for c in counts if isinstance(getattr(module, c, None), int)), None)
+        parts = [getattr(module, name, None) for name in (*inputs, output)]
+        if count is None or not all(isinstance(p, nn.Linear) for p in parts):
+            continue
+        layout = AttentionHeads(getattr(module, count), head_dim, inputs, output, count)
+        width = layout.n_heads * head_dim
+        *ins, out = cast(list[nn.Linear], parts)
+        if (layout.n_heads <= 0 or out.in_features != width
+                or any(p.out_features != width * (3 if len(ins) == 1 else 1) for p in ins)):
+            return None
+        norm, gate = getattr(module, "norm", None), getattr(module, "gate", None)
+        if (norm is not None and not isinstance(norm, nn.Identity)) or gate is not None:
+            return None
+        return layout
+    return None
 
 
 def prunable_layers(model: nn.Module) -> list[LayerInfo]:
@@ -306,8 +379,8 @@ def prunable_layers(model: nn.Module) -> list[LayerInfo]:
     layer whose output no activation module takes as it is (an activation called as a function)
     gets ``None`` and its units are read at the layer's (or its norm's) output.
 
-    The fused ``qkv`` projection of an attention module :func:`attention_heads` recognises is
-    replaced by the module itself, kind ``heads``: its units are the attention heads.
+    The query, key and value projections of an attention module :func:`attention_heads`
+    recognises are replaced by the module itself, kind ``heads``: its units are the heads.
     """
     modules = [(n, m) for n, m in model.named_modules() if n]
     reads = getattr(model, READS_ATTRIBUTE, None)
@@ -322,11 +395,12 @@ def prunable_layers(model: nn.Module) -> list[LayerInfo]:
             continue
         name, module = modules[i]
         parent, _, leaf = name.rpartition(".")
-        if leaf == "qkv":
-            heads = attention_heads(model.get_submodule(parent) if parent else model)
-            if heads is not None:
-                layers.append(LayerInfo(parent, "heads", heads[0], None, None, None))
-                continue
+        heads = attention_heads(model.get_submodule(parent) if parent else model)
+        if heads is not None and leaf in heads.inputs:  # the heads are the units
+            if leaf == heads.inputs[0]:
+                layers.append(LayerInfo(parent, "heads", heads.n_heads, None, None, None,
+                                        f"{parent}.{heads.output}"))
+            continue
         act_name = act = norm_name = None
         if reads is not None:
             norm_name, act_name = reads.points.get(name, (None, None))
@@ -503,7 +577,7 @@ def layer_costs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, dict[
     counted.
 
     The attention of a module :func:`attention_heads` recognises is counted under the module's
-    own name (its parameters live in ``qkv`` and ``proj``, so ``params`` is 0 there): ``q k^T``
+    own name (its parameters live in its projections, so ``params`` is 0 there): ``q k^T``
     and the weighted sum of the values, ``2 x tokens^2 x heads x head_dim``.
 
     Returns
@@ -531,10 +605,11 @@ def layer_costs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, dict[
             costs[name]["macs"] += int(macs)  # batch of one
         return record
 
-    def attention_hook(name, heads: int, head_dim: int):
-        def record(module, inputs, output):
-            tokens = inputs[0].shape[1] if inputs and inputs[0].dim() == 3 else 1
-            costs[name]["macs"] += 2 * tokens * tokens * heads * head_dim
+    def attention_hook(name, heads: AttentionHeads):
+        def record(module, args, kwargs, output):
+            x = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+            tokens = x.shape[1] if x is not None and x.dim() == 3 else 1
+            costs[name]["macs"] += 2 * tokens * tokens * heads.n_heads * heads.head_dim
         return record
 
     for name, module in model.named_modules():
@@ -544,7 +619,8 @@ def layer_costs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, dict[
             handles.append(module.register_forward_hook(hook(name)))
         elif (heads := attention_heads(module)) is not None:
             costs[name] = {"params": 0, "macs": 0}
-            handles.append(module.register_forward_hook(attention_hook(name, *heads)))
+            handles.append(module.register_forward_hook(attention_hook(name, heads),
+                                                        with_kwargs=True))
     was_training = model.training
     model.eval()
     try:

@@ -35,12 +35,13 @@ torch-pruning traps avoided here
 Attention heads
 ---------------
 The heads of an attention module (:func:`prune_info.nn.attention_heads`, kind ``heads``) are not
-removed through torch-pruning, whose graph does not follow the reshape of ``qkv`` into heads:
-removing head ``h`` deletes its ``head_dim`` rows of the queries, keys and values in ``qkv`` and
-its columns of ``proj``, and lowers the module's ``num_heads`` (and ``attn_dim``), so the pruned
-module runs, exports and reloads. Its other outputs are untouched, so this equals the original
-with the head's output (the input of ``proj``) zeroed, which the verification checks; masking
-zeroes the same rows and columns.
+removed through torch-pruning, whose graph does not follow the reshape of the queries, keys and
+values into heads: removing head ``h`` deletes its ``head_dim`` rows of each of them (in a fused
+``qkv`` or in ``q_proj``, ``k_proj``, ``v_proj``) and its columns of the output projection, and
+lowers the module's head count (and timm's ``attn_dim``), so the pruned module runs, exports and
+reloads. Its other outputs are untouched, so this equals the original with the head's output
+(the input of the output projection) zeroed, which the verification checks; masking zeroes the
+same rows and columns.
 
 Pruning history
 ---------------
@@ -479,8 +480,10 @@ def channel_flow(model: nn.Module, example_input: torch.Tensor,
             if g.note:
                 continue
             module = model.get_submodule(g.root)
-            if attention_heads(module) is not None and not isinstance(module, WEIGHT_TYPES):
-                writes[f"{g.root}.qkv"] = reads[f"{g.root}.proj"] = writes[g.root] = g.root
+            heads = attention_heads(module)
+            if heads is not None and not isinstance(module, WEIGHT_TYPES):
+                writes[g.root] = reads[f"{g.root}.{heads.output}"] = g.root
+                writes.update({f"{g.root}.{name}": g.root for name in heads.inputs})
                 continue
             for member in g.members:
                 writes[member] = g.root
@@ -893,7 +896,7 @@ def _transform_layers(model: nn.Module, plan: PrunePlan, example_input: torch.Te
     def apply(layer: str, idxs: list[int]) -> _Applied:
         if layer in heads:
             attn = model.get_submodule(layer)
-            snapshot = _Snapshot([attn, attn.qkv, attn.proj])
+            snapshot = _Snapshot([attn, *attn.children()])
             step: Callable[[], Any] = functools.partial(_cut_heads, attn, idxs, remove)
             coupled: dict[str, list[int]] = {}
             norms: dict[str, list[int]] = {}
@@ -988,29 +991,29 @@ def _run_step(step: Callable[[], Any], layer: str) -> None:
 
 @torch.no_grad()
 def _cut_heads(attn: nn.Module, idxs: Sequence[int], remove: bool) -> None:
-    """Remove (or zero) heads ``idxs`` of an attention module: their q, k, v rows of ``qkv``,
-    their columns of ``proj``, and their entries of the module's own per-feature biases (EVA's
-    ``q_bias``, ``k_bias``, ``v_bias``; see the module docstring)."""
-    found = attention_heads(attn)
-    if found is None:
-        raise PruneInfoError(f"the attention module's q, k, v projection no longer has "
-                             f"{getattr(attn, 'num_heads', '?')} heads (an earlier step changed "
-                             "it)")
-    n_heads, head_dim = found
-    qkv, proj = cast(nn.Linear, attn.qkv), cast(nn.Linear, attn.proj)
+    """Remove (or zero) heads ``idxs`` of an attention module: their rows of the query, key and
+    value projections, their columns of the output projection, and their entries of the module's
+    own per-feature biases (EVA's ``q_bias``, ``k_bias``, ``v_bias``; see the module
+    docstring)."""
+    heads = attention_heads(attn)
+    if heads is None:
+        raise PruneInfoError("the attention module's projections no longer fit its head count "
+                             "(an earlier step changed them)")
     gone = set(int(i) for i in idxs)
-    chosen = [h for h in range(n_heads) if (h in gone) != remove]  # removed: the kept ones
-    cols = torch.tensor([h * head_dim + d for h in chosen for d in range(head_dim)],
-                        dtype=torch.long, device=qkv.weight.device)
-    rows = torch.cat([cols + part * n_heads * head_dim for part in range(3)])
+    chosen = [h for h in range(heads.n_heads) if (h in gone) != remove]  # removed: the kept ones
+    inputs = [cast(nn.Linear, attn.get_submodule(name)) for name in heads.inputs]
+    output = cast(nn.Linear, attn.get_submodule(heads.output))
+    device = output.weight.device
+    cols, rows = heads.columns(chosen).to(device), heads.input_rows(chosen).to(device)
     own = [(name, t) for name, t in [*attn.named_parameters(recurse=False),
                                      *attn.named_buffers(recurse=False)]
-           if t.ndim == 1 and t.shape[0] == n_heads * head_dim]
+           if t.ndim == 1 and t.shape[0] == heads.n_heads * heads.head_dim]
     if not remove:
-        qkv.weight.index_fill_(0, rows, 0.0)
-        if qkv.bias is not None:
-            qkv.bias.index_fill_(0, rows, 0.0)
-        proj.weight.index_fill_(1, cols, 0.0)
+        for linear in inputs:
+            linear.weight.index_fill_(0, rows, 0.0)
+            if linear.bias is not None:
+                linear.bias.index_fill_(0, rows, 0.0)
+        output.weight.index_fill_(1, cols, 0.0)
         for _, tensor in own:
             tensor.data.index_fill_(0, cols, 0.0)
         return
@@ -1018,15 +1021,16 @@ def _cut_heads(attn: nn.Module, idxs: Sequence[int], remove: bool) -> None:
         narrowed = tensor.detach()[cols].clone()
         setattr(attn, name, nn.Parameter(narrowed, tensor.requires_grad)
                 if isinstance(tensor, nn.Parameter) else narrowed)
-    qkv.weight = nn.Parameter(qkv.weight[rows].clone(), qkv.weight.requires_grad)
-    if qkv.bias is not None:
-        qkv.bias = nn.Parameter(qkv.bias[rows].clone(), qkv.bias.requires_grad)
-    qkv.out_features = len(rows)
-    proj.weight = nn.Parameter(proj.weight[:, cols].clone(), proj.weight.requires_grad)
-    proj.in_features = len(cols)
-    setattr(attn, "num_heads", len(chosen))  # noqa: B010  (a plain int attribute)
+    for linear in inputs:
+        linear.weight = nn.Parameter(linear.weight[rows].clone(), linear.weight.requires_grad)
+        if linear.bias is not None:
+            linear.bias = nn.Parameter(linear.bias[rows].clone(), linear.bias.requires_grad)
+        linear.out_features = len(rows)
+    output.weight = nn.Parameter(output.weight[:, cols].clone(), output.weight.requires_grad)
+    output.in_features = len(cols)
+    setattr(attn, heads.count_attribute, len(chosen))  # a plain int attribute
     if hasattr(attn, "attn_dim"):
-        setattr(attn, "attn_dim", len(chosen) * head_dim)  # noqa: B010
+        setattr(attn, "attn_dim", len(chosen) * heads.head_dim)  # noqa: B010
 
 
 def _check_width(model: nn.Module, layer: str, plan: PrunePlan) -> None:
@@ -1035,7 +1039,11 @@ def _check_width(model: nn.Module, layer: str, plan: PrunePlan) -> None:
     if isinstance(module, (nn.Linear, nn.Conv2d)):
         width = module.out_features if isinstance(module, nn.Linear) else module.out_channels
     else:  # attention heads
-        width = int(cast(int, module.num_heads))
+        heads = attention_heads(module)
+        if heads is None:
+            raise LayerPruneError(layer, _unfollowed(layer, "its projections no longer fit its "
+                                                            "head count"))
+        width = heads.n_heads
     expected = plan.widths[layer] - len(plan.remove[layer])
     if width != expected:
         raise LayerPruneError(layer, _unfollowed(layer, f"it has {width} units, expected "

@@ -40,6 +40,7 @@ from torch import nn
 from prune_info._text import parse_kwargs
 from prune_info._torch import memory_available, memory_ceiling
 from prune_info.errors import PruneInfoError
+from prune_info.huggingface import HF_PREFIX, hf_model, is_hf_class
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 REGULARISERS = ("none", "l2", "dropout", "bn-dropout")
@@ -380,9 +381,10 @@ def import_factory(spec: str) -> Callable[..., nn.Module]:
 def zoo_builder(factory: str) -> Callable[..., nn.Module] | None:
     """The model builder ``factory`` names in a known model zoo, else None.
 
-    Known zoos: ``timm:NAME`` for a model timm lists (:func:`timm.list_models`), and
+    Known zoos: ``timm:NAME`` for a model timm lists (:func:`timm.list_models`),
     ``torchvision.models[.SUB]:NAME`` where the attribute is one of the builders torchvision
-    registers (:func:`torchvision.models.list_models`). Their builders only construct modules
+    registers (:func:`torchvision.models.list_models`), and ``hf:CLASS`` for a HuggingFace image
+    classifier (:mod:`prune_info.huggingface`). Their builders only construct modules
     (weights are refused, see :func:`check_factory_kwargs`), so a checkpoint may name them. Only
     those packages are imported to decide: a module named by anything else is never imported.
 
@@ -402,6 +404,8 @@ def zoo_builder(factory: str) -> Callable[..., nn.Module] | None:
         if attr not in timm.list_models():
             return None
         return functools.partial(timm.create_model, attr, pretrained=False)
+    if module_name == HF_PREFIX[:-1]:
+        return functools.partial(hf_model, attr) if is_hf_class(attr) else None
     if module_name == TORCHVISION_MODELS or module_name.startswith(TORCHVISION_MODELS + "."):
         import torchvision.models
 
@@ -521,9 +525,9 @@ def authorise_recorded_factory(factory: Any, kwargs: Any, path: str, *, named: s
         return
     raise PruneInfoError(
         f"{path} asks to run {factory_spec(factory, kwargs)} to build its model, which is not a "
-        f"builder of a known model zoo (timm:NAME, {TORCHVISION_MODELS}:NAME); a file never "
-        f"chooses the code that runs: if you trust the file, pass `trust_factory`, or name "
-        f"its factory yourself (`factory`={factory})")
+        f"builder of a known model zoo (timm:NAME, {TORCHVISION_MODELS}:NAME, hf:CLASS); a "
+        f"file never chooses the code that runs: if you trust the file, pass `trust_factory`, "
+        f"or name its factory yourself (`factory`={factory})")
 
 
 def parse_model_kwargs(text: str | None) -> dict[str, Any]:
@@ -556,11 +560,15 @@ def _timm_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 def build_factory_model(factory: str, kwargs: Mapping[str, Any] | None = None) -> nn.Module:
-    """Build a user model: ``package.module:function`` or ``timm:NAME``, called with ``kwargs``.
+    """Build a user model: ``package.module:function``, ``timm:NAME`` or ``hf:CLASS``, called
+    with ``kwargs``.
 
     ``torchvision.models:resnet18`` with ``{"num_classes": 10}`` gives a torchvision ResNet-18
     for 10 classes; ``timm:vit_tiny_patch16_224`` with ``{"img_size": 28, "patch_size": 4,
-    "in_chans": 1, "num_classes": 10}`` a small ViT. Weights are never downloaded.
+    "in_chans": 1, "num_classes": 10}`` a small ViT; ``hf:ViTForImageClassification`` with
+    ``{"image_size": 28, "num_channels": 1, "num_labels": 10}`` HuggingFace's ViT built from
+    that configuration (:func:`prune_info.huggingface.hf_model`). Weights are never
+    downloaded.
 
     Raises
     ------
@@ -580,6 +588,8 @@ def build_factory_model(factory: str, kwargs: Mapping[str, Any] | None = None) -
     try:
         if factory.startswith(TIMM_PREFIX):
             builder = functools.partial(_timm_model, factory[len(TIMM_PREFIX):])
+        elif factory.startswith(HF_PREFIX):
+            builder = functools.partial(hf_model, factory[len(HF_PREFIX):])
         else:
             builder = zoo_builder(factory) or import_factory(factory)
             _check_signature(factory, builder, kwargs)

@@ -170,6 +170,27 @@ def test_wrong_input_shape_is_refused(digits, digits_mlp):
         eval_split_for(model, digits)
 
 
+def test_cli_data_is_loaded_at_each_models_input_shape(run_cli, tmp_path):
+    """--data digits gives a model trained on resized digits the test split its record gives
+    (resized the same way), not the 1x8x8 images (once refused as the wrong shape)."""
+    from prune_info.checkpoint import data_for
+    from prune_info.data import load_dataset
+
+    torch.manual_seed(0)
+    ckpt = train_model(load_dataset("digits", seed=0, input_shape=(1, 12, 12)), "c4-f8",
+                       "relu", "none", TrainConfig(epochs=1, seed=0), progress=False)
+    assert ckpt.dataset["input_shape"] == [1, 12, 12]
+    path = tmp_path / "resized.pt"
+    save_checkpoint(ckpt, path)
+    accs = []
+    for data in (["--data", "digits"], []):
+        code, stdout, stderr = run_cli("bench", str(path), *data, "--batch", "1", "--repeat",
+                                       "1", "--warmup", "0", "--runtime", "torch", "--json")
+        assert code == 0, stderr
+        accs.append(json.loads(stdout)["models"][0]["test_acc"])
+    assert accs[0] == accs[1] == accuracy(ckpt.model, data_for(ckpt))
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"batches": [0]}, "at least 1"),
     ({"batches": []}, "at least 1"),

@@ -1,6 +1,8 @@
 """Contracts of the library: every registered criterion behaves alike, and the one-call verbs
 take what a researcher has (an ``nn.Module``, a ``DataLoader``) and give back what loads again."""
 
+import sys
+
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -129,6 +131,7 @@ def test_a_checkpoint_the_library_saves_always_loads(module_and_loader, tmp_path
         "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, width),\n"
         "                               torch.nn.ReLU(), torch.nn.Linear(width, 10))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "usernets", raising=False)  # another test's usernets
     import usernets
 
     ckpt = pi.Checkpoint(usernets.mlp(), factory="usernets:mlp", factory_kwargs={"width": 32})

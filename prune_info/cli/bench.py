@@ -13,7 +13,6 @@ from prune_info.cli.common import (
     check_output,
     data_source_options,
     echo_json,
-    open_dataset,
     parse_int_list,
     trust_options,
 )
@@ -85,13 +84,12 @@ def bench(models, device, batch_text, threads, repeat, warmup, runtime, data_nam
     if plot_path is not None:
         plot_format(plot_path)
     dev = resolve_device(device)
-    data = (open_dataset(data_name, data_dir, workers=workers, normalize=normalize)
-            if data_name is not None else None)
     runtimes = RUNTIMES if runtime == "all" else (runtime,)
     results = benchmark_models(
-        models, data=data, batches=batches, device=dev, threads=threads, repeat=repeat,
+        models, data=data_name, batches=batches, device=dev, threads=threads, repeat=repeat,
         warmup=warmup, data_dir=data_dir, opset=opset, exporter=exporter, runtimes=runtimes,
         trust_pickle=trust_pickle, trust_factory=trust_factory, progress=not quiet,
+        workers=workers, normalize=normalize,
     )
     used_threads = next((e.threads for r in results for e in r.latency), threads)
     settings = {"device": dev.type, "batches": batches, "threads": used_threads,

@@ -21,7 +21,7 @@ from prune_info.criteria.context import ScoringContext
 from prune_info.criteria.registry import register_criterion
 from prune_info.data import Samples
 from prune_info.errors import PruneInfoError
-from prune_info.nn import LayerInfo, get_module, logits_of
+from prune_info.nn import AttentionHeads, LayerInfo, attention_heads, get_module, logits_of
 
 __all__ = ['taylor_scores']
 
@@ -44,15 +44,12 @@ def _incoming_weight_norm(ctx: ScoringContext, p: int) -> dict[str, torch.Tensor
     # needs a dependency graph, i.e. a traced forward pass, while this criterion needs no data.
     out = {}
     for layer in ctx.layers:
-        if layer.kind == "heads":  # a head's incoming weights: its q, k and v rows of qkv
-            qkv = cast(torch.Tensor, get_module(ctx.model, f"{layer.name}.qkv").weight).detach()
-            rows = qkv.to(torch.float64).unflatten(0, (3, layer.n_units, -1)).transpose(0, 1)
-            out[layer.name] = torch.linalg.vector_norm(rows.flatten(1), ord=p, dim=1)
-            continue
-        # a prunable layer (Linear or Conv): its weight is a Tensor, not a submodule
-        weight = cast(torch.Tensor, get_module(ctx.model, layer.name).weight).detach()
-        out[layer.name] = torch.linalg.vector_norm(weight.to(torch.float64).flatten(1),
-                                                   ord=p, dim=1)
+        module = get_module(ctx.model, layer.name)
+        if layer.kind == "heads":  # a head's incoming weights: its q, k and v rows
+            weights = cast(AttentionHeads, attention_heads(module)).incoming_weights(module)
+        else:  # a Linear or Conv: its weight is a Tensor, not a submodule
+            weights = cast(torch.Tensor, module.weight).detach().flatten(1)
+        out[layer.name] = torch.linalg.vector_norm(weights.to(torch.float64), ord=p, dim=1)
     return out
 
 

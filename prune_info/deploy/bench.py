@@ -45,6 +45,7 @@ from prune_info.data import (
     MappedSplit,
     Samples,
     Split,
+    load_dataset,
     load_dataset_like,
     match_classes,
     recorded_classes,
@@ -400,20 +401,32 @@ def eval_split_for(model: BenchModel, data: Dataset) -> Samples:
 
 
 class _DataCache:
-    def __init__(self, data: Dataset | None, data_dir: str | os.PathLike | None):
+    """Each model's test data, loaded once per (source, split seed, input shape)."""
+
+    def __init__(self, data: Dataset | str | None, data_dir: str | os.PathLike | None,
+                 workers: int, normalize: Any):
         self.data, self.data_dir = data, data_dir
+        self.workers, self.normalize = workers, normalize
         self.loaded: dict[tuple[str, int, tuple[int, ...]], Dataset] = {}
 
     def for_model(self, model: BenchModel) -> Dataset:
-        if self.data is not None:
+        if isinstance(self.data, Dataset):
             return self.data
         described = model.dataset
-        if not described.get("name"):
+        name = self.data or described.get("name")
+        if not name:
             raise PruneInfoError(f"{model.name} records no dataset; pass `data`")
-        key = (described["name"], int(described.get("split_seed", 0) or 0),
+        key = (name, int(described.get("split_seed", 0) or 0),
                tuple(described.get("input_shape") or ()))
         if key not in self.loaded:
-            self.loaded[key] = load_dataset_like(described, self.data_dir)
+            if described.get("name") or described.get("input_shape"):
+                loaded = load_dataset_like({"name": name, **described}, self.data_dir,
+                                           name=self.data, workers=self.workers,
+                                           normalize=self.normalize)
+            else:
+                loaded = load_dataset(name, self.data_dir, workers=self.workers,
+                                      normalize=self.normalize)
+            self.loaded[key] = loaded
         return self.loaded[key]
 
 
@@ -456,7 +469,7 @@ def _validate(batches: Sequence[int], repeat: int, warmup: int, threads: int | N
 
 def benchmark_models(
     models: Iterable[str | os.PathLike | Checkpoint],
-    data: Dataset | None = None,
+    data: Dataset | str | None = None,
     batches: Sequence[int] = DEFAULT_BATCHES,
     device: str | torch.device = "cpu",
     threads: int | None = None,
@@ -470,6 +483,8 @@ def benchmark_models(
     trust_pickle: bool = False,
     trust_factory: bool = False,
     progress: bool = False,
+    workers: int = 0,
+    normalize: Any = None,
 ) -> list[BenchResult]:
     """Measure accuracy, size and latency of each model.
 
@@ -477,9 +492,11 @@ def benchmark_models(
     ----------
     models : iterable of path or Checkpoint
         Checkpoint files, ONNX files (from ``prune-info export``), or loaded checkpoints.
-    data : Dataset, optional
-        Test data for every model; default each model's recorded dataset (for ONNX files, from
-        its metadata), loaded with its recorded split seed from ``data_dir``.
+    data : Dataset or str, optional
+        Test data for every model: a :class:`Dataset` as it is, or a data source (a built-in
+        name, ``imagefolder:DIR``, ``npz:FILE``, ``pkg.mod:fn``) loaded for each model at its
+        recorded input shape and split seed; default each model's recorded dataset (for ONNX
+        files, from their metadata). Read from ``data_dir``.
     batches : sequence of int
         Batch sizes timed.
     device : {"cpu", "cuda", "auto"} or torch.device
@@ -500,6 +517,8 @@ def benchmark_models(
         Allow checkpoints that build their model with a factory outside the known zoos.
     progress : bool
         Show a progress bar on stderr (only on a terminal).
+    workers, normalize
+        How a data source is read (see :func:`prune_info.data.load_dataset`).
 
     Returns
     -------
@@ -528,7 +547,7 @@ def benchmark_models(
         targets.append(("onnxruntime", "cpu"))
         if dev.type == "cuda" and onnx_cuda_available():
             targets.append(("onnxruntime", "cuda"))
-    cache = _DataCache(data, data_dir)
+    cache = _DataCache(data, data_dir, workers, normalize)
     bar = tqdm(total=len(loaded) + len(targets) * len(batches), desc="bench",
                disable=None if progress else True, leave=False)
     with torch_threads(n_threads):

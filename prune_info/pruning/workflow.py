@@ -15,18 +15,11 @@ import fnmatch
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
-from prune_info.errors import PruneInfoError
-from prune_info.io import cpu_state_dict
-from prune_info.nn import count_parameters, prunable_layers
-
-if TYPE_CHECKING:
-    from prune_info.checkpoint import Checkpoint
-    from prune_info.data import Dataset
 from prune_info._torch import timing_input
 from prune_info.criteria.context import make_context
 from prune_info.criteria.options import FDR_Q, ScoreOptions
@@ -38,12 +31,18 @@ from prune_info.criteria.ranking import (
 )
 from prune_info.criteria.registry import get_criterion
 from prune_info.data import bounded, note
+from prune_info.errors import PruneInfoError
+from prune_info.io import cpu_state_dict
 from prune_info.nn import (
+    AttentionHeads,
     LayerInfo,
+    attention_heads,
     count_correct,
+    count_parameters,
     example_input,
     find_read_points,
     layer_costs,
+    prunable_layers,
 )
 from prune_info.pruning.allocation import (
     ALLOCATIONS,
@@ -74,6 +73,10 @@ from prune_info.surgery import (
     mask_plan,
     unit_groups,
 )
+
+if TYPE_CHECKING:
+    from prune_info.checkpoint import Checkpoint
+    from prune_info.data import Dataset
 
 # --------------------------------------------------------------------------------------------
 # Whole checkpoints
@@ -537,17 +540,25 @@ def _per_root(values: Sequence | None, groups: Sequence[UnitGroup], what: str,
 
 
 def attention_projections(model: nn.Module, names: Sequence[str]) -> set[str]:
-    """Layers of ``names`` that sit directly in an attention module (one with ``num_heads``)
-    that :func:`prune_info.nn.attention_heads` does not recognise, other than its output
-    projection: their outputs are split into heads, and removing single features would break
-    the module. (A recognised module's heads are units themselves, kind ``heads``.)"""
+    """Layers of ``names`` that sit directly in an attention module (one with ``num_heads`` or
+    ``num_attention_heads``) that :func:`prune_info.nn.attention_heads` does not recognise,
+    other than its output projection: their outputs are split into heads, and removing single
+    features would break the module. (A recognised module's heads are units themselves, kind
+    ``heads``.)"""
     found = set()
     for name in names:
         parent_name, _, leaf = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        if isinstance(getattr(parent, "num_heads", None), int) and leaf != "proj":
+        if (any(isinstance(getattr(parent, count, None), int) for count in _HEAD_COUNTS)
+                and leaf not in _OUTPUT_PROJECTIONS):
             found.add(name)
     return found
+
+
+#: Attributes holding an attention module's head count, and names of its output projection
+#: (timm, HuggingFace, torch's MultiheadAttention).
+_HEAD_COUNTS = ("num_heads", "num_attention_heads")
+_OUTPUT_PROJECTIONS = ("proj", "o_proj", "out_proj")
 
 
 def match_layers(patterns: Sequence[str], names: Sequence[str], what: str) -> set[str]:
@@ -1059,8 +1070,10 @@ def _summary(old: Checkpoint, new: Checkpoint, plan: PrunePlan, input_shape, bef
     else:
         widths_after = {layer.name: layer.n_units for layer in prunable_layers(new.model)}
     def cost(costs: dict, layer: LayerInfo, key: str) -> int:
-        # heads: the attention's own MACs and the qkv projection holding their weights
-        parts = [layer.name, f"{layer.name}.qkv"] if layer.kind == "heads" else [layer.name]
+        parts = [layer.name]
+        if layer.kind == "heads":  # the attention's own MACs and the projections of q, k, v
+            heads = cast(AttentionHeads, attention_heads(old.model.get_submodule(layer.name)))
+            parts += [f"{layer.name}.{name}" for name in heads.inputs]
         return sum(costs[part][key] for part in parts)
 
     rows = []
