@@ -34,7 +34,8 @@ from prune_info._torch import (
     torch_timer,
 )
 from prune_info.checkpoint import Checkpoint
-from prune_info.deploy.onnx import convert_checkpoint, count_macs, ort_session
+from prune_info.deploy.onnx import convert_checkpoint, count_macs
+from prune_info.deploy.onnx_runtime import ort_session
 from prune_info.deploy.timing import latency_stats, onnx_cuda_available, onnx_timer
 from prune_info.errors import PruneInfoError
 from prune_info.nn import count_parameters

@@ -19,15 +19,11 @@ from prune_info.deploy.onnx import (
     check_opset,
     convert_checkpoint,
     convert_model,
-    decode_metadata,
     export_model,
     export_onnx,
-    load_onnx,
-    looks_like_onnx,
-    ort_session,
-    run_onnx,
-    summarise_pruning,
 )
+from prune_info.deploy.onnx_metadata import decode_metadata, summarise_pruning
+from prune_info.deploy.onnx_runtime import load_onnx, looks_like_onnx, ort_session, run_onnx
 from prune_info.errors import PruneInfoError
 from prune_info.nn import accuracy, count_parameters, total_macs
 from prune_info.training.loop import TrainConfig, train_model

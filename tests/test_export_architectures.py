@@ -15,7 +15,8 @@ import onnx
 import pytest
 import torch
 
-from prune_info.deploy.onnx import convert_model, ort_session, run_onnx
+from prune_info.deploy.onnx import convert_model
+from prune_info.deploy.onnx_runtime import ort_session, run_onnx
 
 
 def _resnet18():

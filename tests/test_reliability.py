@@ -283,7 +283,8 @@ def _loader_cases(root: Path, digits_mlp, digits) -> dict[str, tuple[Path, bytes
     import numpy as np
 
     from prune_info.data import load_dataset, read_idx
-    from prune_info.deploy.onnx import export_onnx, load_onnx, ort_session
+    from prune_info.deploy.onnx import export_onnx
+    from prune_info.deploy.onnx_runtime import load_onnx, ort_session
 
     cases: dict[str, tuple[Path, bytes, Callable]] = {}
     ckpt_path = root / "model.pt"
@@ -352,7 +353,7 @@ def test_every_loader_turns_random_and_truncated_bytes_into_one_error(tmp_path, 
     # an ONNX file whose prune-info metadata another tool rewrote
     import onnx
 
-    from prune_info.deploy.onnx import load_onnx
+    from prune_info.deploy.onnx_runtime import load_onnx
     path, valid, _ = cases["ONNX"]
     for key, text in (("input_shape", "[abc"), ("input_shape", "[1, -8, 8]"),
                       ("dataset", '"digits"'), ("parameters", "many")):

@@ -219,7 +219,8 @@ def test_prune_a_vit_removes_mlp_units_heads_and_residual_stream_channels(vit, d
 
 
 def test_a_pruned_vit_exports_to_onnx_and_matches_pytorch(vit, digits):
-    from prune_info.deploy.onnx import export_model, ort_session, run_onnx
+    from prune_info.deploy.onnx import export_model
+    from prune_info.deploy.onnx_runtime import ort_session, run_onnx
 
     ckpt = Checkpoint(vit, factory=FACTORY, factory_kwargs=dict(KWARGS),
                       dataset={"name": "digits", "input_shape": [1, 8, 8]})

@@ -3,6 +3,7 @@ benchmarks of checkpoints and ONNX files (:mod:`.bench`, timed as :mod:`.timing`
 onnxruntime is imported on first use."""
 
 from prune_info.deploy.bench import benchmark_models, open_bench_model
-from prune_info.deploy.onnx import ExportReport, export_onnx, load_onnx
+from prune_info.deploy.onnx import ExportReport, export_onnx
+from prune_info.deploy.onnx_runtime import load_onnx
 
 __all__ = ["ExportReport", "benchmark_models", "export_onnx", "load_onnx", "open_bench_model"]

@@ -50,13 +50,11 @@ from prune_info.data import (
     match_classes,
     recorded_classes,
 )
-from prune_info.deploy.onnx import (
+from prune_info.deploy.onnx import convert_checkpoint, count_macs, model_input_shape
+from prune_info.deploy.onnx_runtime import (
     OnnxModel,
-    convert_checkpoint,
-    count_macs,
     load_onnx,
     looks_like_onnx,
-    model_input_shape,
     ort_session,
     run_onnx,
 )

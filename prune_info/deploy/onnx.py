@@ -40,22 +40,9 @@ including native output, for the duration of the conversion.
 
 Metadata
 --------
-Every key starts with ``prune_info.``; values are strings, JSON where marked:
-
-=============================  =============================================================
-``prune_info.spec``            architecture spec, e.g. ``784-50-50-10``
-``prune_info.arch``            JSON architecture dict (absent for user models)
-``prune_info.factory``         ``package.module:function`` of a user model
-``prune_info.input_shape``     JSON shape of one sample, e.g. ``[1, 28, 28]``
-``prune_info.dataset``         JSON: name, input_shape, n_classes, normalisation, split_seed
-``prune_info.metrics``         JSON: val_acc, test_acc recorded in the checkpoint
-``prune_info.pruning``         JSON list, one compact dict per pruning step
-``prune_info.pruning_steps``   number of pruning steps (0 for a dense model)
-``prune_info.parameters``      number of parameters of the PyTorch model
-``prune_info.macs``            multiply-accumulates of one sample's forward pass
-``prune_info.version``         prune-info version that wrote the file
-``prune_info.format_version``  version of this layout (1)
-=============================  =============================================================
+What is known about the model is stored in the file's metadata props: see
+:mod:`prune_info.deploy.onnx_metadata`. Reading files and running them in onnxruntime is
+:mod:`prune_info.deploy.onnx_runtime`.
 
 Examples
 --------
@@ -69,9 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
-import math
 import os
 import re
 import sys
@@ -80,7 +65,6 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -89,7 +73,19 @@ from torch import nn
 
 from prune_info._version import __version__
 from prune_info.checkpoint import Checkpoint, as_checkpoint, clone_model
-from prune_info.errors import PruneInfoError, malformed
+from prune_info.deploy.onnx_metadata import (
+    onnx_metadata,
+    set_metadata,
+)
+from prune_info.deploy.onnx_runtime import (
+    check_onnx,
+    default_opset,
+    max_abs_diff,
+    ort_errors,
+    ort_session,
+    run_onnx,
+)
+from prune_info.errors import PruneInfoError
 from prune_info.io import atomic_write
 from prune_info.nn import count_parameters, total_macs
 
@@ -108,10 +104,6 @@ TOLERANCE = 1e-4
 RELATIVE_TOLERANCE = 1e-5
 #: Names of the graph's input and output; axis 0 of both is the dynamic ``batch`` axis.
 INPUT_NAME, OUTPUT_NAME, BATCH_AXIS = "input", "logits", "batch"
-#: Prefix of every metadata key written by prune-info.
-META_PREFIX = "prune_info."
-_JSON_KEYS = ("arch", "dataset", "metrics", "pruning", "input_shape")
-_INT_KEYS = ("parameters", "macs", "pruning_steps", "format_version")
 _NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch._dynamo", "torch.fx",
                   "torch.__trace", "onnxscript", "onnx_ir")
 
@@ -171,51 +163,6 @@ class ExportReport:
         return asdict(self)
 
 
-@dataclass
-class OnnxModel:
-    """An ONNX model read from disk, checked, with its prune-info metadata decoded.
-
-    Attributes
-    ----------
-    path : str
-    data : bytes
-        The serialised model (what onnxruntime is given).
-    metadata : dict
-        Decoded prune-info metadata (see :func:`decode_metadata`); empty for foreign files.
-    input_shape : tuple of int or None
-        Shape of one sample, from the graph's input (None where not static).
-    opset : int
-    parameters : int
-        Elements of the floating-point initializers (weights).
-    fixed_batch : int or None
-        The batch size the graph's input fixes (a foreign file exported without a dynamic batch
-        axis); None when the batch axis is dynamic.
-    """
-
-    path: str
-    data: bytes
-    metadata: dict
-    input_shape: tuple[int, ...] | None
-    opset: int
-    parameters: int
-    fixed_batch: int | None = None
-
-    def check_batches(self, batches: Sequence[int]) -> None:
-        """Refuse batch sizes a graph with a fixed batch axis cannot run."""
-        wrong = [b for b in batches if self.fixed_batch is not None and b != self.fixed_batch]
-        if wrong:
-            raise PruneInfoError(
-                f"{self.path} fixes the batch size to {self.fixed_batch} in its graph, so "
-                f"`batch` {','.join(map(str, wrong))} cannot run on it; pass `batch` "
-                f"{self.fixed_batch}, or re-export the model with a dynamic batch axis "
-                "(prune-info export writes one)"
-            )
-
-    @property
-    def file_bytes(self) -> int:
-        return len(self.data)
-
-
 # --------------------------------------------------------------------------------------------
 # MACs
 
@@ -230,108 +177,6 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int | None:
         return int(total_macs(clone_model(model).cpu().eval(), tuple(input_shape)))
     except (RuntimeError, PruneInfoError):
         return None
-
-
-# --------------------------------------------------------------------------------------------
-# Metadata
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _dumps(value: Any) -> str:
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if hasattr(v, "tolist"):
-            return clean(v.tolist())
-        return v
-
-    return json.dumps(clean(value), separators=(",", ":"), default=_plain)
-
-
-def summarise_pruning(history: list[dict], max_chars: int = 400) -> list[dict]:
-    """One compact dict per pruning step: the entries that are short when written as JSON.
-
-    Scalars (criterion, allocation, summary ...) and short lists or dicts (amounts, widths
-    before and after) are kept; the removed unit indices and anything long (per-unit scores)
-    are dropped, so the summary stays small whatever the pruning code records.
-
-    Examples
-    --------
-    >>> summarise_pruning([{"criterion": "mi", "amount": 0.5, "scores": list(range(1000))}])
-    [{'criterion': 'mi', 'amount': 0.5}]
-    """
-    summary = []
-    for step in history:
-        compact = {}
-        for key, value in dict(step).items():
-            if key == "removed":
-                continue
-            try:
-                text = _dumps(value)
-            except (TypeError, ValueError):
-                continue
-            if len(text) <= max_chars:
-                compact[str(key)] = json.loads(text)
-        summary.append(compact)
-    return summary
-
-
-def onnx_metadata(ckpt: Checkpoint, input_shape: tuple[int, ...],
-                  macs: int | None = None) -> dict[str, str]:
-    """The metadata props describing a checkpoint (all values strings; see the module doc)."""
-    meta: dict[str, Any] = {
-        "format_version": 1,
-        "version": __version__,
-        "spec": ckpt.spec,
-        "input_shape": list(input_shape),
-        "parameters": count_parameters(ckpt.model),
-        "pruning": summarise_pruning(ckpt.pruning_history),
-        "pruning_steps": len(ckpt.pruning_history),
-    }
-    if ckpt.arch is not None:
-        meta["arch"] = ckpt.arch
-    if ckpt.factory:
-        meta["factory"] = ckpt.factory
-    if ckpt.dataset:
-        keys = ("name", "input_shape", "n_classes", "normalisation", "split_seed")
-        meta["dataset"] = {k: ckpt.dataset[k] for k in keys if k in ckpt.dataset}
-    metrics = {k: ckpt.metrics[k] for k in ("val_acc", "test_acc")
-               if isinstance(ckpt.metrics.get(k), (int, float))}
-    meta["metrics"] = metrics
-    if macs is not None:
-        meta["macs"] = macs
-    return {META_PREFIX + k: (v if isinstance(v, str) else _dumps(v)) for k, v in meta.items()}
-
-
-def decode_metadata(props: dict[str, str]) -> dict:
-    """prune-info metadata props -> values (JSON decoded, integers parsed), prefix removed.
-
-    Keys without the ``prune_info.`` prefix are ignored; undecodable values are kept as text.
-    """
-    out: dict[str, Any] = {}
-    for key, text in props.items():
-        if not key.startswith(META_PREFIX):
-            continue
-        name = key[len(META_PREFIX):]
-        try:
-            if name in _JSON_KEYS:
-                out[name] = json.loads(text)
-            elif name in _INT_KEYS:
-                out[name] = int(text)
-            else:
-                out[name] = text
-        except ValueError:
-            out[name] = text
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -525,11 +370,11 @@ def _attempt(model: nn.Module, sample: torch.Tensor, expected: list[np.ndarray],
     import onnx
     proto = onnx.ModelProto()
     proto.ParseFromString(_run_exporter(model, export_sample, opset, exporter))
-    written = _default_opset(proto)
+    written = default_opset(proto)
     if written != opset:  # the dynamo exporter keeps 18 where it cannot convert down
         raise _ExporterFailed(f"wrote opset {written}, not the {opset} asked")
     if metadata is not None or doc:
-        _set_metadata(proto, metadata or {}, doc)
+        set_metadata(proto, metadata or {}, doc)
     data = proto.SerializeToString()  # once: a VGG-11 is 490 MiB, each pass takes a second
     try:
         check_onnx(data, "the exported model")
@@ -691,97 +536,6 @@ def export_model(model: nn.Module, sample: torch.Tensor, opset: int | None = Non
     return convert_model(model, sample, opset, exporter, tolerance).data
 
 
-def _default_opset(proto) -> int:
-    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
-def _set_metadata(proto, metadata: dict[str, str], doc: str) -> None:
-    """Replace a ``ModelProto``'s prune-info metadata props and set its doc string, in place."""
-    kept = [p for p in proto.metadata_props if not p.key.startswith(META_PREFIX)]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    proto.doc_string = doc
-
-
-def check_onnx(data: bytes, what: str) -> None:
-    """Run ``onnx.checker`` (full check, with shape inference) on a serialised model."""
-    import onnx
-    try:  # from the bytes: a ModelProto would be serialised again
-        onnx.checker.check_model(data, full_check=True)
-    except Exception as exc:  # noqa: BLE001 - ValidationError, DecodeError, InferenceError
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise PruneInfoError(f"{what} fails the ONNX checker: {first}") from exc
-
-
-# --------------------------------------------------------------------------------------------
-# onnxruntime
-
-
-def ort_errors() -> tuple[type[BaseException], ...]:
-    """The exception types onnxruntime raises for models it cannot load or run."""
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
-
-    names = ("Fail", "InvalidGraph", "NotImplemented", "InvalidArgument", "RuntimeException",
-             "InvalidProtobuf", "NoSuchFile")
-    return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (RuntimeError,)
-
-
-def ort_session(data: bytes, providers: list[str] | None = None, threads: int | None = None,
-                what: str = "the ONNX model"):
-    """An onnxruntime session on a serialised model, quiet, with ``threads`` intra-op threads.
-
-    Parameters
-    ----------
-    data : bytes
-        Serialised ``ModelProto``.
-    providers : list of str, optional
-        Execution providers in order of preference; default the CPU provider only.
-    threads : int, optional
-        ``intra_op_num_threads``; None leaves onnxruntime's default (all physical cores).
-    what : str
-        How to name the model in an error message.
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only
-    options.inter_op_num_threads = 1
-    if threads is not None:
-        options.intra_op_num_threads = int(threads)
-    try:
-        return ort.InferenceSession(data, sess_options=options,
-                                    providers=providers or ["CPUExecutionProvider"])
-    except ort_errors() as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise PruneInfoError(f"onnxruntime cannot load {what}: {first}") from exc
-
-
-def run_onnx(session, x: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Logits of an onnxruntime session on a float32 batch."""
-    array = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    name = session.get_inputs()[0].name
-    return session.run(None, {name: array})[0]
-
-
-def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
-    """Largest absolute difference; any NaN or infinity counts as an infinite difference.
-
-    NaN compares unequal to everything, itself included: two NaN logits prove nothing about
-    the conversion, so they never pass a tolerance.
-    """
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        return math.inf
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        return math.inf
-    diff = np.abs(a - b)
-    return float(diff.max()) if diff.size else 0.0
-
-
 # --------------------------------------------------------------------------------------------
 # The export command's work
 
@@ -891,100 +645,3 @@ def export_onnx(ckpt: Checkpoint | nn.Module, path: str | os.PathLike, opset: in
     return report
 
 
-# --------------------------------------------------------------------------------------------
-# Reading
-
-
-def looks_like_onnx(path: str | os.PathLike) -> bool:
-    """Whether a file is to be read as ONNX: by its ``.onnx`` suffix, or by parsing it."""
-    import onnx
-    path = Path(path)
-    if path.suffix.lower() == ".onnx":
-        return True
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(2)
-    except OSError:
-        return False
-    if head[:2] == b"PK" or head[:1] == b"\x80":  # torch.save zip archive or legacy pickle
-        return False
-
-    try:
-        proto = onnx.ModelProto()
-        proto.ParseFromString(path.read_bytes())
-    except Exception:  # noqa: BLE001 - not protobuf
-        return False
-    return proto.ir_version > 0 and len(proto.graph.node) > 0
-
-
-def _fixed_batch(proto) -> int | None:
-    dims = list(proto.graph.input[0].type.tensor_type.shape.dim) if proto.graph.input else []
-    if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
-        return int(dims[0].dim_value)
-    return None
-
-
-def _static_input_shape(proto) -> tuple[int, ...] | None:
-    dims = proto.graph.input[0].type.tensor_type.shape.dim if proto.graph.input else []
-    shape = [d.dim_value if d.HasField("dim_value") else None for d in list(dims)[1:]]
-    if not shape or any(s is None or s < 1 for s in shape):
-        return None
-    return tuple(int(s) for s in shape if s is not None)  # none is None, checked above
-
-
-def load_onnx(path: str | os.PathLike) -> OnnxModel:
-    """Read an ONNX file, run ``onnx.checker`` on it, decode its prune-info metadata.
-
-    Raises
-    ------
-    PruneInfoError
-        Missing file, not an ONNX model, or a model that fails the checker.
-    """
-    import onnx
-    path = Path(path)
-    if not path.is_file():
-        raise PruneInfoError(f"{path}: no such file; check the path")
-    data = path.read_bytes()
-    proto = onnx.ModelProto()
-    try:
-        proto.ParseFromString(data)
-    except Exception as exc:  # noqa: BLE001 - protobuf DecodeError
-        raise PruneInfoError(
-            f"{path} is not an ONNX model (it does not parse); give a file written by "
-            "prune-info export"
-        ) from exc
-    if proto.ir_version <= 0 or not proto.graph.node:
-        raise PruneInfoError(f"{path} is not an ONNX model (no graph); give a file written by "
-                             "prune-info export")
-    check_onnx(data, str(path))
-    opset = _default_opset(proto)
-    parameters = sum(
-        int(np.prod(t.dims)) for t in proto.graph.initializer
-        if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
-                           onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
-    )
-    props = {p.key: p.value for p in proto.metadata_props}
-    metadata = decode_metadata(props)
-    _check_metadata(metadata, path)
-    return OnnxModel(str(path), data, metadata, _static_input_shape(proto),
-                     int(opset), parameters, _fixed_batch(proto))
-
-
-#: The JSON type each decoded metadata key must have (what :func:`onnx_metadata` writes).
-_METADATA_TYPES: dict[str, type | tuple[type, ...]] = {
-    "arch": dict, "dataset": dict, "metrics": dict, "pruning": list, "input_shape": list,
-    "parameters": int, "macs": int, "pruning_steps": int, "format_version": int,
-}
-
-
-def _check_metadata(metadata: dict, path: Path) -> None:
-    """Refuse prune-info metadata that another tool or a damaged file left in a wrong shape."""
-    for key, kind in _METADATA_TYPES.items():
-        value = metadata.get(key)
-        if value is None:
-            continue
-        shape_ok = key != "input_shape" or (
-            isinstance(value, list) and all(isinstance(v, int) and v > 0 for v in value))
-        if not isinstance(value, kind) or isinstance(value, bool) or not shape_ok:
-            raise malformed(path, f"its prune-info metadata {key!r} is {str(value)[:40]!r}",
-                            "re-export it with prune-info export")
