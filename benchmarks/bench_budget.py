@@ -55,7 +55,8 @@ from prune_info.checkpoint import Checkpoint
 from prune_info.data import Dataset, Split, load_dataset
 from prune_info.nn import accuracy, count_parameters, total_macs
 from prune_info.pruning.budget import measure_latencies
-from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
+from prune_info.pruning.config import PruneConfig
+from prune_info.pruning.workflow import prune_checkpoint
 from prune_info.training.loop import TrainConfig, train_model
 
 FASHION = "/usr/share/datasets/fashion-mnist"

@@ -53,7 +53,8 @@ def make_models(seed: int = 0) -> tuple[Checkpoint, Checkpoint, str]:
                        dataset={"name": "fashion-mnist", "input_shape": list(INPUT_SHAPE),
                                 "n_classes": 10})
     try:
-        from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
+        from prune_info.pruning.config import PruneConfig
+        from prune_info.pruning.workflow import prune_checkpoint
     except ImportError:  # before pruning existed: the architecture pruning produces
         small = parse_arch("784-50-50-10", INPUT_SHAPE, 10, "relu", "l2")
         torch.manual_seed(seed)

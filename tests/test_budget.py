@@ -18,8 +18,9 @@ from prune_info.experiments.pipeline import RunOptions
 from prune_info.nn import example_input
 from prune_info.pruning.allocation import group_drops
 from prune_info.pruning.budget import CostModel, parse_target, search_counts
+from prune_info.pruning.config import PruneConfig
 from prune_info.pruning.retrain import RetrainConfig, iterative_prune
-from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
+from prune_info.pruning.workflow import prune_checkpoint
 from prune_info.surgery import channel_flow, unit_groups
 from prune_info.training.loop import TrainConfig, train_model
 from prune_info.zoo import build_factory_model

@@ -186,7 +186,8 @@ def test_summarise_pruning_keeps_short_entries_only():
 
 
 def test_really_pruned_checkpoint_exports(digits_mlp, digits, tmp_path):
-    from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
+    from prune_info.pruning.config import PruneConfig
+    from prune_info.pruning.workflow import prune_checkpoint
 
     config = PruneConfig(criterion="magnitude", allocation="layerwise", amount=0.5)
     pruned = prune_checkpoint(digits_mlp, digits, config).checkpoint

@@ -13,7 +13,8 @@ from prune_info.criteria.ranking import reduce_group
 from prune_info.data import load_dataset
 from prune_info.errors import PruneInfoError
 from prune_info.nn import count_correct, count_parameters, prunable_layers
-from prune_info.pruning.workflow import PruneConfig, match_layers, prune_checkpoint
+from prune_info.pruning.config import PruneConfig
+from prune_info.pruning.workflow import match_layers, prune_checkpoint
 from prune_info.surgery import PrunePlan, apply_plan, unit_groups
 from prune_info.training import TrainConfig, train_model
 

@@ -18,7 +18,8 @@ from torch import nn
 from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from prune_info.errors import PruneInfoError
 from prune_info.nn import attention_heads, layer_costs, prunable_layers
-from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
+from prune_info.pruning.config import PruneConfig
+from prune_info.pruning.workflow import prune_checkpoint
 from prune_info.zoo import build_factory_model, zoo_builder
 
 transformers = pytest.importorskip("transformers")

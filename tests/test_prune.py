@@ -16,7 +16,7 @@ from torch import nn
 from prune_info.errors import PruneInfoError
 from prune_info.nn import layer_costs, prunable_layers, total_macs
 from prune_info.pruning.allocation import plan_global, plan_layerwise, removal_count, removal_counts
-from prune_info.pruning.workflow import PruneConfig
+from prune_info.pruning.config import PruneConfig
 from prune_info.surgery import PrunePlan, apply_plan, history_entry, mask_plan, replay_history
 from prune_info.zoo import build_model, parse_arch
 

@@ -7,12 +7,9 @@ import json
 import pytest
 
 from prune_info.nn import count_parameters, layer_costs, prunable_layers
-from prune_info.pruning.workflow import (
-    LayerPruneSummary,
-    PruneConfig,
-    PruneSummary,
-    prune_checkpoint,
-)
+from prune_info.pruning.config import PruneConfig
+from prune_info.pruning.summary import LayerPruneSummary, PruneSummary
+from prune_info.pruning.workflow import prune_checkpoint
 
 # --------------------------------------------------------------------------------------------
 # PruneSummary

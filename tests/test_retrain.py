@@ -3,8 +3,9 @@ import torch
 
 from prune_info.checkpoint import load_checkpoint, save_checkpoint
 from prune_info.errors import PruneInfoError
+from prune_info.pruning.config import PruneConfig
 from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
-from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
+from prune_info.pruning.workflow import prune_checkpoint
 
 
 @pytest.fixture(scope="module")

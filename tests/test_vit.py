@@ -20,7 +20,8 @@ from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from prune_info.criteria.options import ScoreOptions
 from prune_info.errors import PruneInfoError
 from prune_info.nn import count_parameters, prunable_layers
-from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
+from prune_info.pruning.config import PruneConfig
+from prune_info.pruning.workflow import prune_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -24,7 +24,9 @@ from prune_info.cli.common import (
 from prune_info.criteria.options import BINNINGS, ScoreOptions
 from prune_info.criteria.ranking import GROUP_REDUCTIONS
 from prune_info.pruning.allocation import ORDERS
-from prune_info.pruning.workflow import PruneConfig, PruneSummary, prune_checkpoint
+from prune_info.pruning.config import PruneConfig
+from prune_info.pruning.summary import PruneSummary
+from prune_info.pruning.workflow import prune_checkpoint
 
 
 @cli.command()

@@ -37,8 +37,8 @@ from prune_info.experiments.subnetworks import (
     summarise,
 )
 from prune_info.io import atomic_write, check_writable_dir, locked_output_dir, write_json
+from prune_info.pruning.config import PruneConfig
 from prune_info.pruning.retrain import RetrainConfig, iterative_prune, retrain_checkpoint
-from prune_info.pruning.workflow import PruneConfig
 from prune_info.training.loop import OPTIMIZERS
 from prune_info.viz.subnetworks import plot_comparison
 from prune_info.zoo import ACTIVATIONS, REGULARISERS

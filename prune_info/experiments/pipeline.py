@@ -56,8 +56,9 @@ from prune_info.io import (
     write_json,
 )
 from prune_info.nn import count_parameters
+from prune_info.pruning.config import PruneConfig
 from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
-from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
+from prune_info.pruning.workflow import prune_checkpoint
 from prune_info.training.loop import TrainConfig, check_model_takes, train_model
 from prune_info.viz.ablation import plot_curves
 from prune_info.viz.bench import plot_bench

@@ -51,8 +51,9 @@ from prune_info.errors import PruneInfoError
 from prune_info.experiments.executor import Executor, LocalExecutor, Task
 from prune_info.io import check_writable_dir, read_json, run_lock, write_json
 from prune_info.nn import accuracy, count_parameters, total_macs
+from prune_info.pruning.config import PruneConfig
 from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
-from prune_info.pruning.workflow import PruneConfig, prune_checkpoint
+from prune_info.pruning.workflow import prune_checkpoint
 from prune_info.training.batched import StackedMLP, batchable, train_stacked
 from prune_info.training.freeze import unit_masks
 from prune_info.training.loop import TrainConfig, fit, train_model

@@ -1,5 +1,6 @@
-"""Pruning: how much each layer loses (:mod:`.allocation`), the prune workflow of a checkpoint
-(:mod:`.workflow`), retraining (:mod:`.retrain`) and the torch-pruning ``Importance`` adapter
+"""Pruning: how much each layer loses (:mod:`.allocation`; to a budget, :mod:`.budget`), the
+prune workflow of a checkpoint (:mod:`.workflow`: asked by a :mod:`.config`, reported by a
+:mod:`.summary`), retraining (:mod:`.retrain`) and the torch-pruning ``Importance`` adapter
 (:mod:`.importance`). The removal itself is :mod:`prune_info.surgery`."""
 
 from prune_info.pruning.allocation import (
@@ -10,15 +11,11 @@ from prune_info.pruning.allocation import (
     plan_max_drop,
     removal_counts,
 )
+from prune_info.pruning.config import PruneConfig
 from prune_info.pruning.importance import CriterionImportance
 from prune_info.pruning.retrain import RetrainConfig, iterative_prune, retrain_checkpoint
-from prune_info.pruning.workflow import (
-    LayerPruneSummary,
-    PruneConfig,
-    PruneResult,
-    PruneSummary,
-    prune_checkpoint,
-)
+from prune_info.pruning.summary import LayerPruneSummary, PruneResult, PruneSummary
+from prune_info.pruning.workflow import prune_checkpoint
 
 __all__ = ["ALLOCATIONS", "ORDERS", "CriterionImportance", "LayerPruneSummary", "PruneConfig",
            "PruneResult", "PruneSummary", "RetrainConfig",

@@ -15,7 +15,7 @@ import fnmatch
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -24,7 +24,6 @@ from prune_info._torch import timing_input
 from prune_info.criteria.context import make_context
 from prune_info.criteria.options import FDR_Q, ScoreOptions
 from prune_info.criteria.ranking import (
-    GROUP_REDUCTIONS,
     rank_units,
     reduce_group,
     tie_warnings,
@@ -34,22 +33,14 @@ from prune_info.data import bounded, note
 from prune_info.errors import PruneInfoError
 from prune_info.io import cpu_state_dict
 from prune_info.nn import (
-    AttentionHeads,
-    LayerInfo,
-    attention_heads,
     count_correct,
     count_parameters,
     example_input,
     find_read_points,
     layer_costs,
-    prunable_layers,
 )
 from prune_info.pruning.allocation import (
-    ALLOCATIONS,
     GLOBAL_RANKING_WARNING,
-    ORDERS,
-    TARGET_ALLOCATIONS,
-    check_amount,
     group_drops,
     plan_global,
     plan_layerwise,
@@ -57,12 +48,16 @@ from prune_info.pruning.allocation import (
     removal_counts,
 )
 from prune_info.pruning.budget import (
-    ALLOCATIONS_UNDER_TARGET,
     CostModel,
     Target,
     measure_latencies,
     parse_target,
     search_counts,
+)
+from prune_info.pruning.config import PruneConfig
+from prune_info.pruning.summary import (
+    PruneResult,
+    summarise_prune,
 )
 from prune_info.surgery import (
     PrunePlan,
@@ -80,334 +75,6 @@ if TYPE_CHECKING:
 
 # --------------------------------------------------------------------------------------------
 # Whole checkpoints
-
-
-@dataclass(frozen=True)
-class PruneConfig:
-    """What ``prune-info prune`` was asked to do.
-
-    Attributes
-    ----------
-    criterion : str
-        Name in :data:`prune_info.criteria.registry.CRITERIA`.
-    allocation : {"layerwise", "global", "max-drop", "uniform", "curves"}
-        Under a ``target``: ``uniform`` (``layerwise`` reads the same: one fraction for every
-        group), ``global`` or ``curves`` (see :mod:`prune_info.pruning.budget`).
-    amount : float or tuple of float, optional
-        Fraction removed; one value, or one per layer (``layerwise`` only).
-    keep : tuple of int, optional
-        Units kept per layer (``layerwise`` only).
-    max_drop : float, optional
-        Accuracy budget in percentage points (``max-drop``).
-    target : str, optional
-        A budget to meet instead of an amount: ``macs=x2``, ``params=0.5``, ``latency=5`` (ms
-        per batch of ``latency_batch``), ``speedup=2`` (:func:`prune_info.pruning.budget.
-        parse_target`). Latency is measured in PyTorch on ``device`` with the process's threads.
-    latency_batch : int
-        The batch size a ``latency`` or ``speedup`` target is measured at.
-    min_units : int
-        Units every layer keeps under ``global`` and ``max-drop``.
-    order : {"low", "high", "random"}
-    mask : bool
-        Zero the units instead of removing them.
-    ignore : tuple of str
-        Layer names or glob patterns (``"layer4.*"``) to leave as they are; a layer coupled to
-        an ignored one is kept whole too.
-    round_to : int, optional
-        Each group keeps a multiple of this many channels (rounded up, at most all of them):
-        hardware runs such widths faster (as torch-pruning's ``round_to``). Default: 8 for
-        convolutional layers of at least :data:`AUTO_ROUND_MIN_WIDTH` channels, 1 otherwise
-        (on MobileNetV2, rounding to 8 made the pruned model 5-9 % faster in onnxruntime at a
-        few percent more MACs; benchmarks/RESULTS.md).
-    verify : bool
-        Check every step against the original with the units ablated (see
-        :func:`prune_info.surgery.apply_plan`); ``False`` skips it, and the summary says so.
-    strict : bool
-        Refuse the whole prune when a group cannot be pruned faithfully, instead of leaving it
-        out with a note (the default).
-    max_samples : int, optional
-        Score on (and read ``max_drop``'s curves off) the first this many validation samples
-        (a deterministic subset); default every sample for scoring, which streams, and at most
-        :data:`prune_info.data.splits.STREAM_SAMPLE` of a streamed source for ``max_drop``.
-    group_reduce : {"mean", "max", "first"}
-        How the scores of a group's members combine into the score of a group channel
-        (``first``: the root's alone).
-        Layers left untouched (neither scored nor pruned).
-    score_options : prune_info.criteria.options.ScoreOptions, optional
-    seed : int
-    device : str
-    """
-
-    criterion: str = "mi"
-    allocation: str = "layerwise"
-    amount: float | tuple[float, ...] | None = None
-    keep: tuple[int, ...] | None = None
-    max_drop: float | None = None
-    target: str | None = None
-    latency_batch: int = 1
-    min_units: int = 1
-    order: str = "low"
-    mask: bool = False
-    ignore: tuple[str, ...] = ()
-    group_reduce: str = "mean"
-    round_to: int | None = None
-    verify: bool = True
-    strict: bool = False
-    max_samples: int | None = None
-    score_options: Any = None
-    seed: int = 0
-    device: str = "cpu"
-
-    def validate(self) -> None:
-        """Check the combination of options; raises :class:`PruneInfoError` naming the fix."""
-        if self.allocation not in ALLOCATIONS:
-            raise PruneInfoError(
-                f"unknown allocation {self.allocation!r}; choose one of: {', '.join(ALLOCATIONS)}"
-            )
-        if self.order not in ORDERS:
-            raise PruneInfoError(
-                f"unknown `order` {self.order!r}; choose one of: {', '.join(ORDERS)}"
-            )
-        if self.group_reduce not in GROUP_REDUCTIONS:
-            raise PruneInfoError(
-                f"unknown `group_reduce` {self.group_reduce!r}; choose one of: "
-                f"{', '.join(GROUP_REDUCTIONS)}"
-            )
-        if self.round_to is not None and (isinstance(self.round_to, bool)
-                                          or not isinstance(self.round_to, int)
-                                          or self.round_to < 1):
-            raise PruneInfoError(f"`round_to`={self.round_to!r} must be an integer of at least 1")
-        if self.max_samples is not None and (isinstance(self.max_samples, bool) or not
-                                             isinstance(self.max_samples, int)
-                                             or self.max_samples < 1):
-            raise PruneInfoError(f"`max_samples` must be at least 1, got {self.max_samples!r}")
-        if self.min_units < 1:
-            raise PruneInfoError(
-                f"`min_units`={self.min_units}: every layer must keep at least 1 unit, or the "
-                "network is disconnected"
-            )
-        null = getattr(self.score_options, "null", 0)
-        if null and self.criterion not in TESTED_CRITERIA:
-            raise PruneInfoError(
-                f"`null`={null} tests the {' and '.join(TESTED_CRITERIA)} scores against label "
-                f"permutations; criterion {self.criterion} has no null: leave `null` out")
-        given = [name for name, value in (("`amount`", self.amount), ("`keep`", self.keep),
-                                          ("`max_drop`", self.max_drop),
-                                          ("`target`", self.target)) if value is not None]
-        if len(given) != 1:
-            raise PruneInfoError(
-                "say how much to prune with exactly one of `amount`, `keep`, `max_drop` and "
-                "`target`" + (f" (got {', '.join(given)})" if given else "")
-            )
-        if self.target is not None:
-            self._validate_target()
-            return
-        if self.allocation in TARGET_ALLOCATIONS:
-            raise PruneInfoError(f"`allocation='{self.allocation}'` chooses how a `target` is "
-                                 "met; give one, e.g. `target`=macs=x2")
-        amounts = self.amounts()
-        for value in amounts or ():
-            check_amount(value)
-        if amounts and not any(amounts):
-            raise PruneInfoError("`amount`=0 would remove nothing; give a fraction of units to "
-                                 "remove above 0, e.g. 0.5")
-        if self.allocation == "max-drop":
-            if self.max_drop is None:
-                raise PruneInfoError(
-                    "`allocation='max-drop'` needs `max_drop`, in percentage points")
-            if not 0.0 <= self.max_drop < 100.0:
-                raise PruneInfoError(
-                    f"`max_drop`={self.max_drop:g} must be in [0, 100) percentage points"
-                )
-        elif self.max_drop is not None:
-            raise PruneInfoError(
-                "`max_drop` allocates per layer by itself; drop `allocation='global'`"
-                if self.allocation == "global" else
-                "`max_drop` needs `allocation='max-drop'`"
-            )
-        if self.allocation == "global":
-            if self.keep is not None:
-                raise PruneInfoError(
-                    "`keep` counts units per layer; it does not go with `allocation='global'`")
-            if amounts is not None and len(amounts) != 1:
-                raise PruneInfoError(
-                    "`allocation='global'` takes one `amount` for the whole network")
-
-    def _validate_target(self) -> None:
-        target = parse_target(self.target)  # type: ignore[arg-type]
-        if self.allocation not in ("layerwise", *ALLOCATIONS_UNDER_TARGET):
-            raise PruneInfoError(
-                f"`allocation='{self.allocation}'` does not meet a `target`; choose one of "
-                f"{', '.join(ALLOCATIONS_UNDER_TARGET)}")
-        if self.mask:
-            raise PruneInfoError("a `target` is met by removing units, and masking removes "
-                                 "none; drop `mask`")
-        if isinstance(self.latency_batch, bool) or not isinstance(self.latency_batch, int) \
-                or self.latency_batch < 1:
-            raise PruneInfoError(f"`latency_batch` must be at least 1, got "
-                                 f"{self.latency_batch!r}")
-        del target
-
-    @property
-    def planner(self) -> str:
-        """The allocation as carried out: ``layerwise`` under a target is ``uniform``."""
-        return "uniform" if self.target is not None and self.allocation == "layerwise" \
-            else self.allocation
-
-    def amounts(self) -> tuple[float, ...] | None:
-        if self.amount is None:
-            return None
-        if isinstance(self.amount, (int, float)):
-            return (float(self.amount),)
-        return tuple(float(a) for a in self.amount)
-
-
-@dataclass(frozen=True)
-class LayerPruneSummary:
-    """What pruning did to one prunable layer (one row of ``prune-info prune``'s table).
-
-    Attributes
-    ----------
-    name : str
-        Layer name, as in :func:`prune_info.nn.prunable_layers`.
-    units_before, units_after : int
-        Output units (features or channels) before and after; a masked layer keeps its shape,
-        so ``units_after`` then counts the units left unmasked.
-    removed : int
-        Units removed (or masked).
-    ignored : bool
-        Whether the layer was left untouched (``ignore``).
-    params_before, params_after : int
-        Parameters of the layer.
-    macs_before, macs_after : int
-        Multiply-accumulates of the layer for one input.
-    """
-
-    name: str
-    units_before: int
-    units_after: int
-    removed: int
-    ignored: bool
-    params_before: int
-    params_after: int
-    macs_before: int
-    macs_after: int
-
-    def to_dict(self) -> dict:
-        """The layer's row of the JSON summary (the field names, in order)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-
-@dataclass(frozen=True)
-class PruneSummary:
-    """What :func:`prune_checkpoint` did, as shown by ``prune-info prune``.
-
-    :meth:`to_dict` gives the JSON document of ``prune-info prune --json`` (less its
-    ``format``, ``input`` and ``output`` keys), nesting the flat fields below as
-    ``parameters``, ``macs`` and ``accuracy``.
-
-    Attributes
-    ----------
-    criterion, allocation, order : str
-        As in :class:`PruneConfig`.
-    mode : {"remove", "mask"}
-    arch_before, arch_after : str
-        Architecture specs (``"64-32-24-10"``) of the input and pruned models.
-    layers : tuple of LayerPruneSummary
-        One per prunable layer of the input model, in network order.
-    removed : dict of str to list of int
-        Indices of the removed (or masked) units, per pruned layer.
-    params_before, params_after : int
-        Parameters of the whole model.
-    macs_before, macs_after : int
-        Multiply-accumulates of the prunable layers for one input.
-    val_acc_before, val_acc_after, test_acc_before, test_acc_after : float or None
-        Accuracies, ``None`` without data or for an empty split.
-    warnings : tuple of str
-        Warnings to show the user (e.g. about global ranking).
-    layers_at_min_units : tuple of str
-        Layers held at ``min_units`` by the ``global`` allocation.
-    max_drop : dict, optional
-        The report of :func:`prune_info.pruning.allocation.plan_max_drop` (``max-drop`` only).
-    target : dict, optional
-        Under a ``target``: what was asked (``target``, ``kind``, ``limit``), the dense cost,
-        what the plan was predicted and measured to cost (``predicted``, ``achieved``), the
-        shares of the dense cost (``predicted_share``, ``achieved_share``) and ``met``.
-    groups : tuple of tuple of str
-        The coupled groups pruned together.
-    """
-
-    criterion: str
-    allocation: str
-    order: str
-    mode: str
-    arch_before: str
-    arch_after: str
-    layers: tuple[LayerPruneSummary, ...]
-    removed: dict[str, list[int]]
-    params_before: int
-    params_after: int
-    macs_before: int
-    macs_after: int
-    val_acc_before: float | None = None
-    val_acc_after: float | None = None
-    test_acc_before: float | None = None
-    test_acc_after: float | None = None
-    warnings: tuple[str, ...] = ()
-    layers_at_min_units: tuple[str, ...] = ()
-    max_drop: dict | None = None
-    target: dict | None = None
-    groups: tuple[tuple[str, ...], ...] = ()
-
-    @property
-    def macs_ratio(self) -> float | None:
-        """MACs before over MACs after (the speed-up bound); ``None`` if nothing is left."""
-        return self.macs_before / self.macs_after if self.macs_after else None
-
-    def to_dict(self) -> dict:
-        """The summary as the JSON-ready dict of ``prune-info prune --json``.
-
-        Returns
-        -------
-        dict
-            Keys ``criterion``, ``allocation``, ``order``, ``mode``, ``arch_before``,
-            ``arch_after``, ``layers``, ``removed``, ``parameters``, ``macs``, ``accuracy``,
-            ``warnings``, ``layers_at_min_units`` and, for ``max-drop``, ``max_drop``, under a
-            target, ``target``.
-        """
-        out = {
-            "criterion": self.criterion,
-            "allocation": self.allocation,
-            "order": self.order,
-            "mode": self.mode,
-            "arch_before": self.arch_before,
-            "arch_after": self.arch_after,
-            "layers": [layer.to_dict() for layer in self.layers],
-            "removed": {layer: list(idxs) for layer, idxs in self.removed.items()},
-            "parameters": {"before": self.params_before, "after": self.params_after},
-            "macs": {"before": self.macs_before, "after": self.macs_after,
-                     "ratio": self.macs_ratio},
-            "accuracy": {"val": {"before": self.val_acc_before, "after": self.val_acc_after},
-                         "test": {"before": self.test_acc_before, "after": self.test_acc_after}},
-            "warnings": list(self.warnings),
-            "layers_at_min_units": list(self.layers_at_min_units),
-        }
-        if self.max_drop is not None:
-            out["max_drop"] = self.max_drop
-        if self.target is not None:
-            out["target"] = self.target
-        if self.groups:
-            out["groups"] = [list(members) for members in self.groups]
-        return out
-
-
-@dataclass
-class PruneResult:
-    """A pruned checkpoint, its plan, and the summary shown to the user."""
-
-    checkpoint: Checkpoint
-    plan: PrunePlan
-    summary: PruneSummary
 
 
 def _input_shape(ckpt: Checkpoint, data: Dataset | None) -> tuple[int, ...]:
@@ -586,8 +253,6 @@ def _score_options(config: PruneConfig):
     return config.score_options or ScoreOptions(seed=config.seed, device=config.device)
 
 
-#: The criteria whose scores a null tests (``ScoreOptions.null``): a per-unit q-value each.
-TESTED_CRITERIA = ("mi", "kl")
 #: With a null, a layer where fewer than this share of the units beat chance is named.
 CHANCE_SHARE = 0.5
 
@@ -882,7 +547,7 @@ def _result(ckpt: Checkpoint, data: Dataset | None, config: PruneConfig, criteri
         model=new_model, arch=new_arch, metrics=metrics, init_state_dict=init,
         rewind_state_dicts=rewinds, pruning_history=[*ckpt.pruning_history, entry], source=None,
     )
-    summary = _summary(ckpt, new_ckpt, plan, input_shape, before, after, config, entry,
+    summary = summarise_prune(ckpt, new_ckpt, plan, input_shape, before, after, config, entry,
                        warnings=tuple(warnings), at_minimum=tuple(planned.at_minimum),
                        max_drop_report=planned.max_drop_report, target_report=target_report,
                        groups=tuple(g.members for g in found.groups if len(g.members) > 1),
@@ -1046,7 +711,6 @@ def _missed(report: dict) -> str:
             "a little more")
 
 
-
 def _nothing_removed(widths: Mapping[str, int], config: PruneConfig) -> str:
     """Why a layer-wise request removes no unit (counts round down; `keep` of every unit)."""
     amounts = config.amounts()
@@ -1058,58 +722,3 @@ def _nothing_removed(widths: Mapping[str, int], config: PruneConfig) -> str:
     return "`keep` asks for every unit of every layer"
 
 
-def _summary(old: Checkpoint, new: Checkpoint, plan: PrunePlan, input_shape, before: dict,
-             after: dict, config: PruneConfig, entry: dict, *, warnings: tuple[str, ...] = (),
-             at_minimum: tuple[str, ...] = (), max_drop_report: dict | None = None,
-             target_report: dict | None = None, groups: tuple[tuple[str, ...], ...] = (),
-             ignored: frozenset[str] = frozenset()) -> PruneSummary:
-    cost_before = layer_costs(old.model, input_shape)
-    cost_after = layer_costs(new.model, input_shape)
-    if entry["mode"] == "mask":
-        widths_after = plan.widths_after()
-    else:
-        widths_after = {layer.name: layer.n_units for layer in prunable_layers(new.model)}
-    def cost(costs: dict, layer: LayerInfo, key: str) -> int:
-        parts = [layer.name]
-        if layer.kind == "heads":  # the attention's own MACs and the projections of q, k, v
-            heads = cast(AttentionHeads, attention_heads(old.model.get_submodule(layer.name)))
-            parts += [f"{layer.name}.{name}" for name in heads.inputs]
-        return sum(costs[part][key] for part in parts)
-
-    rows = []
-    for layer in prunable_layers(old.model):
-        name = layer.name
-        rows.append(LayerPruneSummary(
-            name=name,
-            units_before=layer.n_units,
-            units_after=widths_after.get(name, layer.n_units),
-            removed=len(plan.remove.get(name, ())),
-            ignored=name in ignored,
-            params_before=cost(cost_before, layer, "params"),
-            params_after=cost(cost_after, layer, "params"),
-            macs_before=cost(cost_before, layer, "macs"),
-            macs_after=cost(cost_after, layer, "macs"),
-        ))
-    return PruneSummary(
-        criterion=config.criterion,
-        allocation=config.planner,
-        order=config.order,
-        mode=entry["mode"],
-        arch_before=old.spec,
-        arch_after=new.spec,
-        layers=tuple(rows),
-        removed={layer: list(idxs) for layer, idxs in plan.remove.items()},
-        params_before=count_parameters(old.model),
-        params_after=count_parameters(new.model),
-        macs_before=sum(c["macs"] for c in cost_before.values()),
-        macs_after=sum(c["macs"] for c in cost_after.values()),
-        val_acc_before=before["val"],
-        val_acc_after=after["val"],
-        test_acc_before=before["test"],
-        test_acc_after=after["test"],
-        warnings=warnings,
-        layers_at_min_units=at_minimum,
-        max_drop=max_drop_report,
-        target=target_report,
-        groups=groups,
-    )
