@@ -348,22 +348,22 @@ def locked_output_dir(directory: str | os.PathLike) -> Iterator[Path]:
             raise
 
 
-def _jsonable(obj: Any) -> Any:
+def to_plain(obj: Any) -> Any:
     """Turn tensors, numpy values and non-finite floats into plain JSON values."""
     if hasattr(obj, "tolist"):  # torch.Tensor, numpy array or scalar
         obj = obj.tolist()
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [to_plain(v) for v in obj]
     return obj
 
 
 def write_json(data: dict, path: str | os.PathLike, kind: str) -> None:
     """Write ``data`` atomically as JSON with ``{"format": kind, "format_version": N}`` first."""
-    document = {"format": kind, "format_version": JSON_FORMAT_VERSION, **_jsonable(data)}
+    document = {"format": kind, "format_version": JSON_FORMAT_VERSION, **to_plain(data)}
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(document, indent=2) + "\n")
 
@@ -417,7 +417,7 @@ def read_json(path: str | os.PathLike, kind: str | None, fix: str,
 
 def to_json_text(data: dict, kind: str) -> str:
     """The same document as :func:`write_json`, as a string (for ``--json`` on stdout)."""
-    document = {"format": kind, "format_version": JSON_FORMAT_VERSION, **_jsonable(data)}
+    document = {"format": kind, "format_version": JSON_FORMAT_VERSION, **to_plain(data)}
     return json.dumps(document, indent=2)
 
 

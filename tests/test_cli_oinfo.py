@@ -55,19 +55,20 @@ def test_oinfo_json_on_stdout(run_cli, mlp_path):
 def test_quiet_changes_nothing_but_the_progress_bar(run_cli, mlp_path, monkeypatch):
     import types
 
+    import prune_info.analysis.oinfo as oinfo
     import prune_info.cli.oinfo as cli_oinfo
 
     # a terminal on stderr, where the bar would be shown; record what the search is asked for
     monkeypatch.setattr(cli_oinfo, "sys", types.SimpleNamespace(
         stderr=types.SimpleNamespace(isatty=lambda: True)))
     asked = []
-    real = cli_oinfo.layer_oinfo
+    real = oinfo.layer_oinfo
 
     def spy(*args, **kwargs):
         asked.append(kwargs["progress"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(cli_oinfo, "layer_oinfo", spy)
+    monkeypatch.setattr(oinfo, "layer_oinfo", spy)
     args = ["oinfo", str(mlp_path), "--layers", "fc2", "--max-size", "3", "--seed", "1"]
     code, loud, _ = run_cli(*args)
     code_quiet, quiet, _ = run_cli(*args, "--quiet")

@@ -483,6 +483,7 @@ def test_a_dependency_graph_that_outgrows_memory_is_one_line_not_a_kill(run_cli,
 
 
 def test_out_of_memory_names_the_batch_size_flag(run_cli, tmp_path, mlp_path, monkeypatch):
+    import prune_info.analysis.score
     import prune_info.cli.score
     import prune_info.cli.train
     import prune_info.experiments.pipeline
@@ -501,7 +502,7 @@ def test_out_of_memory_names_the_batch_size_flag(run_cli, tmp_path, mlp_path, mo
     assert_refused(run_cli, tmp_path, ["train", "--epochs", "1", "-o", str(tmp_path / "t.pt")],
                    "out of memory on the GPU (tried to allocate 2.00 GiB); lower --batch-size "
                    "(or --input-shape) or use a smaller model or --device cpu")
-    monkeypatch.setattr(prune_info.cli.score, "score_report", cpu_oom)
+    monkeypatch.setattr(prune_info.analysis.score, "score_report", cpu_oom)
     line = assert_refused(run_cli, tmp_path, ["score", str(mlp_path)],
                           "out of memory on the CPU (tried to allocate 23.3 TiB); lower "
                           "--batch-size")
@@ -515,7 +516,7 @@ def test_out_of_memory_names_the_batch_size_flag(run_cli, tmp_path, mlp_path, mo
     assert line.endswith("(tried to allocate 2.00 GiB); lower --input-shape or use a smaller "
                          "model")
     # anything else is still a bug with its traceback
-    monkeypatch.setattr(prune_info.cli.score, "score_report",
+    monkeypatch.setattr(prune_info.analysis.score, "score_report",
                         lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):
         run_cli("score", str(mlp_path))

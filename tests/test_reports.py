@@ -1,5 +1,5 @@
 """The typed reports: every Report subclass round-trips through JSON, renders its table and
-refuses a document of another format or version; the ablation report's document is pinned."""
+refuses a document of another format or version; the documents are pinned."""
 
 import json
 from dataclasses import dataclass, field
@@ -9,6 +9,10 @@ import torch
 
 from prune_info.analysis.ablate import AblationConfig, AblationReport, ablate_checkpoint
 from prune_info.analysis.curves import CurveSet, compute_curves
+from prune_info.analysis.oinfo import OinfoDocument, oinfo_checkpoint
+from prune_info.analysis.score import ScoreDocument, score_checkpoint
+from prune_info.checkpoint import Checkpoint
+from prune_info.data import load_dataset
 from prune_info.errors import PruneInfoError
 from prune_info.reports import Report
 
@@ -42,8 +46,29 @@ class PlainReport(Report):
         return f"{self.name}: {self.values}"
 
 
+def _untrained() -> tuple[Checkpoint, object]:
+    """An untrained 64-6-10 MLP (seeded) on digits: a real checkpoint for the verbs."""
+    from prune_info.zoo import build_model, parse_arch
+
+    torch.manual_seed(0)
+    arch = parse_arch("64-6-10", (1, 8, 8), 10)
+    return Checkpoint(build_model(arch), arch=arch, source="m.pt"), \
+        load_dataset("digits", seed=0)
+
+
+def small_scores() -> ScoreDocument:
+    ckpt, data = _untrained()
+    return score_checkpoint(ckpt, data, ["entropy", "mi"], max_samples=100)
+
+
+def small_oinfo() -> OinfoDocument:
+    ckpt, data = _untrained()
+    return oinfo_checkpoint(ckpt, data, max_samples=100, max_size=3)
+
+
 #: One example of every Report subclass; a new report without one fails the contract below.
-EXAMPLES = {AblationReport: small_ablation,
+EXAMPLES = {AblationReport: small_ablation, ScoreDocument: small_scores,
+            OinfoDocument: small_oinfo,
             PlainReport: lambda: PlainReport("fc1", [1, 2], in_memory=7)}
 
 
@@ -92,6 +117,35 @@ def test_ablation_document_is_pinned():
     table = small_ablation().table().splitlines()
     assert table[0] == "8-2-3 on digits test set: accuracy [%] after ablating k units"
     assert table[3].split() == ["mi:low", "100.0", "75.0", "25.0"]
+
+
+def test_score_and_oinfo_documents_are_pinned():
+    """The ``prune-info-scores`` / ``-oinfo`` JSON of ``score --out`` / ``oinfo --out`` and of
+    ``run``'s stages (format version 1): one layout, key by key."""
+    scores = small_scores()
+    doc = scores.to_dict()
+    assert list(doc) == ["model", "arch", "dataset", "split", "criteria", "n_samples",
+                         "n_classes", "quantiser", "options", "layers", "warnings"]
+    assert (doc["model"], doc["arch"], doc["split"], doc["n_samples"]) == (
+        "m.pt", "64-6-10", "val", 100)  # no coupled group: no "groups" key
+    (layer,) = doc["layers"]
+    assert list(layer) == ["name", "kind", "activation", "n_units", "threshold", "edges",
+                           "summary", "scores", "kl_class", "dead", "always_active",
+                           "spectrum"]
+    assert layer["scores"]["mi"] == scores.report.scores["mi"]["fc1"].tolist()
+    assert scores.scores("mi") == {"fc1": layer["scores"]["mi"]}
+    table = scores.table().splitlines()
+    assert table[0].startswith("64-6-10 on digits val (100 samples, 10 classes)")
+    assert table[2].split()[:3] == ["fc1", "6", "entropy"]
+    with pytest.raises(PruneInfoError, match="not 'kl'"):
+        scores.scores("kl")
+
+    oinfo = small_oinfo().to_dict()
+    assert list(oinfo) == ["model", "arch", "dataset", "split", "n_samples", "reading", "seed",
+                           "notes", "layers"]
+    assert oinfo["reading"] == "pre-activation" and oinfo["n_samples"] == 100
+    assert [r["size"] for r in oinfo["layers"][0]["sizes"]] == [2, 3]
+    assert set(oinfo["layers"][0]["dominance"]) == {"synergy", "redundancy", "label"}
 
 
 def test_a_missing_field_is_named(tmp_path):

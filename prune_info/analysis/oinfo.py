@@ -37,21 +37,25 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from torch import nn
 
 from prune_info.checkpoint import Checkpoint
 from prune_info.criteria.gaussian import layer_outputs_float64
-from prune_info.data import Samples, as_samples
+from prune_info.data import Dataset, Samples, as_samples, bounded, note
 from prune_info.errors import PruneInfoError
+from prune_info.io import to_plain
 from prune_info.measures.gaussian import SingularCovarianceWarning
 from prune_info.measures.multiplets import MultipletSearch, search_multiplets
 from prune_info.nn import LayerInfo, first_sample, resolve_layers
+from prune_info.reports import Report
 
 __all__ = [
-    "MultipletSizeClipped", "OINFO_FORMAT", "average_over_seeds", "dominance", "layer_oinfo",
-    "results_to_dict",
+    "MultipletSizeClipped", "OINFO_FORMAT", "OinfoDocument", "average_over_seeds", "dominance",
+    "layer_oinfo", "oinfo_checkpoint", "results_to_dict",
 ]
 
 #: ``format`` key of the JSON documents written by ``prune-info oinfo``.
@@ -350,3 +354,97 @@ def average_over_seeds(results: Sequence[Mapping]) -> dict:
 # Figure
 
 _ERR = {"ecolor": "0.35", "elinewidth": 0.8}
+
+
+#: How each search method is shown in the table.
+_METHOD = {"exhaustive": "exh", "greedy": "greedy", "beam": "beam"}
+
+
+def _units(units: list[int], limit: int = 6) -> str:
+    text = ",".join(map(str, units[:limit]))
+    return text + (f",... ({len(units)})" if len(units) > limit else "")
+
+
+@dataclass(frozen=True)
+class OinfoDocument(Report):
+    """The O-information search of one checkpoint, as written and printed.
+
+    ``layers`` are :func:`results_to_dict`'s (each search and its dominance, plain JSON
+    values); ``notes`` the warnings the search gave (sizes clipped to a layer, singular
+    covariances). ``results`` are the searches themselves (in memory only; empty for a
+    document read back from a file).
+    """
+
+    FORMAT = OINFO_FORMAT
+
+    model: str | None
+    arch: str
+    dataset: str
+    split: str
+    n_samples: int
+    reading: str
+    seed: int
+    notes: list[str]
+    layers: list[dict[str, Any]]
+    results: dict[str, MultipletSearch] = field(default_factory=dict, compare=False,
+                                                metadata={"json": False})
+
+    def table(self) -> str:
+        lines = [f"{self.arch} on {self.dataset} {self.split} ({self.n_samples} samples), "
+                 f"{self.reading}; Omega of k units + label in bits (< 0 synergy, > 0 "
+                 "redundancy)"]
+        rows = [("layer", "k", "min Omega", "found", "synergy units", "max Omega", "found",
+                 "redundancy units")]
+        footers = {}
+        for layer in self.layers:
+            for i, r in enumerate(layer["sizes"]):
+                rows.append((layer["layer"] if i == 0 else "", str(r["size"]),
+                             f"{r['synergy_omega']:+.4f}", _METHOD[r["synergy_method"]],
+                             _units(r["synergy_units"]), f"{r['redundancy_omega']:+.4f}",
+                             _METHOD[r["redundancy_method"]], _units(r["redundancy_units"])))
+            dom = layer["dominance"]
+            footers[len(rows) - 1] = (
+                f"{layer['layer']}: {layer['n_units']} units, {layer['n_evaluated']:,} "
+                f"multiplets in {layer['seconds']:.1f} s; summed over k: synergy "
+                f"{dom['synergy']:.3f} bits, redundancy {dom['redundancy']:.3f} bits -> "
+                f"{dom['label']}-dominated")
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        right = {1, 2, 5}
+        for index, row in enumerate(rows):
+            cells = [cell.rjust(w) if i in right else cell.ljust(w)
+                     for i, (cell, w) in enumerate(zip(row, widths))]
+            lines.append("  ".join(cells).rstrip())
+            if index in footers:
+                lines.append("  " + footers[index])
+        return "\n".join(lines)
+
+
+def oinfo_checkpoint(ckpt: Checkpoint, data: Dataset, *, split: str = "val",
+                     max_samples: int | None = None, **search: Any) -> OinfoDocument:
+    """The O-information search (:func:`layer_oinfo`) of ``ckpt`` on one split of ``data``.
+
+    ``search`` are :func:`layer_oinfo`'s keyword arguments (``layers``, ``max_exhaustive``,
+    ``max_size``, ``beam_width``, ``post_activation``, ``seed``, ``batch_size``, ``device``,
+    ``progress``); its warnings become the document's ``notes``, once each.
+
+    Raises
+    ------
+    PruneInfoError
+        An unknown split, or what the search refuses.
+    """
+    if split not in ("val", "test", "train"):
+        raise PruneInfoError(f"unknown `split` {split!r}; choose from val, test, train")
+    samples = getattr(data, split)
+    if max_samples is not None:
+        samples = bounded(samples, max_samples, "the O-information search", note)
+    layers = search.pop("layers", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = layer_oinfo(ckpt.model, samples, layers, **search)
+    return OinfoDocument(
+        model=ckpt.source, arch=ckpt.spec, dataset=data.name, split=split,
+        n_samples=len(samples),
+        reading="post-activation" if search.get("post_activation") else "pre-activation",
+        seed=int(search.get("seed", 0)),
+        notes=list(dict.fromkeys(str(w.message) for w in caught)),
+        layers=to_plain(results_to_dict(results)["layers"]), results=results)

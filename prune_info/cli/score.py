@@ -3,34 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import click
 
+from prune_info.analysis.score import SPLITS, score_checkpoint
 from prune_info.capture import resolve_device
 from prune_info.cli.app import cli, flag_message
 from prune_info.cli.common import (
+    check_max_samples,
     check_output,
     data_options,
     device_option,
-    echo_json,
     json_option,
     max_samples_option,
     model_command_args,
-    samples_of,
     seed_option,
 )
 from prune_info.criteria.options import BIAS_CORRECTIONS, CHANNEL_QUANTISERS, ScoreOptions
-from prune_info.criteria.ranking import GROUP_REDUCTIONS, reduce_group
+from prune_info.criteria.ranking import GROUP_REDUCTIONS
 from prune_info.criteria.registry import parse_criteria
-from prune_info.criteria.report import score_report
+from prune_info.criteria.report import ScoreReport
 from prune_info.errors import PruneInfoError
-from prune_info.io import write_json
-from prune_info.nn import example_input
-from prune_info.surgery import unit_groups
 from prune_info.viz.figures import check_image_path, violin_plot
-
-SCORES_FORMAT = "prune-info-scores"
-SPLITS = ("val", "test", "train")
 
 
 def _csv_path(out: str) -> str:
@@ -135,82 +130,22 @@ def score(ckpt, data_args, split, max_samples, criteria, bins, binning, pre_acti
     if len(set(map(lambda p: str(Path(p).resolve()), outputs))) < len(outputs):
         raise PruneInfoError("--out and --plot name the same file; choose different files")
 
+    check_max_samples(max_samples)
     data = data_args.load(ckpt)
-    model = ckpt.model.to(options.device)
-    samples = samples_of(getattr(data, split), max_samples, "scoring")
-    report = score_report(model, samples, names, n_classes=data.n_classes,
-                          options=options)
-    meta = {"model": ckpt.source, "arch": ckpt.spec, "dataset": data.name, "split": split}
-    document = {**meta, **report.to_dict()}
-    groups = group_scores(model, data.input_shape, report, group_reduce)
-    if groups:
-        document["groups"] = groups
-
+    document = score_checkpoint(ckpt, data, names, split=split, max_samples=max_samples,
+                                options=options, group_reduce=group_reduce)
     if plot is not None:
-        values = {c: report.scores[c] for c in report.criteria}
-        violin_plot(values, plot, title=f"{ckpt.spec} on {data.name} ({split}), "
-                                        f"{report.quantiser}")
+        violin_plot(document.score_tensors(), plot,
+                    title=f"{ckpt.spec} on {data.name} ({split}), {document.quantiser}")
     if out is not None:
-        report.write_csv(_csv_path(out))
-        write_json(document, out, SCORES_FORMAT)
+        cast(ScoreReport, document.report).write_csv(_csv_path(out))
+        document.write(out)
 
-    for line in report.warnings:
+    for line in document.warnings:
         click.echo(flag_message(line, click.get_current_context().command), err=True)
     if as_json:
-        echo_json(document, SCORES_FORMAT)
+        click.echo(document.to_json())
         return
-    _print_summary(report, meta)
-    for group in groups:
-        click.echo(f"coupled, scored together ({group_reduce} over members): "
-                   f"{' + '.join(group['members'])}")
+    click.echo(document.table())
     for path in outputs:
         click.echo(f"wrote {path}")
-
-
-def group_scores(model, input_shape, report, how: str) -> list[dict]:
-    """Per coupled group: its members and each criterion's score per group channel.
-
-    A model torch-pruning cannot trace has no groups to report (its layers are scored alone).
-    """
-    try:
-        groups = unit_groups(model, example_input(model, input_shape))
-    except PruneInfoError:
-        return []
-    out = []
-    for group in groups:
-        if len(group.members) < 2 or not all(m in report.scores[report.criteria[0]]
-                                              for m in group.members):
-            continue
-        out.append({"root": group.root, "members": list(group.members), "reduce": how,
-                    "scores": {c: reduce_group(report.scores[c], group.members, how)
-                               for c in report.criteria}})
-    return out
-
-
-def _print_summary(report, meta: dict) -> None:
-    where = "pre-activation" if report.options.pre_activation else "post-activation"
-    click.echo(f"{meta['arch']} on {meta['dataset']} {meta['split']} ({report.n_samples} "
-               f"samples, {report.n_classes} classes); {report.quantiser}, {where}; "
-               "measures in bits")
-    rows = [("layer", "units", "criterion", "min", "median", "mean", "max")]
-    notes = {}
-    for layer in report.layers:
-        s = report.layer_summary(layer)
-        for i, (criterion, stats) in enumerate(s["measures"].items()):
-            rows.append((layer.name if i == 0 else "", str(layer.n_units) if i == 0 else "",
-                         criterion, *(f"{stats[k]:.4f}" for k in ("min", "median", "mean",
-                                                                   "max"))))
-        notes[len(rows) - 1] = (f"zero entropy: {s['zero_entropy']} of {layer.n_units} units "
-                                f"({s['zero_entropy_dead']} dead, "
-                                f"{s['zero_entropy_always_active']} always active)")
-        if "above_chance" in s:
-            chance = s["above_chance"]
-            notes[len(rows) - 1] += (f"; above chance (q <= {chance['q']:g}): MI {chance['mi']}, "
-                                     f"KL {chance['kl']} of {layer.n_units}")
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for index, row in enumerate(rows):
-        cells = [cell.ljust(w) if i < 3 else cell.rjust(w)
-                 for i, (cell, w) in enumerate(zip(row, widths))]
-        click.echo("  ".join(cells).rstrip())
-        if index in notes:
-            click.echo(" " * (widths[0] + 2) + notes[index])

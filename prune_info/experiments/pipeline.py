@@ -29,7 +29,6 @@ import json
 import shlex
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,11 +38,11 @@ import numpy as np
 import torch
 
 from prune_info.analysis.ablate import AblationConfig, ablate_checkpoint
-from prune_info.analysis.oinfo import layer_oinfo, results_to_dict
+from prune_info.analysis.oinfo import oinfo_checkpoint
+from prune_info.analysis.score import ScoreDocument, score_checkpoint
 from prune_info.checkpoint import data_for, load_checkpoint, save_checkpoint
 from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import get_criterion
-from prune_info.criteria.report import score_report
 from prune_info.data import load_dataset, parse_data_spec
 from prune_info.deploy.bench import bench_document, benchmark_models
 from prune_info.deploy.onnx import export_onnx
@@ -52,7 +51,6 @@ from prune_info.io import (
     LOCK_NAME,
     check_writable_dir,
     locked_output_dir,
-    read_json,
     write_json,
 )
 from prune_info.nn import count_parameters
@@ -287,22 +285,17 @@ def _score_criteria(o: RunOptions) -> list[str]:
 
 def _stage_score(ctx: Context) -> dict:
     ckpt = ctx.load("model.pt")
-    data = ctx.data
-    report = score_report(ckpt.model, data.val, _score_criteria(ctx.options),
-                          n_classes=data.n_classes, options=ScoreOptions(seed=ctx.options.seed))
-    document = {"model": str(ctx.path("model.pt")), "arch": ckpt.spec, "dataset": data.name,
-                "split": "val", **report.to_dict()}
-    violin_plot({c: report.scores[c] for c in report.criteria}, ctx.path("scores.png"),
-                title=f"{ckpt.spec} on {data.name} (val), {report.options.quantiser}")
-    write_json(document, ctx.path("scores.json"), "prune-info-scores")
-    return {"layers": {layer.name: report.layer_summary(layer) for layer in report.layers}}
+    document = score_checkpoint(ckpt, ctx.data, _score_criteria(ctx.options),
+                                options=ScoreOptions(seed=ctx.options.seed))
+    violin_plot(document.score_tensors(), ctx.path("scores.png"),
+                title=f"{ckpt.spec} on {ctx.data.name} (val), {document.quantiser}")
+    document.write(ctx.path("scores.json"))
+    return {"layers": {layer["name"]: layer["summary"] for layer in document.layers}}
 
 
 def _read_scores(path: Path, criterion: str) -> dict:
-    doc = read_json(path, "prune-info-scores", f"delete it to score again ({path.parent})",
-                    ["layers"])
-    return {layer["name"]: torch.tensor(layer["scores"][criterion], dtype=torch.float64)
-            for layer in doc["layers"]}
+    scores = ScoreDocument.read(path).scores(criterion)
+    return {layer: torch.tensor(values, dtype=torch.float64) for layer, values in scores.items()}
 
 
 def _stage_ablate(ctx: Context) -> dict:
@@ -329,16 +322,12 @@ def _stage_ablate(ctx: Context) -> dict:
 def _stage_oinfo(ctx: Context) -> dict:
     o = ctx.options
     ckpt = ctx.load("model.pt")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        results = layer_oinfo(ckpt.model, ctx.data.val, max_exhaustive=o.max_exhaustive,
-                              max_size=o.max_size, seed=o.seed, progress=o.progress)
-    plot_oinfo(results, ctx.path("oinfo.png"),
+    document = oinfo_checkpoint(ckpt, ctx.data, max_exhaustive=o.max_exhaustive,
+                                max_size=o.max_size, seed=o.seed, progress=o.progress)
+    plot_oinfo(document.results, ctx.path("oinfo.png"),
                title=f"O-information of {ckpt.spec} on {ctx.data.name} (val)")
-    document = results_to_dict(results)
-    write_json(document, ctx.path("oinfo.json"), "prune-info-oinfo")
-    return {"layers": {layer.get("layer", layer.get("name", str(i))): layer.get("dominance")
-                       for i, layer in enumerate(document["layers"])}}
+    document.write(ctx.path("oinfo.json"))
+    return {"layers": {layer["layer"]: layer["dominance"] for layer in document.layers}}
 
 
 def _stage_prune(ctx: Context) -> dict:
