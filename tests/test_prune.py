@@ -296,6 +296,24 @@ def test_untraceable_layer_is_named_with_the_ignore_hint(model_cls, message):
     assert apply_plan(_Functional(detach=True), ok, torch.zeros(2, 1, 8, 8)).out.in_features == 10
 
 
+def test_a_layer_missing_from_the_trace_is_left_out_and_the_rest_pruned():
+    """A layer torch-pruning does not see run (here: its output detached from the autograd
+    graph) is left out with the reason, not a failure of the whole prune (magnitude: no data)."""
+    from prune_info.checkpoint import Checkpoint
+    from prune_info.pruning.workflow import prune_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = Checkpoint(_Functional(detach=True).eval(), dataset={"input_shape": [1, 8, 8]})
+    result = prune_checkpoint(ckpt, None, PruneConfig(criterion="magnitude", amount=0.5))
+    assert sorted(result.plan.remove) == ["fc2"]
+    assert result.checkpoint.model.fc2.out_features == 6
+    assert result.checkpoint.model.fc1.out_features == 16
+    (row,) = [row for row in result.summary.layers if row.name == "fc1"]
+    assert row.ignored and not row.removed
+    assert any("fc1" in w and "does not appear in the traced forward pass" in w
+               for w in result.summary.warnings), result.summary.warnings
+
+
 class _Residual(nn.Module):
     def __init__(self):
         super().__init__()

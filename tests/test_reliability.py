@@ -484,7 +484,6 @@ def test_a_dependency_graph_that_outgrows_memory_is_one_line_not_a_kill(run_cli,
 
 def test_out_of_memory_names_the_batch_size_flag(run_cli, tmp_path, mlp_path, monkeypatch):
     import prune_info.analysis.score
-    import prune_info.cli.score
     import prune_info.cli.train
     import prune_info.experiments.pipeline
 

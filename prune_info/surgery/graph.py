@@ -137,13 +137,15 @@ class TracedGraph:
                 "that graph, so this model cannot be pruned on this machine (a smaller input, "
                 "or more memory)")
 
+    def traces(self, layer: str) -> bool:
+        """Whether the layer ran in the traced forward pass (a layer skipped at this input
+        size, or called outside ``forward``, did not)."""
+        return self.model.get_submodule(layer) in self.dg.module2node
+
     def group(self, layer: str, idxs: Sequence[int]):
         module = self.model.get_submodule(layer)
-        if module not in self.dg.module2node:
-            raise PruneInfoError(
-                f"layer {layer} does not appear in the traced forward pass, so torch-pruning "
-                f"cannot tell what reads its outputs; leave it out with `ignore`={layer}"
-            )
+        if not self.traces(layer):
+            raise PruneInfoError(f"layer {layer} {UNTRACED}; leave it out with `ignore`={layer}")
         return self.dg.get_pruning_group(module, _out_fn(self.tp, module), list(idxs))
 
     def coupled(self, layer: str, group) -> dict[str, list[int]]:
@@ -188,6 +190,11 @@ class TracedGraph:
 
     def is_out_channel(self, handler) -> bool:
         return self.dg.is_out_channel_pruning_fn(handler)
+
+
+#: Why a layer that did not run in the traced forward pass cannot be pruned.
+UNTRACED = ("does not appear in the traced forward pass, so torch-pruning cannot tell what "
+            "reads its outputs")
 
 
 @dataclass(frozen=True)
@@ -278,10 +285,14 @@ def unit_groups(model: nn.Module, example_input: torch.Tensor,
         return name
 
     blocks: dict[str, int] = {}
+    untraced: set[str] = set()
     with torch_threads(1), torch.inference_mode(False), torch.enable_grad():
         graph = TracedGraph(model, example_input.clone())
         for name in wanted:
             if kind[name] == "heads":  # outside torch-pruning's graph: a group of its own
+                continue
+            if not graph.traces(name):
+                untraced.add(name)
                 continue
             group = graph.group(name, [0])
             blocks[name] = graph.channel_groups(group)
@@ -297,6 +308,9 @@ def unit_groups(model: nn.Module, example_input: torch.Tensor,
         if not any(name in wanted for name in names):
             continue
         widths = {width[name] for name in names}
+        if untraced & set(names):
+            groups.append(UnitGroup(root, tuple(names), width[root], note=UNTRACED))
+            continue
         if len(widths) != 1:
             note = (f"coupled with different widths ({', '.join(f'{n}: {width[n]}' for n in names)}"
                     "), as through a concatenation or split whose channels are not one-to-one; "
