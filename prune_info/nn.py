@@ -145,8 +145,9 @@ class ReadPoints:
         nothing the model outputs depends on them, so they are not prunable layers.
     folded : frozenset of str
         Layers whose output does not keep the batch as its first dimension (MobileViT folds
-        image patches into it): their outputs are not one row of units per sample, so they are
-        not prunable layers either.
+        image patches into it; Swin V2's position-bias MLP computes one table for the whole
+        model): their outputs are not one row of units per sample, so they are not prunable
+        layers either.
     """
 
     layers: tuple[str, ...]
@@ -233,9 +234,13 @@ def find_read_points(model: nn.Module, example_input: torch.Tensor) -> ReadPoint
             handles.append(module.register_forward_hook(post))
     was_training = model.training
     model.eval()
+    # two rows: a layer whose output has another first dimension (a per-model table, such as
+    # Swin V2's position-bias MLP, or tokens folded into the batch) is told from a per-sample one
+    rows = example_input[:2] if len(example_input) >= 2 else example_input[:1].repeat(
+        2, *[1] * (example_input.dim() - 1))
     try:
         with torch_threads(1):
-            model(example_input[:1])
+            model(rows)
     except (RuntimeError, ValueError) as exc:
         raise input_mismatch(model, example_input, exc) from exc
     finally:
@@ -249,7 +254,7 @@ def find_read_points(model: nn.Module, example_input: torch.Tensor) -> ReadPoint
     points: dict[str, tuple[str | None, str | None]] = {}
     unused = frozenset(name for name in names if name not in outputs)
     folded = frozenset(name for name, (value, _) in outputs.items()
-                       if value.ndim == 0 or value.shape[0] != 1)
+                       if value.ndim == 0 or value.shape[0] != len(rows))
     for name in names:
         if name not in outputs:
             continue
@@ -261,8 +266,9 @@ def find_read_points(model: nn.Module, example_input: torch.Tensor) -> ReadPoint
         points[name] = (norm[1] if norm else None, act[1] if act else None)
     reads = ReadPoints(names, points, unused, folded)
     left = [(unused, "the model's forward (in eval mode) never calls them"),
-            (folded, "their outputs fold something else into the batch dimension, so they are "
-                     "not one row of units per sample")]
+            (folded, "their outputs do not keep the batch as their first dimension (something "
+                     "else folded into it, or one table for the whole model), so they are not "
+                     "one row of units per sample")]
     for which, why in left:
         if which:
             shown = ", ".join(sorted(which)[:4]) + (f" and {len(which) - 4} more"

@@ -85,3 +85,32 @@ def test_strict_refuses_what_is_otherwise_left_out():
                                              "widths.*drop `strict`"):
         prune_checkpoint(ckpt, None, PruneConfig(criterion="magnitude", amount=0.5,
                                                  strict=True))
+
+
+class _PerModelTable(torch.nn.Module):
+    """A Linear run on one table for the whole model (as Swin V2's position-bias MLP), its
+    output broadcast over the batch: a first dimension of 1, whatever the batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(64, 8)
+        self.table = torch.nn.Parameter(torch.randn(1, 4, 2))
+        self.bias_mlp = torch.nn.Linear(2, 8)
+        self.out = torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x.flatten(1)) + self.bias_mlp(self.table).mean(1))
+        return self.out(h)
+
+
+def test_a_layer_on_a_per_model_table_is_not_taken_for_per_sample_units(digits):
+    """Probed with one sample, the table's [1, ...] output looked like one row per sample, and
+    scoring it crashed on the batch (a shape error); it is left out, with a note."""
+    import prune_info as pi
+    from prune_info.nn import find_read_points, prunable_layers
+
+    model = _PerModelTable().eval()
+    reads = find_read_points(model, torch.zeros(1, 1, 8, 8))
+    assert reads.folded == {"bias_mlp"}
+    assert [layer.name for layer in prunable_layers(model)] == ["fc1"]
+    assert pi.compute_scores(model, digits.val, ["mi"])["mi"].keys() == {"fc1"}
