@@ -193,16 +193,17 @@ def memory_available() -> int | None:
 
 
 @contextlib.contextmanager
-def memory_ceiling() -> Iterator[None]:
+def memory_ceiling(extra: int | None = None) -> Iterator[None]:
     """Make the block's allocations fail rather than let the system kill the process.
 
     Building a model from a user's arguments (``depth=100000000``) can ask for more memory than
     the machine has, in millions of small allocations that no size check sees coming; Linux then
     kills the process (no message, status -9). Inside this block the address space is capped at
-    what the process uses now plus the memory available (``MemAvailable``), so such a build
-    raises ``MemoryError`` instead, which :func:`out_of_memory` turns into one line. The cap is
-    lifted when the block ends; where the kernel does not say (no ``/proc``), or a stricter cap
-    is already set, nothing changes.
+    what the process uses now plus the memory available (``MemAvailable``; at most ``extra``
+    bytes, for a step that should need far less), so such a build raises ``MemoryError``
+    instead, which :func:`out_of_memory` turns into one line. The cap is lifted when the block
+    ends; where the kernel does not say (no ``/proc``), or a stricter cap is already set,
+    nothing changes.
     """
     try:
         import resource
@@ -215,7 +216,7 @@ def memory_ceiling() -> Iterator[None]:
     if available is None or in_use is None:
         yield
         return
-    ceiling = in_use + available
+    ceiling = in_use + (available if extra is None else min(available, extra))
     if hard != resource.RLIM_INFINITY:
         ceiling = min(ceiling, hard)
     if soft != resource.RLIM_INFINITY and soft <= ceiling:

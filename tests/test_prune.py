@@ -314,6 +314,33 @@ def test_a_layer_missing_from_the_trace_is_left_out_and_the_rest_pruned():
                for w in result.summary.warnings), result.summary.warnings
 
 
+def test_a_dependency_group_that_runs_away_is_left_out_not_fatal(monkeypatch):
+    """torch-pruning's group of one layer growing without end (torchvision's Swin-T took the
+    machine's 24 GB) fails under a memory ceiling; that layer is left out, the rest pruned."""
+    import torch_pruning as tp
+
+    import prune_info.surgery.graph as graph
+    from prune_info.checkpoint import Checkpoint
+    from prune_info.pruning.workflow import prune_checkpoint
+
+    monkeypatch.setattr(graph, "GROUP_MEMORY", 64 << 20)
+    real = tp.DependencyGraph.get_pruning_group
+
+    def runaway(self, module, fn, idxs):
+        if module.out_features == 16:  # fc1: more than the ceiling lets it have
+            return bytearray(512 << 20)
+        return real(self, module, fn, idxs)
+
+    monkeypatch.setattr(tp.DependencyGraph, "get_pruning_group", runaway)
+    torch.manual_seed(0)
+    ckpt = Checkpoint(_Functional().eval(), dataset={"input_shape": [1, 8, 8]})
+    result = prune_checkpoint(ckpt, None, PruneConfig(criterion="magnitude", amount=0.5))
+    assert sorted(result.plan.remove) == ["fc2"]
+    assert result.checkpoint.model.fc1.out_features == 16
+    assert any("fc1" in w and "dependency group of its outputs grew past" in w
+               for w in result.summary.warnings), result.summary.warnings
+
+
 class _Residual(nn.Module):
     def __init__(self):
         super().__init__()

@@ -146,7 +146,15 @@ class TracedGraph:
         module = self.model.get_submodule(layer)
         if not self.traces(layer):
             raise PruneInfoError(f"layer {layer} {UNTRACED}; leave it out with `ignore`={layer}")
-        return self.dg.get_pruning_group(module, _out_fn(self.tp, module), list(idxs))
+        try:
+            # a group is small; torch-pruning's index mappings can multiply without end
+            # (torchvision's Swin: its shifted windows), which must not take the machine down
+            with memory_ceiling(GROUP_MEMORY):
+                return self.dg.get_pruning_group(module, _out_fn(self.tp, module), list(idxs))
+        except MemoryError:
+            pass  # raised here, not in the handler, so no memory error is chained to it
+        raise LayerPruneError(layer, f"layer {layer}: {GROUP_OVERFLOW}; leave it out with "
+                                     f"`ignore`={layer}")
 
     def coupled(self, layer: str, group) -> dict[str, list[int]]:
         """Other weight layers whose *outputs* this group prunes too (residual adds, concats)."""
@@ -191,6 +199,13 @@ class TracedGraph:
     def is_out_channel(self, handler) -> bool:
         return self.dg.is_out_channel_pruning_fn(handler)
 
+
+#: Memory one dependency group may take (bytes) before it counts as running away.
+GROUP_MEMORY = 2 << 30
+#: Why a layer whose dependency group ran away cannot be pruned.
+GROUP_OVERFLOW = (f"torch-pruning's dependency group of its outputs grew past "
+                  f"{GROUP_MEMORY >> 30} GiB (its index mappings multiply), so what removing "
+                  "a unit touches is unknown")
 
 #: Why a layer that did not run in the traced forward pass cannot be pruned.
 UNTRACED = ("does not appear in the traced forward pass, so torch-pruning cannot tell what "
@@ -285,16 +300,20 @@ def unit_groups(model: nn.Module, example_input: torch.Tensor,
         return name
 
     blocks: dict[str, int] = {}
-    untraced: set[str] = set()
+    untraced: dict[str, str] = {}  # layer -> why torch-pruning cannot say what it touches
     with torch_threads(1), torch.inference_mode(False), torch.enable_grad():
         graph = TracedGraph(model, example_input.clone())
         for name in wanted:
             if kind[name] == "heads":  # outside torch-pruning's graph: a group of its own
                 continue
             if not graph.traces(name):
-                untraced.add(name)
+                untraced[name] = UNTRACED
                 continue
-            group = graph.group(name, [0])
+            try:
+                group = graph.group(name, [0])
+            except LayerPruneError:
+                untraced[name] = GROUP_OVERFLOW
+                continue
             blocks[name] = graph.channel_groups(group)
             for other in graph.coupled(name, group):
                 if other in parent:
@@ -308,8 +327,9 @@ def unit_groups(model: nn.Module, example_input: torch.Tensor,
         if not any(name in wanted for name in names):
             continue
         widths = {width[name] for name in names}
-        if untraced & set(names):
-            groups.append(UnitGroup(root, tuple(names), width[root], note=UNTRACED))
+        why = next((untraced[name] for name in names if name in untraced), None)
+        if why is not None:
+            groups.append(UnitGroup(root, tuple(names), width[root], note=why))
             continue
         if len(widths) != 1:
             note = (f"coupled with different widths ({', '.join(f'{n}: {width[n]}' for n in names)}"
