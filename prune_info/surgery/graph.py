@@ -145,7 +145,8 @@ class TracedGraph:
     def group(self, layer: str, idxs: Sequence[int]):
         module = self.model.get_submodule(layer)
         if not self.traces(layer):
-            raise PruneInfoError(f"layer {layer} {UNTRACED}; leave it out with `ignore`={layer}")
+            raise LayerPruneError(layer, f"layer {layer} {UNTRACED}; leave it out with "
+                                         f"`ignore`={layer}")
         try:
             # a group is small; torch-pruning's index mappings can multiply without end
             # (torchvision's Swin: its shifted windows), which must not take the machine down
