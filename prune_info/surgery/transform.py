@@ -43,15 +43,16 @@ def _check_layers(prunable: Mapping[str, LayerInfo], plan: PrunePlan) -> None:
 
 def _coupled_in_group(graph: TracedGraph, layer: str, group,
                       plan: PrunePlan) -> dict[str, list[int]]:
-    """Layers pruned together with ``layer``; planned ones must lose the same units."""
+    """Layers pruned together with ``layer``; planned ones must lose the same units (a
+    coupling the plan's groups did not see, as through a reshape that maps channels
+    differently for different indices, is the step's failure: left out where allowed)."""
     coupled = graph.coupled(layer, group)
     for other, idxs in coupled.items():
         if plan.remove.get(other) and list(plan.remove[other]) != idxs:
-            raise PruneInfoError(
-                f"layers {layer} and {other} are coupled (their outputs are added or joined), "
-                f"so they must lose the same units; prune one and leave the other out with "
-                f"`ignore`={other}"
-            )
+            raise LayerPruneError(
+                layer, f"layers {layer} and {other} are coupled (their outputs are added or "
+                       f"joined), so they must lose the same units; prune one and leave the "
+                       f"other out with `ignore`={other}")
     return coupled
 
 
