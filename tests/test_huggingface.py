@@ -189,3 +189,25 @@ def test_cli_scores_prunes_exports_and_benches_a_hf_vit(run_cli, vit, tmp_path):
     assert rows[1]["parameters"] < rows[0]["parameters"]
     assert rows[1]["test_acc"] == pytest.approx(doc["accuracy"]["test"]["after"])
     assert np.isfinite(rows[1]["macs"])
+
+
+def test_a_failed_step_is_put_back_without_orphaning_the_modules_of_another():
+    """Dinov2's classifier reads the class token beside the mean of the others, which
+    torch-pruning does not follow: the residual stream's step fails and is put back. A heads
+    step's snapshot once deep-copied the attention's submodules, so putting both back left the
+    model holding copies while the stream's restore wrote into the orphaned originals, and
+    every later step failed. Now the stream alone is left out; heads and MLP units go."""
+    kwargs = {"num_labels": 10, "image_size": 32, "patch_size": 8, "hidden_size": 32,
+              "num_hidden_layers": 1, "num_attention_heads": 2, "mlp_ratio": 2}
+    torch.manual_seed(0)
+    model = build_factory_model("hf:Dinov2ForImageClassification", kwargs).eval()
+    ckpt = Checkpoint(model, factory="hf:Dinov2ForImageClassification",
+                      factory_kwargs=kwargs, dataset={"input_shape": [3, 32, 32]})
+    result = prune_checkpoint(ckpt, None, PruneConfig(criterion="magnitude", amount=0.5))
+    assert sorted(result.plan.remove) == ["dinov2.encoder.layer.0.attention",
+                                          "dinov2.encoder.layer.0.mlp.fc1"]
+    left_out = [w for w in result.summary.warnings if w.startswith("left out")]
+    assert len(left_out) == 1 and "patch_embeddings.projection" in left_out[0]
+    pruned = result.checkpoint.model
+    assert pruned.dinov2.encoder.layer[0].attention.num_attention_heads == 1
+    assert pruned.dinov2.encoder.layer[0].mlp.fc1.out_features == 32

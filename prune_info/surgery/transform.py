@@ -155,7 +155,11 @@ class _Snapshot:
             if isinstance(target, nn.Module):
                 if type(target).__module__.startswith("torch_pruning"):
                     continue  # a stand-in for a functional operation: nothing to prune in it
-                self.modules.append((target, copy.deepcopy(target.__dict__)))
+                # its own state copied, its submodules kept as the same objects: a copy of
+                # them put back would orphan the originals, which other snapshots restore
+                self.modules.append((target, {
+                    key: dict(value) if key == "_modules" else copy.deepcopy(value)
+                    for key, value in target.__dict__.items()}))
             elif isinstance(target, nn.Parameter) and dg is not None \
                     and target in dg._param_to_name:
                 # torch-pruning puts a new, narrower Parameter in its owner's place
