@@ -10,7 +10,8 @@ are the class's own, so a ``state_dict`` saved from the original class loads as 
 Recognised are the image classifiers (``...ForImageClassification``), whose input is a batch of
 images ``[B, C, H, W]``. Text classifiers (``...ForSequenceClassification``) take token ids,
 which the data seam does not give (it gives float images), so they are refused with that reason.
-The ``transformers`` package is an optional extra (``pip install 'prune-info[hf]'``).
+The ``transformers`` package is an optional extra (``pip install -e '.[hf]'``; ``make install``
+installs it).
 
 Their attention, in the layout of transformers 5 (``q_proj``, ``k_proj``, ``v_proj``, ``o_proj``
 with ``num_attention_heads`` and ``head_dim``), has its heads as units: see
@@ -42,7 +43,7 @@ def _transformers() -> Any:
     except ImportError as exc:
         raise PruneInfoError(
             f"HuggingFace models need the transformers package ({exc}); install it with "
-            "pip install 'prune-info[hf]'") from None
+            "pip install -e '.[hf]' (or make install)") from None
 
 
 def _model_class(module: Any, name: str) -> type | None:
