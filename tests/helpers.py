@@ -166,3 +166,23 @@ def assert_refused(run_cli, root: Path, args: list[str], *expected: str) -> str:
         assert text in lines[0], (args, lines[0])
     assert snapshot(root) == before, args
     return lines[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Models trained briefly
+
+
+def adam_steps(model: nn.Module, train: Split, steps: int, lr: float = 1e-2,
+               batch: int = 128) -> nn.Module:
+    """``model`` after ``steps`` seeded Adam steps on random batches of ``train``, in eval mode:
+    enough for its predictions to depend on its units, in about a second."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        idx = torch.randint(len(train), (batch,), generator=gen)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(train.x[idx]), train.y[idx]).backward()
+        opt.step()
+    return model.eval()
+

@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import adam_steps
 from torch import nn
 
 from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -40,16 +41,7 @@ def _vit() -> nn.Module:
 @pytest.fixture(scope="module")
 def vit(digits):
     """The ViT after 60 Adam steps of 128 digits (about 1 s)."""
-    model = _vit()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(60):
-        idx = torch.randint(len(digits.train), (128,), generator=gen)
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(digits.train.x[idx]), digits.train.y[idx]).backward()
-        opt.step()
-    return model.eval()
+    return adam_steps(_vit(), digits.train, 60)
 
 
 def _checkpoint(model: nn.Module) -> Checkpoint:
