@@ -325,7 +325,7 @@ class AttentionHeads:
 
 
 #: The layouts :func:`attention_heads` recognises: (inputs, output, head-count attributes).
-_HEAD_LAYOUTS = ((("qkv",), "proj", ("num_heads",)),
+HEAD_LAYOUTS = ((("qkv",), "proj", ("num_heads",)),
                  (("q_proj", "k_proj", "v_proj"), "o_proj", ("num_attention_heads", "num_heads")))
 
 
@@ -353,7 +353,7 @@ def attention_heads(module: nn.Module) -> AttentionHeads | None:
     head_dim = getattr(module, "head_dim", None)
     if not isinstance(head_dim, int) or head_dim <= 0:
         return None
-    for inputs, output, counts in _HEAD_LAYOUTS:
+    for inputs, output, counts in HEAD_LAYOUTS:
         count = next((c for c in counts if isinstance(getattr(module, c, None), int)), None)
         parts = [getattr(module, name, None) for name in (*inputs, output)]
         if count is None or not all(isinstance(p, nn.Linear) for p in parts):

@@ -45,7 +45,6 @@ from prune_info.data import (
     MappedSplit,
     Samples,
     Split,
-    load_dataset,
     load_dataset_like,
     match_classes,
     recorded_classes,
@@ -416,15 +415,10 @@ class _DataCache:
             raise PruneInfoError(f"{model.name} records no dataset; pass `data`")
         key = (name, int(described.get("split_seed", 0) or 0),
                tuple(described.get("input_shape") or ()))
-        if key not in self.loaded:
-            if described.get("name") or described.get("input_shape"):
-                loaded = load_dataset_like({"name": name, **described}, self.data_dir,
-                                           name=self.data, workers=self.workers,
-                                           normalize=self.normalize)
-            else:
-                loaded = load_dataset(name, self.data_dir, workers=self.workers,
-                                      normalize=self.normalize)
-            self.loaded[key] = loaded
+        if key not in self.loaded:  # a model without a record: the source as it is
+            self.loaded[key] = load_dataset_like(described, self.data_dir, name=self.data,
+                                                 workers=self.workers,
+                                                 normalize=self.normalize)
         return self.loaded[key]
 
 

@@ -33,6 +33,7 @@ from prune_info.data import bounded, note
 from prune_info.errors import PruneInfoError
 from prune_info.io import cpu_state_dict
 from prune_info.nn import (
+    HEAD_LAYOUTS,
     count_correct,
     count_parameters,
     example_input,
@@ -206,6 +207,13 @@ def _per_root(values: Sequence | None, groups: Sequence[UnitGroup], what: str,
     return out
 
 
+#: Attributes holding an attention module's head count, and names of its output projection:
+#: those of the layouts :func:`prune_info.nn.attention_heads` knows, and torch's
+#: ``MultiheadAttention``'s.
+_HEAD_COUNTS = {count for _, _, counts in HEAD_LAYOUTS for count in counts}
+_OUTPUT_PROJECTIONS = {output for _, output, _ in HEAD_LAYOUTS} | {"out_proj"}
+
+
 def attention_projections(model: nn.Module, names: Sequence[str]) -> set[str]:
     """Layers of ``names`` that sit directly in an attention module (one with ``num_heads`` or
     ``num_attention_heads``) that :func:`prune_info.nn.attention_heads` does not recognise,
@@ -221,11 +229,6 @@ def attention_projections(model: nn.Module, names: Sequence[str]) -> set[str]:
             found.add(name)
     return found
 
-
-#: Attributes holding an attention module's head count, and names of its output projection
-#: (timm, HuggingFace, torch's MultiheadAttention).
-_HEAD_COUNTS = ("num_heads", "num_attention_heads")
-_OUTPUT_PROJECTIONS = ("proj", "o_proj", "out_proj")
 
 
 def match_layers(patterns: Sequence[str], names: Sequence[str], what: str) -> set[str]:
