@@ -186,3 +186,18 @@ def adam_steps(model: nn.Module, train: Split, steps: int, lr: float = 1e-2,
         opt.step()
     return model.eval()
 
+
+def zero_heads_at(model: nn.Module, projection: str, heads, head_dim: int) -> None:
+    """Zero the outputs of ``heads`` where the output projection ``projection`` reads them
+    (their ``head_dim`` columns of its input), by hand, for a masked reference."""
+    cols = torch.tensor([h * head_dim + d for h in heads for d in range(head_dim)])
+    model.get_submodule(projection).register_forward_pre_hook(
+        lambda m, args: (args[0].index_fill(-1, cols, 0.0),))
+
+
+def zero_units_at(model: nn.Module, module: str, units) -> None:
+    """Zero units ``units`` (last axis) of ``module``'s output, by hand."""
+    index = torch.tensor(list(units))
+    model.get_submodule(module).register_forward_hook(
+        lambda m, i, o: o.index_fill(-1, index, 0.0))
+

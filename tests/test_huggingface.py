@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import adam_steps
+from helpers import adam_steps, zero_heads_at, zero_units_at
 from torch import nn
 
 from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -120,13 +120,9 @@ def _masked_reference(model: nn.Module, removed: dict[str, list[int]]) -> nn.Mod
     ref = copy.deepcopy(model).eval()
     for layer, idxs in removed.items():
         if layer.endswith(".attention"):
-            cols = torch.tensor([h * HEAD_DIM + d for h in idxs for d in range(HEAD_DIM)])
-            ref.get_submodule(f"{layer}.o_proj").register_forward_pre_hook(
-                lambda m, args, cols=cols: (args[0].index_fill(-1, cols, 0.0),))
+            zero_heads_at(ref, f"{layer}.o_proj", idxs, HEAD_DIM)
         elif layer.endswith(".fc1"):
-            act = ref.get_submodule(layer.replace(".fc1", ".activation_fn"))
-            act.register_forward_hook(
-                lambda m, i, o, idxs=idxs: o.index_fill(-1, torch.tensor(idxs), 0.0))
+            zero_units_at(ref, layer.replace(".fc1", ".activation_fn"), idxs)
     return ref
 
 

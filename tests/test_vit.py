@@ -12,7 +12,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from helpers import adam_steps
+from helpers import adam_steps, zero_heads_at, zero_units_at
 from torch import nn
 
 from prune_info.analysis.curves import layerwise_curves, naive_curves, random_orders, unit_means
@@ -135,13 +135,9 @@ def _masked_reference(model: nn.Module, removed: dict[str, list[int]],
     ref = copy.deepcopy(model).eval()
     for layer, idxs in removed.items():
         if layer.endswith(".attn"):
-            cols = torch.tensor([h * 16 + d for h in idxs for d in range(16)])
-            ref.get_submodule(f"{layer}.proj").register_forward_pre_hook(
-                lambda m, args, cols=cols: (args[0].index_fill(-1, cols, 0.0),))
+            zero_heads_at(ref, f"{layer}.proj", idxs, 16)
         elif layer.endswith(".fc1"):
-            act = ref.get_submodule(layer.replace(".fc1", ".act"))
-            act.register_forward_hook(
-                lambda m, i, o, idxs=idxs: o.index_fill(-1, torch.tensor(idxs), 0.0))
+            zero_units_at(ref, layer.replace(".fc1", ".act"), idxs)
     if not stream:
         return ref
     gone = torch.tensor(stream)
