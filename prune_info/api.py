@@ -18,7 +18,13 @@ from prune_info.checkpoint import Checkpoint, as_checkpoint
 from prune_info.criteria import ScoreOptions, compute_scores
 from prune_info.data import as_dataset, as_split
 from prune_info.errors import PruneInfoError
-from prune_info.pruning import PruneConfig, PruneResult, RetrainConfig, prune_checkpoint
+from prune_info.pruning import (
+    PruneConfig,
+    PruneResult,
+    RetrainConfig,
+    RetrainReport,
+    prune_checkpoint,
+)
 from prune_info.pruning import retrain_checkpoint as _retrain_checkpoint
 
 __all__ = ["ablate", "prune", "retrain", "score"]
@@ -54,9 +60,9 @@ def prune(model: torch.nn.Module | Checkpoint, data: Any = None,
 
 def retrain(model: torch.nn.Module | Checkpoint, data: Any,
             config: RetrainConfig | None = None, progress: bool = False,
-            **settings: Any) -> tuple[Checkpoint, dict]:
+            **settings: Any) -> tuple[Checkpoint, RetrainReport]:
     """Fine-tune ``model`` (a pruned one keeps its masked entries at zero) on ``data``'s train
-    split; returns the new checkpoint and the summary of
+    split; returns the new checkpoint and the report of
     :func:`~prune_info.pruning.retrain_checkpoint`. ``settings`` are
     :class:`~prune_info.pruning.RetrainConfig` fields (``epochs=3``, ``lr=0.01``)."""
     return _retrain_checkpoint(as_checkpoint(model), as_dataset(data),

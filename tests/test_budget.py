@@ -154,14 +154,14 @@ def test_iterative_pruning_to_a_target_rescores_each_round(digits_mlp, digits, m
 
     monkeypatch.setattr(workflow, "_compute_scores", spy)
     rows = iterative_prune(digits_mlp, digits, PruneConfig(criterion="mi", target="macs=x3"),
-                           RetrainConfig(epochs=1, seed=0), rounds=3, progress=False)
-    dense = rows[0]["macs"]
-    assert [r["macs"] <= dense * (1 / 3) ** (r["round"] / 3) * 1.02 for r in rows[1:]] == \
+                           RetrainConfig(epochs=1, seed=0), rounds=3, progress=False).rounds
+    dense = rows[0].macs
+    assert [r.macs <= dense * (1 / 3) ** (r.round / 3) * 1.02 for r in rows[1:]] == \
         [True] * 3
-    assert rows[-1]["macs"] <= dense / 3 * 1.02
+    assert rows[-1].macs <= dense / 3 * 1.02
     # each round scored the model the previous round left (and retrained)
-    assert scored == ["32-24-10"] + [r["arch"].split("-", 1)[1] for r in rows[1:-1]]
-    assert all(r["target_met"] for r in rows[1:])
+    assert scored == ["32-24-10"] + [r.arch.split("-", 1)[1] for r in rows[1:-1]]
+    assert all(r.target_met for r in rows[1:])
 
 
 def test_a_latency_target_is_measured_against_the_dense_model(digits):

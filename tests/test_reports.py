@@ -14,6 +14,7 @@ from prune_info.analysis.score import ScoreDocument, score_checkpoint
 from prune_info.checkpoint import Checkpoint
 from prune_info.data import load_dataset
 from prune_info.errors import PruneInfoError
+from prune_info.pruning.retrain_report import RetrainReport, RetrainRun, Round, RoundsReport
 from prune_info.reports import Report
 
 
@@ -66,9 +67,28 @@ def small_oinfo() -> OinfoDocument:
     return oinfo_checkpoint(ckpt, data, max_samples=100, max_size=3)
 
 
+def small_retrain() -> RetrainReport:
+    """A rewind to init and the fine-tuning it is compared with, the first with a dense row."""
+    def run(rewind, after):
+        return RetrainRun(rewind=rewind, freeze_others=True, epochs=2, best_epoch=1,
+                          before={"val_acc": 0.5, "test_acc": 0.25},
+                          after={"val_acc": after, "test_acc": after - 0.125},
+                          dense={"val_acc": 1.0, "test_acc": 0.875}, trained_entries=1200,
+                          held_entries=34, history=[{"epoch": 1, "loss": 0.5}])
+    return RetrainReport((run("init", 0.75), run("none", 0.625)), output="r.pt")
+
+
+def small_rounds(target: str | None = "macs=x2") -> RoundsReport:
+    rounds = (Round(0, "64-8-10", 610, 592, None, 0.75, 0.5),
+              Round(1, "64-4-10", 310, 296, 0.25, 0.625, 0.375, target=target,
+                    target_met=target and False, checkpoint="out/round1.pt"))
+    return RoundsReport(criterion="mi", amount_per_round=None if target else 0.5, target=target,
+                        allocation="global" if target else "layerwise", rounds=rounds)
+
+
 #: One example of every Report subclass; a new report without one fails the contract below.
 EXAMPLES = {AblationReport: small_ablation, ScoreDocument: small_scores,
-            OinfoDocument: small_oinfo,
+            OinfoDocument: small_oinfo, RetrainReport: small_retrain, RoundsReport: small_rounds,
             PlainReport: lambda: PlainReport("fc1", [1, 2], in_memory=7)}
 
 
@@ -146,6 +166,41 @@ def test_score_and_oinfo_documents_are_pinned():
     assert oinfo["reading"] == "pre-activation" and oinfo["n_samples"] == 100
     assert [r["size"] for r in oinfo["layers"][0]["sizes"]] == [2, 3]
     assert set(oinfo["layers"][0]["dominance"]) == {"synergy", "redundancy", "label"}
+
+
+def test_retrain_and_rounds_documents_are_pinned():
+    """``prune-info-retrain`` (``retrain --json``) and ``prune-info-prune-retrain``
+    (``prune-retrain``'s rounds.json), format version 1, key by key."""
+    doc = small_retrain().to_dict()
+    assert list(doc) == ["runs", "output"] and doc["output"] == "r.pt"
+    assert doc["runs"][1] == {
+        "rewind": "none", "freeze_others": True, "epochs": 2, "best_epoch": 1,
+        "before": {"val_acc": 0.5, "test_acc": 0.25}, "after": {"val_acc": 0.625,
+                                                                "test_acc": 0.5},
+        "dense": {"val_acc": 1.0, "test_acc": 0.875}, "trained_entries": 1200,
+        "held_entries": 34, "history": [{"epoch": 1, "loss": 0.5}]}
+    assert small_retrain().table().splitlines() == [
+        "start          val acc  test acc",
+        "dense         100.00 %   87.50 %",
+        "pruned         50.00 %   25.00 %",
+        "rewind init    75.00 %   62.50 %   best epoch 1",
+        "fine-tune      62.50 %   50.00 %   best epoch 1",
+        "trained 1,200 weights, froze 34"]
+    targeted = small_rounds().to_dict()
+    assert list(targeted) == ["criterion", "amount_per_round", "target", "allocation", "rounds"]
+    assert targeted["rounds"] == [
+        {"round": 0, "arch": "64-8-10", "parameters": 610, "macs": 592,
+         "test_acc_pruned": None, "val_acc": 0.75, "test_acc": 0.5, "target": None,
+         "target_met": None},
+        {"round": 1, "arch": "64-4-10", "parameters": 310, "macs": 296,
+         "test_acc_pruned": 0.25, "val_acc": 0.625, "test_acc": 0.375, "target": "macs=x2",
+         "target_met": False, "checkpoint": "out/round1.pt"}]
+    assert [r.round for r in small_rounds().missed()] == [1]
+    plain = small_rounds(None).to_dict()["rounds"]  # no target: no target keys
+    assert list(plain[1]) == ["round", "arch", "parameters", "macs", "test_acc_pruned",
+                              "val_acc", "test_acc", "checkpoint"]
+    assert small_rounds().table().splitlines()[2].split() == [
+        "1", "64-4-10", "310", "296", "25.00", "%", "37.50", "%"]
 
 
 def test_a_missing_field_is_named(tmp_path):

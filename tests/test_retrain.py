@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -5,6 +7,7 @@ from prune_info.checkpoint import load_checkpoint, save_checkpoint
 from prune_info.errors import PruneInfoError
 from prune_info.pruning.config import PruneConfig
 from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
+from prune_info.pruning.retrain_report import RetrainReport, RoundsReport
 from prune_info.pruning.workflow import prune_checkpoint
 
 
@@ -42,7 +45,7 @@ def test_rewind_init_restores_the_initial_weights_of_surviving_units(pruned, dig
 def test_freeze_others_keeps_frozen_weights_bit_identical(digits, digits_mlp):
     masked = prune_checkpoint(digits_mlp, digits,
                               PruneConfig(criterion="mi", amount=0.5, mask=True)).checkpoint
-    new, summary = retrain_checkpoint(masked, digits, RetrainConfig(epochs=2, freeze_others=True),
+    new, report = retrain_checkpoint(masked, digits, RetrainConfig(epochs=2, freeze_others=True),
                                       progress=False)
     old_state, new_state = masked.model.state_dict(), new.model.state_dict()
     k1 = _kept(masked, "fc1")
@@ -53,7 +56,7 @@ def test_freeze_others_keeps_frozen_weights_bit_identical(digits, digits_mlp):
     assert torch.all(new_state["fc1.weight"][removed1] == 0)
     assert torch.equal(new_state["fc1.weight"][removed1], old_state["fc1.weight"][removed1])
     assert not torch.equal(new_state["fc1.weight"][k1], old_state["fc1.weight"][k1])
-    assert summary["held_entries"] > 0
+    assert report.run.held_entries > 0
 
 
 def test_fine_tuning_a_masked_model_keeps_the_mask(digits, digits_mlp):
@@ -67,9 +70,9 @@ def test_fine_tuning_a_masked_model_keeps_the_mask(digits, digits_mlp):
 
 
 def test_fine_tuning_recovers_accuracy(pruned, digits):
-    new, summary = retrain_checkpoint(pruned, digits, RetrainConfig(epochs=3), progress=False)
-    assert summary["after"]["test_acc"] > summary["before"]["test_acc"]
-    assert summary["dense"]["test_acc"] - summary["after"]["test_acc"] < 0.03
+    new, report = retrain_checkpoint(pruned, digits, RetrainConfig(epochs=3), progress=False)
+    assert report.run.after["test_acc"] > report.run.before["test_acc"]
+    assert report.run.dense["test_acc"] - report.run.after["test_acc"] < 0.03
     assert new.pruning_history == pruned.pruning_history
     assert new.spec == "64-16-12-10"
 
@@ -102,6 +105,17 @@ def test_cli_retrain_and_prune_retrain(run_cli, tmp_path, pruned, mlp_path):
                               "--quiet", "-o", str(tmp_path / "rounds"))
     assert code == 0, stdout
     assert load_checkpoint(tmp_path / "rounds" / "round2.pt").spec == "64-21-16-10"
+    rounds = RoundsReport.read(tmp_path / "rounds" / "rounds.json")
+    assert [r.checkpoint for r in rounds.rounds] == [
+        None, *(str(tmp_path / "rounds" / f"round{r}.pt") for r in (1, 2))]
+    assert [r.arch for r in rounds.rounds] == ["64-32-24-10", "64-26-20-10", "64-21-16-10"]
+    assert (rounds.amount_per_round, rounds.target) == (0.2, None)
+    code, stdout, _ = run_cli("retrain", str(path), "--epochs", "1", "--quiet", "--json",
+                              "-o", str(tmp_path / "r2.pt"))
+    report = RetrainReport.from_dict(json.loads(stdout))
+    assert report.output == str(tmp_path / "r2.pt") and [r.label for r in report.runs] == [
+        "fine-tune"]
+    assert report.run.after["test_acc"] == load_checkpoint(tmp_path / "r2.pt").metrics["test_acc"]
     for args, message in [(["--epochs", "0"], "at least 1"), (["--rewind", "x"], "--rewind")]:
         code, _, stderr = run_cli("retrain", str(path), *args, "-o", str(tmp_path / "bad.pt"))
         assert code == 2 and message in stderr

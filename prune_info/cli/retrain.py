@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -36,9 +37,10 @@ from prune_info.experiments.subnetworks import (
     run_comparison,
     summarise,
 )
-from prune_info.io import atomic_write, check_writable_dir, locked_output_dir, write_json
+from prune_info.io import atomic_write, check_writable_dir, locked_output_dir
 from prune_info.pruning.config import PruneConfig
 from prune_info.pruning.retrain import RetrainConfig, iterative_prune, retrain_checkpoint
+from prune_info.pruning.retrain_report import RetrainReport
 from prune_info.training.loop import OPTIMIZERS
 from prune_info.viz.subnetworks import plot_comparison
 from prune_info.zoo import ACTIVATIONS, REGULARISERS
@@ -50,10 +52,6 @@ def _rewind(value: str | None):
     if not value.isdigit():
         raise PruneInfoError(f"--rewind must be init or a step number K >= 0, got {value!r}")
     return int(value)
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:6.2f} %"
 
 
 def _retrain_options(f):
@@ -103,30 +101,17 @@ def retrain(ckpt, data_args, epochs, optimizer, lr, batch_size, rewind, freeze_o
                            optimizer=optimizer, lr=lr, batch_size=batch_size, seed=seed,
                            device=dev, allow_nonfinite=allow_nonfinite)
     data = data_args.load(ckpt)
-    new, summary = retrain_checkpoint(ckpt, data, config, progress=not quiet)
-    runs = [summary]
+    new, report = retrain_checkpoint(ckpt, data, config, progress=not quiet)
+    runs = report.runs
     if compare_finetune and config.rewind is not None:
-        runs.append(retrain_checkpoint(ckpt, data, RetrainConfig(
-            epochs=epochs, freeze_others=freeze_others, optimizer=optimizer, lr=lr,
-            batch_size=batch_size, seed=seed, device=dev, allow_nonfinite=allow_nonfinite),
-            progress=not quiet)[1])
+        runs += retrain_checkpoint(ckpt, data, replace(config, rewind=None),
+                                   progress=not quiet)[1].runs
     save_checkpoint(new, output)
+    report = RetrainReport(runs, output=output)
     if as_json:
-        echo_json({"runs": runs, "output": output}, "prune-info-retrain")
+        click.echo(report.to_json())
         return
-    dense = summary["dense"]
-    click.echo(f"{'start':<12} {'val acc':>9} {'test acc':>9}")
-    if dense:
-        click.echo(f"{'dense':<12} {_pct(dense['val_acc']):>9} {_pct(dense['test_acc']):>9}")
-    click.echo(f"{'pruned':<12} {_pct(summary['before']['val_acc']):>9} "
-               f"{_pct(summary['before']['test_acc']):>9}")
-    for run in runs:
-        label = "fine-tune" if run["rewind"] == "none" else f"rewind {run['rewind']}"
-        click.echo(f"{label:<12} {_pct(run['after']['val_acc']):>9} "
-                   f"{_pct(run['after']['test_acc']):>9}   best epoch {run['best_epoch']}")
-    if freeze_others:
-        click.echo(f"trained {summary['trained_entries']:,} weights, "
-                   f"froze {summary['held_entries']:,}")
+    click.echo(report.table())
     click.echo(f"saved {output}")
 
 
@@ -182,30 +167,22 @@ def prune_retrain(ckpt, data_args, epochs, optimizer, lr, batch_size, criterion,
     check_writable_dir(out)
     data = data_args.load(ckpt)
 
-    def save(r, checkpoint, row):
+    def save(r, checkpoint) -> str:
         path = out / f"round{r}.pt"
         save_checkpoint(checkpoint, path)
-        row["checkpoint"] = str(path)
+        return str(path)
 
     with locked_output_dir(out):
-        rows = iterative_prune(ckpt, data, prune_config, retrain_config, rounds, on_round=save,
-                               progress=not quiet)
-        write_json({"criterion": criterion, "amount_per_round": amount_per_round,
-                    "target": target, "allocation": prune_config.planner, "rounds": rows},
-                   out / "rounds.json", "prune-info-prune-retrain")
+        report = iterative_prune(ckpt, data, prune_config, retrain_config, rounds,
+                                 on_round=save, progress=not quiet)
+        report.write(out / "rounds.json")
     if as_json:
-        echo_json({"rounds": rows}, "prune-info-prune-retrain")
+        click.echo(report.to_json())
         return
-    click.echo(f"{'round':>5}  {'arch':<18} {'params':>9} {'MACs':>9} {'pruned':>9} "
-               f"{'retrained':>9}")
-    for row in rows:
-        if row.get("target_met") is False:
-            click.echo(f"warning: round {row['round']} missed its target {row['target']}",
-                       err=True)
-        click.echo(f"{row['round']:>5}  {row['arch']:<18} {row['parameters']:>9,} "
-                   f"{row['macs']:>9,} {_pct(row['test_acc_pruned']):>9} "
-                   f"{_pct(row['test_acc']):>9}")
-    click.echo(f"saved {len(rows) - 1} rounds and rounds.json in {out_dir}")
+    for row in report.missed():
+        click.echo(f"warning: round {row.round} missed its target {row.target}", err=True)
+    click.echo(report.table())
+    click.echo(f"saved {len(report.rounds) - 1} rounds and rounds.json in {out_dir}")
 
 
 SUBNET_CRITERIA = "synergy,gcmi-model,gcmi-mixture,mi,kl,entropy,magnitude,random"

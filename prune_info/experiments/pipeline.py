@@ -341,11 +341,11 @@ def _stage_prune(ctx: Context) -> dict:
 
 def _stage_retrain(ctx: Context) -> dict:
     o = ctx.options
-    ckpt, summary = retrain_checkpoint(ctx.load("pruned.pt"), ctx.data,
-                                       RetrainConfig(epochs=o.retrain_epochs, seed=o.seed),
-                                       progress=o.progress)
+    ckpt, report = retrain_checkpoint(ctx.load("pruned.pt"), ctx.data,
+                                      RetrainConfig(epochs=o.retrain_epochs, seed=o.seed),
+                                      progress=o.progress)
     save_checkpoint(ckpt, ctx.path("retrained.pt"))
-    return {k: v for k, v in summary.items() if k != "history"}
+    return report.run.record()
 
 
 def _stage_export(ctx: Context) -> dict:

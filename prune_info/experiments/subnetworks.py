@@ -143,7 +143,7 @@ def _seed_rows(data: Dataset, config: CompareConfig, seed: int, progress: bool) 
         for kind, value in config.selections:
             prune_config = _prune_config(kind, value, len(dense.layers), criterion, seed)
             pruned = prune_checkpoint(dense, data, prune_config).checkpoint
-            retrained, summary = retrain_checkpoint(
+            retrained, report = retrain_checkpoint(
                 pruned, data,
                 RetrainConfig(epochs=config.retrain_epochs, rewind=config.rewind, seed=seed),
                 progress=progress,
@@ -156,9 +156,9 @@ def _seed_rows(data: Dataset, config: CompareConfig, seed: int, progress: bool) 
                 "dense_test_acc": dense_acc,
                 "dense_parameters": count_parameters(dense.model),
                 "dense_macs": total_macs(dense.model, shape),
-                "pruned_test_acc": summary["before"]["test_acc"],
-                "test_acc": summary["after"]["test_acc"],
-                "drop_pp": 100.0 * (dense_acc - summary["after"]["test_acc"]),
+                "pruned_test_acc": report.run.before["test_acc"],
+                "test_acc": report.run.after["test_acc"],
+                "drop_pp": 100.0 * (dense_acc - report.run.after["test_acc"]),
             })
     return rows
 

@@ -34,6 +34,7 @@ from prune_info.data import Dataset
 from prune_info.errors import PruneInfoError
 from prune_info.nn import accuracy, count_parameters, example_input, prunable_layers, total_macs
 from prune_info.pruning.budget import Target, measure_latencies, parse_target
+from prune_info.pruning.retrain_report import RetrainReport, RetrainRun, Round, RoundsReport
 from prune_info.pruning.workflow import prune_checkpoint
 from prune_info.surgery import mask_plan, plan_from_entry
 from prune_info.training.loop import TrainConfig, fit
@@ -173,10 +174,11 @@ def _check_fits(model: nn.Module, state: dict, rewind) -> None:
 
 def retrain_checkpoint(
     ckpt: Checkpoint, data: Dataset, config: RetrainConfig, progress: bool = True
-) -> tuple[Checkpoint, dict]:
-    """Retrain a (pruned) checkpoint; returns the new checkpoint and a summary.
+) -> tuple[Checkpoint, RetrainReport]:
+    """Retrain a (pruned) checkpoint; returns the new checkpoint and the report of this one
+    retraining (:attr:`RetrainReport.run <prune_info.pruning.retrain_report.RetrainReport.run>`).
 
-    The input checkpoint is left untouched. The summary holds validation and test accuracy
+    The input checkpoint is left untouched. The run holds validation and test accuracy
     before and after, the dense model's accuracy when the pruning history records it, and the
     number of trained and held parameter entries.
     """
@@ -211,23 +213,21 @@ def retrain_checkpoint(
         p.requires_grad_(True)
     model.cpu().eval()
     after = {"val_acc": result.best_val_acc, "test_acc": accuracy(model, data.test)}
-    dense = _dense_accuracy(ckpt)
     n_held = held.count()
-    summary = {
-        "rewind": "none" if config.rewind is None else str(config.rewind),
-        "freeze_others": config.freeze_others,
-        "epochs": config.epochs,
-        "best_epoch": result.best_epoch,
-        "before": before,
-        "after": after,
-        "dense": dense,
-        "trained_entries": sum(p.numel() for p in model.parameters()) - n_held,
-        "held_entries": n_held,
-        "history": result.history,
-    }
-    metrics = {**ckpt.metrics, **after, "retrain": {k: v for k, v in summary.items()
-                                                    if k != "history"}}
-    return ckpt.replace(model=model, metrics=metrics, source=None), summary
+    run = RetrainRun(
+        rewind="none" if config.rewind is None else str(config.rewind),
+        freeze_others=config.freeze_others,
+        epochs=config.epochs,
+        best_epoch=result.best_epoch,
+        before=before,
+        after=after,
+        dense=_dense_accuracy(ckpt),
+        trained_entries=sum(p.numel() for p in model.parameters()) - n_held,
+        held_entries=n_held,
+        history=result.history,
+    )
+    metrics = {**ckpt.metrics, **after, "retrain": run.record()}
+    return ckpt.replace(model=model, metrics=metrics, source=None), RetrainReport((run,))
 
 
 def _dense_accuracy(ckpt: Checkpoint) -> dict | None:
@@ -248,33 +248,30 @@ def iterative_prune(
     rounds: int,
     on_round=None,
     progress: bool = True,
-) -> list[dict]:
+) -> RoundsReport:
     """Prune then retrain, ``rounds`` times; each round removes ``prune_config.amount`` of the
     units that are left (so 5 rounds of 0.2 keep 0.8**5 = 33 % of every layer), or, under a
     ``prune_config.target``, reaches the target over the rounds (:func:`round_target`), scoring
     the retrained model afresh each round.
 
-    ``on_round(r, checkpoint, row)`` is called after each round (e.g. to save the checkpoint).
-    Returns one row per round (round 0 is the starting model) with widths, parameters, MACs and
-    accuracies, and under a target the round's target and what its prune achieved.
+    ``on_round(r, checkpoint)`` is called after each round; it may save the checkpoint and
+    return where (recorded as the round's ``checkpoint``). Returns the report: one
+    :class:`~prune_info.pruning.retrain_report.Round` per round (round 0 is the starting model)
+    with widths, parameters, MACs and accuracies, and under a target the round's target and
+    whether its prune met it.
     """
     if rounds < 1:
         raise PruneInfoError(f"`rounds` must be at least 1, got {rounds}")
     prune_config.validate()
     input_shape = tuple(data.input_shape)
 
-    def row(r: int, c: Checkpoint, pruned_acc: float | None) -> dict:
-        return {
-            "round": r,
-            "arch": c.spec,
-            "parameters": count_parameters(c.model),
-            "macs": total_macs(c.model, input_shape),
-            "test_acc_pruned": pruned_acc,
-            "val_acc": accuracy(c.model, data.val),
-            "test_acc": accuracy(c.model, data.test),
-        }
+    def measure(r: int, c: Checkpoint, pruned_acc: float | None, **more) -> Round:
+        return Round(round=r, arch=c.spec, parameters=count_parameters(c.model),
+                     macs=total_macs(c.model, input_shape), test_acc_pruned=pruned_acc,
+                     val_acc=accuracy(c.model, data.val), test_acc=accuracy(c.model, data.test),
+                     **more)
 
-    rows = [row(0, ckpt, None)]
+    rounds_done = [measure(0, ckpt, None)]
     current = ckpt
     for r in range(1, rounds + 1):
         config, reached = prune_config, None
@@ -289,13 +286,13 @@ def iterative_prune(
             pruned, pruned_acc = result.checkpoint, result.checkpoint.metrics.get("test_acc")
             reached = result.summary.target
         current, _ = retrain_checkpoint(pruned, data, retrain_config, progress=progress)
-        rows.append(row(r, current, pruned_acc))
-        if prune_config.target is not None:
-            rows[-1]["target"] = config.target
-            rows[-1]["target_met"] = None if reached is None else reached["met"]
-        if on_round is not None:
-            on_round(r, current, rows[-1])
-    return rows
+        saved = None if on_round is None else on_round(r, current)
+        targeted = {} if prune_config.target is None else {
+            "target": config.target, "target_met": None if reached is None else reached["met"]}
+        rounds_done.append(measure(r, current, pruned_acc, checkpoint=saved, **targeted))
+    return RoundsReport(criterion=prune_config.criterion, amount_per_round=prune_config.amount,
+                        target=prune_config.target, allocation=prune_config.planner,
+                        rounds=tuple(rounds_done))
 
 
 def round_target(target: Target, r: int, rounds: int, first: nn.Module, current: nn.Module,
