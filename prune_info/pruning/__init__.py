@@ -1,7 +1,8 @@
 """Pruning: how much each layer loses (:mod:`.allocation`; to a budget, :mod:`.budget`), the
 prune workflow of a checkpoint (:mod:`.workflow`: asked by a :mod:`.config`, reported by a
 :mod:`.summary`), retraining (:mod:`.retrain`, reported by :mod:`.retrain_report`) and the
-torch-pruning ``Importance`` adapter (:mod:`.importance`). The removal itself is :mod:`prune_info.surgery`."""
+torch-pruning ``Importance`` adapter (:mod:`.importance`). The removal itself is
+:mod:`prune_info.surgery`."""
 
 from prune_info.pruning.allocation import (
     ALLOCATIONS,
