@@ -77,7 +77,7 @@ def main() -> None:
     dense_acc = torch.tensor([r["dense_test_acc"] for r in rows if r["criterion"] ==
                               config.criteria[0] and r["value"] == config.amounts[0]])
     dense_arch = parse_arch(args.arch, data.input_shape, data.n_classes)
-    specs = [arch_spec(dense_arch)] + list(dict.fromkeys(e["arch"] for e in table))
+    specs = [arch_spec(dense_arch)] + list(dict.fromkeys(e.arch for e in table.entries))
     latency = latency_by_arch(data, specs, args.act, args.repeat)
     elapsed = time.perf_counter() - start
 
@@ -99,11 +99,11 @@ def main() -> None:
         f"{100 * dense_acc.std(unbiased=False):.2f} | {r0['dense_parameters']:,} | "
         f"{r0['dense_macs']:,} | {lat(specs[0])} |",
     ]
-    for e in table:
+    for e in table.entries:
         lines.append(
-            f"| {e['value']:.0%} | {e['criterion']} | {e['arch']} | "
-            f"{100 * e['test_acc_mean']:.2f} ± {100 * e['test_acc_std']:.2f} | "
-            f"{e['parameters']:,} | {e['macs']:,} | {lat(e['arch'])} |"
+            f"| {e.value:.0%} | {e.criterion} | {e.arch} | "
+            f"{100 * e.test_acc_mean:.2f} ± {100 * e.test_acc_std:.2f} | "
+            f"{e.parameters:,} | {e.macs:,} | {lat(e.arch)} |"
         )
     lines.append("")
     lines.append(f"total time {elapsed / 60:.1f} min")

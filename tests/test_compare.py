@@ -42,13 +42,13 @@ def test_summary_statistics_equal_scipy():
                          "arch": "x", "parameters": 1, "macs": 1, "test_acc": acc,
                          "drop_pp": 100 * (0.9 - acc)})
     table = summarise(Comparison(config, "digits", rows))
-    mi = next(e for e in table if e["criterion"] == "mi")
+    mi = next(e for e in table.entries if e.criterion == "mi")
     a = np.array([r["test_acc"] for r in rows if r["criterion"] == "mi"])
     b = np.array([r["test_acc"] for r in rows if r["criterion"] == "random"])
-    assert mi["gap_pp"] == pytest.approx(100 * (a - b).mean())
-    assert mi["p_value"] == pytest.approx(stats.wilcoxon(100 * (a - b), method="approx").pvalue)
-    assert mi["test_acc_mean"] == pytest.approx(a.mean())
-    assert mi["drop_pp_std"] == pytest.approx((100 * (0.9 - a)).std())
+    assert mi.gap_pp == pytest.approx(100 * (a - b).mean())
+    assert mi.p_value == pytest.approx(stats.wilcoxon(100 * (a - b), method="approx").pvalue)
+    assert mi.test_acc_mean == pytest.approx(a.mean())
+    assert mi.drop_pp_std == pytest.approx((100 * (0.9 - a)).std())
 
 
 def test_config_needs_exactly_one_selection():

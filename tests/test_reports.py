@@ -14,6 +14,12 @@ from prune_info.analysis.score import ScoreDocument, score_checkpoint
 from prune_info.checkpoint import Checkpoint
 from prune_info.data import load_dataset
 from prune_info.errors import PruneInfoError
+from prune_info.experiments.subnetworks import (
+    CompareConfig,
+    Comparison,
+    ComparisonTable,
+    summarise,
+)
 from prune_info.pruning.retrain_report import RetrainReport, RetrainRun, Round, RoundsReport
 from prune_info.reports import Report
 
@@ -86,9 +92,22 @@ def small_rounds(target: str | None = "macs=x2") -> RoundsReport:
                         allocation="global" if target else "layerwise", rounds=rounds)
 
 
+def small_comparison() -> Comparison:
+    """Two seeds of mi and random at k=4 (a comparison directory's results.json)."""
+    config = CompareConfig(spec="64-8-10", criteria=("mi", "random"), seeds=(0, 1), keep=(4,))
+    rows = [{"seed": s, "criterion": c, "selection": "keep", "value": 4, "arch": "64-4-10",
+             "parameters": 310, "macs": 296, "dense_test_acc": 0.875,
+             "test_acc": acc, "drop_pp": 100 * (0.875 - acc)}
+            for s, (mi, rand) in enumerate([(0.75, 0.5), (0.625, 0.625)])
+            for c, acc in (("mi", mi), ("random", rand))]
+    return Comparison(config, "digits", rows)
+
+
 #: One example of every Report subclass; a new report without one fails the contract below.
 EXAMPLES = {AblationReport: small_ablation, ScoreDocument: small_scores,
             OinfoDocument: small_oinfo, RetrainReport: small_retrain, RoundsReport: small_rounds,
+            Comparison: small_comparison,
+            ComparisonTable: lambda: summarise(small_comparison()),
             PlainReport: lambda: PlainReport("fc1", [1, 2], in_memory=7)}
 
 
@@ -201,6 +220,28 @@ def test_retrain_and_rounds_documents_are_pinned():
                               "val_acc", "test_acc", "checkpoint"]
     assert small_rounds().table().splitlines()[2].split() == [
         "1", "64-4-10", "310", "296", "25.00", "%", "37.50", "%"]
+
+
+def test_comparison_documents_are_pinned():
+    """``prune-info-comparison`` (results.json of ``subnetworks``) and ``prune-info-subnetworks``
+    (its ``--json``), format version 1."""
+    comparison = small_comparison()
+    doc = comparison.to_dict()
+    assert list(doc) == ["config", "dataset", "rows"]
+    assert doc["config"] == {"spec": "64-8-10", "criteria": ["mi", "random"], "seeds": [0, 1],
+                             "keep": [4], "amounts": [], "act": "relu", "reg": "none",
+                             "epochs": 10, "optimizer": "rmsprop", "lr": 1e-3,
+                             "retrain_epochs": 10, "rewind": "init"}  # rest "removed": left out
+    assert Comparison.from_dict(doc).config == comparison.config
+    table = summarise(comparison)
+    mi = table.to_dict()["table"][0]
+    assert mi == {"criterion": "mi", "selection": "keep", "value": 4, "arch": "64-4-10",
+                  "parameters": 310, "macs": 296, "n_seeds": 2, "test_acc_mean": 0.6875,
+                  "test_acc_std": 0.0625, "drop_pp_mean": 18.75, "drop_pp_std": 6.25,
+                  "gap_pp": 12.5, "p_value": None, "note": mi["note"], "p_adjusted": None}
+    assert "seeds" in mi["note"]  # two seeds: no p-value, and the note says why
+    assert table.table().splitlines()[1].split()[:4] == ["mi", "k=4", "64-4-10", "68.75"]
+    assert comparison.table() == table.table()
 
 
 def test_a_missing_field_is_named(tmp_path):

@@ -168,7 +168,7 @@ def test_subnetwork_summaries_adjust_every_comparison_together():
     from types import SimpleNamespace
 
     from prune_info.analysis.stats import adjust_p
-    from prune_info.experiments.subnetworks import format_table, summarise
+    from prune_info.experiments.subnetworks import summarise
 
     rows = [{"criterion": c, "value": k, "seed": s, "arch": "a", "parameters": 1, "macs": 1,
              "test_acc": 0.9 - 0.01 * s * (c == "mi") + 0.001 * k, "drop_pp": 1.0}
@@ -176,8 +176,8 @@ def test_subnetwork_summaries_adjust_every_comparison_together():
     config = SimpleNamespace(criteria=["mi", "kl", "random"],
                              selections=[("keep", 5), ("keep", 10)])
     table = summarise(SimpleNamespace(rows=rows, config=config))
-    assert [e["p_adjusted"] for e in table] == adjust_p([e["p_value"] for e in table])
-    assert "q (BH)" in format_table(table).splitlines()[0]
+    assert [e.p_adjusted for e in table.entries] == adjust_p([e.p_value for e in table.entries])
+    assert "q (BH)" in table.table().splitlines()[0]
 
 
 def test_the_median_split_counts_as_digitize_does(digits_cnn, digits):

@@ -16,7 +16,6 @@ from prune_info.cli.common import (
     check_rebuildable,
     data_options,
     device_option,
-    echo_json,
     executor_options,
     json_option,
     make_executor,
@@ -33,7 +32,6 @@ from prune_info.errors import PruneInfoError
 from prune_info.experiments.subnetworks import (
     REST,
     CompareConfig,
-    format_table,
     run_comparison,
     summarise,
 )
@@ -256,17 +254,15 @@ def subnetworks(data_name, data_dir, spec, act, reg, criteria, keep, amounts, se
     data = load_dataset(data_name, data_dir)
     with locked_output_dir(out):
         comparison = run_comparison(data, config, out, progress=not quiet, executor=runner)
-        table = summarise(comparison)
-        text = format_table(table)
+        table = replace(summarise(comparison), out=out_dir)
         with atomic_write(out / "table.txt") as tmp:
-            tmp.write_text(text + "\n")
+            tmp.write_text(table.table() + "\n")
         plot_comparison(table, out / "subnetworks.png",
                         title=f"{data_name} {spec}: sub-networks retrained ({rewind})")
     if as_json:
-        echo_json({"table": table, "out": out_dir}, "prune-info-subnetworks")
+        click.echo(table.to_json())
         return
-    click.echo(text)
-    notes = {e["note"] for e in table if e["note"]}
-    for note in sorted(notes):
+    click.echo(table.table())
+    for note in table.notes():
         click.echo(f"note: {note}")
     click.echo(f"saved results.json, table.txt and subnetworks.png in {out_dir}")

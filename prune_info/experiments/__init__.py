@@ -3,7 +3,13 @@ al. (:mod:`.subnetworks`) and the resumable train-to-report pipeline (:mod:`.pip
 
 from prune_info.experiments.pipeline import RunOptions, run_pipeline
 from prune_info.experiments.study import StudyConfig, run_study
-from prune_info.experiments.subnetworks import CompareConfig, run_comparison
+from prune_info.experiments.subnetworks import (
+    CompareConfig,
+    Comparison,
+    ComparisonTable,
+    run_comparison,
+    summarise,
+)
 
-__all__ = ["CompareConfig", "RunOptions", "StudyConfig", "run_comparison", "run_pipeline",
-           "run_study"]
+__all__ = ["CompareConfig", "Comparison", "ComparisonTable", "RunOptions", "StudyConfig",
+           "run_comparison", "run_pipeline", "run_study", "summarise"]

@@ -34,8 +34,9 @@ Results are saved after every seed, so an interrupted comparison resumes where i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,11 +50,12 @@ from prune_info.criteria.registry import get_criterion
 from prune_info.data import Dataset, in_memory
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.executor import Executor, LocalExecutor, Task
-from prune_info.io import check_writable_dir, read_json, run_lock, write_json
+from prune_info.io import check_writable_dir, run_lock
 from prune_info.nn import accuracy, count_parameters, total_macs
 from prune_info.pruning.config import PruneConfig
 from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
 from prune_info.pruning.workflow import prune_checkpoint
+from prune_info.reports import Report
 from prune_info.training.batched import StackedMLP, batchable, train_stacked
 from prune_info.training.freeze import unit_masks
 from prune_info.training.loop import TrainConfig, fit, train_model
@@ -113,9 +115,13 @@ class CompareConfig:
         return out
 
 
-@dataclass
-class Comparison:
-    """Every (seed, criterion, selection) row measured so far."""
+@dataclass(frozen=True)
+class Comparison(Report):
+    """Every (seed, criterion, selection) row measured so far: the ``results.json`` of a
+    comparison directory (a row is one retrained sub-network: its seed, criterion, selection,
+    architecture, size, and its test accuracy against the dense model's)."""
+
+    FORMAT = RESULTS_FORMAT
 
     config: CompareConfig
     dataset: str
@@ -123,6 +129,84 @@ class Comparison:
 
     def done_seeds(self) -> set[int]:
         return {row["seed"] for row in self.rows}
+
+    def to_dict(self) -> dict:
+        return {"config": self.config.to_dict(), "dataset": self.dataset, "rows": self.rows}
+
+    @classmethod
+    def from_fields(cls, doc: dict) -> Comparison:
+        config: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in doc["config"].items()}
+        return cls(CompareConfig(**config), doc["dataset"], list(doc["rows"]))
+
+    def table(self) -> str:
+        return summarise(self).table()
+
+
+@dataclass(frozen=True)
+class ComparisonEntry:
+    """One criterion at one selection, over the seeds: test accuracy and the drop against the
+    dense model (mean and population std, the drop in percentage points), and against the
+    baseline (``gap_pp``: mean paired difference, criterion minus baseline; its Wilcoxon
+    ``p_value`` and Benjamini-Hochberg ``p_adjusted`` over the table; ``note`` when no p-value
+    could be given)."""
+
+    criterion: str
+    selection: str
+    value: float
+    arch: str
+    parameters: int
+    macs: int
+    n_seeds: int
+    test_acc_mean: float
+    test_acc_std: float
+    drop_pp_mean: float
+    drop_pp_std: float
+    gap_pp: float | None = None
+    p_value: float | None = None
+    note: str | None = None
+    p_adjusted: float | None = None
+
+    @property
+    def label(self) -> str:
+        """The selection as the table shows it: ``k=5`` or ``0.5``."""
+        return f"{self.value:g}" if self.selection == "amount" else f"k={self.value}"
+
+
+@dataclass(frozen=True)
+class ComparisonTable(Report):
+    """The summary of a comparison (``prune-info subnetworks``): one entry per criterion and
+    selection; ``out`` is the directory it was written to."""
+
+    FORMAT = "prune-info-subnetworks"
+
+    entries: tuple[ComparisonEntry, ...]
+    out: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"table": [asdict(e) for e in self.entries], "out": self.out}
+
+    @classmethod
+    def from_fields(cls, doc: dict) -> ComparisonTable:
+        return cls(tuple(ComparisonEntry(**e) for e in doc["table"]), doc["out"])
+
+    def notes(self) -> list[str]:
+        """The distinct notes of the entries, sorted."""
+        return sorted({e.note for e in self.entries if e.note})
+
+    def table(self) -> str:
+        lines = [f"{'criterion':<13} {'sel.':>6} {'arch':<18} {'test acc':>15} {'drop (pp)':>13} "
+                 f"{'vs random':>10} {'p':>8} {'q (BH)':>8}"]
+        for e in self.entries:
+            gap = "-" if e.gap_pp is None else f"{e.gap_pp:+.2f}"
+            p = "-" if e.p_value is None else f"{e.p_value:.2g}"
+            q = "-" if e.p_adjusted is None else f"{e.p_adjusted:.2g}"
+            lines.append(
+                f"{e.criterion:<13} {e.label:>6} {e.arch:<18} "
+                f"{100 * e.test_acc_mean:6.2f} ± {100 * e.test_acc_std:5.2f} "
+                f"{e.drop_pp_mean:6.2f} ± {e.drop_pp_std:4.2f} {gap:>10} {p:>8} {q:>8}"
+            )
+        return "\n".join(lines)
 
 
 def _prune_config(kind: str, value, n_layers: int, criterion: str, seed: int) -> PruneConfig:
@@ -326,13 +410,13 @@ def retrain_subnetworks(
 def _load_previous(path: Path, config: CompareConfig, dataset: str) -> list[dict]:
     if not path.exists():
         return []
-    saved = read_json(path, None, "remove it or choose another `out_dir`")
-    if saved.get("config") != config.to_dict() or saved.get("dataset") != dataset:
+    saved = Comparison.read(path)
+    if saved.config.to_dict() != config.to_dict() or saved.dataset != dataset:
         raise PruneInfoError(
             f"{path.parent} holds a comparison with another configuration; choose another "
             "`out_dir` (results of different runs are never mixed)"
         )
-    return list(saved.get("rows", []))
+    return saved.rows
 
 
 def run_comparison(
@@ -363,9 +447,8 @@ def run_comparison(
 
 def _compare(data: Dataset, config: CompareConfig, path: Path | None,
              progress: bool, executor: Executor) -> Comparison:
-    result = Comparison(config, data.name)
-    if path is not None:
-        result.rows = _load_previous(path, config, data.name)
+    result = Comparison(config, data.name,
+                        [] if path is None else _load_previous(path, config, data.name))
     done = result.done_seeds()
     order = {seed: i for i, seed in enumerate(config.seeds)}
 
@@ -373,8 +456,7 @@ def _compare(data: Dataset, config: CompareConfig, path: Path | None,
         result.rows.extend(rows)
         result.rows.sort(key=lambda row: order.get(row["seed"], len(order)))
         if path is not None:
-            write_json({"config": config.to_dict(), "dataset": data.name, "rows": result.rows},
-                       path, RESULTS_FORMAT)
+            result.write(path)
 
     show = progress and executor.in_process  # bars of other processes would interleave
     executor.run([Task(f"seed-{seed}", _seed_rows, (data, config, seed, show))
@@ -382,14 +464,14 @@ def _compare(data: Dataset, config: CompareConfig, path: Path | None,
     return result
 
 
-def summarise(comparison: Comparison, baseline: str = "random") -> list[dict]:
+def summarise(comparison: Comparison, baseline: str = "random") -> ComparisonTable:
     """Mean ± std per criterion and selection, and the Wilcoxon test against ``baseline``.
 
     ``gap_pp`` is the mean paired difference in test accuracy (criterion minus baseline, in
     percentage points): positive when the criterion's sub-network keeps more accuracy.
     """
     rows = comparison.rows
-    table = []
+    entries = []
     for criterion in comparison.config.criteria:
         for kind, value in comparison.config.selections:
             mine = sorted((r for r in rows if r["criterion"] == criterion and r["value"] == value),
@@ -398,39 +480,19 @@ def summarise(comparison: Comparison, baseline: str = "random") -> list[dict]:
                 continue
             acc = np.array([r["test_acc"] for r in mine])
             drop = np.array([r["drop_pp"] for r in mine])
-            entry = {
-                "criterion": criterion, "selection": kind, "value": value,
-                "arch": mine[0]["arch"], "parameters": mine[0]["parameters"],
-                "macs": mine[0]["macs"], "n_seeds": len(mine),
-                "test_acc_mean": float(acc.mean()), "test_acc_std": float(acc.std(ddof=0)),
-                "drop_pp_mean": float(drop.mean()), "drop_pp_std": float(drop.std(ddof=0)),
-                "gap_pp": None, "p_value": None, "note": None,
-            }
+            entry = ComparisonEntry(
+                criterion=criterion, selection=kind, value=value, arch=mine[0]["arch"],
+                parameters=mine[0]["parameters"], macs=mine[0]["macs"], n_seeds=len(mine),
+                test_acc_mean=float(acc.mean()), test_acc_std=float(acc.std(ddof=0)),
+                drop_pp_mean=float(drop.mean()), drop_pp_std=float(drop.std(ddof=0)))
             base = {r["seed"]: r["test_acc"] for r in rows
                     if r["criterion"] == baseline and r["value"] == value}
             paired = [r for r in mine if r["seed"] in base]
             if criterion != baseline and paired:
                 test = mean_gap([r["test_acc"] for r in paired],
                                 [base[r["seed"]] for r in paired], int(round(float(value))))
-                entry.update(gap_pp=test.gap, p_value=test.p_value, note=test.note)
-            table.append(entry)
-    for entry, q in zip(table, adjust_p([e["p_value"] for e in table])):
-        entry["p_adjusted"] = q  # Benjamini-Hochberg over every comparison of the table
-    return table
-
-
-def format_table(table: list[dict]) -> str:
-    """The summary as a fixed-width text table."""
-    lines = [f"{'criterion':<13} {'sel.':>6} {'arch':<18} {'test acc':>15} {'drop (pp)':>13} "
-             f"{'vs random':>10} {'p':>8} {'q (BH)':>8}"]
-    for e in table:
-        sel = f"{e['value']:g}" if e["selection"] == "amount" else f"k={e['value']}"
-        gap = "-" if e["gap_pp"] is None else f"{e['gap_pp']:+.2f}"
-        p = "-" if e["p_value"] is None else f"{e['p_value']:.2g}"
-        q = "-" if e.get("p_adjusted") is None else f"{e['p_adjusted']:.2g}"
-        lines.append(
-            f"{e['criterion']:<13} {sel:>6} {e['arch']:<18} "
-            f"{100 * e['test_acc_mean']:6.2f} ± {100 * e['test_acc_std']:5.2f} "
-            f"{e['drop_pp_mean']:6.2f} ± {e['drop_pp_std']:4.2f} {gap:>10} {p:>8} {q:>8}"
-        )
-    return "\n".join(lines)
+                entry = replace(entry, gap_pp=test.gap, p_value=test.p_value, note=test.note)
+            entries.append(entry)
+    # Benjamini-Hochberg over every comparison of the table
+    adjusted = adjust_p([e.p_value for e in entries])
+    return ComparisonTable(tuple(replace(e, p_adjusted=q) for e, q in zip(entries, adjusted)))
