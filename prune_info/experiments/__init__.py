@@ -8,8 +8,7 @@ from prune_info.experiments.subnetworks import (
     Comparison,
     ComparisonTable,
     run_comparison,
-    summarise,
 )
 
 __all__ = ["CompareConfig", "Comparison", "ComparisonTable", "RunOptions", "StudyConfig",
-           "run_comparison", "run_pipeline", "run_study", "summarise"]
+           "run_comparison", "run_pipeline", "run_study"]
