@@ -63,7 +63,7 @@ def _timed_study(config: StudyConfig, out: Path, executor, data_dir: str | None,
     return {"wall_s": round(total, 1),
             "train_s": round(marks["last_trained"] - start, 1),
             "curves_s": round(marks["last_curves"] - marks["last_trained"], 1),
-            "results": {k: v for k, v in results.items() if k != "figures"}}
+            "results": {k: v for k, v in results.to_dict().items() if k != "figures"}}
 
 
 def _per_task(executor, n: int) -> float:

@@ -34,7 +34,7 @@ import time
 import torch
 
 from prune_info._torch import torch_threads
-from prune_info.experiments.study import StudyConfig, format_table, run_study
+from prune_info.experiments.study import StudyConfig, run_study
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     curves_s = (marks.get("last_curves", start) - marks.get("last_trained", start)
                 if "last_curves" in marks else 0.0)
     summary = {
-        "config": results["config"],
+        "config": results.config,
         "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
         "load_average_at_end": os.getloadavg(),
         "total_s": round(total, 1),
@@ -97,13 +97,13 @@ def main(argv: list[str] | None = None) -> dict:
         "events": counts,
         "gaps": {
             f"{scope}/{g['label']}": g["text"]
-            for scope, block in results["scenarios"]["relu-l2"]["modes"]["layerwise"].items()
-            for g in block["gaps"]},
-        "ks": [f"{t['a']} vs {t['b']}: {t['text']}" for t in results["ks"]],
-        "test_acc": results["scenarios"]["relu-l2"]["test_acc"],
-        "figures": results.get("figures"),
+            for scope, block in results.scenarios["relu-l2"].modes["layerwise"].items()
+            for g in block.gaps},
+        "ks": [f"{t['a']} vs {t['b']}: {t['text']}" for t in results.ks],
+        "test_acc": results.scenarios["relu-l2"].test_acc,
+        "figures": results.figures,
     }
-    print(format_table(results))
+    print(results.table())
     print(json.dumps(summary, indent=2))
     return summary
 

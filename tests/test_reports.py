@@ -2,7 +2,7 @@
 refuses a document of another format or version; the documents are pinned."""
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 import torch
@@ -20,6 +20,9 @@ from prune_info.experiments.subnetworks import (
     ComparisonTable,
     summarise,
 )
+from prune_info.experiments.study import StudyConfig
+from prune_info.experiments.study_results import StudyResult
+from prune_info.experiments.study_results import summarise as summarise_study
 from prune_info.pruning.retrain_report import RetrainReport, RetrainRun, Round, RoundsReport
 from prune_info.reports import Report
 
@@ -103,10 +106,22 @@ def small_comparison() -> Comparison:
     return Comparison(config, "digits", rows)
 
 
+def small_study() -> StudyResult:
+    """Two seeds' records of a 2-unit layer (an mi ordering and one random order each)."""
+    config = StudyConfig(data="digits", arch="64-2-10", seeds=(0, 1), criteria=("mi",),
+                         orders=("low",), random=1, modes=("layerwise",))
+    def record(seed, mi, rnd):
+        return {"seed": seed, "test_acc": 0.5 + seed / 4, "curves": {"layerwise": {
+            "n_samples": 4, "units": {"fc1": 2},
+            "counts": {"fc1": {"mi:low": [mi], "random": [rnd]}}}}}
+    records = {"relu-l2": [record(0, [4, 3, 1], [4, 2, 1]), record(1, [4, 4, 2], [4, 1, 1])]}
+    return summarise_study(config, records, at=[1])
+
+
 #: One example of every Report subclass; a new report without one fails the contract below.
 EXAMPLES = {AblationReport: small_ablation, ScoreDocument: small_scores,
             OinfoDocument: small_oinfo, RetrainReport: small_retrain, RoundsReport: small_rounds,
-            Comparison: small_comparison,
+            Comparison: small_comparison, StudyResult: small_study,
             ComparisonTable: lambda: summarise(small_comparison()),
             PlainReport: lambda: PlainReport("fc1", [1, 2], in_memory=7)}
 
@@ -242,6 +257,30 @@ def test_comparison_documents_are_pinned():
     assert "seeds" in mi["note"]  # two seeds: no p-value, and the note says why
     assert table.table().splitlines()[1].split()[:4] == ["mi", "k=4", "64-4-10", "68.75"]
     assert comparison.table() == table.table()
+
+
+def test_study_document_is_pinned():
+    """``prune-info-study`` (a study directory's results.json), format version 1."""
+    study = small_study()
+    doc = study.to_dict()
+    assert list(doc) == ["config", "seeds", "at", "scenarios", "ks", "per_seed", "notes"]
+    block = doc["scenarios"]["relu-l2"]["modes"]["layerwise"]["fc1"]
+    assert doc["scenarios"]["relu-l2"]["test_acc"] == {"mean": 0.625,
+                                                       "std": pytest.approx(0.1767767)}
+    assert block["units"] == 2 and block["curves"]["mi:low"]["mean"] == [1.0, 0.875, 0.375]
+    (gap,) = block["gaps"]
+    assert (gap["label"], gap["k"], gap["gap"]) == ("mi:low", 1, 50.0)  # 87.5 vs 37.5 %
+    assert gap["p_value"] is None and gap["p_adjusted"] is None and gap["text"].endswith("n/a")
+    assert doc["per_seed"]["relu-l2"]["1"] == {"layerwise": {"fc1": {"mi:low": [[4, 4, 2]],
+                                                                     "random": [[4, 1, 1]]}}}
+    assert "2 seeds" in doc["notes"][0] and study.ks == []
+    assert [s[:3] for s in study.scopes()] == [("relu-l2", "layerwise", "fc1")]
+    table = study.table().splitlines()
+    assert table[0] == "relu-l2: 2 seeds, test accuracy  62.5 ± 17.7 %"
+    assert table[2] == "    k = 1: random  37.5 ± 17.7 %"
+    figures = replace(study, figures=["fig.png"]).to_dict()
+    assert list(figures)[-1] == "figures" and StudyResult.from_dict(figures).figures == [
+        "fig.png"]
 
 
 def test_a_missing_field_is_named(tmp_path):

@@ -11,6 +11,7 @@ from scipy import stats
 
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.study import StudyConfig, run_study
+from prune_info.experiments.study_results import StudyResult
 
 CONFIG = StudyConfig(data="digits", arch="64-16-12-10", seeds=(0, 1, 2), epochs=2, random=3,
                      criteria=("mi", "kl"))
@@ -27,46 +28,47 @@ def reference(tmp_path_factory):
     return run_study(CONFIG, root, progress=False), root
 
 
-def _without_paths(results: dict) -> dict:
-    return {k: v for k, v in results.items() if k != "figures"}
+def _without_paths(results) -> dict:
+    return {k: v for k, v in results.to_dict().items() if k != "figures"}
 
 
 def test_a_study_writes_curves_statistics_table_and_figures(reference):
     results, root = reference
-    assert results["at"] == [10]  # 80 % of the smallest layer (12 units)
-    block = results["scenarios"]["relu-l2"]["modes"]["layerwise"]["fc1"]
-    assert block["units"] == 16
-    assert set(block["curves"]) == {"mi:low", "mi:high", "kl:low", "kl:high", "random"}
-    assert len(block["curves"]["random"]["mean"]) == 17
-    gap = block["gaps"][0]
+    assert results.at == [10]  # 80 % of the smallest layer (12 units)
+    block = results.scenarios["relu-l2"].modes["layerwise"]["fc1"]
+    assert block.units == 16
+    assert set(block.curves) == {"mi:low", "mi:high", "kl:low", "kl:high", "random"}
+    assert len(block.curves["random"]["mean"]) == 17
+    gap = block.gaps[0]
     assert gap["k"] == 10 and gap["p_value"] is None and "at least 6" in gap["note"]
     assert gap["text"].startswith("MG@10 = ") and gap["text"].endswith("p = n/a")
-    assert [t["a"] for t in results["ks"]] == ["relu-l2/layerwise/fc1"]
+    assert [t["a"] for t in results.ks] == ["relu-l2/layerwise/fc1"]
     for name in ("config.json", "results.json", "table.txt", "fig-relu-l2-layerwise.png"):
         assert (root / name).stat().st_size > 0
     assert "MG@10" in (root / "table.txt").read_text()
     saved = json.loads((root / "results.json").read_text())
     assert saved["format"] == "prune-info-study"
     assert len(saved["per_seed"]["relu-l2"]) == 3
+    assert StudyResult.read(root / "results.json") == results
 
 
 def test_study_statistics_equal_scipy_on_the_per_seed_curves(tmp_path):
     config = replace(CONFIG, seeds=tuple(range(7)), epochs=1, random=2, criteria=("mi",),
                      orders=("low",))
     results = run_study(config, tmp_path / "s", at=[6], progress=False)
-    per_seed = results["per_seed"]["relu-l2"]
+    per_seed = results.per_seed["relu-l2"]
     n = 360  # digits test set
     mi = np.array([per_seed[str(s)]["layerwise"]["fc2"]["mi:low"][0][6] for s in range(7)]) / n
     rnd = np.array([np.mean([row[6] for row in per_seed[str(s)]["layerwise"]["fc2"]["random"]])
                     for s in range(7)]) / n
-    gap = results["scenarios"]["relu-l2"]["modes"]["layerwise"]["fc2"]["gaps"][0]
+    gap = results.scenarios["relu-l2"].modes["layerwise"]["fc2"].gaps[0]
     diff = 100 * (mi - rnd)
     assert gap["gap"] == pytest.approx(diff.mean())
     if np.any(diff != 0):
         assert gap["p_value"] == pytest.approx(stats.wilcoxon(diff, method="approx").pvalue)
     rnd1 = np.array([np.mean([row[6] for row in per_seed[str(s)]["layerwise"]["fc1"]["random"]])
                      for s in range(7)]) / n
-    ks = results["ks"][0]
+    ks = results.ks[0]
     assert ks["p_value"] == pytest.approx(stats.ks_2samp(rnd1, rnd).pvalue)
     assert ks["gap"] == pytest.approx(100 * (rnd1.mean() - rnd.mean()))
 
@@ -139,15 +141,15 @@ def test_a_grid_of_scenarios_compares_random_curves_across_scenarios(tmp_path):
     config = replace(CONFIG, acts=("relu", "sigmoid"), regs=("l2", "dropout"), seeds=(0, 1),
                      epochs=1, random=2, criteria=("mi",), modes=("layerwise", "network"))
     results = run_study(config, tmp_path / "grid", progress=False)
-    assert list(results["scenarios"]) == ["relu-l2", "relu-dropout", "sigmoid-l2",
+    assert list(results.scenarios) == ["relu-l2", "relu-dropout", "sigmoid-l2",
                                           "sigmoid-dropout"]
-    pairs = {(t["a"], t["b"]) for t in results["ks"]}
+    pairs = {(t["a"], t["b"]) for t in results.ks}
     assert ("relu-l2/layerwise/fc1", "relu-l2/layerwise/fc2") in pairs
     assert ("relu-l2/layerwise/fc1", "sigmoid-dropout/layerwise/fc1") in pairs
     assert ("relu-dropout/network/network", "sigmoid-l2/network/network") in pairs
     assert ("relu-l2/layerwise/fc1", "sigmoid-l2/layerwise/fc2") not in pairs
-    assert len(results["figures"]) == 8
-    assert all((tmp_path / "grid" / name).exists() for name in results["figures"])
+    assert len(results.figures) == 8
+    assert all((tmp_path / "grid" / name).exists() for name in results.figures)
 
 
 def test_a_directory_of_another_configuration_is_refused(reference, tmp_path):
@@ -169,7 +171,7 @@ def test_asking_for_fewer_seeds_reports_on_those_without_recomputing(reference, 
     results = run_study(replace(CONFIG, seeds=(0, 1)), root, progress=False,
                         on_event=lambda kind, d: events.append(kind))
     assert set(events) == {"skipped"}
-    assert results["seeds"] == [0, 1]
+    assert results.seeds == [0, 1]
 
 
 def test_bad_study_requests_are_refused_before_any_work(tmp_path):

@@ -18,7 +18,7 @@ from prune_info.cli.common import (
     track_option,
 )
 from prune_info.errors import PruneInfoError
-from prune_info.experiments.study import StudyConfig, format_table, run_study, seeds_from_count
+from prune_info.experiments.study import StudyConfig, run_study, seeds_from_count
 from prune_info.experiments.tracking import make_tracker, study_run
 from prune_info.io import check_writable_dir
 from prune_info.training.loop import OPTIMIZERS
@@ -123,11 +123,13 @@ def study(data_name, data_dir, spec, acts, regs, n_seeds, epochs, batch_size, op
                         seed_batch=seed_batch, progress=not quiet,
                         executor=make_executor(executor, address=ray_address))
     if as_json:
-        echo_json({k: v for k, v in results.items() if k != "per_seed"}, "prune-info-study")
+        # every seed's curves stay in results.json: stdout gets the statistics
+        echo_json({k: v for k, v in results.to_dict().items() if k != "per_seed"},
+                  results.FORMAT)
     else:
-        click.echo(format_table(results))
+        click.echo(results.table())
         click.echo(f"wrote {out_dir}/results.json, {out_dir}/table.txt, "
-                   + ", ".join(f"{out_dir}/{f}" for f in results.get("figures", [])))
+                   + ", ".join(f"{out_dir}/{f}" for f in results.figures))
     if tracker is not None:  # after the results are shown: a tracking failure hides nothing
         run_id = tracker.log(study_run(results, out_dir))
         click.echo(f"tracked as MLflow run {run_id} in {tracker.uri}", err=True)

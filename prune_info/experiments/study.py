@@ -47,8 +47,8 @@ Examples
 >>> config = StudyConfig(data="digits", arch="64-32-24-10", seeds=(0, 1, 2), epochs=1,
 ...                      random=4)
 >>> results = run_study(config, "study-digits", progress=False)      # doctest: +SKIP
->>> fc1 = results["scenarios"]["relu-l2"]["modes"]["layerwise"]["fc1"]  # doctest: +SKIP
->>> fc1["gaps"][0]["text"]                                          # doctest: +SKIP
+>>> fc1 = results.scenarios["relu-l2"].modes["layerwise"]["fc1"]    # doctest: +SKIP
+>>> fc1.gaps[0]["text"]                                             # doctest: +SKIP
 'MG@19 = 3.1, p = n/a'
 """
 
@@ -59,7 +59,6 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +67,6 @@ import torch
 
 from prune_info.analysis.ablate import AblationConfig, ablate_checkpoint
 from prune_info.analysis.curves import ABLATE_TO, ORDERS
-from prune_info.analysis.stats import MIN_WILCOXON_SEEDS, adjust_p, ks_gap, mean_gap
 from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from prune_info.criteria.registry import parse_criteria
 from prune_info.data import Dataset, in_memory, load_dataset, parse_data_spec
@@ -80,6 +78,7 @@ from prune_info.experiments.executor import (
     Task,
     gpus_for,
 )
+from prune_info.experiments.study_results import StudyResult, summarise
 from prune_info.io import RunDirectory, atomic_write, read_json, write_json
 from prune_info.training.batched import batchable, train_seeds
 from prune_info.training.loop import OPTIMIZERS, TrainConfig
@@ -87,12 +86,11 @@ from prune_info.viz.ablation import plot_ablation
 from prune_info.zoo import ACTIVATIONS, REGULARISERS, parse_arch
 
 __all__ = [
-    "MODES", "StudyConfig", "StudyPaths", "default_at", "format_table", "run_study", "summarise",
+    "MODES", "StudyConfig", "StudyPaths", "StudyResult", "default_at", "run_study", "summarise",
 ]
 
 CONFIG_FORMAT = "prune-info-study-config"
 SEED_FORMAT = "prune-info-study-seed"
-RESULTS_FORMAT = "prune-info-study"
 #: Ablation modes: one curve family per layer, or one across all layers.
 MODES = ("layerwise", "network")
 
@@ -430,8 +428,9 @@ def run_study(
     progress: bool = True,
     on_event: Callable[[str, dict], None] | None = None,
     executor: Executor | None = None,
-) -> dict:
-    """Run (or resume) a study and return its results (see :func:`summarise`).
+) -> StudyResult:
+    """Run (or resume) a study and return its results
+    (:func:`~prune_info.experiments.study_results.summarise`).
 
     Parameters
     ----------
@@ -462,8 +461,8 @@ def run_study(
 
     Returns
     -------
-    dict
-        The results document, also written to ``out_dir/results.json`` with the table
+    StudyResult
+        The results, also written to ``out_dir/results.json`` with the table
         (``table.txt``) and one figure per scenario and mode (``fig-<scenario>-<mode>.png``).
     """
     config.validate()
@@ -481,7 +480,7 @@ def run_study(
 def _run_locked(config: StudyConfig, paths: StudyPaths, data: Dataset, at: list[int],
                 wilcoxon: str, device: torch.device | str, batched: bool,
                 seed_batch: int | None, progress: bool,
-                on_event: Callable[[str, dict], None] | None, executor: Executor) -> dict:
+                on_event: Callable[[str, dict], None] | None, executor: Executor) -> StudyResult:
     seeds = list(config.seeds)
     batches: dict[str, _Batch] = {}
     training = []
@@ -521,13 +520,11 @@ def _run_locked(config: StudyConfig, paths: StudyPaths, data: Dataset, at: list[
         for act, reg in config.scenarios()
     }
     results = summarise(config, records, at=at, wilcoxon=wilcoxon)
-    write_json(results, paths.root / "results.json", RESULTS_FORMAT)
-    table = format_table(results)
-
+    results.write(paths.root / "results.json")
     with atomic_write(paths.root / "table.txt") as tmp:
-        tmp.write_text(table + "\n")
-    results["figures"] = _draw_figures(results, paths.root)
-    write_json(results, paths.root / "results.json", RESULTS_FORMAT)
+        tmp.write_text(results.table() + "\n")
+    results = replace(results, figures=_draw_figures(results, paths.root))
+    results.write(paths.root / "results.json")
     return results
 
 
@@ -564,173 +561,21 @@ def _check_at(config: StudyConfig, layer_units: dict[str, int],
 
 
 # --------------------------------------------------------------------------------------------
-# Statistics over seeds
+# Figures
 
 
-def _stack(records: list[dict], mode: str, scope: str, label: str) -> np.ndarray:
-    """Accuracy ``[S, K + 1]`` of one curve family (random: each seed's mean over repeats)."""
-    rows = []
-    for record in records:
-        curves = record["curves"][mode]
-        counts = np.asarray(curves["counts"][scope][label], dtype=np.float64)
-        rows.append(counts.mean(0) / curves["n_samples"])
-    return np.stack(rows)
-
-
-def _mean_std(values: np.ndarray) -> dict:
-    std = values.std(0, ddof=1) if values.shape[0] > 1 else np.zeros(values.shape[1:])
-    return {"mean": values.mean(0).tolist(), "std": std.tolist()}
-
-
-def summarise(config: StudyConfig, records: dict[str, list[dict]], *, at: Sequence[int],
-              wilcoxon: str = "approx") -> dict:
-    """Mean +- std curves and statistics from the per-seed records of every scenario.
-
-    Parameters
-    ----------
-    config : StudyConfig
-    records : dict
-        ``{scenario: [seed record, ...]}`` as written to ``curves.json``.
-    at : list of int
-        Numbers of ablated units to compare at.
-    wilcoxon : {"approx", "exact", "auto"}
-
-    Returns
-    -------
-    dict
-        ``config``, ``seeds``, ``at``, ``scenarios`` (per scenario: test accuracy, and per mode
-        and scope: ``units``, mean / std ``curves`` in accuracy, ``gaps`` of each ordering
-        against random), ``ks`` (random curves compared between layers and scenarios),
-        ``per_seed`` (every curve of every seed, counts of correct test samples), ``notes``.
-    """
-    notes: list[str] = []
-    n_seeds = len(config.seeds)
-    if at and n_seeds < MIN_WILCOXON_SEEDS:
-        notes.append(f"{n_seeds} seeds: Wilcoxon p-values need at least {MIN_WILCOXON_SEEDS} "
-                     "seeds to be "
-                     "meaningful and are not reported")
-    out: dict = {"config": {**config.identity(), "seeds": list(config.seeds)},
-                 "seeds": list(config.seeds), "at": list(at), "scenarios": {}, "ks": [],
-                 "per_seed": {}, "notes": notes}
-    randoms: dict[tuple[str, str, str], np.ndarray] = {}
-    for scenario, recs in records.items():
-        test_acc = np.asarray([r["test_acc"] for r in recs], dtype=np.float64)
-        entry: dict[str, Any] = {
-            "test_acc": {"mean": float(test_acc.mean()),
-                         "std": float(test_acc.std(ddof=1)) if len(recs) > 1 else 0.0},
-            "modes": {}}
-        for mode in config.modes:
-            first = recs[0]["curves"][mode]
-            entry["modes"][mode] = {}
-            for scope, units in first["units"].items():
-                labels = list(first["counts"][scope])
-                accs = {label: _stack(recs, mode, scope, label) for label in labels}
-                block = {"units": units,
-                         "curves": {label: _mean_std(a) for label, a in accs.items()},
-                         "gaps": []}
-                if "random" in accs:
-                    randoms[(scenario, mode, scope)] = accs["random"]
-                    for label in labels:
-                        if label == "random":
-                            continue
-                        for k in at:
-                            if k > units:
-                                continue
-                            test = mean_gap(accs[label][:, k], accs["random"][:, k], k,
-                                            method=wilcoxon)
-                            block["gaps"].append({"label": label, **test.to_dict(),
-                                                  "text": test.format()})
-                entry["modes"][mode][scope] = block
-        out["scenarios"][scenario] = entry
-        out["per_seed"][scenario] = {
-            str(r["seed"]): {mode: r["curves"][mode]["counts"] for mode in config.modes}
-            for r in recs}
-    out["ks"] = _ks_comparisons(randoms, at)
-    _adjust_family([gap for entry in out["scenarios"].values()
-                    for scopes in entry["modes"].values() for block in scopes.values()
-                    for gap in block["gaps"]])
-    _adjust_family(out["ks"])
-    return out
-
-
-def _adjust_family(tests: list[dict]) -> None:
-    """Add ``p_adjusted`` (Benjamini-Hochberg over ``tests``, one family) to each test."""
-    for test, q in zip(tests, adjust_p([t.get("p_value") for t in tests])):
-        test["p_adjusted"] = q
-
-
-def _ks_comparisons(randoms: dict[tuple[str, str, str], np.ndarray], at: Sequence[int]) -> list:
-    """Random curves compared: between layers of a scenario, and between scenarios."""
-    keys = list(randoms)
-    pairs = []
-    for a, b in combinations(keys, 2):
-        same_scenario = a[0] == b[0] and a[1] == b[1]
-        same_scope = a[1] == b[1] and a[2] == b[2]
-        if same_scenario or same_scope:
-            pairs.append((a, b))
-    out = []
-    for a, b in pairs:
-        for k in at:
-            if k >= randoms[a].shape[1] or k >= randoms[b].shape[1]:
-                continue
-            test = ks_gap(randoms[a][:, k], randoms[b][:, k], k)
-            out.append({"a": "/".join(a), "b": "/".join(b), **test.to_dict(),
-                        "text": test.format()})
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Table and figures
-
-
-def _pct(mean: float, std: float) -> str:
-    return f"{100 * mean:5.1f} ± {100 * std:4.1f}"
-
-
-def format_table(results: dict) -> str:
-    """The human-readable report of a study: per scenario, mode and layer, then KS tests."""
-    lines = []
-    seeds = results["seeds"]
-    for scenario, entry in results["scenarios"].items():
-        acc = entry["test_acc"]
-        lines.append(f"{scenario}: {len(seeds)} seeds, test accuracy "
-                     f"{_pct(acc['mean'], acc['std'])} %")
-        for mode, scopes in entry["modes"].items():
-            for scope, block in scopes.items():
-                lines.append(f"  {mode} {scope} ({block['units']} units)")
-                by_k: dict[int, list[dict]] = {}
-                for gap in block["gaps"]:
-                    by_k.setdefault(gap["k"], []).append(gap)
-                for k, gaps in by_k.items():
-                    rnd = block["curves"]["random"]
-                    lines.append(f"    k = {k}: random {_pct(rnd['mean'][k], rnd['std'][k])} %")
-                    width = max(len(g["label"]) for g in gaps)
-                    for gap in gaps:
-                        curve = block["curves"][gap["label"]]
-                        lines.append(
-                            f"      {gap['label']:<{width}}  "
-                            f"{_pct(curve['mean'][k], curve['std'][k])} %  {gap['text']}")
-    if results["ks"]:
-        lines.append("random ablation compared (two-sample Kolmogorov-Smirnov):")
-        for test in results["ks"]:
-            lines.append(f"  {test['a']} vs {test['b']}: {test['text']}")
-    for note in results.get("notes", []):
-        lines.append(f"note: {note}")
-    return "\n".join(lines)
-
-
-def _draw_figures(results: dict, root: Path) -> list[str]:
+def _draw_figures(results: StudyResult, root: Path) -> list[str]:
     written = []
-    for scenario, entry in results["scenarios"].items():
-        for mode, scopes in entry["modes"].items():
+    for scenario, entry in results.scenarios.items():
+        for mode, scopes in entry.modes.items():
             panels = {
-                f"{scope} ({block['units']} units)": {
+                f"{scope} ({block.units} units)": {
                     label: (np.asarray(c["mean"]), np.asarray(c["std"]))
-                    for label, c in block["curves"].items()}
+                    for label, c in block.curves.items()}
                 for scope, block in scopes.items()}
             path = root / f"fig-{scenario}-{mode}.png"
-            title = (f"{results['config']['arch']} {scenario}, {mode}, "
-                     f"{len(results['seeds'])} seeds (mean ± std)")
+            title = (f"{results.config['arch']} {scenario}, {mode}, "
+                     f"{len(results.seeds)} seeds (mean ± std)")
             plot_ablation(panels, path, title=title)
             written.append(path.name)
     return written

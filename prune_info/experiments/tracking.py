@@ -43,6 +43,7 @@ from urllib.parse import unquote, urlparse
 
 from prune_info._version import __version__
 from prune_info.errors import PruneInfoError
+from prune_info.experiments.study_results import StudyResult
 from prune_info.io import check_writable_dir
 
 __all__ = ["TRACKERS", "MlflowTracker", "TrackedRun", "Tracker", "make_tracker", "metric_key",
@@ -269,44 +270,41 @@ def _base_tags(command: str, root: Path) -> dict[str, str]:
 # What a study and a pipeline run log
 
 
-def study_run(results: dict, root: str | os.PathLike, *,
+def study_run(results: StudyResult, root: str | os.PathLike, *,
               experiment: str = "prune-info-study") -> TrackedRun:
     """The tracked record of a finished study (``results`` as :func:`run_study` returns it)."""
     root = Path(root)
-    config = results["config"]
-    params = {k: _param_value(v) for k, v in config.items() if k != "seeds"}
-    params["seeds"] = str(len(results["seeds"]))
-    params["seed_list"] = _param_value(results["seeds"])
-    params["at"] = _param_value(results["at"])
+    params = {k: _param_value(v) for k, v in results.config.items() if k != "seeds"}
+    params["seeds"] = str(len(results.seeds))
+    params["seed_list"] = _param_value(results.seeds)
+    params["at"] = _param_value(results.at)
     metrics: dict[str, float | list[tuple[int, float]]] = {}
-    for scenario, entry in results["scenarios"].items():
-        metrics[metric_key(scenario, "test_acc_mean")] = entry["test_acc"]["mean"]
-        metrics[metric_key(scenario, "test_acc_std")] = entry["test_acc"]["std"]
-        for mode, scopes in entry["modes"].items():
-            for scope, block in scopes.items():
-                for gap in block["gaps"]:
-                    base = (scenario, mode, scope, gap["label"])
-                    k = gap["k"]
-                    metrics[metric_key(*base, f"mg_k{k}")] = gap["gap"]
-                    if gap["p_value"] is not None:
-                        metrics[metric_key(*base, f"p_value_k{k}")] = gap["p_value"]
-                for k in results["at"]:
-                    if k > block["units"]:
-                        continue
-                    for label, curve in block["curves"].items():
-                        metrics[metric_key(scenario, mode, scope, label, f"acc_k{k}")] = \
-                            curve["mean"][k]
-    for test in results["ks"]:
+    for scenario, entry in results.scenarios.items():
+        metrics[metric_key(scenario, "test_acc_mean")] = entry.test_acc["mean"]
+        metrics[metric_key(scenario, "test_acc_std")] = entry.test_acc["std"]
+    for scenario, mode, scope, block in results.scopes():
+        for gap in block.gaps:
+            base = (scenario, mode, scope, gap["label"])
+            k = gap["k"]
+            metrics[metric_key(*base, f"mg_k{k}")] = gap["gap"]
+            if gap["p_value"] is not None:
+                metrics[metric_key(*base, f"p_value_k{k}")] = gap["p_value"]
+        for k in results.at:
+            if k > block.units:
+                continue
+            for label, curve in block.curves.items():
+                metrics[metric_key(scenario, mode, scope, label, f"acc_k{k}")] = curve["mean"][k]
+    for test in results.ks:
         pair = f"{test['a'].replace('/', '.')}_vs_{test['b'].replace('/', '.')}"
         metrics[metric_key("ks", pair, f"gap_k{test['k']}")] = test["gap"]
         if test.get("p_value") is not None:
             metrics[metric_key("ks", pair, f"p_value_k{test['k']}")] = test["p_value"]
-    for scenario in results["scenarios"]:
-        history = _seed_accuracies(root, scenario, results["seeds"])
+    for scenario in results.scenarios:
+        history = _seed_accuracies(root, scenario, results.seeds)
         if history:
             metrics[metric_key(scenario, "test_acc")] = history
     artifacts = [root / name for name in ("config.json", "results.json", "table.txt",
-                                          *results.get("figures", []))]
+                                          *results.figures)]
     return TrackedRun(experiment, root.name, params,
                       {k: v for k, v in metrics.items() if _finite(v)},
                       [p for p in artifacts if p.is_file()], _base_tags("study", root))
