@@ -14,15 +14,15 @@ from prune_info.analysis.score import ScoreDocument, score_checkpoint
 from prune_info.checkpoint import Checkpoint
 from prune_info.data import load_dataset
 from prune_info.errors import PruneInfoError
+from prune_info.experiments.study import StudyConfig
+from prune_info.experiments.study_results import StudyResult
+from prune_info.experiments.study_results import summarise as summarise_study
 from prune_info.experiments.subnetworks import (
     CompareConfig,
     Comparison,
     ComparisonTable,
     summarise,
 )
-from prune_info.experiments.study import StudyConfig
-from prune_info.experiments.study_results import StudyResult
-from prune_info.experiments.study_results import summarise as summarise_study
 from prune_info.pruning.retrain_report import RetrainReport, RetrainRun, Round, RoundsReport
 from prune_info.reports import Report
 
