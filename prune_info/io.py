@@ -23,7 +23,7 @@ import re
 import secrets
 import stat
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -435,29 +435,42 @@ def cpu_state_dict(state: dict) -> dict:
     return copied
 
 
+def _config_of(record: dict) -> dict | None:
+    """The identity in a record :meth:`RunDirectory.owned` wrote: its ``config``."""
+    return record.get("config")
+
+
 class RunDirectory:
-    """A directory that one resumable run owns, known by a record of its configuration.
+    """A directory that one resumable run owns, known by a record of the run's identity.
 
-    ``root/record`` holds ``{"config": identity}`` in JSON format ``kind``. :meth:`check` runs
-    before any work: it refuses a file, a directory whose parent is missing, a non-empty
-    directory without the record, and a record of another identity (naming what differs), and
-    says whether the directory already holds this run. :meth:`owned` is the context the run
-    works in: the directory created and locked (:func:`locked_output_dir`: removed again if the
-    block fails before writing anything), checked again under the lock, the record written when
-    the run is new.
+    ``root/record`` is a JSON document of format ``kind``; ``identity_of(document)`` reads the
+    identity of the run that wrote it (by default the ``config`` that :meth:`owned` records), or
+    gives None for a record of a run that finished nothing yet (the directory then counts as
+    new). :meth:`check` runs before any work: it refuses a file, a directory whose parent is
+    missing, a non-empty directory without the record, and a record of another identity (naming
+    what differs), and returns the record when the directory already holds this run.
+    :meth:`owned` is the context the run works in: the directory created and locked
+    (:func:`locked_output_dir`: removed again if the block fails before writing anything),
+    checked again under the lock, and, for a run that ``claims`` it, the record
+    ``{"config": identity}`` written when the run is new. A run that keeps its own record (a
+    pipeline's manifest, a comparison's results) passes ``claims=False`` and writes it itself.
 
-    ``what`` names the run in messages ("a study"); ``other`` how a mismatch reads ("another
-    configuration"); ``param`` the parameter that named the directory.
+    ``what`` names the run in messages ("a study configuration"); ``other`` how a mismatch reads
+    ("another configuration"); ``param`` the parameter that named the directory.
     """
 
     def __init__(self, root: str | os.PathLike, record: str, kind: str, *, what: str,
-                 other: str = "another configuration", param: str = "out_dir") -> None:
+                 other: str = "another configuration", param: str = "out_dir",
+                 identity_of: Callable[[dict], dict | None] = _config_of,
+                 claims: bool = True) -> None:
         self.root = Path(root)
         self.record = self.root / record
         self.kind, self.what, self.other, self.param = kind, what, other, param
+        self.identity_of, self.claims = identity_of, claims
 
-    def check(self, identity: dict) -> bool:
-        """True when the directory holds this run (resume), False when it is new or empty."""
+    def check(self, identity: dict) -> dict | None:
+        """The record when the directory holds this run (resume); None when it is new, empty,
+        or holds a run that finished nothing."""
         root = self.root
         if root.exists() and not root.is_dir():
             raise PruneInfoError(f"`{self.param}`={root} is a file; give a directory")
@@ -466,26 +479,32 @@ class RunDirectory:
         check_writable_dir(root)
         if self.record.exists():
             fix = f"delete the directory to start over, or use another `{self.param}`"
-            saved = read_json(self.record, self.kind, fix).get("config")
+            document = read_json(self.record, self.kind, fix)
+            saved = self.identity_of(document)
+            if saved is None:
+                return None
             if not isinstance(saved, dict):
-                raise malformed(self.record, "its `config` is not a JSON object", fix)
+                raise malformed(self.record, "the identity of its run is not a JSON object", fix)
             diffs = [f"{k}: {saved.get(k)!r} there, {identity.get(k)!r} here"
                      for k in sorted(set(saved) | set(identity))
                      if saved.get(k) != identity.get(k)]
             if diffs:
                 raise PruneInfoError(f"{root} holds {self.other} ({'; '.join(diffs[:3])}); "
                                      + fix)
-            return True
+            return document
         if root.is_dir() and any(p.name != LOCK_NAME for p in root.iterdir()):
-            raise PruneInfoError(f"`{self.param}`={root} is a non-empty directory without "
-                                 f"{self.what}; give a new or empty directory")
-        return False
+            raise PruneInfoError(f"`{self.param}`={root} is a non-empty directory that holds no "
+                                 f"{self.record.name} ({self.what}); give a new or empty "
+                                 "directory")
+        return None
 
     @contextlib.contextmanager
-    def owned(self, identity: dict) -> Iterator[Path]:
-        """Lock the directory for the run (see the class); yields its path."""
+    def owned(self, identity: dict) -> Iterator[dict | None]:
+        """Lock the directory for the run (see the class); yields the record when the run
+        resumes, None when it is new."""
         self.check(identity)
         with locked_output_dir(self.root):
-            if not self.check(identity):  # again under the lock, then claimed
+            record = self.check(identity)  # again under the lock, then claimed
+            if record is None and self.claims:
                 write_json({"config": identity}, self.record, self.kind)
-            yield self.root
+            yield record

@@ -713,19 +713,22 @@ def test_a_run_directory_is_claimed_once_and_resumed_only_by_the_same_run(tmp_pa
         return RunDirectory(path, "config.json", "prune-info-test-config", what="a test run")
 
     root = tmp_path / "run"
-    assert run_dir(root).check({"epochs": 2}) is False and not root.exists()
-    with run_dir(root).owned({"epochs": 2}) as owned:
-        assert owned == root and (root / LOCK_NAME).exists()
+    assert run_dir(root).check({"epochs": 2}) is None and not root.exists()
+    with run_dir(root).owned({"epochs": 2}) as record:
+        assert record is None and (root / LOCK_NAME).exists()  # a new run
         (root / "result.txt").write_text("done")
     saved = json.loads((root / "config.json").read_text())
     assert saved["format"] == "prune-info-test-config" and saved["config"] == {"epochs": 2}
-    assert run_dir(root).check({"epochs": 2}) is True  # the same run: resumed
+    assert run_dir(root).check({"epochs": 2}) == saved  # the same run: resumed
+    with run_dir(root).owned({"epochs": 2}) as record:
+        assert record == saved
     with pytest.raises(PruneInfoError, match=r"holds another configuration \(epochs: 2 there, "
                                              r"3 here\); delete the directory"):
         run_dir(root).check({"epochs": 3})
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "mine.txt").write_text("mine")
-    with pytest.raises(PruneInfoError, match="non-empty directory without a test run"):
+    with pytest.raises(PruneInfoError, match=r"non-empty directory that holds no config.json "
+                                             r"\(a test run\)"):
         run_dir(tmp_path / "notes").check({})
     (tmp_path / "file").write_text("x")
     with pytest.raises(PruneInfoError, match="`out_dir`=.*file is a file"):

@@ -47,12 +47,7 @@ from prune_info.data import load_dataset, parse_data_spec
 from prune_info.deploy.bench import bench_document, benchmark_models
 from prune_info.deploy.onnx import export_onnx
 from prune_info.errors import PruneInfoError, malformed
-from prune_info.io import (
-    LOCK_NAME,
-    check_writable_dir,
-    locked_output_dir,
-    write_json,
-)
+from prune_info.io import RunDirectory, write_json
 from prune_info.nn import count_parameters
 from prune_info.pruning.config import PruneConfig
 from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
@@ -66,7 +61,8 @@ from prune_info.viz.oinfo import plot_oinfo
 from prune_info.zoo import build_factory_model, parse_arch
 
 __all__ = [
-    "MANIFEST", "RUN_FORMAT", "RunOptions", "STAGES", "Stage", "check_out_dir", "run_pipeline",
+    "MANIFEST", "RUN_FORMAT", "RunOptions", "STAGES", "Stage", "check_out_dir", "run_directory",
+    "run_pipeline",
 ]
 
 MANIFEST = "run.json"
@@ -412,23 +408,24 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def read_manifest(out: Path) -> dict | None:
-    path = Path(out) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise PruneInfoError(f"{path} is not a readable run manifest ({exc}); choose another "
-                             "`out` or delete it") from exc
-    if not isinstance(doc, dict) or doc.get("format") != RUN_FORMAT:
-        raise PruneInfoError(f"{path} is not a prune-info run manifest; choose another `out`")
-    stages = doc.get("stages", {})
-    if not isinstance(doc.get("identity", {}), dict) or not isinstance(stages, dict) \
-            or not all(isinstance(entry, dict) for entry in stages.values()):
-        raise malformed(path, "its identity and stages are not JSON objects",
-                        f"choose another `out`, or delete {path} to rerun every stage")
-    return doc
+def _manifest_identity(path: Path):
+    """The identity of the run a manifest records (None: it finished no stage yet)."""
+    def identity_of(doc: dict) -> dict | None:
+        stages = doc.get("stages", {})
+        if not isinstance(doc.get("identity", {}), dict) or not isinstance(stages, dict) \
+                or not all(isinstance(entry, dict) for entry in stages.values()):
+            raise malformed(path, "its identity and stages are not JSON objects",
+                            f"choose another `out`, or delete {path} to rerun every stage")
+        return doc.get("identity", {}) if stages else None  # no stage yet: nothing to protect
+    return identity_of
+
+
+def run_directory(out: str | Path) -> RunDirectory:
+    """The run directory of a pipeline: its manifest (``run.json``) records the run."""
+    record = Path(out) / MANIFEST
+    return RunDirectory(out, MANIFEST, RUN_FORMAT, what="a prune-info run's manifest",
+                        other="a different run", param="out",
+                        identity_of=_manifest_identity(record), claims=False)
 
 
 def _write_manifest(out: Path, manifest: dict) -> None:
@@ -437,38 +434,14 @@ def _write_manifest(out: Path, manifest: dict) -> None:
 
 
 def check_out_dir(out: str | Path, options: RunOptions) -> dict | None:
-    """Refuse an ``out`` that is a file, a foreign directory or another run's; nothing is written.
+    """Refuse an ``out`` that is a file, a foreign directory or another run's, and a ``model``
+    that is not there; nothing is written.
 
     Returns the existing manifest (or ``None`` for a new or empty directory).
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise PruneInfoError(f"`out`={out} is a file; give a directory")
     if options.model is not None and not Path(options.model).is_file():
         raise PruneInfoError(f"`model`={options.model} does not exist")
-    if not out.exists():
-        if not out.parent.is_dir() and str(out.parent):
-            raise PruneInfoError(f"`out`={out}: parent directory {out.parent} does not exist")
-        return None
-    manifest = read_manifest(out)
-    if manifest is not None and not manifest.get("stages"):
-        return None  # a run that failed before finishing a stage: nothing to protect
-    if manifest is None:
-        if any(p.name != LOCK_NAME for p in out.iterdir()):
-            raise PruneInfoError(f"`out`={out} is a non-empty directory that holds no "
-                                 f"{MANIFEST}; choose an empty or new directory")
-        return None
-    identity = options.identity()
-    previous = manifest.get("identity", {})
-    if previous != identity:
-        diff = sorted(k for k in set(previous) | set(identity)
-                      if previous.get(k) != identity.get(k))
-        raise PruneInfoError(
-            f"`out`={out} holds a different run (it differs in {', '.join(diff)}: "
-            f"{ {k: previous.get(k) for k in diff} }); use another `out`, or delete {out} "
-            "to start over"
-        )
-    return manifest
+    return run_directory(out).check(options.identity())
 
 
 def _sha256(path: Path) -> str:
@@ -511,7 +484,6 @@ def run_pipeline(out: str | Path, options: RunOptions, *, command: str | None = 
     out = Path(out)
     options.validate()
     check_out_dir(out, options)
-    check_writable_dir(out)
     ctx = Context(options, out)
     if options.arch is not None:  # the spec against the data, before training starts
         data = ctx.data
@@ -520,8 +492,8 @@ def run_pipeline(out: str | Path, options: RunOptions, *, command: str | None = 
         check_model_takes(build_factory_model(options.factory, options.factory_kwargs),
                           ctx.data)
     # failing before it wrote anything leaves no trace (and nothing to refuse a rerun)
-    with locked_output_dir(out):
-        return _run_locked(ctx, command, stages)
+    with run_directory(out).owned(options.identity()) as old:
+        return _run_locked(ctx, command, stages, old or {})
 
 
 def _save_failed(out: Path, manifest: dict) -> None:
@@ -530,9 +502,8 @@ def _save_failed(out: Path, manifest: dict) -> None:
         _write_manifest(out, manifest)
 
 
-def _run_locked(ctx: Context, command: str | None, stages: list[Stage]) -> dict:
+def _run_locked(ctx: Context, command: str | None, stages: list[Stage], old: dict) -> dict:
     out, options = ctx.out, ctx.options
-    old = check_out_dir(out, options) or {}  # again, now that no other run can write here
     old_stages = old.get("stages", {})
     manifest: dict[str, Any] = {
         "identity": options.identity(),

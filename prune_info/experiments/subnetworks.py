@@ -50,7 +50,7 @@ from prune_info.criteria.registry import get_criterion
 from prune_info.data import Dataset, in_memory
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.executor import Executor, LocalExecutor, Task
-from prune_info.io import check_writable_dir, run_lock
+from prune_info.io import RunDirectory
 from prune_info.nn import accuracy, count_parameters, total_macs
 from prune_info.pruning.config import PruneConfig
 from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
@@ -407,16 +407,18 @@ def retrain_subnetworks(
     return out
 
 
-def _load_previous(path: Path, config: CompareConfig, dataset: str) -> list[dict]:
-    if not path.exists():
-        return []
-    saved = Comparison.read(path)
-    if saved.config.to_dict() != config.to_dict() or saved.dataset != dataset:
-        raise PruneInfoError(
-            f"{path.parent} holds a comparison with another configuration; choose another "
-            "`out_dir` (results of different runs are never mixed)"
-        )
-    return saved.rows
+def comparison_directory(out_dir: str | Path) -> RunDirectory:
+    """The run directory of a comparison: its ``results.json`` records the configuration (and
+    the rows measured so far)."""
+    return RunDirectory(out_dir, "results.json", RESULTS_FORMAT, what="a comparison's results",
+                        other="a comparison of another configuration",
+                        identity_of=lambda doc: {**doc.get("config", {}),
+                                                 "dataset": doc.get("dataset")},
+                        claims=False)
+
+
+def _identity(config: CompareConfig, dataset: str) -> dict:
+    return {**config.to_dict(), "dataset": dataset}
 
 
 def run_comparison(
@@ -429,26 +431,27 @@ def run_comparison(
     """Train, prune, retrain and measure for every seed, criterion and selection.
 
     Each seed is one :class:`~prune_info.experiments.executor.Task` of ``executor`` (default: in
-    this process). With ``out_dir``, ``results.json`` there is rewritten as each seed's rows
-    arrive, in seed order, and a rerun of the same configuration skips the seeds already done;
-    another configuration is refused.
+    this process). With ``out_dir`` (:func:`comparison_directory`), ``results.json`` there is
+    rewritten as each seed's rows arrive, in seed order, and a rerun of the same configuration
+    skips the seeds already done; another configuration, or a directory of other files, is
+    refused.
     """
     config.validate()
     for name in config.criteria:
         get_criterion(name)
     executor = executor or LocalExecutor()
     if out_dir is None:
-        return _compare(data, config, None, progress, executor)
-    check_writable_dir(out_dir)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    with run_lock(out_dir):
-        return _compare(data, config, Path(out_dir) / "results.json", progress, executor)
+        return _compare(Comparison(config, data.name), None, data, progress, executor)
+    directory = comparison_directory(out_dir)
+    with directory.owned(_identity(config, data.name)) as record:
+        previous = [] if record is None else Comparison.from_dict(record, directory.record).rows
+        return _compare(Comparison(config, data.name, previous), directory.record, data,
+                        progress, executor)
 
 
-def _compare(data: Dataset, config: CompareConfig, path: Path | None,
-             progress: bool, executor: Executor) -> Comparison:
-    result = Comparison(config, data.name,
-                        [] if path is None else _load_previous(path, config, data.name))
+def _compare(result: Comparison, path: Path | None, data: Dataset, progress: bool,
+             executor: Executor) -> Comparison:
+    config = result.config
     done = result.done_seeds()
     order = {seed: i for i, seed in enumerate(config.seeds)}
 
