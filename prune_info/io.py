@@ -16,6 +16,7 @@ import contextlib
 import copy
 import errno
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -435,6 +436,15 @@ def cpu_state_dict(state: dict) -> dict:
     return copied
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex), read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _config_of(record: dict) -> dict | None:
     """The identity in a record :meth:`RunDirectory.owned` wrote: its ``config``."""
     return record.get("config")
@@ -471,6 +481,7 @@ class RunDirectory:
     def check(self, identity: dict) -> dict | None:
         """The record when the directory holds this run (resume); None when it is new, empty,
         or holds a run that finished nothing."""
+        identity = to_plain(identity)  # as the record's JSON holds it (tuples become lists)
         root = self.root
         if root.exists() and not root.is_dir():
             raise PruneInfoError(f"`{self.param}`={root} is a file; give a directory")
@@ -506,5 +517,5 @@ class RunDirectory:
         with locked_output_dir(self.root):
             record = self.check(identity)  # again under the lock, then claimed
             if record is None and self.claims:
-                write_json({"config": identity}, self.record, self.kind)
+                write_json({"config": to_plain(identity)}, self.record, self.kind)
             yield record

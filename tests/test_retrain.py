@@ -120,3 +120,41 @@ def test_cli_retrain_and_prune_retrain(run_cli, tmp_path, pruned, mlp_path):
         code, _, stderr = run_cli("retrain", str(path), *args, "-o", str(tmp_path / "bad.pt"))
         assert code == 2 and message in stderr
         assert not (tmp_path / "bad.pt").exists()
+
+
+def test_an_interrupted_prune_retrain_resumes_after_its_last_round(digits, mlp_path, tmp_path,
+                                                                   monkeypatch):
+    from prune_info.pruning import retrain as module
+    from prune_info.pruning.retrain import iterative_prune
+
+    ckpt = load_checkpoint(mlp_path)
+    prune, again = PruneConfig(criterion="mi", amount=0.25), RetrainConfig(epochs=1, seed=3)
+    whole = iterative_prune(ckpt, digits, prune, again, 3, tmp_path / "whole", progress=False)
+    calls = []
+    real = module.retrain_checkpoint
+
+    def crash_in_round_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "retrain_checkpoint", crash_in_round_3)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        iterative_prune(ckpt, digits, prune, again, 3, out, progress=False)
+    assert [r.round for r in RoundsReport.read(out / "rounds.json").rounds] == [0, 1, 2]
+    calls.clear()
+    resumed = iterative_prune(ckpt, digits, prune, again, 3, out, progress=False)
+    assert len(calls) == 1  # round 3 only
+    strip = [dict(r.to_dict(False), checkpoint=None) for r in resumed.rounds]
+    assert strip == [dict(r.to_dict(False), checkpoint=None) for r in whole.rounds]
+    assert RoundsReport.read(out / "rounds.json") == resumed
+    with pytest.raises(PruneInfoError, match=r"another configuration \(prune.amount: 0.25 "
+                                             r"there, 0.5 here\)"):
+        iterative_prune(ckpt, digits, PruneConfig(criterion="mi", amount=0.5), again, 3, out)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(PruneInfoError, match="non-empty directory that holds no "
+                                             "prune-retrain.json"):
+        iterative_prune(ckpt, digits, prune, again, 3, tmp_path / "mine")

@@ -128,7 +128,8 @@ def retrain(ckpt, data_args, epochs, optimizer, lr, batch_size, rewind, freeze_o
 @seed_option
 @device_option
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Directory for round1.pt ... and rounds.json.")
+              help="Directory for round1.pt ... and rounds.json (resumable: the same command "
+                   "continues after the last finished round).")
 @click.option("--quiet", is_flag=True)
 @json_option
 def prune_retrain(ckpt, data_args, epochs, optimizer, lr, batch_size, criterion,
@@ -147,8 +148,6 @@ def prune_retrain(ckpt, data_args, epochs, optimizer, lr, batch_size, criterion,
     """
     out = Path(out_dir)
     check_rebuildable(ckpt)
-    if out.exists() and not out.is_dir():
-        raise PruneInfoError(f"--out {out_dir} is a file; give a directory")
     if epochs < 1:
         raise PruneInfoError(f"--epochs must be at least 1, got {epochs}")
     dev = str(resolve_device(device))
@@ -164,16 +163,8 @@ def prune_retrain(ckpt, data_args, epochs, optimizer, lr, batch_size, criterion,
                                    allow_nonfinite=allow_nonfinite)
     check_writable_dir(out)
     data = data_args.load(ckpt)
-
-    def save(r, checkpoint) -> str:
-        path = out / f"round{r}.pt"
-        save_checkpoint(checkpoint, path)
-        return str(path)
-
-    with locked_output_dir(out):
-        report = iterative_prune(ckpt, data, prune_config, retrain_config, rounds,
-                                 on_round=save, progress=not quiet)
-        report.write(out / "rounds.json")
+    report = iterative_prune(ckpt, data, prune_config, retrain_config, rounds, out,
+                             progress=not quiet)
     if as_json:
         click.echo(report.to_json())
         return

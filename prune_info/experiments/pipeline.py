@@ -47,7 +47,7 @@ from prune_info.data import load_dataset, parse_data_spec
 from prune_info.deploy.bench import bench_document, benchmark_models
 from prune_info.deploy.onnx import export_onnx
 from prune_info.errors import PruneInfoError, malformed
-from prune_info.io import RunDirectory, write_json
+from prune_info.io import RunDirectory, file_sha256, write_json
 from prune_info.nn import count_parameters
 from prune_info.pruning.config import PruneConfig
 from prune_info.pruning.retrain import RetrainConfig, retrain_checkpoint
@@ -105,8 +105,7 @@ class RunOptions:
     def identity(self) -> dict:
         """What makes two runs the *same* run (see the module docstring)."""
         if self.model is not None:
-            digest = hashlib.sha256(Path(self.model).read_bytes()).hexdigest()
-            return {"data": self.data, "model_sha256": digest}
+            return {"data": self.data, "model_sha256": file_sha256(self.model)}
         if self.factory is not None:
             return {"data": self.data, "factory": self.factory,
                     # as the manifest's JSON holds them (tuples become lists)
@@ -444,14 +443,6 @@ def check_out_dir(out: str | Path, options: RunOptions) -> dict | None:
     return run_directory(out).check(options.identity())
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _artefact_problem(out: Path, stage: Stage, entry: dict) -> str | None:
     """Why the artefacts of a finished stage cannot be reused as they are, or None.
 
@@ -463,7 +454,7 @@ def _artefact_problem(out: Path, stage: Stage, entry: dict) -> str | None:
     if not isinstance(recorded, dict) or not all(isinstance(recorded.get(a), str)
                                                  for a in stage.artefacts):
         return "no checksums of its files recorded"
-    changed = [a for a in stage.artefacts if recorded[a] != _sha256(out / a)]
+    changed = [a for a in stage.artefacts if recorded[a] != file_sha256(out / a)]
     return f"{', '.join(changed)} changed since written" if changed else None
 
 
@@ -553,7 +544,7 @@ def _run_locked(ctx: Context, command: str | None, stages: list[Stage], old: dic
         rerun.add(stage.name)
         manifest["stages"][stage.name] = {
             "fingerprint": fp, "artefacts": list(stage.artefacts),
-            "sha256": {a: _sha256(out / a) for a in stage.artefacts}, "seconds": seconds,
+            "sha256": {a: file_sha256(out / a) for a in stage.artefacts}, "seconds": seconds,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "summary": summary or {},
         }
         _write_manifest(out, manifest)

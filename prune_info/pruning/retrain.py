@@ -23,15 +23,19 @@ validation accuracy is kept.
 from __future__ import annotations
 
 import copy
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from prune_info._torch import timing_input
-from prune_info.checkpoint import Checkpoint
+from prune_info.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from prune_info.data import Dataset
 from prune_info.errors import PruneInfoError
+from prune_info.io import RunDirectory, file_sha256
 from prune_info.nn import accuracy, count_parameters, example_input, prunable_layers, total_macs
 from prune_info.pruning.budget import Target, measure_latencies, parse_target
 from prune_info.pruning.retrain_report import RetrainReport, RetrainRun, Round, RoundsReport
@@ -240,13 +244,37 @@ def _dense_accuracy(ckpt: Checkpoint) -> dict | None:
     return {"val_acc": first.get("val_acc_before"), "test_acc": first.get("test_acc_before")}
 
 
+#: A prune-retrain directory: its claim (the run's identity), the rounds so far, each model.
+CLAIM, ROUNDS = "prune-retrain.json", "rounds.json"
+
+
+def rounds_directory(out_dir: str | os.PathLike) -> RunDirectory:
+    """The run directory of iterative pruning: ``prune-retrain.json`` records its identity."""
+    return RunDirectory(out_dir, CLAIM, "prune-info-prune-retrain-config",
+                        what="a prune-retrain run",
+                        other="a prune-retrain run of another configuration")
+
+
+def rounds_identity(ckpt: Checkpoint, data: Dataset, prune_config, retrain_config: RetrainConfig,
+                    rounds: int) -> dict:
+    """What makes two iterative prunes the same run: the model (its file's SHA-256 and
+    architecture), the data, the rounds and every setting but the device."""
+    model = file_sha256(ckpt.source) if ckpt.source is not None else None
+    settings = {f"prune.{k}": v for k, v in vars(prune_config).items() if k != "device"}
+    settings.update({f"retrain.{k}": v for k, v in vars(retrain_config).items()
+                     if k != "device"})
+    return {"model_sha256": model, "arch": ckpt.spec, "data": data.name, "rounds": rounds,
+            **settings}
+
+
 def iterative_prune(
     ckpt: Checkpoint,
     data: Dataset,
     prune_config,
     retrain_config: RetrainConfig,
     rounds: int,
-    on_round=None,
+    out_dir: str | os.PathLike | None = None,
+    *,
     progress: bool = True,
 ) -> RoundsReport:
     """Prune then retrain, ``rounds`` times; each round removes ``prune_config.amount`` of the
@@ -254,15 +282,59 @@ def iterative_prune(
     ``prune_config.target``, reaches the target over the rounds (:func:`round_target`), scoring
     the retrained model afresh each round.
 
-    ``on_round(r, checkpoint)`` is called after each round; it may save the checkpoint and
-    return where (recorded as the round's ``checkpoint``). Returns the report: one
-    :class:`~prune_info.pruning.retrain_report.Round` per round (round 0 is the starting model)
-    with widths, parameters, MACs and accuracies, and under a target the round's target and
-    whether its prune met it.
+    With ``out_dir`` (:func:`rounds_directory`), each round's model is saved as ``roundR.pt``
+    and the report so far as ``rounds.json`` the moment the round ends; a rerun of the same run
+    (:func:`rounds_identity`) continues after the last finished round, with the result of an
+    uninterrupted run (the rounds are deterministic); another run's directory, or one of other
+    files, is refused.
+
+    Returns the report: one :class:`~prune_info.pruning.retrain_report.Round` per round (round 0
+    is the starting model) with widths, parameters, MACs and accuracies, and under a target the
+    round's target and whether its prune met it.
     """
     if rounds < 1:
         raise PruneInfoError(f"`rounds` must be at least 1, got {rounds}")
     prune_config.validate()
+    if out_dir is None:
+        return _rounds(ckpt, data, prune_config, retrain_config, rounds, progress=progress)
+    out = Path(out_dir)
+    directory = rounds_directory(out)
+    identity = rounds_identity(ckpt, data, prune_config, retrain_config, rounds)
+    directory.check(identity)  # before the first round's work
+
+    def save(r: int, checkpoint: Checkpoint) -> str:
+        path = out / f"round{r}.pt"
+        save_checkpoint(checkpoint, path)
+        return str(path)
+
+    with directory.owned(identity) as record:
+        resume = None
+        if record is not None and (out / ROUNDS).is_file():
+            so_far = RoundsReport.read(out / ROUNDS)
+            last = so_far.rounds[-1]
+            model = ckpt if last.checkpoint is None else load_checkpoint(
+                last.checkpoint, factory=ckpt.factory)
+            resume = (so_far, model)
+        return _rounds(ckpt, data, prune_config, retrain_config, rounds, save=save,
+                       on_round=lambda report: report.write(out / ROUNDS), resume=resume,
+                       progress=progress)
+
+
+def _rounds(
+    ckpt: Checkpoint,
+    data: Dataset,
+    prune_config,
+    retrain_config: RetrainConfig,
+    rounds: int,
+    *,
+    save: Callable[[int, Checkpoint], str] | None = None,
+    on_round: Callable[[RoundsReport], None] | None = None,
+    resume: tuple[RoundsReport, Checkpoint] | None = None,
+    progress: bool = True,
+) -> RoundsReport:
+    """The rounds of :func:`iterative_prune`: ``save(r, checkpoint)`` stores each round's model
+    and returns where, ``on_round(report)`` gets the report so far after each round, ``resume``
+    is the report and last model of an interrupted run."""
     input_shape = tuple(data.input_shape)
 
     def measure(r: int, c: Checkpoint, pruned_acc: float | None, **more) -> Round:
@@ -271,9 +343,14 @@ def iterative_prune(
                      val_acc=accuracy(c.model, data.val), test_acc=accuracy(c.model, data.test),
                      **more)
 
-    rounds_done = [measure(0, ckpt, None)]
-    current = ckpt
-    for r in range(1, rounds + 1):
+    def report() -> RoundsReport:
+        return RoundsReport(criterion=prune_config.criterion,
+                            amount_per_round=prune_config.amount, target=prune_config.target,
+                            allocation=prune_config.planner, rounds=tuple(done))
+
+    done, current = ([measure(0, ckpt, None)], ckpt) if resume is None else \
+        (list(resume[0].rounds), resume[1])
+    for r in range(len(done), rounds + 1):
         config, reached = prune_config, None
         if prune_config.target is not None:
             step = round_target(parse_target(prune_config.target), r, rounds, ckpt.model,
@@ -286,13 +363,13 @@ def iterative_prune(
             pruned, pruned_acc = result.checkpoint, result.checkpoint.metrics.get("test_acc")
             reached = result.summary.target
         current, _ = retrain_checkpoint(pruned, data, retrain_config, progress=progress)
-        saved = None if on_round is None else on_round(r, current)
+        saved = None if save is None else save(r, current)
         targeted = {} if prune_config.target is None else {
             "target": config.target, "target_met": None if reached is None else reached["met"]}
-        rounds_done.append(measure(r, current, pruned_acc, checkpoint=saved, **targeted))
-    return RoundsReport(criterion=prune_config.criterion, amount_per_round=prune_config.amount,
-                        target=prune_config.target, allocation=prune_config.planner,
-                        rounds=tuple(rounds_done))
+        done.append(measure(r, current, pruned_acc, checkpoint=saved, **targeted))
+        if on_round is not None:
+            on_round(report())
+    return report()
 
 
 def round_target(target: Target, r: int, rounds: int, first: nn.Module, current: nn.Module,
