@@ -109,8 +109,8 @@ def test_retrain_and_export_take_the_pruned_module(module_and_loader, digits, tm
     model, loaders = module_and_loader
     pruned = pi.prune(model, loaders["val"], criterion="mi", amount=0.5).checkpoint
     retrained, summary = pi.retrain(pruned, loaders, epochs=1, lr=0.01)
-    assert summary["before"]["val_acc"] == pytest.approx(pi.accuracy(pruned.model, digits.val))
-    assert summary["after"]["val_acc"] == pytest.approx(
+    assert summary.run.before["val_acc"] == pytest.approx(pi.accuracy(pruned.model, digits.val))
+    assert summary.run.after["val_acc"] == pytest.approx(
         pi.accuracy(retrained.model, digits.val))
     report = pi.export_onnx(retrained.model, tmp_path / "m.onnx", sample=digits.val.x[:8])
     assert report.max_abs_diff < 1e-4 and (tmp_path / "m.onnx").is_file()
