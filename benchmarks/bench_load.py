@@ -36,8 +36,8 @@ def main() -> None:
     model = train_model(data, "784-100-100-10", config=TrainConfig(epochs=1),
                         progress=False).model.eval()
     orders = random_orders(100, 8, seed=0)
-    config = StudyConfig(data="digits", arch="64-100-100-10", seeds=tuple(range(20)), epochs=10,
-                         random=5, criteria=("mi",))
+    config = StudyConfig(data="digits", arch="64-100-100-10", seeds=tuple(range(20)),
+                         train=TrainConfig(epochs=10), random=5, criteria=("mi",))
 
     def ablate() -> float:
         times = []

@@ -38,6 +38,7 @@ import torch
 
 from prune_info.experiments.executor import LocalExecutor, Task
 from prune_info.experiments.study import StudyConfig, run_study
+from prune_info.training.loop import TrainConfig
 
 
 def _noop() -> None:
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     config = StudyConfig(data="fashion-mnist", arch="784-100-100-10", acts=("relu", "sigmoid"),
-                         regs=("l2",), seeds=tuple(range(args.seeds)), epochs=args.epochs,
+                         regs=("l2",), seeds=tuple(range(args.seeds)),
+                         train=TrainConfig(epochs=args.epochs),
                          criteria=tuple(args.criteria.split(",")), random=args.random)
     summary: dict = {"config": config.identity() | {"seeds": args.seeds},
                      "cpus": os.cpu_count(), "torch_threads_local": torch.get_num_threads(),

@@ -35,6 +35,7 @@ import torch
 
 from prune_info._torch import torch_threads
 from prune_info.experiments.study import StudyConfig, run_study
+from prune_info.training.loop import TrainConfig
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -66,8 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.train_speed:
         return train_speed(args.train_speed, args.data_dir, args.reg)
     config = StudyConfig(data="fashion-mnist", arch="784-100-100-10", acts=("relu",),
-                         regs=("l2",), seeds=tuple(range(args.seeds)), epochs=args.epochs,
-                         random=args.random)
+                         regs=("l2",), seeds=tuple(range(args.seeds)),
+                         train=TrainConfig(epochs=args.epochs), random=args.random)
     marks: dict[str, float] = {}
     counts = {"epoch": 0, "trained": 0, "curves": 0, "skipped": 0}
 

@@ -23,9 +23,10 @@ from prune_info.cli.common import make_executor
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.executor import LocalExecutor, Progress, Task
 from prune_info.experiments.study import StudyConfig, run_study
+from prune_info.training.loop import TrainConfig
 
 CONFIG = StudyConfig(data="digits", arch="64-16-12-10", acts=("relu", "sigmoid"),
-                     seeds=(0, 1, 2, 3), epochs=2, random=3, criteria=("mi",))
+                     seeds=(0, 1, 2, 3), train=TrainConfig(epochs=2), random=3, criteria=("mi",))
 SEED_BATCH = 2  # two training tasks per scenario, whatever the executor
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # Ray workers run on one thread too

@@ -421,8 +421,10 @@ def test_commands_given_damaged_files_print_one_error_line(run_cli, tmp_path, ml
 def test_run_directory_documents_that_are_not_json_objects_are_refused(tmp_path):
     from prune_info.experiments.study import StudyConfig, study_directory
     from prune_info.experiments.subnetworks import CompareConfig, run_comparison
+    from prune_info.training.loop import TrainConfig
 
-    config = StudyConfig(data="digits", arch="64-8-10", seeds=(0,), epochs=1, random=1)
+    config = StudyConfig(data="digits", arch="64-8-10", seeds=(0,), train=TrainConfig(epochs=1),
+                         random=1)
     for text in ("[1, 2]", '{"format": "prune-info-study-config", "config": 5}', "\x00\xff"):
         root = tmp_path / f"study{len(text)}"
         root.mkdir()

@@ -12,9 +12,10 @@ from scipy import stats
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.study import StudyConfig, run_study
 from prune_info.experiments.study_results import StudyResult
+from prune_info.training.loop import TrainConfig
 
-CONFIG = StudyConfig(data="digits", arch="64-16-12-10", seeds=(0, 1, 2), epochs=2, random=3,
-                     criteria=("mi", "kl"))
+CONFIG = StudyConfig(data="digits", arch="64-16-12-10", seeds=(0, 1, 2),
+                     train=TrainConfig(epochs=2), random=3, criteria=("mi", "kl"))
 
 
 # Tiny tensors: a second intra-op thread only adds wake-up latency on a loaded machine.
@@ -53,8 +54,8 @@ def test_a_study_writes_curves_statistics_table_and_figures(reference):
 
 
 def test_study_statistics_equal_scipy_on_the_per_seed_curves(tmp_path):
-    config = replace(CONFIG, seeds=tuple(range(7)), epochs=1, random=2, criteria=("mi",),
-                     orders=("low",))
+    config = replace(CONFIG, seeds=tuple(range(7)), train=TrainConfig(epochs=1), random=2,
+                     criteria=("mi",), orders=("low",))
     results = run_study(config, tmp_path / "s", at=[6], progress=False)
     per_seed = results.per_seed["relu-l2"]
     n = 360  # digits test set
@@ -139,7 +140,8 @@ def test_a_study_killed_while_storing_models_trains_nothing_again(reference, tmp
 
 def test_a_grid_of_scenarios_compares_random_curves_across_scenarios(tmp_path):
     config = replace(CONFIG, acts=("relu", "sigmoid"), regs=("l2", "dropout"), seeds=(0, 1),
-                     epochs=1, random=2, criteria=("mi",), modes=("layerwise", "network"))
+                     train=TrainConfig(epochs=1), random=2, criteria=("mi",),
+                     modes=("layerwise", "network"))
     results = run_study(config, tmp_path / "grid", progress=False)
     assert list(results.scenarios) == ["relu-l2", "relu-dropout", "sigmoid-l2",
                                           "sigmoid-dropout"]
@@ -157,7 +159,7 @@ def test_a_directory_of_another_configuration_is_refused(reference, tmp_path):
     before = sorted(p.name for p in root.rglob("*"))
     with pytest.raises(PruneInfoError, match=r"holds another configuration \(epochs: 2 there, "
                                              r"3 here\)"):
-        run_study(replace(CONFIG, epochs=3), root, progress=False)
+        run_study(replace(CONFIG, train=TrainConfig(epochs=3)), root, progress=False)
     assert sorted(p.name for p in root.rglob("*")) == before
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
@@ -182,3 +184,16 @@ def test_bad_study_requests_are_refused_before_any_work(tmp_path):
     with pytest.raises(PruneInfoError, match="repeats"):
         run_study(replace(CONFIG, acts=("relu", "relu")), tmp_path / "c", progress=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_the_identity_keeps_the_training_settings_as_top_level_keys():
+    """config.json of every study directory: the contained TrainConfig reads as before, so
+    directories written before it still resume."""
+    identity = CONFIG.identity()
+    assert list(identity)[:10] == ["data", "arch", "acts", "regs", "epochs", "batch_size",
+                                   "optimizer", "lr", "momentum", "weight_decay"]
+    assert (identity["epochs"], identity["optimizer"], identity["momentum"]) == (2, "rmsprop",
+                                                                                 0.01)
+    assert "train" not in identity and "seeds" not in identity
+    with pytest.raises(PruneInfoError, match="a study sets `schedule` of `train` itself"):
+        replace(CONFIG, train=TrainConfig(epochs=2, schedule="cosine")).validate()

@@ -21,7 +21,7 @@ from prune_info.errors import PruneInfoError
 from prune_info.experiments.study import StudyConfig, run_study, seeds_from_count
 from prune_info.experiments.tracking import make_tracker, study_run
 from prune_info.io import check_writable_dir
-from prune_info.training.loop import OPTIMIZERS
+from prune_info.training.loop import OPTIMIZERS, TrainConfig
 from prune_info.zoo import ACTIVATIONS, REGULARISERS
 
 
@@ -103,8 +103,9 @@ def study(data_name, data_dir, spec, acts, regs, n_seeds, epochs, batch_size, op
         data=data_name, arch=spec,
         acts=tuple(parse_names(acts, "--act", tuple(ACTIVATIONS))),
         regs=tuple(parse_names(regs, "--reg", REGULARISERS)),
-        seeds=seeds_from_count(n_seeds), epochs=epochs, batch_size=batch_size,
-        optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
+        seeds=seeds_from_count(n_seeds),
+        train=TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                          momentum=momentum, weight_decay=weight_decay),
         split_seed=split_seed,
         criteria=tuple(parse_names(criteria, "--criteria")) if criteria.strip() else (),
         orders=tuple(parse_names(orders, "--order", ORDERS)), random=n_random,

@@ -44,8 +44,8 @@ starts its batch again from the first epoch; finished batches and seeds are neve
 
 Examples
 --------
->>> config = StudyConfig(data="digits", arch="64-32-24-10", seeds=(0, 1, 2), epochs=1,
-...                      random=4)
+>>> config = StudyConfig(data="digits", arch="64-32-24-10", seeds=(0, 1, 2),
+...                      train=TrainConfig(epochs=1), random=4)
 >>> results = run_study(config, "study-digits", progress=False)      # doctest: +SKIP
 >>> fc1 = results.scenarios["relu-l2"].modes["layerwise"]["fc1"]    # doctest: +SKIP
 >>> fc1.gaps[0]["text"]                                             # doctest: +SKIP
@@ -81,7 +81,7 @@ from prune_info.experiments.executor import (
 from prune_info.experiments.study_results import StudyResult, summarise
 from prune_info.io import RunDirectory, atomic_write, read_json, write_json
 from prune_info.training.batched import batchable, train_seeds
-from prune_info.training.loop import OPTIMIZERS, TrainConfig
+from prune_info.training.loop import TrainConfig
 from prune_info.viz.ablation import plot_ablation
 from prune_info.zoo import ACTIVATIONS, REGULARISERS, parse_arch
 
@@ -91,6 +91,10 @@ __all__ = [
 
 CONFIG_FORMAT = "prune-info-study-config"
 SEED_FORMAT = "prune-info-study-seed"
+#: The training settings a study chooses (its identity holds them as top-level keys), and those
+#: it fixes itself.
+STUDY_TRAINING = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay")
+STUDY_FIXED_TRAINING = ("seed", "save_rewind_steps", "schedule", "augment")
 #: Ablation modes: one curve family per layer, or one across all layers.
 MODES = ("layerwise", "network")
 
@@ -109,8 +113,11 @@ class StudyConfig:
         The scenario grid: every activation with every regulariser.
     seeds : tuple of int
         Seeds of the networks (initialisation, shuffling, dropout, random orderings).
-    epochs, batch_size, optimizer, lr, momentum, weight_decay
-        Training settings (see :class:`prune_info.training.loop.TrainConfig`).
+    train : TrainConfig
+        How every network trains: epochs, batch size, optimiser, learning rate, momentum, weight
+        decay (:class:`prune_info.training.loop.TrainConfig`; its ``seed`` is each network's own
+        and is not set here; the batched trainer runs a constant schedule without
+        augmentation, so those stay at their defaults).
     split_seed : int
         Seed of the train / validation split, the same for every network.
     criteria : tuple of str
@@ -131,12 +138,7 @@ class StudyConfig:
     acts: tuple[str, ...] = ("relu",)
     regs: tuple[str, ...] = ("l2",)
     seeds: tuple[int, ...] = tuple(range(50))
-    epochs: int = 20
-    batch_size: int = 32
-    optimizer: str = "rmsprop"
-    lr: float = 1e-3
-    momentum: float = 0.01
-    weight_decay: float | None = None
+    train: TrainConfig = TrainConfig()
     split_seed: int = 0
     criteria: tuple[str, ...] = ("entropy", "mi", "kl")
     orders: tuple[str, ...] = ("low", "high")
@@ -169,11 +171,13 @@ class StudyConfig:
             raise PruneInfoError("a study needs at least one seed (`seeds`)")
         if any(s < 0 for s in self.seeds):
             raise PruneInfoError("seeds must be 0 or more")
-        if self.optimizer not in OPTIMIZERS:
-            raise PruneInfoError(f"unknown optimizer {self.optimizer!r}")
-        TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
-                    lr=self.lr, momentum=self.momentum,
-                    weight_decay=self.weight_decay).validate()
+        self.train.validate()
+        fixed = [f"`{k}`" for k in STUDY_FIXED_TRAINING
+                 if getattr(self.train, k) != getattr(TrainConfig(), k)]
+        if fixed:
+            raise PruneInfoError(f"a study sets {', '.join(fixed)} of `train` itself (each "
+                                 "network's seed; a constant schedule, no augmentation, no "
+                                 "rewind steps): leave them at their defaults")
         parse_criteria(list(self.criteria)) if self.criteria else None
         bad = [o for o in self.orders if o not in ORDERS]
         if bad or not self.orders:
@@ -190,15 +194,15 @@ class StudyConfig:
             raise PruneInfoError(f"`bins` must be at least 2, got {self.bins}")
 
     def identity(self) -> dict:
-        """The fields a study directory must agree on (all but the seeds)."""
-        out = asdict(self)
-        out.pop("seeds")
+        """The fields a study directory must agree on (all but the seeds), the training
+        settings among them as top-level keys (the layout of every study's config.json)."""
+        out: dict[str, Any] = {}
+        for name, value in asdict(self).items():
+            if name == "train":
+                out.update({k: value[k] for k in STUDY_TRAINING})
+            elif name != "seeds":
+                out[name] = value
         return json.loads(json.dumps(out))  # tuples -> lists, as read back from JSON
-
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size,
-                           optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
-                           weight_decay=self.weight_decay)
 
     def scenarios(self) -> list[tuple[str, str]]:
         """``(act, reg)`` pairs in grid order."""
@@ -323,7 +327,7 @@ def train_chunk(config: StudyConfig, data: Dataset, act: str, reg: str, seeds: l
     moves the models to the CPU so that a driver without this task's GPU can store them.
     """
     ckpts = train_seeds(
-        data, config.arch, seeds, act, reg, config.train_config(), batchnorm=config.batchnorm,
+        data, config.arch, seeds, act, reg, config.train, batchnorm=config.batchnorm,
         device=device, progress=progress, batched=batched, state_path=state_path,
         on_epoch=on_epoch)
     if portable:
@@ -369,7 +373,7 @@ def _training_tasks(config: StudyConfig, paths: StudyPaths, data: Dataset, act: 
     if not missing:
         return []
     arch = parse_arch(config.arch, data.input_shape, data.n_classes, act, reg, config.batchnorm)
-    stack_ok = batched and batchable(arch, config.train_config()) is None
+    stack_ok = batched and batchable(arch, config.train) is None
     if not stack_ok:
         chunks = []
     covered = {s for chunk in chunks for s in chunk}

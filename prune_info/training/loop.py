@@ -39,7 +39,7 @@ MAX_EPOCHS = 1_000_000
 MAX_SEED = 2**32 - 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings; ``weight_decay=None`` means 1e-4 for ``l2`` and 0 otherwise."""
 

@@ -7,7 +7,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,7 @@ def _differences(finding: str, options: ReproduceOptions,
         net = nets["relu"]
         if net.seeds != PAPER_SEEDS["A"]:
             out.append(f"{net.seeds} networks per setting (the paper: 50)")
-        out.append(f"{net.epochs} epoch(s) for every setting (the paper: 8 to 30, chosen per "
+        out.append(f"{net.train.epochs} epoch(s) for every setting (the paper: 8 to 30, chosen per "
                    "setting, not listed)")
         out.append(f"{net.random} random orderings per network and layer (the paper does not "
                    "state its number)")
@@ -108,7 +108,7 @@ def _differences(finding: str, options: ReproduceOptions,
                   else "a small CNN of stages like VGG's")
         out.append(f"beyond the paper (its Sec. 5 names VGG on CIFAR-10): {conv.spec}, "
                    f"{layout}, BatchNorm after every layer, on {shape}; {conv.seeds} networks "
-                   f"of {conv.epochs} epoch(s) with the second paper's SGD (0.01, batch 32), "
+                   f"of {conv.train.epochs} epoch(s) with the second paper's SGD (0.01, batch 32), "
                    "trained on 80 % of the training set, keeping the epoch of best validation "
                    "accuracy; each channel is one variable, its pre-activation averaged over "
                    f"the feature map; exhaustive search to {conv.max_exhaustive} channels, then "
@@ -117,8 +117,8 @@ def _differences(finding: str, options: ReproduceOptions,
         net = nets["c" if "wide" not in finding else "c-wide"]
         if net.seeds != PAPER_SEEDS["C"]:
             out.append(f"{net.seeds} networks (the paper: 20)")
-        if net.epochs != 50:
-            out.append(f"{net.epochs} epoch(s) (the paper: 50)")
+        if net.train.epochs != 50:
+            out.append(f"{net.train.epochs} epoch(s) (the paper: 50)")
         out.append("trained on 80 % of the training set, keeping the epoch of best validation "
                    "accuracy (the paper: all 60,000 images, 50 epochs)")
         if "wide" in finding:
@@ -247,7 +247,7 @@ def run_reproduce(
             start = time.perf_counter()
             say(f"networks {name}: {configs[name].arch}, "
                 f"{'/'.join(a + '-' + r for a in nets[name].acts for r in nets[name].regs)}, "
-                f"{nets[name].seeds} seeds x {nets[name].epochs} epochs")
+                f"{nets[name].seeds} seeds x {nets[name].train.epochs} epochs")
             study_root = root / f"{'study' if name[0] != 'c' else 'nets'}-{name}"
             run_study(configs[name], study_root, data_dir=options.data_dir,
                       device=options.device, progress=progress, executor=executor)
@@ -356,11 +356,10 @@ def _second_paper(family: str, c1_id: str, c2_id: str, wanted: list[str], study:
     if c2_id not in wanted:
         return out
     net = nets[family]
-    train = {"epochs": options.epochs or search["retrain_epochs"], "batch_size": 32,
-             "optimizer": net.optimizer, "lr": net.lr, "momentum": net.momentum}
+    train = replace(net.train, epochs=options.epochs or search["retrain_epochs"])
     start = time.perf_counter()
     say(f"{c2_id}: retraining {len(C2_CRITERIA) * len(search['sizes']) * len(C2_REST)} "
-        f"sub-networks of each of {len(seeds)} networks ({train['epochs']} epochs)")
+        f"sub-networks of each of {len(seeds)} networks ({train.epochs} epochs)")
     run_tasks(executor, [
         (Task(f"{c2_id}/seed-{s}", c2_seed_task,
               (models[s], options.dataset, options.data_dir, c1[i],
@@ -390,7 +389,7 @@ def _conv_finding(options: ReproduceOptions, nets: dict, root: Path, executor: E
     todo = [Task(key, conv_net_task, (options.dataset, options.data_dir, net, s, options.device),
                  num_gpus=gpus_for(options.device)) for key, (s, _) in where.items()]
     start = time.perf_counter()
-    say(f"networks c-conv: {net.spec}, relu with BatchNorm, {net.seeds} seeds x {net.epochs} "
+    say(f"networks c-conv: {net.spec}, relu with BatchNorm, {net.seeds} seeds x {net.train.epochs} "
         f"epochs ({len(todo)} to train)")
 
     def store(task: Task, ckpt: Checkpoint) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ def conv_net_task(dataset: str, data_dir: str | None, net: ConvProtocol, seed: i
                   device: str = "cpu") -> Checkpoint:
     """One network of the convolutional family, trained (returned, not stored)."""
     data = load_dataset(dataset, data_dir, input_shape=net.input_shape)
-    return train_model(data, net.spec, "relu", "none", TrainConfig(**net.train(), seed=seed),
+    return train_model(data, net.spec, "relu", "none", replace(net.train, seed=seed),
                        batchnorm=True, device=device, progress=False)
 
 C1_FORMAT = "prune-info-reproduce-c1"
@@ -69,7 +70,8 @@ def _c2_cells(search: dict, scores: dict, sizes: Sequence[int]) -> list[tuple[di
 
 
 def c2_seed_task(model_path: str, dataset: str, data_dir: str | None, search: dict,
-                 sizes: Sequence[int], train: dict, seed: int, device: str = "cpu") -> dict:
+                 sizes: Sequence[int], train: TrainConfig, seed: int, device: str = "cpu"
+                 ) -> dict:
     """Every C2 cell of one network (criteria x sizes x rest), retrained as one stack."""
     data = load_dataset(dataset, data_dir)
     ckpt = load_checkpoint(model_path)
@@ -79,7 +81,7 @@ def c2_seed_task(model_path: str, dataset: str, data_dir: str | None, search: di
                                 options=options)[c]
               for c in C2_CRITERIA if c != "synergy"}
     cells = _c2_cells(search, scores, sizes)
-    config = TrainConfig(**{**train, "seed": seed})
+    config = replace(train, seed=seed)
     outcomes = retrain_subnetworks(ckpt, data, [c for _, c in cells], config, device=device)
     dense = float(ckpt.metrics["test_acc"])
     rows = [{**label, **out, "drop_pp": 100.0 * (dense - out["test_acc"])}
