@@ -27,6 +27,7 @@ from prune_info.checkpoint import Checkpoint
 from prune_info.data import load_dataset
 from prune_info.deploy.bench import benchmark_models
 from prune_info.experiments.subnetworks import CompareConfig, run_comparison, summarise
+from prune_info.training.loop import TrainConfig
 from prune_info.zoo import arch_spec, build_model, parse_arch
 
 CRITERIA = "mi,kl,entropy,synergy,gcmi-model,magnitude,taylor,random"
@@ -67,7 +68,8 @@ def main() -> None:
     config = CompareConfig(
         spec=args.arch, act=args.act, reg=args.reg,
         criteria=tuple(args.criteria.split(",")), seeds=tuple(range(args.seeds)),
-        amounts=tuple(float(a) for a in args.amounts.split(",")), epochs=args.epochs,
+        amounts=tuple(float(a) for a in args.amounts.split(",")),
+        train=TrainConfig(epochs=args.epochs),
         retrain_epochs=args.finetune_epochs, rewind=None,
     )
     start = time.perf_counter()

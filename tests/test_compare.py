@@ -6,9 +6,10 @@ from scipy import stats
 
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.subnetworks import CompareConfig, Comparison, run_comparison, summarise
+from prune_info.training.loop import TrainConfig
 
 TINY = CompareConfig(spec="64-8-8-10", criteria=("mi", "random"), seeds=(0, 1), keep=(4,),
-                     epochs=1, retrain_epochs=1)
+                     train=TrainConfig(epochs=1), retrain_epochs=1)
 
 
 def test_comparison_rows_resume_and_refuse_other_configs(digits, tmp_path, monkeypatch):

@@ -435,7 +435,7 @@ def test_run_directory_documents_that_are_not_json_objects_are_refused(tmp_path)
     out.mkdir()
     (out / "results.json").write_text("[]")
     compare = CompareConfig(spec="64-8-10", criteria=("random",), seeds=(0,), keep=(4,),
-                            epochs=1, retrain_epochs=1)
+                            train=TrainConfig(epochs=1), retrain_epochs=1)
     with pytest.raises(PruneInfoError, match=r"results\.json is malformed \(a JSON list"):
         run_comparison(load_dataset("digits"), compare, out, progress=False)
     with pytest.raises(PruneInfoError, match=r"`amount`=1\.5 is outside \[0, 1\)"):

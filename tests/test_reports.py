@@ -25,6 +25,7 @@ from prune_info.experiments.subnetworks import (
 )
 from prune_info.pruning.retrain_report import RetrainReport, RetrainRun, Round, RoundsReport
 from prune_info.reports import Report
+from prune_info.training.loop import TrainConfig
 
 
 def _subclasses(cls):
@@ -248,6 +249,9 @@ def test_comparison_documents_are_pinned():
                              "epochs": 10, "optimizer": "rmsprop", "lr": 1e-3,
                              "retrain_epochs": 10, "rewind": "init"}  # rest "removed": left out
     assert Comparison.from_dict(doc).config == comparison.config
+    tuned = replace(comparison.config, train=TrainConfig(epochs=3, momentum=0.9))
+    assert tuned.to_dict()["momentum"] == 0.9  # a setting off its default is recorded too
+    assert CompareConfig.from_dict(tuned.to_dict()) == tuned
     table = summarise(comparison)
     mi = table.to_dict()["table"][0]
     assert mi == {"criterion": "mi", "selection": "keep", "value": 4, "arch": "64-4-10",

@@ -39,7 +39,7 @@ from prune_info.io import atomic_write, check_writable_dir, locked_output_dir
 from prune_info.pruning.config import PruneConfig
 from prune_info.pruning.retrain import RetrainConfig, iterative_prune, retrain_checkpoint
 from prune_info.pruning.retrain_report import RetrainReport
-from prune_info.training.loop import OPTIMIZERS
+from prune_info.training.loop import OPTIMIZERS, TrainConfig
 from prune_info.viz.subnetworks import plot_comparison
 from prune_info.zoo import ACTIVATIONS, REGULARISERS
 
@@ -236,7 +236,8 @@ def subnetworks(data_name, data_dir, spec, act, reg, criteria, keep, amounts, se
         seeds=tuple(range(seeds)),
         keep=tuple(parse_int_list(keep or "5,10,15", "--keep")) if amounts is None else (),
         amounts=tuple(parse_float_list(amounts, "--amounts")) if amounts is not None else (),
-        epochs=epochs, optimizer=optimizer, lr=lr, retrain_epochs=retrain_epochs,
+        train=TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr),
+        retrain_epochs=retrain_epochs,
         rewind=None if rewind == "none" else rewind, rest=rest,
     )
     config.validate()

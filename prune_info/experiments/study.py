@@ -199,7 +199,7 @@ class StudyConfig:
         out: dict[str, Any] = {}
         for name, value in asdict(self).items():
             if name == "train":
-                out.update({k: value[k] for k in STUDY_TRAINING})
+                out.update(self.train.settings(STUDY_TRAINING))
             elif name != "seeds":
                 out[name] = value
         return json.loads(json.dumps(out))  # tuples -> lists, as read back from JSON

@@ -34,7 +34,7 @@ Results are saved after every seed, so an interrupted comparison resumes where i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +62,19 @@ from prune_info.training.loop import TrainConfig, fit, train_model
 from prune_info.zoo import build_model
 
 RESULTS_FORMAT = "prune-info-comparison"
+#: The training settings a comparison's record always holds (see :meth:`CompareConfig.to_dict`).
+COMPARE_TRAINING = ("epochs", "optimizer", "lr")
 #: What happens to the units a sub-network leaves out (see the module docstring).
 REST = ("removed", "frozen")
 
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """A comparison: what to train, which criteria, how much to keep, how to retrain."""
+    """A comparison: what to train, which criteria, how much to keep, how to retrain.
+
+    ``train`` trains each dense network (its seed is each network's own); the sub-networks are
+    retrained ``retrain_epochs`` epochs with the same settings.
+    """
 
     spec: str
     criteria: tuple[str, ...]
@@ -77,9 +83,7 @@ class CompareConfig:
     amounts: tuple[float, ...] = ()
     act: str = "relu"
     reg: str = "none"
-    epochs: int = 10
-    optimizer: str = "rmsprop"
-    lr: float = 1e-3
+    train: TrainConfig = TrainConfig(epochs=10)
     retrain_epochs: int = 10
     rewind: str | None = "init"
     rest: str = "removed"
@@ -97,8 +101,12 @@ class CompareConfig:
             raise PruneInfoError("name at least one criterion")
         if not self.seeds:
             raise PruneInfoError("`seeds` must be at least 1")
-        if self.epochs < 1 or self.retrain_epochs < 1:
-            raise PruneInfoError("`epochs` and `retrain_epochs` must be at least 1")
+        self.train.validate()
+        if self.retrain_epochs < 1:
+            raise PruneInfoError("`retrain_epochs` must be at least 1")
+        if self.train.seed != 0:
+            raise PruneInfoError("each network trains with its own seed (`seeds`): leave "
+                                 "`train`'s seed at 0")
         for value in self.amounts:  # each becomes a prune of every seed: refuse before training
             PruneConfig(criterion="random", amount=value).validate()
 
@@ -109,10 +117,28 @@ class CompareConfig:
         return [("amount", a) for a in self.amounts]
 
     def to_dict(self) -> dict:
-        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """The configuration as results.json records it: flat, the training settings as
+        top-level keys (``epochs``, ``optimizer``, ``lr``, and any other that is not the
+        default)."""
+        out: dict[str, Any] = {}
+        for name in (f.name for f in fields(self)):
+            value = getattr(self, name)
+            if name == "train":
+                out.update(value.settings(COMPARE_TRAINING))
+            else:
+                out[name] = list(value) if isinstance(value, tuple) else value
         if out["rest"] == "removed":  # the identity of comparisons made before `rest` existed
             out.pop("rest")
         return out
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> CompareConfig:
+        """The configuration :meth:`to_dict` recorded."""
+        train_fields = {f.name for f in fields(TrainConfig)}
+        plain: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in doc.items()}
+        train = TrainConfig(**{k: v for k, v in plain.items() if k in train_fields})
+        return cls(**{k: v for k, v in plain.items() if k not in train_fields}, train=train)
 
 
 @dataclass(frozen=True)
@@ -135,9 +161,7 @@ class Comparison(Report):
 
     @classmethod
     def from_fields(cls, doc: dict) -> Comparison:
-        config: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in doc["config"].items()}
-        return cls(CompareConfig(**config), doc["dataset"], list(doc["rows"]))
+        return cls(CompareConfig.from_dict(doc["config"]), doc["dataset"], list(doc["rows"]))
 
     def table(self) -> str:
         return summarise(self).table()
@@ -216,7 +240,7 @@ def _prune_config(kind: str, value, n_layers: int, criterion: str, seed: int) ->
 
 
 def _seed_rows(data: Dataset, config: CompareConfig, seed: int, progress: bool) -> list[dict]:
-    train = TrainConfig(epochs=config.epochs, optimizer=config.optimizer, lr=config.lr, seed=seed)
+    train = replace(config.train, seed=seed)
     dense = train_model(data, config.spec, config.act, config.reg, train, progress=progress)
     dense_acc = dense.metrics["test_acc"]
     shape = tuple(data.input_shape)
@@ -260,8 +284,7 @@ def _frozen_rows(data: Dataset, config: CompareConfig, dense: Checkpoint, seed: 
             units = {layer: top_units(s, int(value)) for layer, s in scores.items()}
             cells.append(SubnetCell(units, "frozen"))
             labels.append((criterion, value))
-    train = TrainConfig(epochs=config.retrain_epochs, optimizer=config.optimizer, lr=config.lr,
-                        seed=seed)
+    train = replace(config.train, epochs=config.retrain_epochs, seed=seed)
     outcomes = retrain_subnetworks(dense, data, cells, train, progress=progress)
     dense_acc = dense.metrics["test_acc"]
     params = count_parameters(dense.model)

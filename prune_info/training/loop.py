@@ -12,7 +12,7 @@ at the end, never used for selection.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -88,6 +88,18 @@ class TrainConfig:
         out = asdict(self)
         out["save_rewind_steps"] = list(self.save_rewind_steps)
         return out
+
+    def settings(self, always: Sequence[str]) -> dict[str, Any]:
+        """The fields ``always`` names, then every other one that differs from its default: how
+        a config containing this one records it (flat, and unchanged while the rest keep
+        their defaults).
+
+        >>> TrainConfig(epochs=3, momentum=0.9).settings(("epochs", "lr"))
+        {'epochs': 3, 'lr': 0.001, 'momentum': 0.9}
+        """
+        default, mine = TrainConfig().to_dict(), self.to_dict()
+        return {**{k: mine[k] for k in always},
+                **{k: v for k, v in mine.items() if k not in always and v != default[k]}}
 
 
 @dataclass
