@@ -44,8 +44,9 @@ from prune_info.errors import PruneInfoError
 _EXPORTS = {
     "compute_curves": "prune_info.analysis", "ks_gap": "prune_info.analysis",
     "layer_oinfo": "prune_info.analysis", "mean_gap": "prune_info.analysis",
-    "ablate": "prune_info.api", "prune": "prune_info.api", "retrain": "prune_info.api",
-    "score": "prune_info.api", "AblationConfig": "prune_info.analysis.ablate",
+    "ablate": "prune_info.api", "bench": "prune_info.api", "oinfo": "prune_info.api",
+    "prune": "prune_info.api", "retrain": "prune_info.api", "score": "prune_info.api",
+    "AblationConfig": "prune_info.analysis.ablate",
     "Checkpoint": "prune_info.checkpoint", "clone_model": "prune_info.checkpoint",
     "load_checkpoint": "prune_info.checkpoint", "save_checkpoint": "prune_info.checkpoint",
     "ScoreOptions": "prune_info.criteria", "available_criteria": "prune_info.criteria",
@@ -75,11 +76,11 @@ _EXPORTS = {
 __all__ = ["AblationConfig", "Checkpoint", "CriterionImportance", "Dataset", "LayerInfo",
     "PruneConfig", "PruneInfoError", "PrunePlan", "RetrainConfig", "RunOptions", "ScoreOptions",
     "Split", "StudyConfig", "TrainConfig", "__version__", "ablate", "accuracy", "apply_plan",
-    "as_dataset", "as_split", "available_criteria", "benchmark_models", "build_model",
+    "as_dataset", "as_split", "available_criteria", "bench", "benchmark_models", "build_model",
     "clone_model", "compute_curves", "compute_scores", "count_parameters", "example_input",
     "export_onnx", "ks_gap", "layer_oinfo", "load_checkpoint", "load_dataset", "mask_plan",
-    "mean_gap", "parse_arch", "plan_global", "plan_layerwise", "plan_max_drop", "prunable_layers",
-    "prune", "prune_checkpoint", "rank_units", "register_criterion", "retrain",
+    "mean_gap", "oinfo", "parse_arch", "plan_global", "plan_layerwise", "plan_max_drop",
+    "prunable_layers", "prune", "prune_checkpoint", "rank_units", "register_criterion", "retrain",
     "retrain_checkpoint", "run_pipeline", "run_study", "save_checkpoint", "score", "total_macs",
     "train_model", "train_seeds"]
 
@@ -102,7 +103,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # the names as mypy and editors see them
     from prune_info.analysis import compute_curves, ks_gap, layer_oinfo, mean_gap
     from prune_info.analysis.ablate import AblationConfig
-    from prune_info.api import ablate, prune, retrain, score
+    from prune_info.api import ablate, bench, oinfo, prune, retrain, score
     from prune_info.checkpoint import Checkpoint, clone_model, load_checkpoint, save_checkpoint
     from prune_info.criteria import (
         ScoreOptions,

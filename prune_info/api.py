@@ -2,21 +2,26 @@
 data in any form the data seam reads (a ``DataLoader`` of ``(x, y)`` batches, tensors, a
 mapping of splits: see :func:`prune_info.data.as_dataset`).
 
-Re-exported by ``prune_info`` (``pi.score``, ``pi.ablate``, ``pi.prune``, ``pi.retrain``).
+Re-exported by ``prune_info``: ``pi.score``, ``pi.oinfo``, ``pi.ablate``, ``pi.prune``,
+``pi.retrain`` and ``pi.bench`` (with ``pi.accuracy`` and ``pi.export_onnx``, which take a module
+as they are), each returning its report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
 import torch
 
 from prune_info.analysis.ablate import AblationConfig, AblationReport, ablate_checkpoint
+from prune_info.analysis.oinfo import OinfoDocument, oinfo_checkpoint
 from prune_info.checkpoint import Checkpoint, as_checkpoint
 from prune_info.criteria import ScoreOptions, compute_scores
-from prune_info.data import as_dataset, as_split
+from prune_info.data import Dataset, as_dataset, as_split
+from prune_info.deploy.bench import BenchResult, benchmark_models
 from prune_info.errors import PruneInfoError
 from prune_info.pruning import (
     PruneConfig,
@@ -27,7 +32,7 @@ from prune_info.pruning import (
 )
 from prune_info.pruning import retrain_checkpoint as _retrain_checkpoint
 
-__all__ = ["ablate", "prune", "retrain", "score"]
+__all__ = ["ablate", "bench", "oinfo", "prune", "retrain", "score"]
 
 
 def _config(cls: type, config: Any, settings: dict[str, Any]) -> Any:
@@ -119,3 +124,34 @@ def ablate(model: torch.nn.Module | Checkpoint, data: Any, config: AblationConfi
     """
     return ablate_checkpoint(as_checkpoint(model), as_dataset(data),
                              _config(AblationConfig, config, settings), progress=progress)
+
+
+def oinfo(model: torch.nn.Module | Checkpoint, data: Any, *, split: str = "val",
+          max_samples: int | None = None, **search: Any) -> OinfoDocument:
+    """Synergistic and redundant groups of units, layer by layer, in one call:
+    ``pi.oinfo(model, loader, max_size=4)`` (the O-information search of Clauw et al.).
+
+    ``search`` are :func:`~prune_info.analysis.oinfo.layer_oinfo`'s keyword arguments
+    (``layers``, ``max_exhaustive``, ``max_size``, ``beam_width``, ``post_activation``,
+    ``seed``, ...). The document's ``table()`` is what ``prune-info oinfo`` prints, ``write(path)``
+    its ``--out`` JSON.
+    """
+    return oinfo_checkpoint(as_checkpoint(model), as_dataset(data), split=split,
+                            max_samples=max_samples, **search)
+
+
+def bench(models: Iterable[torch.nn.Module | Checkpoint | str | os.PathLike], data: Any = None,
+          **settings: Any) -> list[BenchResult]:
+    """Accuracy, size and latency of each model in one call: ``pi.bench([model, small],
+    loader)``.
+
+    ``models`` are modules, checkpoints, or checkpoint and ONNX files; ``data`` anything
+    :func:`~prune_info.data.as_dataset` reads (its test split is measured), a data source name,
+    or ``None`` for each file's recorded data. ``settings`` are
+    :func:`~prune_info.deploy.benchmark_models`' keyword arguments (``batches``, ``threads``,
+    ``repeat``, ``runtimes``, ``device``, ...).
+    """
+    items = [m if isinstance(m, (str, os.PathLike, Checkpoint)) else as_checkpoint(m)
+             for m in models]
+    dataset = data if data is None or isinstance(data, (str, Dataset)) else as_dataset(data)
+    return benchmark_models(items, dataset, **settings)

@@ -105,6 +105,24 @@ def test_as_dataset_fills_missing_splits_from_the_given_ones(module_and_loader, 
     assert one.train is one.val is one.test
 
 
+def test_oinfo_and_bench_take_a_module_and_a_dataloader(module_and_loader, digits):
+    from prune_info.analysis.oinfo import oinfo_checkpoint
+
+    model, loaders = module_and_loader
+    document = pi.oinfo(model, loaders["val"], max_samples=100, max_size=3)
+    by_hand = oinfo_checkpoint(pi.Checkpoint(model), digits, max_samples=100, max_size=3)
+    def timeless(doc):
+        return [{k: v for k, v in layer.items() if k != "seconds"} for layer in doc.layers]
+
+    assert timeless(document) == timeless(by_hand) and document.table().strip()
+    small = pi.prune(model, loaders["val"], criterion="mi", amount=0.5).checkpoint.model
+    rows = pi.bench([model, small], loaders["test"], batches=(1,), repeat=2, warmup=1,
+                    runtimes=("torch",), threads=1)
+    assert [r.test_acc for r in rows] == pytest.approx(
+        [pi.accuracy(model, digits.test), pi.accuracy(small, digits.test)])
+    assert rows[1].parameters < rows[0].parameters
+
+
 def test_retrain_and_export_take_the_pruned_module(module_and_loader, digits, tmp_path):
     model, loaders = module_and_loader
     pruned = pi.prune(model, loaders["val"], criterion="mi", amount=0.5).checkpoint
