@@ -8,16 +8,16 @@ test images, by the prefix-sum and the batched path, alternately with the defaul
 CPU-bound process beside it, e.g. ``python3 -c 'while True: pass' &``.
 
     .venv/bin/python benchmarks/bench_threads.py --repeat 2
+
+The figures go to ``benchmarks/results/`` (:func:`harness.record`), quoted by RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
-from pathlib import Path
 
+import harness
 import torch
 
 from prune_info import _torch
@@ -37,7 +37,7 @@ def main() -> None:
     model = train_model(data, "784-100-100-10", config=TrainConfig(epochs=1),
                         progress=False).model.eval()
     orders = random_orders(100, args.random, seed=0)
-    loads = [Path("/proc/loadavg").read_text().strip()]
+    started = harness.loadavg()
     times: dict[str, list[float]] = {}
     reference = None
     for _ in range(args.repeat):
@@ -50,11 +50,16 @@ def main() -> None:
                         time.perf_counter() - start)
                     reference = counts if reference is None else reference
                     assert torch.equal(counts, reference)
-    loads.append(Path("/proc/loadavg").read_text().strip())
-    print(json.dumps({"machine": platform.machine(), "torch": torch.__version__,
-                      "loadavg": loads, "orders": args.random,
-                      "seconds": {k: [round(t, 2) for t in v] for k, v in times.items()}},
-                     indent=2))
+    seconds = {k: [round(t, 2) for t in v] for k, v in times.items()}
+    for key, values in seconds.items():
+        print(f"{key}: {values} s")
+    fixed = f"{args.threads} threads"
+    harness.record("bench_threads", vars(args), {
+        "seconds": seconds,
+        # the policy's gain, per path: best time with fixed threads / best on the free cores
+        "fixed_over_free": {m: round(min(times[f"{m}, {fixed}"])
+                                     / min(times[f"{m}, free cores"]), 3)
+                            for m in ("prefix", "batched")}}, started_load=started)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 Target on 2 CPU cores: one epoch of 48,000 samples in under 3 s.
 
     .venv/bin/python benchmarks/bench_train.py [--epochs 3] [--device cpu|cuda]
+
+The figures go to ``benchmarks/results/`` (:func:`harness.record`), quoted by RESULTS.md.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import platform
 import time
 
+import harness
 import torch
 
 from prune_info._torch import resolve_device
@@ -25,6 +28,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    started = harness.loadavg()
     data = load_dataset("fashion-mnist")
     arch = parse_arch("784-100-100-10", data.input_shape, 10, "relu", "l2")
     times = []
@@ -42,6 +46,10 @@ def main() -> None:
     print(f"epoch of {n} samples at batch 32 (incl. validation pass): median {median:.2f} s, "
           f"best {best:.2f} s, {n / median:,.0f} samples/s; target < 3 s: "
           f"{'met' if median < 3 else 'NOT met'}")
+    harness.record("bench_train", vars(args), {
+        "samples": n, "threads": torch.get_num_threads(), "epoch_s_median": round(median, 3),
+        "epoch_s_best": round(best, 3), "samples_per_s": round(n / median),
+        "target_s": 3, "met": median < 3}, started_load=started)
 
 
 if __name__ == "__main__":

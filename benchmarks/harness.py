@@ -2,7 +2,9 @@
 JSON result file per configuration; and what the real-model benchmarks (``bench_zoo``,
 ``bench_groups``) share: their model table, seeded subsets of a dataset, error records.
 
-A result file (``write_result``) holds what a RESULTS.md row needs to be checked later: the
+A result file (``write_result``; ``record`` names it by the configuration and keeps it in
+``benchmarks/results/``, where ``benchmarks/results.py`` renders it into RESULTS.md and checks
+the quoted block) holds what a RESULTS.md row needs to be checked later: the
 command line that produced it, the date, the machine (CPU, cores, memory, Python and torch
 versions, GPU if any), the load average when it started and when it ended, the configuration
 and the figures. Scripts run from the repository root (``.venv/bin/python benchmarks/X.py``), so
@@ -24,8 +26,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MODELS", "Stopwatch", "error_record", "loadavg", "loadavg_text", "machine",
-           "result_path", "short_error", "subsample", "write_json", "write_result"]
+__all__ = ["MODELS", "RESULTS_DIR", "Stopwatch", "error_record", "loadavg", "loadavg_text",
+           "machine", "record", "result_path", "short_error", "subsample", "write_json",
+           "write_result"]
+
+#: Where the result files RESULTS.md quotes are kept (committed; ``benchmarks/results.py check``
+#: compares each quoted block with its file).
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def loadavg() -> list[float] | None:
@@ -107,6 +114,17 @@ def write_result(path: str | Path, config: dict[str, Any], result: dict[str, Any
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(document, indent=2, default=str) + "\n")
     os.replace(tmp, path)
+    return path
+
+
+def record(name: str, config: dict[str, Any], result: dict[str, Any], *,
+           started_load: list[float] | None, out_dir: str | Path = RESULTS_DIR) -> Path:
+    """Write one figure set as ``out_dir/name[-config].json`` (:func:`result_path`,
+    :func:`write_result`) and say where: the file ``benchmarks/results.py`` renders into
+    RESULTS.md."""
+    path = write_result(result_path(out_dir, name, config), config, result,
+                        started_load=started_load)
+    print(f"result: {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     return path
 
 
