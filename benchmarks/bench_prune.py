@@ -21,6 +21,10 @@ peak: the kernels work in blocks of 16 floats (one AVX-512 register), so a width
 leaves lanes idle, and the input batch (256 x 784 floats) is read and packed whatever the width.
 
     .venv/bin/python benchmarks/bench_prune.py [--threads 1] [--repeat 200] [--json out.json]
+
+The headline figures (per model and removal: MAC ratio, speed-up and speed-up / MAC ratio at
+each batch) go to ``benchmarks/results/`` (:func:`harness.record`), quoted by RESULTS.md;
+``--json`` writes every row.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import copy
 import json
 import platform
 
+import harness
 import numpy as np
 import torch
 
@@ -121,6 +126,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the rows to this file")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
+    started = harness.loadavg()
     with torch_threads(args.threads):
         print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
               f"thread(s), torch {torch.__version__}, median of up to {args.repeat} calls "
@@ -135,6 +141,13 @@ def main() -> None:
         print(f"target: MLP 50 % removed, batch 256: speed-up {mlp50['b256']['speedup']:.2f} = "
               f"{eff:.2f} x MAC ratio {mlp50['mac_ratio']:.2f} -> "
               f"{'PASS' if eff >= 0.7 else 'FAIL'} (need >= 0.7)")
+    harness.record("bench_prune", {k: v for k, v in vars(args).items() if k != "json"}, {
+        f"{r['model']} {r['removed']}": {
+            "mac_ratio": round(r["mac_ratio"], 3),
+            **{f"b{b}": {"speedup": round(r[f"b{b}"]["speedup"], 3),
+                         "per_mac_ratio": round(r[f"b{b}"]["efficiency"], 3)}
+               for b in batches}}
+        for r in rows if r["removed"] != "dense"}, started_load=started)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"threads": args.threads, "repeat": args.repeat, "rows": rows}, fh,

@@ -19,6 +19,8 @@ The models are trained briefly first (``--train-epochs`` on ``--train-samples`` 
 samples, so that the units have realistic activity); timing does not depend on accuracy.
 
     .venv/bin/python benchmarks/bench_score.py [--repeats 11] [--threads N] [--device cpu]
+
+The figures go to ``benchmarks/results/`` (:func:`harness.record`), quoted by RESULTS.md.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import sys
 import time
 from dataclasses import replace
 
+import harness
 import torch
 
 from prune_info._torch import resolve_device
@@ -110,6 +113,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    started = harness.loadavg()
     data = load_dataset("fashion-mnist")
 
     print("command:", shlex.join([".venv/bin/python", "benchmarks/bench_score.py",
@@ -121,12 +125,17 @@ def main() -> None:
     print(f"{'model':<16} {'forward ms':>11} {'score ms':>9} {'ratio':>6} {'paired':>7} "
           f"{'best':>5}")
     worst = 0.0
+    figures = {}
     for spec in args.arch or ARCHS:
         r = bench(spec, data, args, device)
         worst = max(worst, r["ratio"])
         print(f"{r['arch']:<16} {r['forward_ms']:>11.1f} {r['score_ms']:>9.1f} "
               f"{r['ratio']:>6.2f} {r['paired_ratio']:>7.2f} {r['best_ratio']:>5.2f}")
+        figures[spec] = {k: round(v, 3) for k, v in r.items() if k != "arch"}
     print(f"target: ratio <= 1.30 -> {'met' if worst <= 1.3 else 'NOT met'} (worst {worst:.2f})")
+    harness.record("bench_score", {k: v for k, v in vars(args).items() if k != "arch"},
+                   {**figures, "threads": torch.get_num_threads(), "target_ratio": 1.3,
+                    "met": worst <= 1.3}, started_load=started)
 
 
 if __name__ == "__main__":
