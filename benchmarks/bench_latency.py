@@ -14,6 +14,10 @@ warm-up, and compares medians. Batch 1 is reported too: there per-call overhead 
 no speed-up is expected.
 
     .venv/bin/python benchmarks/bench_latency.py [--threads 1] [--repeat 2000] [--device cpu|cuda]
+
+The figures (per runtime and batch: medians, speed-up, speed-up / MAC ratio) go to
+``benchmarks/results/`` (:func:`harness.record`), quoted by RESULTS.md; ``--json`` writes every
+statistic.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import platform
 import sys
 
+import harness
 import onnxruntime as ort
 import torch
 
@@ -83,6 +88,7 @@ def main() -> int:
         return 2
     batches = [int(b) for b in args.batches.split(",")]
 
+    started = harness.loadavg()
     dense, pruned, how = make_models()
     macs = [count_macs(c.model, INPUT_SHAPE) for c in (dense, pruned)]
     mac_ratio = macs[0] / macs[1]
@@ -134,6 +140,14 @@ def main() -> int:
                                 "speedup_over_mac_ratio": speedup / mac_ratio,
                                 "judged": judged, "met": bool(met)})
     print(f"\ntarget {'met' if ok else 'NOT met'}")
+    harness.record("bench_latency", {k: v for k, v in vars(args).items() if k != "json_path"}, {
+        "mac_ratio": round(mac_ratio, 3), "pruned_by": how,
+        **{f"{r['runtime']} {r['device']} b{r['batch']}": {
+            "dense_ms": round(r["dense"]["median_ms"], 4),
+            "pruned_ms": round(r["pruned"]["median_ms"], 4),
+            "speedup": round(r["speedup"], 3),
+            "per_mac_ratio": round(r["speedup_over_mac_ratio"], 3)} for r in results},
+        "target_met": ok}, started_load=started)
     if args.json_path:
         document = {"threads": args.threads, "repeat": args.repeat, "device": str(dev),
                     "macs": macs, "mac_ratio": mac_ratio, "pruned_by": how,
