@@ -1,4 +1,5 @@
-"""Parsing the small texts of the command line shared by several layers (``K=V,...``)."""
+"""The small texts shared by several layers: ``K=V,...`` of the command line parsed, byte
+counts shown."""
 
 from __future__ import annotations
 
@@ -7,7 +8,23 @@ from typing import Any
 
 from prune_info.errors import PruneInfoError
 
-__all__ = ["parse_kwargs"]
+__all__ = ["human_bytes", "parse_kwargs"]
+
+
+def human_bytes(n: int | None) -> str:
+    """``12345`` -> ``12.1 kB`` (powers of 1024).
+
+    >>> human_bytes(12345), human_bytes(None)
+    ('12.1 kB', '-')
+    """
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
 
 
 def parse_kwargs(text: str | None, what: str = "model_kwargs") -> dict[str, Any]:

@@ -2,7 +2,9 @@
 refuses a document of another format or version; the documents are pinned."""
 
 import json
+import tempfile
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ from prune_info.analysis.oinfo import OinfoDocument, oinfo_checkpoint
 from prune_info.analysis.score import ScoreDocument, score_checkpoint
 from prune_info.checkpoint import Checkpoint
 from prune_info.data import load_dataset
+from prune_info.deploy.onnx import ExportReport, export_onnx
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.study import StudyConfig
 from prune_info.experiments.study_results import StudyResult
@@ -23,7 +26,10 @@ from prune_info.experiments.subnetworks import (
     ComparisonTable,
     summarise,
 )
+from prune_info.pruning.config import PruneConfig
 from prune_info.pruning.retrain_report import RetrainReport, RetrainRun, Round, RoundsReport
+from prune_info.pruning.summary import PruneSummary
+from prune_info.pruning.workflow import prune_checkpoint
 from prune_info.reports import Report
 from prune_info.training.loop import TrainConfig
 
@@ -119,10 +125,22 @@ def small_study() -> StudyResult:
     return summarise_study(config, records, at=[1])
 
 
+def small_prune() -> PruneSummary:
+    ckpt, data = _untrained()
+    return prune_checkpoint(ckpt, data, PruneConfig(criterion="magnitude", amount=0.5)).summary
+
+
+def small_export() -> ExportReport:
+    ckpt, data = _untrained()
+    with tempfile.TemporaryDirectory() as tmp:
+        return export_onnx(ckpt, Path(tmp) / "m.onnx", sample=data.val.x[:8])
+
+
 #: One example of every Report subclass; a new report without one fails the contract below.
 EXAMPLES = {AblationReport: small_ablation, ScoreDocument: small_scores,
             OinfoDocument: small_oinfo, RetrainReport: small_retrain, RoundsReport: small_rounds,
             Comparison: small_comparison, StudyResult: small_study,
+            PruneSummary: small_prune, ExportReport: small_export,
             ComparisonTable: lambda: summarise(small_comparison()),
             PlainReport: lambda: PlainReport("fc1", [1, 2], in_memory=7)}
 

@@ -6,6 +6,7 @@ import functools
 
 import click
 
+from prune_info._text import human_bytes
 from prune_info._torch import resolve_device
 from prune_info.cli.app import cli, flag_message
 from prune_info.cli.common import (
@@ -16,7 +17,6 @@ from prune_info.cli.common import (
     parse_int_list,
     trust_options,
 )
-from prune_info.cli.export import human_bytes
 from prune_info.deploy.bench import (
     DEFAULT_REPEAT,
     DEFAULT_WARMUP,

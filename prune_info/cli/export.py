@@ -8,7 +8,6 @@ from prune_info.cli.app import cli
 from prune_info.cli.common import (
     check_output,
     data_options,
-    echo_json,
     model_command_args,
 )
 from prune_info.deploy.onnx import (
@@ -19,18 +18,6 @@ from prune_info.deploy.onnx import (
     model_input_shape,
 )
 from prune_info.errors import PruneInfoError
-
-
-def human_bytes(n: int | None) -> str:
-    """``12345`` -> ``12.1 kB`` (powers of 1024)."""
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 @cli.command("export")
@@ -79,23 +66,9 @@ def export(ckpt, data_args, output, opset, exporter, n_samples, tolerance, as_js
     report = export_onnx(ckpt, output, opset=opset, sample=sample, exporter=exporter,
                          tolerance=tolerance)
     if as_json:
-        echo_json(report.to_dict(), "prune-info-export")
+        click.echo(report.to_json())
         return
-    steps = len(ckpt.pruning_history)
-    pruned = f" (pruned in {steps} step{'s' if steps != 1 else ''})" if steps else " (dense)"
-    rows = [
-        ("architecture", f"{ckpt.spec}{pruned}"),
-        ("parameters", f"{report.parameters:,}"),
-        ("MACs", "-" if report.macs is None else f"{report.macs:,}"),
-        ("opset / exporter", f"{report.opset} / {report.exporter}"),
-        ("file size", human_bytes(report.file_bytes)),
-        ("checked", f"onnx.checker passed; onnxruntime vs PyTorch at batch "
-                    f"{report.batch_sizes[0]} and 1"),
-        ("max abs diff", f"{report.max_abs_diff:.2e} (limit {report.tolerance:g})"),
-    ]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        click.echo(f"{key:<{width}}  {value}")
+    click.echo(report.table())
     if report.fallback:
         click.echo(f"note: {report.fallback}", err=True)
     if note:

@@ -25,7 +25,6 @@ from prune_info.criteria.options import BINNINGS, ScoreOptions
 from prune_info.criteria.ranking import GROUP_REDUCTIONS
 from prune_info.pruning.allocation import ORDERS
 from prune_info.pruning.config import PruneConfig
-from prune_info.pruning.summary import PruneSummary
 from prune_info.pruning.workflow import prune_checkpoint
 
 
@@ -124,63 +123,11 @@ def prune(ckpt, data_args, criterion, layerwise, amount, keep, max_drop, target,
                    f"{', '.join(summary.layers_at_min_units)}", err=True)
     if as_json:
         echo_json({**summary.to_dict(), "input": ckpt.source, "output": output},
-                  "prune-info-prune")
+                  summary.FORMAT)
         return
-    _print(summary)
+    click.echo(summary.table())
     click.echo(f"saved {output}")
 
 
 def _score_options(kwargs: dict, seed: int, device: str) -> ScoreOptions:
     return ScoreOptions(**kwargs, seed=seed, device=device)
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.2f} %"
-
-
-def _print(s: PruneSummary) -> None:
-    verb = "masked" if s.mode == "mask" else "removed"
-    click.echo(f"{s.criterion}, {s.allocation} ({s.order} first), units {verb}: "
-               f"{s.arch_before} -> {s.arch_after}")
-    rows = [("layer", "units", "params", "MACs")]
-    for r in s.layers:
-        rows.append((r.name + (" (ignored)" if r.ignored else ""),
-                     f"{r.units_before} -> {r.units_after}",
-                     f"{r.params_before:,} -> {r.params_after:,}",
-                     f"{r.macs_before:,} -> {r.macs_after:,}"))
-    rows.append(("model", "", f"{s.params_before:,} -> {s.params_after:,}",
-                 f"{s.macs_before:,} -> {s.macs_after:,}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    for label, before, after in (("validation accuracy", s.val_acc_before, s.val_acc_after),
-                                 ("test accuracy", s.test_acc_before, s.test_acc_after)):
-        click.echo(f"{label:<20} {_pct(before)} -> {_pct(after)}")
-    for members in s.groups:
-        click.echo(f"coupled, pruned together: {' + '.join(members)}")
-    left_out = [r.name for r in s.layers if r.ignored]
-    if left_out:
-        click.echo(f"left as they are: {len(left_out)} of {len(s.layers)} layers "
-                   "(ignored, or left out: see the notes above)")
-    if s.target is not None:
-        _print_target(s.target)
-    if s.max_drop is not None:
-        md = s.max_drop
-        counts = ", ".join(f"{k} {v}" for k, v in md["counts"].items())
-        click.echo(f"max-drop {md['budget_pp']:g} pp: removed {counts}; joint drop "
-                   f"{md['joint_drop_pp']:.2f} pp after {len(md['rounds']) - 1} back-off rounds")
-
-
-def _print_target(t: dict) -> None:
-    """The target line: asked, predicted, achieved."""
-    verdict = "met" if t["met"] else "NOT met"
-    if t["kind"] in ("macs", "params"):
-        what = "MACs" if t["kind"] == "macs" else "parameters"
-        click.echo(f"target {t['target']} ({t['allocation']}): {100 * t['achieved_share']:.2f} % "
-                   f"of the {what} kept, {1 / t['achieved_share']:.2f}x fewer (asked "
-                   f"{100 * t['limit'] / t['dense']:.2f} %): {verdict}")
-        return
-    click.echo(f"target {t['target']} ({t['allocation']}): {t['achieved']:.3g} ms against "
-               f"{t['dense_measured']:.3g} ms dense, {1 / t['achieved_share']:.2f}x faster "
-               f"(asked {t['limit_measured']:.3g} ms; batch {t['batch']}, {t['device']}, "
-               f"{t['threads']} threads): {verdict}")

@@ -64,16 +64,18 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from prune_info._text import human_bytes
 from prune_info._version import __version__
 from prune_info.checkpoint import Checkpoint, as_checkpoint, clone_model
 from prune_info.deploy.onnx_metadata import (
+    META_PREFIX,
     onnx_metadata,
     set_metadata,
 )
@@ -88,6 +90,7 @@ from prune_info.deploy.onnx_runtime import (
 from prune_info.errors import PruneInfoError
 from prune_info.io import atomic_write
 from prune_info.nn import count_parameters, total_macs
+from prune_info.reports import Report
 
 #: Opset written when none is asked for: native to both exporters, run by onnxruntime >= 1.14.
 DEFAULT_OPSET = 18
@@ -112,9 +115,10 @@ _NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch._dynamo"
 # Results
 
 
-@dataclass
-class ExportReport:
-    """What :func:`export_onnx` wrote and how well it matches PyTorch.
+@dataclass(frozen=True)
+class ExportReport(Report):
+    """What :func:`export_onnx` wrote and how well it matches PyTorch (``prune-info export``:
+    :meth:`table` what it prints, :meth:`to_dict` its ``--json``).
 
     Attributes
     ----------
@@ -159,8 +163,28 @@ class ExportReport:
     seconds: float = 0.0
     fallback: str | None = None
 
+    FORMAT = "prune-info-export"
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def table(self) -> str:
+        """Architecture (from the metadata written), size, MACs, exporter, the checks and the
+        largest difference from PyTorch."""
+        steps = int(self.metadata.get(META_PREFIX + "pruning_steps", "0"))
+        pruned = f" (pruned in {steps} step{'s' if steps != 1 else ''})" if steps else " (dense)"
+        rows = [
+            ("architecture", f"{self.metadata.get(META_PREFIX + 'spec', '?')}{pruned}"),
+            ("parameters", f"{self.parameters:,}"),
+            ("MACs", "-" if self.macs is None else f"{self.macs:,}"),
+            ("opset / exporter", f"{self.opset} / {self.exporter}"),
+            ("file size", human_bytes(self.file_bytes)),
+            ("checked", f"onnx.checker passed; onnxruntime vs PyTorch at batch "
+                        f"{self.batch_sizes[0]} and 1"),
+            ("max abs diff", f"{self.max_abs_diff:.2e} (limit {self.tolerance:g})"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -640,8 +664,6 @@ def export_onnx(ckpt: Checkpoint | nn.Module, path: str | os.PathLike, opset: in
     data, report = convert_checkpoint(as_checkpoint(ckpt), sample, opset, exporter, tolerance)
     with atomic_write(path) as tmp:
         tmp.write_bytes(data)
-    report.path = str(path)
-    report.seconds = time.perf_counter() - start
-    return report
+    return replace(report, path=str(path), seconds=time.perf_counter() - start)
 
 

@@ -16,6 +16,7 @@ from prune_info.nn import (
     prunable_layers,
 )
 from prune_info.pruning.config import PruneConfig
+from prune_info.reports import Report
 from prune_info.surgery import (
     PrunePlan,
 )
@@ -61,12 +62,12 @@ class LayerPruneSummary:
 
 
 @dataclass(frozen=True)
-class PruneSummary:
+class PruneSummary(Report):
     """What :func:`prune_checkpoint` did, as shown by ``prune-info prune``.
 
     :meth:`to_dict` gives the JSON document of ``prune-info prune --json`` (less its
     ``format``, ``input`` and ``output`` keys), nesting the flat fields below as
-    ``parameters``, ``macs`` and ``accuracy``.
+    ``parameters``, ``macs`` and ``accuracy``; :meth:`table` the text the command prints.
 
     Attributes
     ----------
@@ -98,6 +99,8 @@ class PruneSummary:
     groups : tuple of tuple of str
         The coupled groups pruned together.
     """
+
+    FORMAT = "prune-info-prune"
 
     criterion: str
     allocation: str
@@ -161,6 +164,79 @@ class PruneSummary:
         if self.groups:
             out["groups"] = [list(members) for members in self.groups]
         return out
+
+    @classmethod
+    def from_fields(cls, doc: dict) -> PruneSummary:
+        """The summary of a document :meth:`to_dict` made (``input``/``output`` ignored)."""
+        accuracy = doc["accuracy"]
+        return cls(
+            criterion=doc["criterion"], allocation=doc["allocation"], order=doc["order"],
+            mode=doc["mode"], arch_before=doc["arch_before"], arch_after=doc["arch_after"],
+            layers=tuple(LayerPruneSummary(**layer) for layer in doc["layers"]),
+            removed={layer: list(idxs) for layer, idxs in doc["removed"].items()},
+            params_before=doc["parameters"]["before"], params_after=doc["parameters"]["after"],
+            macs_before=doc["macs"]["before"], macs_after=doc["macs"]["after"],
+            val_acc_before=accuracy["val"]["before"], val_acc_after=accuracy["val"]["after"],
+            test_acc_before=accuracy["test"]["before"],
+            test_acc_after=accuracy["test"]["after"],
+            warnings=tuple(doc["warnings"]),
+            layers_at_min_units=tuple(doc["layers_at_min_units"]),
+            max_drop=doc.get("max_drop"), target=doc.get("target"),
+            groups=tuple(tuple(members) for members in doc.get("groups", [])))
+
+    def table(self) -> str:
+        """Widths, parameters and MACs per layer and for the model, accuracies, coupled groups,
+        and under a target or ``max-drop`` what was asked and reached."""
+        verb = "masked" if self.mode == "mask" else "removed"
+        lines = [f"{self.criterion}, {self.allocation} ({self.order} first), units {verb}: "
+                 f"{self.arch_before} -> {self.arch_after}"]
+        rows = [("layer", "units", "params", "MACs")]
+        for r in self.layers:
+            rows.append((r.name + (" (ignored)" if r.ignored else ""),
+                         f"{r.units_before} -> {r.units_after}",
+                         f"{r.params_before:,} -> {r.params_after:,}",
+                         f"{r.macs_before:,} -> {r.macs_after:,}"))
+        rows.append(("model", "", f"{self.params_before:,} -> {self.params_after:,}",
+                     f"{self.macs_before:,} -> {self.macs_after:,}"))
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+                  for row in rows]
+        for label, before, after in (
+                ("validation accuracy", self.val_acc_before, self.val_acc_after),
+                ("test accuracy", self.test_acc_before, self.test_acc_after)):
+            lines.append(f"{label:<20} {_pct(before)} -> {_pct(after)}")
+        lines += [f"coupled, pruned together: {' + '.join(members)}" for members in self.groups]
+        left_out = [r.name for r in self.layers if r.ignored]
+        if left_out:
+            lines.append(f"left as they are: {len(left_out)} of {len(self.layers)} layers "
+                         "(ignored, or left out: see the notes above)")
+        if self.target is not None:
+            lines.append(_target_line(self.target))
+        if self.max_drop is not None:
+            md = self.max_drop
+            counts = ", ".join(f"{k} {v}" for k, v in md["counts"].items())
+            lines.append(f"max-drop {md['budget_pp']:g} pp: removed {counts}; joint drop "
+                         f"{md['joint_drop_pp']:.2f} pp after {len(md['rounds']) - 1} back-off "
+                         "rounds")
+        return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f} %"
+
+
+def _target_line(t: dict) -> str:
+    """The target line: asked, predicted, achieved."""
+    verdict = "met" if t["met"] else "NOT met"
+    if t["kind"] in ("macs", "params"):
+        what = "MACs" if t["kind"] == "macs" else "parameters"
+        return (f"target {t['target']} ({t['allocation']}): {100 * t['achieved_share']:.2f} % "
+                f"of the {what} kept, {1 / t['achieved_share']:.2f}x fewer (asked "
+                f"{100 * t['limit'] / t['dense']:.2f} %): {verdict}")
+    return (f"target {t['target']} ({t['allocation']}): {t['achieved']:.3g} ms against "
+            f"{t['dense_measured']:.3g} ms dense, {1 / t['achieved_share']:.2f}x faster "
+            f"(asked {t['limit_measured']:.3g} ms; batch {t['batch']}, {t['device']}, "
+            f"{t['threads']} threads): {verdict}")
 
 
 @dataclass
