@@ -438,6 +438,10 @@ def test_run_directory_documents_that_are_not_json_objects_are_refused(tmp_path)
                             train=TrainConfig(epochs=1), retrain_epochs=1)
     with pytest.raises(PruneInfoError, match=r"results\.json is malformed \(a JSON list"):
         run_comparison(load_dataset("digits"), compare, out, progress=False)
+    (out / "results.json").write_text('{"format": "prune-info-comparison", "config": 5}')
+    with pytest.raises(PruneInfoError, match=r"results\.json is malformed \(the identity of its "
+                                             r"run is not a JSON object"):
+        run_comparison(load_dataset("digits"), compare, out, progress=False)
     with pytest.raises(PruneInfoError, match=r"`amount`=1\.5 is outside \[0, 1\)"):
         CompareConfig(spec="64-8-10", criteria=("mi",), seeds=(0,), amounts=(1.5,)).validate()
 

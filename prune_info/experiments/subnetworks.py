@@ -435,9 +435,14 @@ def comparison_directory(out_dir: str | Path) -> RunDirectory:
     the rows measured so far)."""
     return RunDirectory(out_dir, "results.json", RESULTS_FORMAT, what="a comparison's results",
                         other="a comparison of another configuration",
-                        identity_of=lambda doc: {**doc.get("config", {}),
-                                                 "dataset": doc.get("dataset")},
-                        claims=False)
+                        identity_of=_recorded_identity, claims=False)
+
+
+def _recorded_identity(doc: dict) -> Any:
+    """The identity a results.json records (its config and dataset); a config that is not a
+    JSON object is returned as it is, for the run directory to refuse."""
+    config = doc.get("config")
+    return {**config, "dataset": doc.get("dataset")} if isinstance(config, dict) else config
 
 
 def _identity(config: CompareConfig, dataset: str) -> dict:

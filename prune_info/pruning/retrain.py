@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -260,8 +260,8 @@ def rounds_identity(ckpt: Checkpoint, data: Dataset, prune_config, retrain_confi
     """What makes two iterative prunes the same run: the model (its file's SHA-256 and
     architecture), the data, the rounds and every setting but the device."""
     model = file_sha256(ckpt.source) if ckpt.source is not None else None
-    settings = {f"prune.{k}": v for k, v in vars(prune_config).items() if k != "device"}
-    settings.update({f"retrain.{k}": v for k, v in vars(retrain_config).items()
+    settings = {f"prune.{k}": v for k, v in asdict(prune_config).items() if k != "device"}
+    settings.update({f"retrain.{k}": v for k, v in asdict(retrain_config).items()
                      if k != "device"})
     return {"model_sha256": model, "arch": ckpt.spec, "data": data.name, "rounds": rounds,
             **settings}
@@ -300,7 +300,6 @@ def iterative_prune(
     out = Path(out_dir)
     directory = rounds_directory(out)
     identity = rounds_identity(ckpt, data, prune_config, retrain_config, rounds)
-    directory.check(identity)  # before the first round's work
 
     def save(r: int, checkpoint: Checkpoint) -> str:
         path = out / f"round{r}.pt"
@@ -311,9 +310,9 @@ def iterative_prune(
         resume = None
         if record is not None and (out / ROUNDS).is_file():
             so_far = RoundsReport.read(out / ROUNDS)
-            last = so_far.rounds[-1]
+            last = so_far.rounds[-1]  # saved in this directory, wherever it is now
             model = ckpt if last.checkpoint is None else load_checkpoint(
-                last.checkpoint, factory=ckpt.factory)
+                out / Path(last.checkpoint).name, factory=ckpt.factory)
             resume = (so_far, model)
         return _rounds(ckpt, data, prune_config, retrain_config, rounds, save=save,
                        on_round=lambda report: report.write(out / ROUNDS), resume=resume,
