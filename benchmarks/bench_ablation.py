@@ -17,18 +17,18 @@ Usage::
     .venv/bin/python benchmarks/bench_ablation.py --network --naive-orders 2
 
 Timings are wall-clock on whatever the machine is doing at the time; ``--threads`` sets torch's
-intra-op threads (default: torch's own choice).
+intra-op threads (default: torch's own choice). The figures go to ``benchmarks/results/``
+(:func:`harness.record`), quoted by RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 
+import harness
 import torch
 
 from prune_info.analysis.curves import (
@@ -60,8 +60,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    started = harness.loadavg()
     if args.network:
-        return _network(args)
+        return _report(_network(args), args, started)
 
     data = load_dataset("fashion-mnist", args.data_dir)
     start = time.perf_counter()
@@ -77,10 +78,6 @@ def main(argv: list[str] | None = None) -> dict:
         "what": "layer-wise curves, 784-100-100-10 ReLU/l2 FashionMNIST, 10,000 test images, "
                 f"3 criteria x 2 orders + {args.random} random, k = 0..100, both hidden layers",
         "torch_threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "load_average": os.getloadavg(),
-        "python": sys.version.split()[0], "torch": torch.__version__,
-        "machine": platform.machine(),
         "model_test_acc": ckpt.metrics["test_acc"], "train_s": round(train_s, 1),
         "score_s": round(score_s, 2), "layers": {},
     }
@@ -119,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
         "prefix": round(totals["naive"] / totals["prefix"], 1),
         "batched": round(totals["naive"] / totals["batched"], 1),
     }
-    return _report(result, args.out)
+    return _report(result, args, started)
 
 
 def _network(args: argparse.Namespace) -> dict:
@@ -135,7 +132,7 @@ def _network(args: argparse.Namespace) -> dict:
     result: dict = {
         "what": "whole-network curves, 784-100-100-10 ReLU/dropout FashionMNIST, 10,000 test "
                 f"images, 3 criteria x 2 orders + {args.random} random, k = 0..200",
-        "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg(),
+        "torch_threads": torch.get_num_threads(),
         "model_test_acc": ckpt.metrics["test_acc"], "runs": [],
     }
     counts = {}
@@ -154,15 +151,17 @@ def _network(args: argparse.Namespace) -> dict:
         naive = naive_curves(model, orders[:n], data.test)
         result["naive_s_extrapolated"] = round((time.perf_counter() - t) * orders.shape[0] / n, 1)
         result["prefix_equals_naive"] = bool(torch.equal(counts["prefix"][:n], naive))
-    return _report(result, args.out)
+    return result
 
 
-def _report(result: dict, out: str | None) -> dict:
-    """Print the result as JSON (and write it to ``out``)."""
+def _report(result: dict, args: argparse.Namespace, started: list[float] | None) -> dict:
+    """Print the result as JSON, record it (and write it to ``--out``)."""
     text = json.dumps(result, indent=2)
     print(text)
-    if out:
-        with open(out, "w") as fh:
+    harness.record("bench_ablation", {k: v for k, v in vars(args).items() if k != "out"},
+                   result, started_load=started)
+    if args.out:
+        with open(args.out, "w") as fh:
             fh.write(text + "\n")
     return result
 

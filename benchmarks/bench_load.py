@@ -9,16 +9,19 @@ alone and loaded with the default thread policy, and loaded with 2 fixed threads
 competitor takes one core, so about 2x is what the lost core explains.
 
     .venv/bin/python benchmarks/bench_load.py
+
+The figures go to ``benchmarks/results/`` (:func:`harness.record`), quoted by RESULTS.md.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import harness
 
 from prune_info import _torch
 from prune_info.analysis.curves import layerwise_curves, random_orders
@@ -27,11 +30,8 @@ from prune_info.experiments.study import StudyConfig, run_study
 from prune_info.training.loop import TrainConfig, train_model
 
 
-def _load() -> str:
-    return Path("/proc/loadavg").read_text().strip()
-
-
 def main() -> None:
+    started = harness.loadavg()
     data = load_dataset("fashion-mnist")
     model = train_model(data, "784-100-100-10", config=TrainConfig(epochs=1),
                         progress=False).model.eval()
@@ -55,24 +55,25 @@ def main() -> None:
 
     ablate()
     study()  # warm-up, untimed
-    out: dict = {"loadavg": [_load()]}
+    out: dict = {}
     out["alone"] = {"ablate": ablate(), "study": study()}
     competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(2)
-        out["loadavg"].append(_load())
+        out["load_with_competitor"] = harness.loadavg()
         out["one competitor, free cores"] = {"ablate": ablate(), "study": study()}
         with _torch.fixed_threads(2):
             out["one competitor, 2 fixed threads"] = {"ablate": ablate(), "study": study()}
     finally:
         competitor.kill()
-    out["loadavg"].append(_load())
     for key in ("one competitor, free cores", "one competitor, 2 fixed threads"):
         out[key]["slowdown"] = {k: round(out[key][k] / out["alone"][k], 2)
                                 for k in ("ablate", "study")}
     for key in ("alone", "one competitor, free cores", "one competitor, 2 fixed threads"):
         out[key].update({k: round(out[key][k], 2) for k in ("ablate", "study")})
-    print(json.dumps(out, indent=2))
+    for key, value in out.items():
+        print(f"{key}: {value}")
+    harness.record("bench_load", {}, out, started_load=started)
 
 
 if __name__ == "__main__":
