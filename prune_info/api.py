@@ -21,7 +21,8 @@ from prune_info.analysis.oinfo import OinfoDocument, oinfo_checkpoint
 from prune_info.checkpoint import Checkpoint, as_checkpoint
 from prune_info.criteria import ScoreOptions, compute_scores
 from prune_info.data import Dataset, as_dataset, as_split
-from prune_info.deploy.bench import BenchResult, benchmark_models
+from prune_info.deploy.bench import benchmark_models
+from prune_info.deploy.bench_report import BenchReport
 from prune_info.errors import PruneInfoError
 from prune_info.pruning import (
     PruneConfig,
@@ -141,7 +142,7 @@ def oinfo(model: torch.nn.Module | Checkpoint, data: Any, *, split: str = "val",
 
 
 def bench(models: Iterable[torch.nn.Module | Checkpoint | str | os.PathLike], data: Any = None,
-          **settings: Any) -> list[BenchResult]:
+          **settings: Any) -> BenchReport:
     """Accuracy, size and latency of each model in one call: ``pi.bench([model, small],
     loader)``.
 
@@ -149,9 +150,12 @@ def bench(models: Iterable[torch.nn.Module | Checkpoint | str | os.PathLike], da
     :func:`~prune_info.data.as_dataset` reads (its test split is measured), a data source name,
     or ``None`` for each file's recorded data. ``settings`` are
     :func:`~prune_info.deploy.benchmark_models`' keyword arguments (``batches``, ``threads``,
-    ``repeat``, ``runtimes``, ``device``, ...).
+    ``repeat``, ``runtimes``, ``device``, ...), recorded in the report as plain values. The
+    report's ``table()`` is what ``prune-info bench`` prints, ``write(path)`` its ``--json``.
     """
     items = [m if isinstance(m, (str, os.PathLike, Checkpoint)) else as_checkpoint(m)
              for m in models]
     dataset = data if data is None or isinstance(data, (str, Dataset)) else as_dataset(data)
-    return benchmark_models(items, dataset, **settings)
+    results = benchmark_models(items, dataset, **settings)
+    return BenchReport.of(results, **{k: str(v) if isinstance(v, torch.device) else v
+                                      for k, v in settings.items()})

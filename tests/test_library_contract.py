@@ -116,11 +116,13 @@ def test_oinfo_and_bench_take_a_module_and_a_dataloader(module_and_loader, digit
 
     assert timeless(document) == timeless(by_hand) and document.table().strip()
     small = pi.prune(model, loaders["val"], criterion="mi", amount=0.5).checkpoint.model
-    rows = pi.bench([model, small], loaders["test"], batches=(1,), repeat=2, warmup=1,
-                    runtimes=("torch",), threads=1)
+    report = pi.bench([model, small], loaders["test"], batches=(1,), repeat=2, warmup=1,
+                      runtimes=("torch",), threads=1)
+    rows = report.models
     assert [r.test_acc for r in rows] == pytest.approx(
         [pi.accuracy(model, digits.test), pi.accuracy(small, digits.test)])
     assert rows[1].parameters < rows[0].parameters
+    assert report.settings["batches"] == (1,) and "batch 1" in report.table()
 
 
 def test_retrain_and_export_take_the_pruned_module(module_and_loader, digits, tmp_path):

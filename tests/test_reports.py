@@ -15,6 +15,8 @@ from prune_info.analysis.oinfo import OinfoDocument, oinfo_checkpoint
 from prune_info.analysis.score import ScoreDocument, score_checkpoint
 from prune_info.checkpoint import Checkpoint
 from prune_info.data import load_dataset
+from prune_info.deploy.bench import benchmark_models
+from prune_info.deploy.bench_report import BenchReport
 from prune_info.deploy.onnx import ExportReport, export_onnx
 from prune_info.errors import PruneInfoError
 from prune_info.experiments.study import StudyConfig
@@ -136,11 +138,18 @@ def small_export() -> ExportReport:
         return export_onnx(ckpt, Path(tmp) / "m.onnx", sample=data.val.x[:8])
 
 
+def small_bench() -> BenchReport:
+    ckpt, data = _untrained()
+    results = benchmark_models([ckpt], data, batches=(1,), repeat=2, warmup=1,
+                               runtimes=("torch",), threads=1)
+    return BenchReport.of(results, batches=[1], threads=1, repeat=2)
+
+
 #: One example of every Report subclass; a new report without one fails the contract below.
 EXAMPLES = {AblationReport: small_ablation, ScoreDocument: small_scores,
             OinfoDocument: small_oinfo, RetrainReport: small_retrain, RoundsReport: small_rounds,
             Comparison: small_comparison, StudyResult: small_study,
-            PruneSummary: small_prune, ExportReport: small_export,
+            PruneSummary: small_prune, ExportReport: small_export, BenchReport: small_bench,
             ComparisonTable: lambda: summarise(small_comparison()),
             PlainReport: lambda: PlainReport("fc1", [1, 2], in_memory=7)}
 

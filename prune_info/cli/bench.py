@@ -6,14 +6,12 @@ import functools
 
 import click
 
-from prune_info._text import human_bytes
 from prune_info._torch import resolve_device
 from prune_info.cli.app import cli, flag_message
 from prune_info.cli.common import (
     DEVICES,
     check_output,
     data_source_options,
-    echo_json,
     parse_int_list,
     trust_options,
 )
@@ -21,13 +19,10 @@ from prune_info.deploy.bench import (
     DEFAULT_REPEAT,
     DEFAULT_WARMUP,
     RUNTIMES,
-    BenchResult,
-    LatencyEntry,
-    bench_document,
     benchmark_models,
-    slower_than_parent,
     write_csv,
 )
+from prune_info.deploy.bench_report import BenchReport
 from prune_info.deploy.onnx import EXPORTERS
 from prune_info.viz.bench import plot_bench, plot_format
 
@@ -99,54 +94,13 @@ def bench(models, device, batch_text, threads, repeat, warmup, runtime, data_nam
         write_csv(results, csv_path)
     if plot_path is not None:
         plot_bench(results, plot_path)
+    report = BenchReport.of(results, **settings)
     if as_json:
-        echo_json(bench_document(results, **settings), "prune-info-bench")
+        click.echo(report.to_json())
         return
-    _print_tables(results, batches, settings)
-    for note in slower_than_parent(results):
+    click.echo(report.table())
+    for note in report.notes:
         click.echo(flag_message(note, click.get_current_context().command), err=True)
     for path in (csv_path, plot_path):
         if path is not None:
             click.echo(f"saved {path}")
-
-
-def _fmt(value, spec: str, none: str = "-") -> str:
-    return none if value is None else format(value, spec)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
-    for r in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-
-
-def _print_tables(results: list[BenchResult], batches: list[int], settings: dict) -> None:
-    _table(
-        ["model", "format", "arch", "dataset", "test acc", "params", "MACs", "MAC ratio",
-         "file", "onnx"],
-        [[r.name, r.format, r.arch or "-", r.dataset,
-          _fmt(None if r.test_acc is None else 100 * r.test_acc, ".2f") + " %",
-          _fmt(r.parameters, ","), _fmt(r.macs, ","), _fmt(r.mac_ratio, ".2f"),
-          human_bytes(r.file_bytes), human_bytes(r.onnx_bytes)] for r in results],
-    )
-    click.echo("")
-    click.echo(f"latency in ms, median (p90), {settings['threads']} thread(s); speed-up is "
-               f"relative to {results[0].name}")
-    rows = []
-    for r in results:
-        groups: dict[tuple[str, str], dict[int, LatencyEntry]] = {}
-        for entry in r.latency:
-            groups.setdefault((entry.runtime, entry.device), {})[entry.batch] = entry
-        for (runtime, device), by_batch in groups.items():
-            cells = []
-            for b in batches:
-                e = by_batch.get(b)
-                if e is None:
-                    cells.append("-")
-                    continue
-                speed = "" if e.speedup is None else f" x{e.speedup:.2f}"
-                cells.append(f"{e.median_ms:.3f} ({e.p90_ms:.3f}){speed}")
-            rows.append([r.name, f"{runtime} {device}", *cells])
-    if rows:
-        _table(["model", "runtime", *(f"batch {b}" for b in batches)], rows)

@@ -697,19 +697,3 @@ def slower_than_parent(results: Sequence[BenchResult]) -> list[str]:
                 "8 usually run faster (prune with `round_to`=8)"
             )
     return notes
-
-
-def bench_document(results: Sequence[BenchResult | dict], **settings) -> dict:
-    """The JSON document of a benchmark (``format`` key added by the writer): settings and
-    results (each :meth:`BenchResult.to_dict`; dicts are taken as they are)."""
-    import onnxruntime as ort
-
-    document = {
-        "settings": settings,
-        "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__},
-        "models": [r.to_dict() if isinstance(r, BenchResult) else r for r in results],
-    }
-    notes = slower_than_parent([r for r in results if isinstance(r, BenchResult)])
-    if notes:
-        document["notes"] = notes
-    return document

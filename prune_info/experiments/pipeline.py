@@ -44,7 +44,8 @@ from prune_info.checkpoint import data_for, load_checkpoint, save_checkpoint
 from prune_info.criteria.options import ScoreOptions
 from prune_info.criteria.registry import get_criterion
 from prune_info.data import load_dataset, parse_data_spec
-from prune_info.deploy.bench import bench_document, benchmark_models
+from prune_info.deploy.bench import benchmark_models
+from prune_info.deploy.bench_report import BenchReport
 from prune_info.deploy.onnx import export_onnx
 from prune_info.errors import PruneInfoError, malformed
 from prune_info.io import RunDirectory, file_sha256, write_json
@@ -358,8 +359,8 @@ def _stage_bench(ctx: Context) -> dict:
     results = benchmark_models(models, ctx.data, batches=o.bench_batches, threads=1,
                                repeat=o.bench_repeat, warmup=2, progress=o.progress)
     plot_bench(results, ctx.path("bench.png"), title=f"{ctx.data.name}: accuracy, size, latency")
-    write_json(bench_document(results, batches=list(o.bench_batches), threads=1,
-                              repeat=o.bench_repeat), ctx.path("bench.json"), "prune-info-bench")
+    BenchReport.of(results, batches=list(o.bench_batches), threads=1,
+                   repeat=o.bench_repeat).write(ctx.path("bench.json"))
     return {"models": [{"name": r.name, "test_acc": r.test_acc, "parameters": r.parameters}
                        for r in results]}
 

@@ -174,10 +174,10 @@ def test_bench_result_round_trips_and_keeps_the_json_keys(digits_mlp, digits, tm
         BenchResult,
         BenchRow,
         LatencyEntry,
-        bench_document,
         benchmark_models,
         flat_rows,
     )
+    from prune_info.deploy.bench_report import bench_document
 
     dense, pruned = tmp_path / "dense.pt", tmp_path / "pruned.pt"
     save_checkpoint(digits_mlp, dense)
