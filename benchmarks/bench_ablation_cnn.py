@@ -29,7 +29,8 @@ Usage::
         --steps 9 --table
 
 Timings are wall-clock on whatever the machine is doing (``/proc/loadavg`` is printed with
-them); ``--threads`` sets torch's intra-op threads.
+them); ``--threads`` sets torch's intra-op threads. The figures go to ``benchmarks/results/``
+(:func:`harness.record`), quoted by RESULTS.md.
 """
 
 from __future__ import annotations
@@ -41,16 +42,17 @@ import platform
 import sys
 import time
 
+import harness
 import torch
 
 from prune_info.analysis.curves import (
-    _prefix_masks,
-    _rows_per_chunk,
     layerwise_curves,
     naive_curves,
     random_orders,
     spaced_ks,
 )
+from prune_info.analysis.curves.masked import _rows_per_chunk
+from prune_info.analysis.curves.running import _prefix_masks
 from prune_info.analysis.graph_cut import cut_at
 from prune_info.criteria.context import compute_scores
 from prune_info.criteria.ranking import rank_units
@@ -177,6 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.no_grad():  # warm-up
         model(test.x[:256])
     load_before = _loadavg()
+    started = harness.loadavg()
     if args.groups:
         rows = _groups(model, test, args)
         total = {k: round(sum(r[k] for r in rows), 3) for k in ("cut_s", "whole_s")}
@@ -195,6 +198,13 @@ def main(argv: list[str] | None = None) -> dict:
         "loadavg_after": _loadavg(), "torch": torch.__version__,
         "python": platform.python_version(), "cpus": os.cpu_count(),
     }
+    harness.record("bench_ablation_cnn",
+                   {k: v for k, v in vars(args).items() if k not in ("out", "table")}, {
+                       "per_layer": {row.get("layer") or row["group"]:
+                                     {k: v for k, v in row.items() if k not in ("layer", "group")}
+                                     for row in rows},
+                       "total": total, **extra, "threads": torch.get_num_threads()},
+                   started_load=started)
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(result, handle, indent=2)

@@ -13,7 +13,8 @@ Usage::
 
 Resumable like the command: run it again with the same ``--out`` and finished stages are reused
 (the times then cover the resumed part only). Prints, per finding, the wall time, the verdict,
-and at the end a JSON summary with the stage times of ``DIR/timings.json`` and the load average.
+and at the end a JSON summary with the stage times of ``DIR/timings.json``, also recorded in
+``benchmarks/results/`` (:func:`harness.record`), quoted by RESULTS.md.
 """
 
 from __future__ import annotations
@@ -24,15 +25,9 @@ import os
 import sys
 import time
 
+import harness
+
 from prune_info.experiments.reproduce import FINDINGS, ReproduceOptions, run_reproduce
-
-
-def _load() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "n/a"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -48,7 +43,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     wanted = [f.strip() for f in args.findings.split(",") if f.strip()]
-    print(f"cpus {os.cpu_count()}, load at start {_load()}", flush=True)
+    started = harness.loadavg()
+    print(f"cpus {os.cpu_count()}, load at start {harness.loadavg_text()}", flush=True)
     per_finding = {}
     verdicts: dict[str, str] = {}
     start_all = time.perf_counter()
@@ -65,15 +61,17 @@ def main(argv: list[str] | None = None) -> dict:
         per_finding[finding] = round(seconds, 1)
         for f in report["findings"]:
             verdicts[f["id"]] = f["verdict"]
-        print(f"{finding}: {seconds:.1f} s (load {_load()}); verdicts so far: "
+        print(f"{finding}: {seconds:.1f} s (load {harness.loadavg_text()}); verdicts so far: "
               + ", ".join(f"{k} {v}" for k, v in verdicts.items()), flush=True)
     total = time.perf_counter() - start_all
     with open(os.path.join(args.out, "timings.json")) as f:
         stages = json.load(f)
-    summary = {"scale": args.scale, "total_s": round(total, 1), "per_finding_s": per_finding,
-               "stages_s": stages, "verdicts": verdicts, "load_at_end": _load(),
-               "cpus": os.cpu_count()}
+    summary = {"total_s": round(total, 1), "per_finding_s": per_finding, "stages_s": stages,
+               "verdicts": verdicts}
     print(json.dumps(summary, indent=2), flush=True)
+    harness.record("bench_reproduce", {k: v for k, v in vars(args).items()
+                                       if k not in ("out", "quiet", "data_dir")},
+                   summary, started_load=started)
     return summary
 
 

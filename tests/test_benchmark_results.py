@@ -5,6 +5,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -44,3 +46,12 @@ def test_a_typed_figure_a_missing_file_and_an_unquoted_file_are_caught(tmp_path)
     assert tool.update(typed, tmp_path) == text
     gone = text.replace("results/x.json", "results/z.json")
     assert tool.check(gone, tmp_path, None) == ["results/z.json: no such result file"]
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "benchmarks").glob("bench_*.py")),
+                         ids=lambda p: p.stem)
+def test_every_benchmark_script_imports(script, monkeypatch):
+    """A refactoring that moves a name a benchmark uses breaks the script, not just a run."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # `import harness`, as when run
+    spec = importlib.util.spec_from_file_location(f"_bench_{script.stem}", script)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
