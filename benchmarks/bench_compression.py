@@ -11,7 +11,8 @@ measured once per amount (on one thread, interleaved, median of repeated calls).
     .venv/bin/python benchmarks/bench_compression.py --data fashion-mnist \
         --arch c8-c16-f64 --seeds 3 --epochs 3 --out benchmarks/out/compression-cnn
 
-Resumable: results.json in --out is rewritten after every seed.
+Resumable: results.json in --out is rewritten after every seed. The table's figures also go
+to ``benchmarks/results/`` (:func:`harness.record`), quoted by RESULTS.md.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import platform
 import time
 from pathlib import Path
 
+import harness
 import torch
 
 from prune_info.checkpoint import Checkpoint
@@ -64,6 +66,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
+    started = harness.loadavg()
     data = load_dataset(args.data)
     config = CompareConfig(
         spec=args.arch, act=args.act, reg=args.reg,
@@ -112,6 +115,20 @@ def main() -> None:
     text = "\n".join(lines)
     Path(args.out, "table.md").write_text(text + "\n")
     print(text)
+
+    def figures(spec: str, acc_mean: float, acc_std: float, params: int, macs: int) -> dict:
+        return {"arch": spec, "test_acc_mean": round(acc_mean, 4),
+                "test_acc_std": round(acc_std, 4), "parameters": params, "macs": macs,
+                **{f"{runtime} b{batch} ms": round(ms, 4)
+                   for (runtime, batch), ms in latency[spec].items()}}
+
+    harness.record("bench_compression", {k: v for k, v in vars(args).items() if k != "out"}, {
+        "dense": figures(specs[0], float(dense_acc.mean()), float(dense_acc.std(unbiased=False)),
+                         r0["dense_parameters"], r0["dense_macs"]),
+        **{f"{e.value:.0%} {e.criterion}": figures(e.arch, e.test_acc_mean, e.test_acc_std,
+                                                  e.parameters, e.macs)
+           for e in table.entries},
+        "total_min": round(elapsed / 60, 1)}, started_load=started)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ thoi is not a dependency of prune-info: install it in a separate environment, e.
         -c constraints.txt
     PYTHONPATH=. /tmp/benchvenv/bin/python benchmarks/bench_oinfo.py --threads 2
 
-Without thoi the comparison is skipped and the rest still runs.
+Without thoi the comparison is skipped and the rest still runs. The figures go to
+``benchmarks/results/`` (:func:`harness.record`, run from the repository root), quoted by
+RESULTS.md.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import platform
 import sys
 import time
 
+import harness
 import numpy as np
 import torch
 
@@ -148,6 +151,7 @@ def main(argv=None) -> int:
     except PackageNotFoundError:  # thoi is optional
         info["thoi"] = None
 
+    started = harness.loadavg()
     rows, tot = compare_with_thoi(args.units, args.samples,
                                   range(args.min_size, args.max_size + 1), args.repeats,
                                   args.seed)
@@ -178,6 +182,12 @@ def main(argv=None) -> int:
               f"exhaustive to {s['max_exhaustive']}, beam {s['beam_width']}: "
               f"{s['seconds']:.2f} s, {s['n_evaluated']:,} multiplets; beam beat greedy at "
               f"{s['sizes_where_beam_beat_greedy_synergy']} sizes")
+    harness.record("bench_oinfo", {k: v for k, v in vars(args).items() if k != "json"}, {
+        "thoi": info.get("thoi"),
+        "per_size": {f"{r['units']} units": {k: v for k, v in r.items() if k != "units"}
+                     for r in rows},
+        "total": tot, "wide_source": source,
+        **{f"search, beam {s['beam_width']}": s for s in searches}}, started_load=started)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({**info, "comparison": rows, "comparison_total": tot,

@@ -20,7 +20,8 @@ Usage::
 
 Prints one JSON summary: wall time of each run and their ratio, the cluster's start-up, the
 time to the first result, the overhead per empty task, and whether both runs gave the same
-numbers. Needs the ``ray`` extra.
+numbers, also recorded in ``benchmarks/results/`` (:func:`harness.record`), quoted by
+RESULTS.md. Needs the ``ray`` extra.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
+import harness
 import torch
 
 from prune_info.experiments.executor import LocalExecutor, Task
@@ -104,9 +105,9 @@ def main(argv: list[str] | None = None) -> dict:
                          regs=("l2",), seeds=tuple(range(args.seeds)),
                          train=TrainConfig(epochs=args.epochs),
                          criteria=tuple(args.criteria.split(",")), random=args.random)
-    summary: dict = {"config": config.identity() | {"seeds": args.seeds},
-                     "cpus": os.cpu_count(), "torch_threads_local": torch.get_num_threads(),
-                     "ray_workers": args.workers, "load_average_at_start": os.getloadavg()}
+    started = harness.loadavg()
+    summary: dict = {"torch_threads_local": torch.get_num_threads(),
+                     "ray_workers": args.workers}
 
     local = _timed_study(config, out / "local", LocalExecutor(), args.data_dir, args.at)
 
@@ -132,9 +133,11 @@ def main(argv: list[str] | None = None) -> dict:
         "scheduling_share_of_local_wall": round(n_tasks * empty_ray / local["wall_s"], 5),
         "startup_share_of_local_wall": round(startup / local["wall_s"], 4),
         "identical_results": same,
-        "load_average_at_end": os.getloadavg(),
     })
     print(json.dumps(summary, indent=2))
+    harness.record("bench_ray", {k: v for k, v in vars(args).items()
+                                 if k not in ("out", "data_dir")}, summary,
+                   started_load=started)
     return summary
 
 

@@ -20,6 +20,9 @@ against one epoch of single-seed training (``prune_info.training.loop.fit``), an
 seed 0 agrees. ``--train-speed S --split`` instead times one epoch of the S-seed stack on the
 intra-op threads against two stacks of S/2 seeds trained at once in two Python threads of one
 intra-op thread each (an arrangement measured and not kept: see RESULTS.md).
+
+Each mode's figures go to ``benchmarks/results/`` (:func:`harness.record`), quoted by
+RESULTS.md.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import sys
 import threading
 import time
 
+import harness
 import torch
 
 from prune_info._torch import torch_threads
@@ -62,10 +66,20 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--split needs --train-speed S")
     if args.threads:
         torch.set_num_threads(args.threads)
+    started = harness.loadavg()
     if args.train_speed and args.split:
-        return split_speed(args.train_speed, args.data_dir, args.reg)
-    if args.train_speed:
-        return train_speed(args.train_speed, args.data_dir, args.reg)
+        summary = split_speed(args.train_speed, args.data_dir, args.reg)
+    elif args.train_speed:
+        summary = train_speed(args.train_speed, args.data_dir, args.reg)
+    else:
+        summary = study(args)
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "data_dir", "progress")}
+    harness.record("bench_study", settings, summary, started_load=started)
+    return summary
+
+
+def study(args: argparse.Namespace) -> dict:
+    """The study itself, timed by phase."""
     config = StudyConfig(data="fashion-mnist", arch="784-100-100-10", acts=("relu",),
                          regs=("l2",), seeds=tuple(range(args.seeds)),
                          train=TrainConfig(epochs=args.epochs), random=args.random)
@@ -89,9 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     curves_s = (marks.get("last_curves", start) - marks.get("last_trained", start)
                 if "last_curves" in marks else 0.0)
     summary = {
-        "config": results.config,
-        "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-        "load_average_at_end": os.getloadavg(),
+        "torch_threads": torch.get_num_threads(),
         "total_s": round(total, 1),
         "train_s": round(train_s, 1),
         "scores_and_curves_s": round(curves_s, 1),
