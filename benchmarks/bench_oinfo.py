@@ -186,7 +186,10 @@ def main(argv=None) -> int:
         "thoi": info.get("thoi"),
         "per_size": {f"{r['units']} units": {k: v for k, v in r.items() if k != "units"}
                      for r in rows},
-        "total": tot, "wide_source": source,
+        # without thoi there is nothing to compare with: no thoi time, no difference
+        "total": {k: v for k, v in tot.items()
+                  if info.get("thoi") or not k.startswith(("thoi", "max_abs", "rate", "agree"))},
+        "wide_source": source,
         **{f"search, beam {s['beam_width']}": s for s in searches}}, started_load=started)
     if args.json:
         with open(args.json, "w") as fh:
