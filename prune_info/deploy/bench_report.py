@@ -12,7 +12,7 @@ from prune_info._text import human_bytes
 from prune_info.deploy.bench import BenchResult, LatencyEntry, _as_result, slower_than_parent
 from prune_info.reports import Report
 
-__all__ = ["BenchReport", "bench_document"]
+__all__ = ["BenchReport"]
 
 
 @dataclass(frozen=True)
@@ -85,12 +85,6 @@ class BenchReport(Report):
         if rows:
             lines += _table(["model", "runtime", *(f"batch {b}" for b in batches)], rows)
         return "\n".join(lines)
-
-
-def bench_document(results: Sequence[BenchResult | dict], **settings: Any) -> dict:
-    """The JSON document of a benchmark (``format`` key added by the writer): settings,
-    versions and results (:meth:`BenchReport.to_dict`)."""
-    return BenchReport.of(results, **settings).to_dict()
 
 
 def _fmt(value: Any, spec: str, none: str = "-") -> str:

@@ -177,7 +177,7 @@ def test_bench_result_round_trips_and_keeps_the_json_keys(digits_mlp, digits, tm
         benchmark_models,
         flat_rows,
     )
-    from prune_info.deploy.bench_report import bench_document
+    from prune_info.deploy.bench_report import BenchReport
 
     dense, pruned = tmp_path / "dense.pt", tmp_path / "pruned.pt"
     save_checkpoint(digits_mlp, dense)
@@ -210,5 +210,5 @@ def test_bench_result_round_trips_and_keeps_the_json_keys(digits_mlp, digits, tm
     (row,) = bare.rows()
     assert row.to_dict() == _legacy_flat_rows([bare.to_dict()])[0] and row.median_ms is None
 
-    document = bench_document(results, batches=[1, 5])
-    assert document["models"] == as_dicts == bench_document(as_dicts)["models"]
+    document = BenchReport.of(results, batches=[1, 5]).to_dict()
+    assert document["models"] == as_dicts == BenchReport.of(as_dicts).to_dict()["models"]
